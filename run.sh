@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up genaug's environment if it is missing or stale, then run one job in it.
+#   ./run.sh demo [ARGS...]   run `genaug demo` on the pocket world
+#   ./run.sh test [ARGS...]   run the test suite (pytest arguments pass through)
+#   ./run.sh genaug ARGS...   any genaug command
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+venv="${GENAUG_VENV:-$here/.venv}"
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1; then python="$candidate"; break; fi
+  done
+fi
+[ -n "$python" ] || { echo "run.sh: no python3.11 or python3 on PATH" >&2; exit 1; }
+
+stamp_of() { cat "$here/constraints.txt" "$here/pyproject.toml" | sha256sum | cut -c1-16; }
+extras="test"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.genaug-stamp" 2>/dev/null)" != "$(stamp_of)" ]; then
+  echo "run.sh: setting up $venv (first time: a few minutes)" >&2
+  [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet -c "$here/constraints.txt" -e "$here[$extras]"
+  stamp_of > "$venv/.genaug-stamp"
+fi
+
+job="${1:-demo}"; shift || true
+case "$job" in
+  demo)   exec "$venv/bin/genaug" demo "$@" ;;
+  test)   cd "$here" && exec "$venv/bin/python" -m pytest "$@" ;;
+  genaug) exec "$venv/bin/genaug" "$@" ;;
+  *) echo "run.sh: unknown job '$job' (demo | test | genaug ...)" >&2; exit 2 ;;
+esac

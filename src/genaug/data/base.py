@@ -1,0 +1,80 @@
+"""The real-dataset contract: images + integer labels + class names + a named split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """An input file that could not be used, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class RealDataset:
+    """One split of a real image-classification dataset.
+
+    Images are held either as one uint8 array ``images`` (N, H, W, 3) when they share a
+    size (pocket digits, CIFAR, MedMNIST), or as files ``paths`` read on demand. ``ids`` are
+    stable, unique strings (they appear as ``source_ids`` in synthetic-set manifests).
+    """
+
+    name: str
+    split: str
+    class_names: list[str]
+    labels: np.ndarray
+    ids: list[str]
+    images: np.ndarray | None = None
+    paths: list[Path] | None = None
+    captions: list[str] | None = None
+    skipped: list[SkippedImage] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        n = len(self.labels)
+        if (self.images is None) == (self.paths is None):
+            raise ValueError("a RealDataset holds exactly one of 'images' or 'paths'")
+        if len(self.ids) != n or (self.images is not None and len(self.images) != n) or (
+            self.paths is not None and len(self.paths) != n
+        ):
+            raise ValueError(f"{self.name}/{self.split}: ids, labels and images differ in length")
+        if self.images is not None and (self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3):
+            raise ValueError(f"{self.name}/{self.split}: images must be uint8 (N, H, W, 3), got {self.images.dtype} {self.images.shape}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def image(self, index: int) -> Image.Image:
+        """Image ``index`` as an RGB PIL image."""
+        if self.images is not None:
+            return Image.fromarray(self.images[index])
+        from genaug.data.images import load_rgb
+
+        return load_rgb(self.paths[index])
+
+    def subset(self, indices: np.ndarray | list[int], split: str | None = None) -> "RealDataset":
+        """A new dataset holding the given indices (in that order)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return replace(
+            self,
+            split=split or self.split,
+            labels=self.labels[indices],
+            ids=[self.ids[i] for i in indices],
+            images=None if self.images is None else self.images[indices],
+            paths=None if self.paths is None else [self.paths[i] for i in indices],
+            captions=None if self.captions is None else [self.captions[i] for i in indices],
+        )
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=self.num_classes)
