@@ -9,6 +9,14 @@ import numpy as np
 from PIL import Image
 
 
+class DatasetError(ValueError):
+    """A real dataset that cannot be loaded as asked; the message names the file or field."""
+
+
+class MissingDataError(DatasetError, FileNotFoundError):
+    """A file or folder the dataset needs is not where it is expected; the message names the path."""
+
+
 @dataclass(frozen=True)
 class SkippedImage:
     """An input file that could not be used, and why."""

@@ -1,0 +1,53 @@
+"""Finding image files on disk and checking them cheaply, collecting the unusable ones.
+
+Scanning never decodes a well-formed image (:func:`genaug.data.images.check_image` reads
+headers and checksums); the pixels are decoded once, when the dataset is packed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from genaug.data.base import DatasetError, SkippedImage
+from genaug.data.images import ImageLoadError, check_image, is_image_file
+from genaug.data.progress import map_with_progress
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files anywhere under ``folder``, sorted by their relative POSIX path (stable ids).
+
+    Hidden files and anything inside hidden folders (``.ipynb_checkpoints``, ``.git``) are ignored.
+    """
+    found = [
+        path
+        for path in folder.rglob("*")
+        if is_image_file(path)
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        and path.is_file()
+    ]
+    return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
+
+
+def check_files(paths: Sequence[Path], description: str = "checking images") -> tuple[np.ndarray, list[SkippedImage]]:
+    """Check every file; returns the indices of the usable ones and the skipped ones with reasons."""
+
+    def problem(path: Path) -> SkippedImage | None:
+        try:
+            check_image(path)
+        except ImageLoadError as error:
+            return SkippedImage(str(path), error.reason)
+        return None
+
+    problems = map_with_progress(problem, list(paths), description)
+    usable = np.array([i for i, found in enumerate(problems) if found is None], dtype=np.int64)
+    return usable, [found for found in problems if found is not None]
+
+
+def fail_if_strict(skipped: Sequence[SkippedImage], strict: bool, source: str | Path) -> None:
+    """With ``strict``, any skipped entry is an error listing every one of them."""
+    if strict and skipped:
+        listing = "\n".join(f"  {item.path}: {item.reason}" for item in skipped)
+        raise DatasetError(f"{source}: {len(skipped)} unusable entries (strict mode):\n{listing}")

@@ -1,0 +1,161 @@
+"""Splits: from a dataset's own parts to the train / val / test a run uses.
+
+For every dataset alike:
+
+1. the loader reads the dataset's own parts (``train``, ``test``, its own ``val`` if it
+   ships one, ``pretrain`` for the pocket digits);
+2. ``val`` is the dataset's own validation split, or else ``val_fraction`` of every class
+   of ``train`` held out, seeded with ``seed`` (stratified: each class gives the same
+   fraction, at least one image stays in train);
+3. ``train`` is the rest, cut to ``labels_per_class`` images per class, seeded.
+
+Val is drawn before the subset, so val and train are disjoint, val does not depend on
+``labels_per_class``, and with one seed a 5-per-class train set is contained in the
+10-per-class one. Each class draws from its own random stream ``(seed, purpose, class)``,
+so adding a class does not change what the others draw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+from genaug.data.base import DatasetError, RealDataset
+from genaug.data.registry import DatasetSpec, dataset_spec
+
+if TYPE_CHECKING:  # imported lazily: genaug.config validates names against this package's registry
+    from genaug.config import DatasetConfig
+
+DatasetSpecLike = Union["DatasetConfig", dict[str, Any], str]
+
+# Tags separating the random streams drawn from one seed.
+_VAL_STREAM = 1
+_SUBSET_STREAM = 2
+_TEST_STREAM = 3
+
+
+def resolve_config(spec: DatasetSpecLike, **overrides: Any) -> DatasetConfig:
+    """A :class:`DatasetConfig` from a config, a dict or a dataset name, plus field overrides."""
+    from genaug.config import DatasetConfig, parse_config
+
+    if isinstance(spec, DatasetConfig):
+        data = spec.model_dump(exclude_unset=True)
+    elif isinstance(spec, dict):
+        data = dict(spec)
+    elif isinstance(spec, str):
+        data = {"name": spec}
+    else:
+        raise TypeError(f"a dataset spec is a DatasetConfig, a dict or a dataset name, not {type(spec).__name__}")
+    data.update(overrides)
+    if isinstance(data.get("root"), (str, Path)):
+        data["root"] = Path(data["root"]).expanduser()  # "~/data/cub" works as in a shell
+    return parse_config(DatasetConfig, data, source="dataset")
+
+
+def load_dataset(spec: DatasetSpecLike, **overrides: Any) -> RealDataset:
+    """One split (``config.split``) of a real dataset.
+
+    ``spec`` is a :class:`DatasetConfig`, a dict of its fields, or a dataset name;
+    ``overrides`` replace fields, e.g. ``load_dataset("pocket_digits", split="test")``.
+    Reads only what the split needs (the test split never reads the training data).
+    """
+    config = resolve_config(spec, **overrides)
+    if config.split in ("test", "pretrain"):
+        return _read_parts(config, {config.split})[config.split]
+    train, val = _train_and_val(config, _read_parts(config, {"train", "val"}))
+    return train if config.split == "train" else val
+
+
+def load_splits(spec: DatasetSpecLike, **overrides: Any) -> dict[str, RealDataset]:
+    """``{"train", "val", "test"}`` of a real dataset, drawn exactly as :func:`load_dataset` draws them."""
+    config = resolve_config(spec, **overrides)
+    parts = _read_parts(config, {"train", "val", "test"})
+    train, val = _train_and_val(config, parts)
+    return {"train": train, "val": val, "test": parts["test"]}
+
+
+def _read_parts(config: DatasetConfig, wanted: set[str]) -> dict[str, RealDataset]:
+    """Ask the registered loader for the dataset's own parts; check it delivered them."""
+    parts = dataset_spec(config.name).load(config, frozenset(wanted))
+    missing = (wanted - {"val"}) - set(parts)
+    if missing:
+        raise DatasetError(f"loader of '{config.name}' did not return part(s) {sorted(missing)}")
+    return parts
+
+
+def _train_and_val(config: DatasetConfig, parts: dict[str, RealDataset]) -> tuple[RealDataset, RealDataset]:
+    """Steps 2 and 3 of the module docstring."""
+    spec = dataset_spec(config.name)
+    if "val" in parts:
+        pool, val = parts["train"], parts["val"]
+    else:
+        pool, val = hold_out(parts["train"], val_fraction(config, spec), config.seed, stream=_VAL_STREAM)
+    per_class = labels_per_class(config, spec)
+    if per_class is None:
+        train = replace(pool, split="train")
+    else:
+        train = pool.subset(per_class_subset(pool.labels, per_class, config.seed), split="train")
+    return train, replace(val, split="val")
+
+
+def val_fraction(config: DatasetConfig, spec: DatasetSpec) -> float:
+    """``config.val_fraction``, or the dataset's default when it is None."""
+    return spec.default_val_fraction if config.val_fraction is None else config.val_fraction
+
+
+def labels_per_class(config: DatasetConfig, spec: DatasetSpec) -> int | None:
+    """Images per class in train: the config's number, the dataset's default for None, None for "all"."""
+    if config.labels_per_class == "all":
+        return None
+    return spec.default_labels_per_class if config.labels_per_class is None else config.labels_per_class
+
+
+def hold_out(
+    dataset: RealDataset, fraction: float, seed: int, *, stream: int = _VAL_STREAM, held_split: str = "val"
+) -> tuple[RealDataset, RealDataset]:
+    """Split ``dataset`` into (rest, held out): ``fraction`` of every class held out, seeded."""
+    held = stratified_holdout(dataset.labels, fraction, seed, stream)
+    rest = np.setdiff1d(np.arange(len(dataset)), held)
+    return dataset.subset(rest), dataset.subset(held, split=held_split)
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int, stream: int) -> np.ndarray:
+    """Sorted indices of ``round(fraction * n_c)`` random members of each class ``c``.
+
+    Rounds half up, and leaves at least one member of every class behind, so no class
+    vanishes from the data it is held out of.
+    """
+    held: list[np.ndarray] = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        count = min(int(np.floor(fraction * len(members) + 0.5)), len(members) - 1)
+        order = np.random.default_rng([seed, stream, int(label)]).permutation(members)
+        held.append(order[:count])
+    return np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
+
+
+def per_class_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``per_class`` random members of each class (all of a smaller class).
+
+    The first ``k`` of one seeded permutation per class: smaller subsets are nested in larger ones.
+    """
+    chosen: list[np.ndarray] = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        order = np.random.default_rng([seed, _SUBSET_STREAM, int(label)]).permutation(members)
+        chosen.append(order[:per_class])
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def carve_test(dataset: RealDataset, fraction: float) -> tuple[RealDataset, RealDataset]:
+    """(train, test) of a dataset that ships no test split: ``fraction`` of every class as test.
+
+    Seeded with a constant, not the experiment seed: a dataset's test set is a property of
+    the dataset, the same for every run that is compared against it.
+    """
+    train, test = hold_out(dataset, fraction, 0, stream=_TEST_STREAM, held_split="test")
+    return replace(train, split="train"), test
+
