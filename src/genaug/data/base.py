@@ -59,6 +59,13 @@ class RealDataset:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __repr__(self) -> str:
+        storage = f"images {tuple(self.images.shape)}" if self.images is not None else f"{len(self.paths)} files"
+        return (
+            f"RealDataset({self.name}/{self.split}: {len(self)} images, {self.num_classes} classes, "
+            f"{storage}, {len(self.skipped)} skipped)"
+        )
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
