@@ -1,0 +1,33 @@
+"""Classifiers and the ``create_model`` registry (DESIGN.md 4.3; METHODS.md 1.1, 1.2).
+
+>>> model = create_model("preactresnet18", num_classes=100)
+>>> list_models("wrn*")
+['wrn28_10', 'wrn28_2']
+
+Every model accepts ``width`` (channel multiplier for small runs) and ``in_channels``, and
+its ``forward(x, mix=None)`` takes a :class:`ManifoldMix` for manifold mixup.
+"""
+
+from genaug.models.layers import MANIFOLD_MIX_LAYERS, ManifoldMix, PreActBlock, scale_channels
+from genaug.models.preact_resnet import PreActResNet, preactresnet18, preactresnet34
+from genaug.models.registry import create_model, list_models, register_model
+from genaug.models.resnet import ScaledResNet, resnet50
+from genaug.models.wide_resnet import WideResNet, wrn28_2, wrn28_10
+
+__all__ = [
+    "MANIFOLD_MIX_LAYERS",
+    "ManifoldMix",
+    "PreActBlock",
+    "PreActResNet",
+    "ScaledResNet",
+    "WideResNet",
+    "create_model",
+    "list_models",
+    "preactresnet18",
+    "preactresnet34",
+    "register_model",
+    "resnet50",
+    "scale_channels",
+    "wrn28_10",
+    "wrn28_2",
+]
