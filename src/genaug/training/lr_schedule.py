@@ -1,0 +1,55 @@
+"""Learning-rate schedules, stepped once per epoch (METHODS.md 1.1, 1.2).
+
+The learning rate of epoch ``t`` (from 0) is ``lr * lr_factor(t, ...)``:
+
+- ``step``: a linear warm-up ``w0 + (1 - w0) * t / W`` for ``t < W``, then 1, multiplied by
+  ``decay`` at every milestone reached (CIFAR recipe: W = 5, w0 = 0.01, x0.1 at 100, 200);
+- ``cosine``: ``(1 + cos(pi * t / T)) / 2`` over ``T = epochs``, no warm-up (SDI recipe;
+  equals ``CosineAnnealingLR(T_max=epochs)`` with ``eta_min = 0``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+
+import torch
+
+from genaug.config import TrainConfig
+
+
+def step_factor(
+    epoch: int,
+    warmup_epochs: int = 5,
+    warmup_factor: float = 0.01,
+    milestones: Sequence[int] = (100, 200),
+    decay: float = 0.1,
+) -> float:
+    """Warm-up then step decay: ``w0 + (1 - w0) * t / W`` for ``t < W``, then ``decay ** k``."""
+    if epoch < warmup_epochs:
+        return warmup_factor + (1.0 - warmup_factor) * epoch / warmup_epochs
+    return decay ** bisect.bisect_right(list(milestones), epoch)
+
+
+def cosine_factor(epoch: int, epochs: int) -> float:
+    """Cosine annealing to 0 over ``epochs``: ``(1 + cos(pi * t / T)) / 2``."""
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def lr_factor(config: TrainConfig, epoch: int) -> float:
+    """The factor on ``config.lr`` during ``epoch`` for a resolved config."""
+    if config.lr_schedule == "step":
+        return step_factor(epoch, config.warmup_epochs, config.warmup_factor, config.milestones, config.lr_decay)
+    if config.lr_schedule == "cosine":
+        return cosine_factor(epoch, config.epochs)
+    raise ValueError(f"lr_schedule: unknown schedule '{config.lr_schedule}'; allowed: step, cosine")
+
+
+def make_lr_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-epoch ``LambdaLR`` for ``optimizer``; its state is plain numbers (checkpoint-safe)."""
+
+    def factor(epoch: int) -> float:  # a plain function: LambdaLR leaves it out of state_dict
+        return lr_factor(config, epoch)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

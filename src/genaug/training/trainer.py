@@ -1,0 +1,728 @@
+"""Train a classifier on real (+ synthetic) data: the yardstick of every method (METHODS.md 1).
+
+:func:`train` reads as the recipe: resolve the config, build the model, optimiser, LR
+schedule and loss, pack the data, then the epoch loop (train, evaluate on validation,
+log, checkpoint, keep the best-validation weights); finally load the best-validation
+weights and evaluate the test set once.
+
+Reproducibility: every epoch's randomness (data order, augmentation parameters, mixer and
+dropout streams) is derived from ``(seed, epoch)``, and a checkpoint holds the complete
+training state, so a run killed after epoch k and resumed ends with bit-identical weights
+to an uninterrupted run on the same device and software.
+
+Reference-style numbers (best test top-1 over epochs, median of the last 10 epochs' test
+top-1, METHODS.md 1.1) need the test set evaluated after every epoch; that costs an extra
+evaluation per epoch, so it is done only with ``report_reference=True``. Model selection
+never looks at the test set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from genaug.config import ConfigError, TrainConfig, dump_config
+from genaug.data.base import RealDataset
+from genaug.training.checkpoint import (
+    BEST_FILE,
+    find_checkpoint,
+    load_checkpoint,
+    load_weights,
+    remove_checkpoints,
+    restore_best,
+    save_checkpoint,
+    save_weights,
+)
+from genaug.training.distributed import Distributed, setup_distributed, shard
+from genaug.training.losses import LossFn, create_loss
+from genaug.training.lr_schedule import make_lr_scheduler
+from genaug.training.metrics import EvalAccumulator, median_of_last
+from genaug.training.pipeline import InputPipeline, epoch_batches, pack_dataset
+from genaug.training.policies import DataPolicy, TrainPool, create_policy
+from genaug.training.recipes import resolve_recipe
+from genaug.training.run_logger import METRICS_CSV, PER_CLASS_CSV, RunLogger, check_loggers
+from genaug.training.seeding import derive_seed, generator_for
+
+CONFIG_FILE = "config.yaml"
+RESULT_FILE = "metrics.json"
+#: Fields that do not change what a run computes, so a resumed run may change them.
+RESUME_IGNORED = ("logging", "checkpoint_every", "device", "cpu_threads")
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports (also written to ``metrics.json``).
+
+    ``test``: metrics of the selected weights on the test set, evaluated once (``top1``,
+    ``top5`` when K >= 5, ``balanced_accuracy``, ``per_class``, ``loss``; accuracies in %).
+    ``selection`` is ``"val"`` (best validation top-1) or ``"last"`` (no validation set).
+    ``reference`` (with ``report_reference``): ``best_test_top1`` and
+    ``median_last10_test_top1`` as the reference code reports them. ``model`` is the
+    config's model name, or ``custom:<class>`` when ``train`` was given a module.
+    """
+
+    out_dir: Path
+    model: str
+    test: dict[str, Any]
+    best_epoch: int
+    best_val: dict[str, Any] | None
+    selection: str
+    epochs: int
+    reference: dict[str, float] | None
+    real_samples: int
+    synthetic_samples: int
+    wall_seconds: float
+    world_size: int
+    class_names: list[str]
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["out_dir"] = str(self.out_dir)
+        return json.dumps(_json_safe(data), indent=2, allow_nan=False)
+
+    @classmethod
+    def load(cls, out_dir: Path) -> "RunResult":
+        data = json.loads((Path(out_dir) / RESULT_FILE).read_text(encoding="utf-8"))
+        data["out_dir"] = Path(out_dir)
+        return cls(**data)
+
+
+@dataclass
+class RunProgress:
+    """Everything about the run so far that is not model or optimiser state (checkpointed)."""
+
+    epoch: int = 0  # the next epoch to train
+    best_epoch: int = -1
+    best_val_top1: float = -math.inf
+    best_val: dict[str, Any] | None = None
+    test_top1_history: list[float] = field(default_factory=list)
+    real_samples: int = 0
+    synthetic_samples: int = 0
+    wall_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Learner:
+    """What a training step needs: the model (DDP-wrapped with several processes), the
+    optimiser, the fp16 gradient scaler, the loss and the online mixer."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    loss_fn: LossFn
+    mixer: Callable | None
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """What an epoch draws from: the packed pool, the data policy and the input pipeline."""
+
+    pool: TrainPool
+    policy: DataPolicy
+    pipeline: InputPipeline
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A packed evaluation split."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+def train(
+    config: TrainConfig,
+    splits: dict[str, RealDataset],
+    out_dir: str | Path,
+    synthetic: RealDataset | None = None,
+    *,
+    resume: bool = True,
+    model: nn.Module | None = None,
+) -> RunResult:
+    """Train a classifier on ``splits["train"]`` (+ ``synthetic``), select on ``splits["val"]``,
+    test once on ``splits["test"]``; write the run into ``out_dir``.
+
+    ``resume``: continue from ``out_dir``'s checkpoint when it holds one (its resolved config
+    must match, else a :class:`ConfigError`), or return the finished run's result; ``False``
+    discards what the folder holds and starts over. ``model``: train this module instead of
+    ``create_model(config.model, K, width=config.width)`` (its initialisation is the
+    caller's). Launched by torchrun / accelerate with several processes, every process calls
+    ``train`` and the global ``batch_size`` is split across them.
+    """
+    config = resolve_recipe(config)
+    with cpu_threads(config.cpu_threads):
+        return run_recipe(config, splits, Path(out_dir), synthetic, resume, model)
+
+
+def run_recipe(
+    config: TrainConfig,
+    splits: dict[str, RealDataset],
+    out_dir: Path,
+    synthetic: RealDataset | None,
+    resume: bool,
+    custom_model: nn.Module | None,
+) -> RunResult:
+    """:func:`train` for a resolved config: the recipe, step by step."""
+    check_loggers(config)
+    dist = setup_distributed(config.device)
+    if config.batch_size < dist.world_size:
+        raise ConfigError(
+            f"batch_size: {config.batch_size} is the global batch; it must be >= the {dist.world_size} processes"
+        )
+    train_set, val_set, test_set = check_splits(splits, synthetic)
+    checkpoint, finished = prepare_run_dir(out_dir, config, resume, dist)
+    if finished:
+        return RunResult.load(out_dir)
+    num_classes = train_set.num_classes
+
+    model = build_model(config, num_classes, dist.device, custom_model)
+    optimizer = build_optimizer(model, config)
+    scheduler = make_lr_scheduler(optimizer, config)
+    scaler = build_grad_scaler(config, dist.device)
+    loss_fn = create_loss(config.loss)
+    mixer = build_mixer(config)
+    policy = create_policy(config.data_policy, **config.data_policy_kwargs)
+    pipeline = InputPipeline(config.augmentation, dist.device)
+    pool = build_train_pool(train_set, synthetic, config, dist.device)
+    val = pack_eval_set(val_set, config, dist.device)
+    test = pack_eval_set(test_set, config, dist.device)
+
+    progress = RunProgress()
+    if checkpoint is not None:
+        progress = restore_training_state(checkpoint, model, optimizer, scheduler, scaler, out_dir, dist)
+    learner = Learner(dist.wrap(model), optimizer, scaler, loss_fn, mixer)
+    data = TrainData(pool, policy, pipeline, num_classes)
+    evaluate_split = functools.partial(
+        evaluate, model, pipeline=pipeline, loss_fn=loss_fn, num_classes=num_classes, config=config, dist=dist
+    )
+
+    columns = metric_columns(config, num_classes, has_val=val is not None)
+    logger = RunLogger(out_dir, config, columns, train_set.class_names, progress.epoch, enabled=dist.is_main)
+    with logger, progress_display(config, dist, progress.epoch) as display:
+        for epoch in range(progress.epoch, config.epochs):
+            started = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            stats = train_one_epoch(learner, data, config, epoch, dist)
+            stats["train_seconds"] = time.perf_counter() - started
+            scheduler.step()
+            dist.sync_buffers(model)
+            val_metrics = evaluate_split(val) if val is not None and is_eval_epoch(config, epoch) else None
+            test_metrics = evaluate_split(test) if config.report_reference else None
+            keep_best_weights(progress, epoch, val_metrics, model, out_dir, dist)
+            seconds = time.perf_counter() - started
+            record_epoch(progress, stats, test_metrics, seconds)
+            row = epoch_row(lr, stats, val_metrics, test_metrics, seconds)
+            logger.log_epoch(epoch, row, val_metrics["per_class"] if val_metrics else None)
+            progress.epoch = epoch + 1
+            if is_checkpoint_epoch(config, epoch):
+                write_checkpoint(out_dir, model, optimizer, scheduler, scaler, progress, dist)
+            display.advance(epoch, stats["train_loss"], val_metrics["top1"] if val_metrics else None)
+
+    selection = select_final_weights(model, progress, out_dir, dist, has_val=val is not None)
+    result = RunResult(
+        out_dir=out_dir,
+        model=config.model if custom_model is None else f"custom:{type(custom_model).__name__}",
+        test=evaluate_split(test),
+        best_epoch=progress.best_epoch,
+        best_val=progress.best_val,
+        selection=selection,
+        epochs=config.epochs,
+        reference=reference_numbers(progress) if config.report_reference else None,
+        real_samples=progress.real_samples,
+        synthetic_samples=progress.synthetic_samples,
+        wall_seconds=progress.wall_seconds,
+        world_size=dist.world_size,
+        class_names=list(train_set.class_names),
+    )
+    if dist.is_main:
+        _write_text_atomic(out_dir / RESULT_FILE, result.to_json())
+    dist.barrier()
+    return result
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` intra-op CPU threads (None: leave torch's setting), then restore.
+
+    Small models gain little from several threads, and on a machine shared with other
+    processes OpenMP threads waiting for each other can make every step many times slower.
+    """
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def check_splits(
+    splits: dict[str, RealDataset], synthetic: RealDataset | None
+) -> tuple[RealDataset, RealDataset | None, RealDataset]:
+    """``(train, val or None, test)``, all with the same class names; synthetic classes must
+    be classes of the real set."""
+    missing = [name for name in ("train", "test") if name not in splits]
+    if missing:
+        raise ValueError(f"splits must hold 'train' and 'test' (and usually 'val'); missing {missing}")
+    train_set, test_set = splits["train"], splits["test"]
+    val_set = splits.get("val")
+    if val_set is not None and len(val_set) == 0:
+        val_set = None
+    for name, split in (("val", val_set), ("test", test_set)):
+        if split is not None and list(split.class_names) != list(train_set.class_names):
+            raise ValueError(f"split '{name}' has class names {split.class_names}, train has {train_set.class_names}")
+    if synthetic is not None:
+        unknown = sorted(set(synthetic.class_names) - set(train_set.class_names))
+        if unknown:
+            raise ValueError(f"the synthetic set has classes the real set lacks: {unknown}")
+    return train_set, val_set, test_set
+
+
+def prepare_run_dir(out_dir: Path, config: TrainConfig, resume: bool, dist: Distributed) -> tuple[Path | None, bool]:
+    """Decide between resuming, returning a finished run and starting over; write config.yaml.
+
+    Returns ``(checkpoint folder or None, finished)``. Every rank reads the folder before
+    rank 0 changes it.
+    """
+    checkpoint = find_checkpoint(out_dir) if resume else None
+    finished = resume and (out_dir / RESULT_FILE).is_file()
+    if checkpoint is not None or finished:
+        check_same_config(out_dir, config)
+    dist.barrier()
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None and not finished:
+            clear_run_files(out_dir)
+        _write_text_atomic(out_dir / CONFIG_FILE, dump_config(config))
+    dist.barrier()
+    return checkpoint, finished
+
+
+def check_same_config(out_dir: Path, config: TrainConfig) -> None:
+    """Raise a :class:`ConfigError` listing every field where ``config`` differs from the run's."""
+    path = out_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{out_dir} holds a checkpoint but no {CONFIG_FILE}; pass resume=False to start over")
+    saved = TrainConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8"))).model_dump(mode="json")
+    new = config.model_dump(mode="json")
+    differences = [
+        f"  {key}: {saved.get(key)!r} in the run, {new.get(key)!r} now"
+        for key in sorted(set(saved) | set(new))
+        if key not in RESUME_IGNORED and saved.get(key) != new.get(key)
+    ]
+    if differences:
+        raise ConfigError(
+            f"{out_dir} holds a run with a different config, so it cannot be resumed:\n"
+            + "\n".join(differences)
+            + "\nuse another folder, or pass resume=False to discard that run and start over"
+        )
+
+
+def clear_run_files(out_dir: Path) -> None:
+    """Remove a previous run's outputs (only the files a run writes)."""
+    remove_checkpoints(out_dir)
+    for name in (METRICS_CSV, PER_CLASS_CSV, RESULT_FILE, BEST_FILE, CONFIG_FILE):
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / "tb", ignore_errors=True)
+
+
+def build_model(config: TrainConfig, num_classes: int, device: torch.device, model: nn.Module | None) -> nn.Module:
+    """``create_model(config.model, K, width=...)`` initialised from ``(seed, "init")``, on ``device``."""
+    if model is None:
+        from genaug.models import create_model
+
+        torch.manual_seed(derive_seed(config.seed, "init"))
+        try:
+            model = create_model(config.model, num_classes, width=config.width)
+        except ValueError as error:  # an unknown name; the message lists the known ones
+            raise ConfigError(f"model: {error}") from None
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    """SGD with the recipe's momentum, Nesterov flag and (coupled) weight decay on every parameter."""
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+    )
+
+
+def build_grad_scaler(config: TrainConfig, device: torch.device) -> torch.amp.GradScaler | None:
+    """A gradient scaler for fp16 (CUDA only); bf16 and fp32 need none."""
+    if config.precision != "fp16":
+        return None
+    if device.type != "cuda":
+        raise ConfigError("precision: 'fp16' needs a CUDA device; on CPU use 'bf16' or 'fp32'")
+    return torch.amp.GradScaler("cuda")
+
+
+def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 / fp16 autocast for the forward pass, or nothing for fp32."""
+    if config.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def build_mixer(config: TrainConfig) -> Callable | None:
+    """The online mixer named by ``config.mixer`` (``none``: plain forward passes)."""
+    if config.mixer == "none":
+        return None
+    try:
+        from genaug.mixing.online import create_mixer
+    except ImportError as error:
+        raise ConfigError(f"mixer: '{config.mixer}' needs genaug.mixing.online, which failed: {error}") from None
+    try:
+        return create_mixer(config.mixer, **config.mixer_kwargs)
+    except (KeyError, ValueError, TypeError) as error:
+        raise ConfigError(f"mixer: {error}") from None
+
+
+def build_train_pool(
+    train_set: RealDataset, synthetic: RealDataset | None, config: TrainConfig, device: torch.device
+) -> TrainPool:
+    """The real train set then the synthetic set, packed at ``augmentation.image_size``."""
+    size = config.augmentation.image_size
+    images = [pack_dataset(train_set, size)]
+    labels = [torch.as_tensor(train_set.labels, dtype=torch.int64)]
+    if synthetic is not None and len(synthetic):
+        images.append(pack_dataset(synthetic, size))
+        # Synthetic labels follow the real set's class order, matched by class name.
+        real_index = {name: i for i, name in enumerate(train_set.class_names)}
+        remap = torch.tensor([real_index[name] for name in synthetic.class_names], dtype=torch.int64)
+        labels.append(remap[torch.as_tensor(synthetic.labels, dtype=torch.int64)])
+    num_synthetic = sum(len(part) for part in labels[1:])
+    return TrainPool(
+        images=torch.cat(images).to(device),
+        labels=torch.cat(labels).to(device),
+        num_real=len(train_set),
+        source=torch.full((num_synthetic,), -1, dtype=torch.int64),
+    )
+
+
+def pack_eval_set(split: RealDataset | None, config: TrainConfig, device: torch.device) -> EvalSet | None:
+    if split is None:
+        return None
+    images = pack_dataset(split, config.augmentation.image_size).to(device)
+    return EvalSet(images, torch.as_tensor(split.labels, dtype=torch.int64, device=device))
+
+
+def restore_training_state(
+    checkpoint: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    out_dir: Path,
+    dist: Distributed,
+) -> RunProgress:
+    """Load the checkpoint into the model, optimiser, scheduler and scaler; return the progress."""
+    model_state, state = load_checkpoint(checkpoint)
+    model.load_state_dict(model_state)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"])
+    dist.barrier()  # every rank has read the checkpoint before rank 0 touches best.safetensors
+    if dist.is_main:
+        restore_best(checkpoint, out_dir / BEST_FILE)
+    return RunProgress(**state["progress"])
+
+
+# ----------------------------------------------------------------------------- the epoch
+
+
+def train_one_epoch(learner: Learner, data: TrainData, config: TrainConfig, epoch: int, dist: Distributed) -> dict:
+    """One pass over the epoch's plan; returns the global ``train_loss``, ``train_top1`` and counts.
+
+    The plan and all augmentation parameters are drawn for the whole epoch from
+    ``(seed, epoch)`` before any batch is split across ranks, so they do not depend on the
+    number of processes. Mixer and dropout streams are per rank.
+    """
+    plan = data.policy.plan(epoch, config.epochs, data.pool, generator_for(config.seed, "plan", epoch))
+    params = data.pipeline.draw(len(plan.indices), generator_for(config.seed, "augment", epoch))
+    mixer_generator = generator_for(config.seed, "mixer", epoch, dist.rank)
+    torch.manual_seed(derive_seed(config.seed, "torch", epoch, dist.rank))  # dropout and the like
+    learner.model.train()
+    device = data.pool.images.device
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * n, correct, n (no per-step sync)
+    for batch in epoch_batches(len(plan.indices), config.batch_size):
+        positions = torch.arange(batch.start, batch.stop)
+        if len(positions) < dist.world_size:
+            continue  # a last batch smaller than the number of processes (multi-process only)
+        local = shard(positions, dist.rank, dist.world_size)
+        indices = plan.indices[local].to(device)
+        images = data.pipeline.train(data.pool.images[indices], params[local])
+        if config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = F.one_hot(data.pool.labels[indices], data.num_classes).float()
+        # DDP averages gradients over ranks; weighting each rank's mean loss by its share
+        # makes that average the gradient of the global batch mean.
+        share = len(local) * dist.world_size / len(positions)
+        loss, logits, targets = train_step(learner, images, targets, mixer_generator, share, config)
+        correct = (logits.argmax(dim=1) == targets.argmax(dim=1)).sum()
+        sums += torch.stack([loss.double() * len(local), correct.double(), sums.new_tensor(len(local))])
+    sums = dist.all_reduce_sum(sums).cpu()
+    count = max(float(sums[2]), 1.0)
+    return {
+        "train_loss": float(sums[0]) / count,
+        "train_top1": 100.0 * float(sums[1]) / count,  # against the dominant (mixed) target
+        "samples": int(sums[2]),
+        "real_samples": plan.real,
+        "synthetic_samples": plan.synthetic,
+    }
+
+
+def train_step(
+    learner: Learner,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    generator: torch.Generator,
+    share: float,
+    config: TrainConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward (plain, or through the online mixer), loss in float32, backward, SGD step."""
+    with autocast(config, images.device):
+        if learner.mixer is None:
+            logits = learner.model(images)
+        else:
+            logits, targets = learner.mixer(learner.model, images, targets, learner.loss_fn, generator)
+    loss = learner.loss_fn(logits, targets)
+    learner.optimizer.zero_grad(set_to_none=True)
+    if learner.scaler is not None:
+        learner.scaler.scale(loss * share).backward()
+        learner.scaler.step(learner.optimizer)
+        learner.scaler.update()
+    else:
+        (loss * share).backward()
+        learner.optimizer.step()
+    return loss.detach(), logits.detach(), targets.detach()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    split: EvalSet,
+    pipeline: InputPipeline,
+    loss_fn: LossFn,
+    num_classes: int,
+    config: TrainConfig,
+    dist: Distributed,
+) -> dict[str, Any]:
+    """Metrics of ``model`` on ``split`` (centre crop); each rank evaluates its shard and the
+    sums are all-reduced, so every rank gets the metrics of the whole split."""
+    model.eval()
+    accumulator = EvalAccumulator(num_classes)
+    positions = shard(torch.arange(len(split.labels)), dist.rank, dist.world_size)
+    for batch in epoch_batches(len(positions), config.batch_size):
+        indices = positions[batch].to(split.images.device)
+        images = pipeline.eval(split.images[indices])
+        if config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = split.labels[indices]
+        with autocast(config, images.device):
+            logits = model(images)
+        loss = loss_fn(logits, F.one_hot(labels, num_classes).float())
+        accumulator.update(logits, labels, float(loss) * len(labels))
+    if dist.enabled:
+        accumulator.load_vector(dist.all_reduce_sum(accumulator.as_vector()))
+    return accumulator.summary()
+
+
+def keep_best_weights(
+    progress: RunProgress, epoch: int, val_metrics: dict | None, model: nn.Module, out_dir: Path, dist: Distributed
+) -> None:
+    """Save the weights to ``best.safetensors`` when validation top-1 improves (ties keep the earlier)."""
+    if val_metrics is None or not val_metrics["top1"] > progress.best_val_top1:
+        return
+    progress.best_val_top1 = val_metrics["top1"]
+    progress.best_epoch = epoch
+    progress.best_val = val_metrics
+    if dist.is_main:
+        save_weights(out_dir / BEST_FILE, model.state_dict(), {"epoch": str(epoch)})
+
+
+def record_epoch(progress: RunProgress, stats: dict, test_metrics: dict | None, seconds: float) -> None:
+    progress.real_samples += stats["real_samples"]
+    progress.synthetic_samples += stats["synthetic_samples"]
+    progress.wall_seconds += seconds
+    if test_metrics is not None:
+        progress.test_top1_history.append(test_metrics["top1"])
+
+
+def write_checkpoint(
+    out_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    progress: RunProgress,
+    dist: Distributed,
+) -> None:
+    """Rank 0 writes the checkpoint; the others wait so that no rank runs ahead of it."""
+    if dist.is_main:
+        best = out_dir / BEST_FILE
+        state = {
+            "epoch": progress.epoch,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else {},
+            "rng": torch.get_rng_state(),
+            "progress": asdict(progress),
+        }
+        save_checkpoint(out_dir, model.state_dict(), state, best if best.is_file() else None)
+    dist.barrier()
+
+
+def select_final_weights(
+    model: nn.Module, progress: RunProgress, out_dir: Path, dist: Distributed, has_val: bool
+) -> str:
+    """Load the best-validation weights; without a validation set keep (and save) the last."""
+    best = out_dir / BEST_FILE
+    if has_val and progress.best_epoch >= 0:
+        model.load_state_dict(load_weights(best))
+        return "val"
+    progress.best_epoch = progress.epoch - 1
+    if dist.is_main:
+        save_weights(best, model.state_dict(), {"epoch": str(progress.best_epoch)})
+    dist.barrier()
+    return "last"
+
+
+def reference_numbers(progress: RunProgress) -> dict[str, float]:
+    history = progress.test_top1_history
+    return {
+        "best_test_top1": max(history) if history else math.nan,
+        "median_last10_test_top1": median_of_last(history, 10),
+    }
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+def metric_columns(config: TrainConfig, num_classes: int, has_val: bool) -> list[str]:
+    """The per-epoch columns of metrics.csv (fixed for the whole run)."""
+
+    def split_columns(split: str) -> list[str]:
+        top5 = [f"{split}_top5"] if num_classes >= 5 else []
+        return [f"{split}_loss", f"{split}_top1", *top5, f"{split}_balanced_accuracy"]
+
+    columns = ["lr", "train_loss", "train_top1"]
+    if has_val:
+        columns += split_columns("val")
+    if config.report_reference:
+        columns += split_columns("test")
+    return columns + ["real_samples", "synthetic_samples", "epoch_seconds", "samples_per_second"]
+
+
+def epoch_row(lr: float, stats: dict, val: dict | None, test: dict | None, seconds: float) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "lr": lr,
+        "train_loss": stats["train_loss"],
+        "train_top1": stats["train_top1"],
+        "real_samples": stats["real_samples"],
+        "synthetic_samples": stats["synthetic_samples"],
+        "epoch_seconds": seconds,
+        "samples_per_second": stats["samples"] / stats["train_seconds"] if stats["train_seconds"] > 0 else math.nan,
+    }
+    for split, metrics in (("val", val), ("test", test)):
+        for name, value in (metrics or {}).items():
+            if name != "per_class":
+                row[f"{split}_{name}"] = value
+    return row
+
+
+def is_eval_epoch(config: TrainConfig, epoch: int) -> bool:
+    return (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
+
+
+def is_checkpoint_epoch(config: TrainConfig, epoch: int) -> bool:
+    return (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs
+
+
+class _EpochDisplay:
+    """A rich progress bar over epochs: loss, validation top-1, ETA (rank 0, unless quiet)."""
+
+    def __init__(self, progress: Any, task: Any) -> None:
+        self._progress, self._task = progress, task
+
+    def advance(self, epoch: int, loss: float, val_top1: float | None) -> None:
+        if self._progress is None:
+            return
+        val = f"{val_top1:.2f}" if val_top1 is not None else "-"
+        self._progress.update(self._task, completed=epoch + 1, loss=f"{loss:.4f}", val=val)
+
+
+@contextlib.contextmanager
+def progress_display(config: TrainConfig, dist: Distributed, start_epoch: int) -> Iterator[_EpochDisplay]:
+    if not (config.logging.progress and dist.is_main):
+        yield _EpochDisplay(None, None)
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("[bold]epoch"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("loss {task.fields[loss]}  val top-1 {task.fields[val]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("train", total=config.epochs, completed=start_epoch, loss="-", val="-")
+        yield _EpochDisplay(progress, task)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null (strict JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
