@@ -1,0 +1,139 @@
+"""The DiffuseMix ``generate`` stage (METHODS.md 2.1): edit every training image.
+
+``generate`` reads as the method: load the real training set, pick the editor and the
+prompt list, plan one work item per (image, prompt) under the prompt regime, and let the
+engine make the images resumably. The mixing that follows is ``genaug.mixing.stage.mix``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from genaug.config import EditorConfig, GenerateConfig, dump_config
+from genaug.data.base import RealDataset
+from genaug.generation.editors import Editor, create_editor
+from genaug.generation.engine import JobReport, run_job
+from genaug.generation.items import WorkItem, sanitize_id
+from genaug.generation.models import POCKET_SCHEME
+from genaug.generation.prompts import fill_template, prompt_indices, resolve_prompts
+from genaug.generation.seeds import derive_seed
+
+
+def generate(config: GenerateConfig, dataset: RealDataset | None = None, editor: Editor | None = None) -> JobReport:
+    """Make the generated set ``config.output`` from the real dataset ``config.dataset``.
+
+    ``dataset`` and ``editor`` may be passed in (tests, notebooks); otherwise they are built
+    from the config. Rerunning continues where a previous run stopped.
+    """
+    dataset = dataset if dataset is not None else load_real_dataset(config)
+    editor = editor or create_editor(
+        config.editor, sources=dataset_sources(dataset), device=config.engine.device, dtype=config.engine.dtype
+    )
+    prompts = resolve_prompts(config.prompts or default_prompts(config.editor))
+    if editor.needs_source:
+        items = plan_edit_items(dataset, editor.name, prompts, config)
+    else:
+        items = plan_text_items(dataset, editor.name, prompts, config)
+    if not config.engine.dry_run:
+        write_stage_config(config)
+    return run_job(
+        items,
+        editor,
+        config.output,
+        experiment_seed=config.seed,
+        engine=config.engine,
+        model=editor.model.identity,
+        extra_params={"regime": config.regime},
+    )
+
+
+def load_real_dataset(config: GenerateConfig) -> RealDataset:
+    from genaug.data import load_dataset
+
+    return load_dataset(config.dataset)
+
+
+def dataset_sources(dataset: RealDataset):
+    """The source fetcher of an editor: a work item's real image, by its dataset row."""
+
+    def source(item: WorkItem):
+        if dataset.images is not None:
+            return dataset.images[item.source_index]
+        return dataset.image(item.source_index)
+
+    return source
+
+
+def default_prompts(editor: EditorConfig) -> str:
+    """The prompt preset matching the editor and model: pocket texts for pocket models."""
+    pocket = editor.model is None or editor.model.startswith(POCKET_SCHEME)
+    if editor.name == "instruct":
+        return "pocket" if pocket else "diffusemix"
+    if editor.name == "txt2img":
+        return "pocket_captions" if pocket else "class_template"
+    return "pocket_captions" if pocket else "diffusemix"
+
+
+def plan_edit_items(dataset: RealDataset, editor_name: str, prompts: list[str], config: GenerateConfig) -> list[WorkItem]:
+    """One item per (real image, chosen prompt); id ``<source id>-<editor>-p<prompt index>``."""
+    items = []
+    for row, source_id in enumerate(dataset.ids):
+        label = int(dataset.labels[row])
+        class_name = dataset.class_names[label]
+        base_id = f"{sanitize_id(source_id)}-{editor_name}"
+        for k in prompt_indices(config.regime, len(prompts), config.seed, base_id, config.prompt_index):
+            item_id = f"{base_id}-p{k}"
+            items.append(
+                WorkItem(
+                    id=item_id,
+                    seed=derive_seed(config.seed, item_id),
+                    label=label,
+                    class_name=class_name,
+                    prompt=fill_template(prompts[k], class_name),
+                    prompt_index=k,
+                    source_id=source_id,
+                    source_index=row,
+                )
+            )
+    return items
+
+
+def plan_text_items(dataset: RealDataset, editor_name: str, prompts: list[str], config: GenerateConfig) -> list[WorkItem]:
+    """txt2img: as many images per class as the real set has, under the same prompt regime.
+
+    Id ``<class>-<editor>-<n>-p<prompt index>`` with n counting the class's images; no
+    source ids (the images are not made from a real one).
+    """
+    items = []
+    counts = Counter(int(label) for label in np.asarray(dataset.labels))
+    for label in sorted(counts):
+        class_name = dataset.class_names[label]
+        for n in range(counts[label]):
+            base_id = f"{sanitize_id(class_name)}-{editor_name}-{n:05d}"
+            for k in prompt_indices(config.regime, len(prompts), config.seed, base_id, config.prompt_index):
+                item_id = f"{base_id}-p{k}"
+                items.append(
+                    WorkItem(
+                        id=item_id,
+                        seed=derive_seed(config.seed, item_id),
+                        label=label,
+                        class_name=class_name,
+                        prompt=fill_template(prompts[k], class_name),
+                        prompt_index=k,
+                    )
+                )
+    return items
+
+
+def write_stage_config(config: GenerateConfig) -> Path:
+    """The resolved config beside the set (``generate.yaml``), for provenance."""
+    path = Path(config.output) / "generate.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(dump_config(config), encoding="utf-8")
+    os.replace(tmp, path)  # shards may write it at once: each write is whole
+    return path

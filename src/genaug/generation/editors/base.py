@@ -1,0 +1,204 @@
+"""The shared part of every diffusers editor: load once, encode each prompt once, batch.
+
+An editor turns a batch of work items and their seeds into uint8 images (N, H, W, 3) with
+one pipeline call: one CPU ``torch.Generator`` per image (so an image's noise depends only
+on its own seed), prompt embeddings computed once per distinct text and reused, source
+images handed over as one tensor, the whole batch decoded at once, no progress bar.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from genaug.generation.items import WorkItem
+from genaug.generation.models import resolve_model
+from genaug.generation.runtime import select_device
+from genaug.generation.seeds import seed_generator
+
+#: A function giving the source image of a work item, uint8 (H, W, 3) or PIL.
+SourceFetcher = Callable[[WorkItem], "np.ndarray | Image.Image"]
+
+#: Scheduler names accepted in configs -> diffusers classes.
+SCHEDULERS: dict[str, str] = {
+    "euler_ancestral": "EulerAncestralDiscreteScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "ddim": "DDIMScheduler",
+    "ddpm": "DDPMScheduler",
+    "pndm": "PNDMScheduler",
+    "dpmsolver": "DPMSolverMultistepScheduler",
+}
+
+
+class Editor(ABC):
+    """One way of making an image from a work item with a diffusers pipeline."""
+
+    name: ClassVar[str]
+    method: ClassVar[str]  # the manifest's ``method``
+    pipeline_class: ClassVar[str]  # the diffusers pipeline class name
+    default_model: ClassVar[str]
+    default_scheduler: ClassVar[str | None] = None  # None: the model folder's own scheduler
+    default_guidance: ClassVar[float | None] = None  # None: the library's default
+    needs_source: ClassVar[bool] = True
+
+    def __init__(self, config, sources: SourceFetcher | None = None, device: str = "auto", dtype: str = "auto") -> None:
+        if self.needs_source and sources is None:
+            raise ValueError(f"editor {self.name!r} edits real images: give it a source fetcher")
+        self.config = config
+        self.sources = sources
+        self.device, self.dtype = select_device(device, dtype)
+        self.model = resolve_model(config.model or self.default_model, config.revision)
+        self._pipeline = None
+        self._text_embeddings: dict[str, torch.Tensor] = {}
+        self._params: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ loading
+
+    @property
+    def pipeline(self):
+        """The diffusers pipeline, loaded on first use and kept."""
+        if self._pipeline is None:
+            self._pipeline = self._load_pipeline()
+        return self._pipeline
+
+    def _load_pipeline(self):
+        import diffusers
+
+        pipeline = getattr(diffusers, self.pipeline_class).from_pretrained(
+            self.model.location,
+            revision=self.model.revision,
+            dtype=self.dtype,
+            safety_checker=None,
+            requires_safety_checker=False,
+            use_safetensors=True,
+        )
+        scheduler = self.config.scheduler or self.default_scheduler
+        if scheduler is not None:
+            pipeline.scheduler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(pipeline.scheduler.config)
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline.to(self.device)
+
+    # ------------------------------------------------------------------ resolved parameters
+
+    def _library_default(self, argument: str) -> Any:
+        import diffusers
+
+        return inspect.signature(getattr(diffusers, self.pipeline_class).__call__).parameters[argument].default
+
+    @property
+    def steps(self) -> int:
+        return self.config.steps or self._library_default("num_inference_steps")
+
+    @property
+    def guidance_scale(self) -> float:
+        if self.config.guidance_scale is not None:
+            return self.config.guidance_scale
+        return self.default_guidance if self.default_guidance is not None else self._library_default("guidance_scale")
+
+    @property
+    def size(self) -> int:
+        """Working side length: the configured one, else the model's native resolution."""
+        if self.config.size is not None:
+            return self.config.size
+        pipeline = self.pipeline
+        return int(pipeline.unet.config.sample_size * pipeline.vae_scale_factor)
+
+    def params(self) -> dict[str, Any]:
+        """The sampling parameters recorded in every record this editor makes (computed once)."""
+        if self._params is None:
+            self._params = self.sampling_params()
+        return dict(self._params)
+
+    def sampling_params(self) -> dict[str, Any]:
+        """Editor, steps, guidance, working size, scheduler class and dtype; editors add theirs."""
+        return {
+            "editor": self.name,
+            "steps": self.steps,
+            "guidance": self.guidance_scale,
+            "size": self.size,
+            "scheduler": type(self.pipeline.scheduler).__name__,
+            "dtype": str(self.dtype).replace("torch.", ""),
+        }
+
+    def rate_key(self) -> dict[str, Any]:
+        """What a stored generation rate depends on (no model load needed)."""
+        return {
+            "editor": self.name,
+            "model": self.model.identity.get("hash") or self.model.location,
+            "config": self.config.model_dump(mode="json"),
+            "device": str(self.device),
+            "dtype": str(self.dtype),
+        }
+
+    # ------------------------------------------------------------------ batch helpers
+
+    def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, L, D) text-encoder states, each text encoded once, alone, and cached.
+
+        Encoding alone (batch of one) keeps an embedding independent of which other texts
+        happen to be new in the same batch. Tokenisation copied from diffusers'
+        ``StableDiffusionPipeline.encode_prompt`` (max-length padding, truncation).
+        """
+        pipeline = self.pipeline
+        for text in dict.fromkeys(texts):
+            if text in self._text_embeddings:
+                continue
+            tokens = pipeline.tokenizer(
+                [text], padding="max_length", max_length=pipeline.tokenizer.model_max_length,
+                truncation=True, return_tensors="pt",
+            )
+            use_mask = getattr(pipeline.text_encoder.config, "use_attention_mask", False)
+            mask = tokens.attention_mask.to(self.device) if use_mask else None
+            with torch.inference_mode():
+                states = pipeline.text_encoder(tokens.input_ids.to(self.device), attention_mask=mask)[0]
+            self._text_embeddings[text] = states.to(dtype=pipeline.text_encoder.dtype)
+        return torch.cat([self._text_embeddings[text] for text in texts])
+
+    def prompt_embeddings(self, items: Sequence[WorkItem]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positive and negative conditioning of a batch (negative: the item's, the config's, or "")."""
+        positive = self.text_embeddings([item.prompt or "" for item in items])
+        negatives = [item.negative_prompt or self.config.negative_prompt or "" for item in items]
+        return positive, self.text_embeddings(negatives)
+
+    def source_batch(self, items: Sequence[WorkItem]) -> torch.Tensor:
+        """The items' source images at the working size, float (N, 3, S, S) in [0, 1]."""
+        size = self.size
+        arrays = [_resize_rgb(self.sources(item), size) for item in items]
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        return batch.to(device=self.device, dtype=torch.float32).div_(255.0).to(self.dtype)
+
+    def generators(self, seeds: Sequence[int]) -> list[torch.Generator]:
+        return [seed_generator(seed) for seed in seeds]
+
+    def to_uint8(self, images: np.ndarray) -> np.ndarray:
+        """Pipeline output (N, h, w, 3) floats in [0, 1] as uint8 at the working size.
+
+        Rounding as diffusers' ``numpy_to_pil`` does; outputs whose size differs from the
+        working size (VAE rounding) are resized back to it, as the method asks.
+        """
+        images = (np.clip(images, 0.0, 1.0) * 255).round().astype(np.uint8)
+        size = self.size
+        if images.shape[1:3] != (size, size):
+            images = np.stack([_resize_rgb(image, size) for image in images])
+        return images
+
+    @abstractmethod
+    def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
+        """uint8 (N, S, S, 3): the images of ``items``, image i made from ``seeds[i]``."""
+
+
+def _resize_rgb(image: "np.ndarray | Image.Image", size: int) -> np.ndarray:
+    """An RGB uint8 (size, size, 3) array; resized with bicubic filtering when needed."""
+    if isinstance(image, np.ndarray):
+        if image.shape[:2] == (size, size) and image.dtype == np.uint8 and image.ndim == 3:
+            return image
+        image = Image.fromarray(image)
+    image = image.convert("RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.uint8)

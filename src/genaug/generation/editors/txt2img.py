@@ -1,0 +1,38 @@
+"""``txt2img``: Stable Diffusion text-to-image from class-name prompts (METHODS.md 2.1).
+
+Prompts are templates such as ``"a photo of a {class}"``; no real image is used, so the
+records have no source ids.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from genaug.generation.editors import register_editor
+from genaug.generation.editors.base import Editor
+from genaug.generation.items import WorkItem
+
+
+@register_editor
+class Txt2ImgEditor(Editor):
+    name = "txt2img"
+    method = "txt2img"
+    pipeline_class = "StableDiffusionPipeline"
+    default_model = "pocket:sd"
+    needs_source = False
+
+    def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
+        positive, negative = self.prompt_embeddings(items)
+        output = self.pipeline(
+            prompt_embeds=positive,
+            negative_prompt_embeds=negative,
+            height=self.size,
+            width=self.size,
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance_scale,
+            generator=self.generators(seeds),
+            output_type="np",
+        )
+        return self.to_uint8(output.images)

@@ -1,0 +1,433 @@
+"""The generation engine: work items -> batches -> images and records in a synthetic set.
+
+``run_job`` reads as the procedure of DESIGN.md 4.2:
+
+1. plan batches: the job's items, in order, cut into batches of ``batch_size``. The plan
+   is a pure function of the job, so every run, resume and shard computes every image in
+   the same batch at the same position;
+2. take this shard's batches (every ``world``-th, from ``rank``);
+3. skip the batches whose items are all recorded with a readable image (the manifest is
+   the truth); a partly recorded batch (the one in flight when a run was killed) is made
+   again whole and only its missing items are written;
+4. render each batch with one pipeline call (halving the batch on out-of-memory),
+   regenerate degenerate outputs with the next derived seeds;
+5. write each image (temporary name, rename) and then its record (SetWriter);
+6. launched shards wait for each other and rank 0 merges the shard manifests.
+
+Why a fixed plan: on the CPU, oneDNN convolutions and small GEMMs give results that
+differ in the last float bits between a batch of one and larger batches, and between rows
+inside and outside a full GEMM row-block (measured: ~1e-6 on the UNet output). Fixing the
+batch composition makes resume and sharding bit-identical whatever the kernels do; an image
+made in a batch of 8 and the same item made alone agree to about 1e-6 (at most one grey
+level after rounding), see tests/test_generation_engine.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from genaug.generation.degenerate import is_degenerate
+from genaug.generation.items import WorkItem, check_unique_ids
+from genaug.generation.runtime import Shard, resolve_shard, wait_for_all
+from genaug.generation.seeds import derive_seed
+from genaug.home import cache_dir
+from genaug.manifest import (
+    SampleRecord,
+    SetWriter,
+    image_readable,
+    merge_shards,
+    read_manifest,
+    record_file,
+    save_image_atomic,
+)
+
+
+class Renderer(Protocol):
+    """What the engine needs from an editor (or any generator, e.g. SDI's)."""
+
+    method: str
+
+    def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray: ...
+
+    def params(self) -> dict[str, Any]: ...
+
+    def rate_key(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class JobReport:
+    """What a run did (or, for a dry run, would do)."""
+
+    set_dir: Path
+    shard: Shard
+    total_items: int  # in the whole job
+    shard_items: int  # in this shard's batches
+    already_done: int  # recorded with a readable image before this run
+    made: int = 0  # images written by this run
+    regenerated: int = 0  # extra renders of degenerate outputs
+    degenerate: int = 0  # still degenerate after every allowed regeneration
+    seconds: float = 0.0
+    batch_size: int = 0  # final batch size (smaller than asked after out-of-memory)
+    estimated_seconds: float | None = None  # dry run only
+    estimate_source: str | None = None  # "stored rate" or "one timed batch"
+    merged: bool = False
+
+    @property
+    def images_per_second(self) -> float:
+        return self.made / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class RenderedBatch:
+    images: np.ndarray  # uint8 (N, H, W, 3)
+    seeds: list[int]
+    attempts: list[int]  # renders made per item (1 = the first one was kept)
+    degenerate: np.ndarray  # bool per item, after the last attempt
+    extra_renders: int = 0
+
+
+# ---------------------------------------------------------------------------- the stage
+
+
+def run_job(
+    items: Sequence[WorkItem],
+    renderer: Renderer,
+    set_dir: str | Path,
+    *,
+    experiment_seed: int,
+    engine,
+    model: dict[str, Any] | None = None,
+    extra_params: dict[str, Any] | None = None,
+) -> JobReport:
+    """Make every item of ``items`` that the set does not hold yet; see the module docstring.
+
+    ``engine`` is an :class:`genaug.config.EngineConfig`; ``model`` (the identity of the
+    weights) and ``extra_params`` are copied into every record.
+    """
+    set_dir = Path(set_dir)
+    check_unique_ids(list(items))
+    shard = resolve_shard(engine.shard)
+    batches = plan_batches(items, engine.batch_size)[shard.rank :: shard.world]
+    if engine.dry_run:  # reads the set, writes nothing
+        done = completed_ids(set_dir)
+        todo = [batch for batch in batches if any(item.id not in done for item in batch)]
+        return estimate_job(todo, renderer, new_report(set_dir, shard, items, batches, done, engine), engine)
+
+    writer = SetWriter(set_dir, rank=shard.writer_rank)
+    try:
+        if shard.world == 1:
+            remove_stale_temporaries(set_dir)
+        todo = [batch for batch in batches if any(item.id not in writer.done for item in batch)]
+        unreadable = records_without_image(set_dir, writer)
+        report = new_report(set_dir, shard, items, batches, writer.done, engine)
+        render = BatchRenderer(renderer, engine.batch_size)
+        started = time.perf_counter()
+        with GenerationProgress(report.shard_items - report.already_done, shard, engine.progress) as progress:
+            for batch in todo:
+                rendered = render_with_regeneration(render, batch, experiment_seed, engine.max_regenerations)
+                report.regenerated += rendered.extra_renders
+                for index, item in enumerate(batch):
+                    if item.id in writer.done:  # recorded before the kill; same pixels, keep the first
+                        continue
+                    if item.id in unreadable:  # recorded, but its file was lost: restore the file only
+                        save_image_atomic(rendered.images[index], set_dir / unreadable[item.id].path)
+                    else:
+                        record = make_record(item, rendered, index, renderer, writer, model, extra_params)
+                        writer.add(record, rendered.images[index])
+                    report.made += 1
+                    report.degenerate += int(rendered.degenerate[index])
+                    progress.advance(1)
+        report.seconds = time.perf_counter() - started
+        report.batch_size = render.batch_size
+    finally:
+        writer.close()
+    if report.made:
+        store_rate(renderer, engine, report.images_per_second)
+    report.merged = finish_shards(shard, set_dir)
+    return report
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+def new_report(set_dir: Path, shard: Shard, items: Sequence[WorkItem], batches: list[list[WorkItem]], done, engine) -> JobReport:
+    return JobReport(
+        set_dir=set_dir,
+        shard=shard,
+        total_items=len(items),
+        shard_items=sum(len(batch) for batch in batches),
+        already_done=sum(1 for batch in batches for item in batch if item.id in done),
+        batch_size=engine.batch_size,
+    )
+
+
+def completed_ids(set_dir: Path) -> set[str]:
+    """Ids recorded with a readable image (what SetWriter would skip), without opening the set for writing."""
+    if not any(set_dir.glob("manifest*.jsonl")):
+        return set()
+    return {record.id for record in read_manifest(set_dir) if image_readable(record_file(set_dir, record))}
+
+
+def plan_batches(items: Sequence[WorkItem], batch_size: int) -> list[list[WorkItem]]:
+    """The job's items, in order, cut into consecutive batches of ``batch_size``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return [list(items[start : start + batch_size]) for start in range(0, len(items), batch_size)]
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or a RuntimeError whose message says out of memory (CPU, MPS)."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+class BatchRenderer:
+    """Calls ``renderer.render`` in chunks of ``batch_size``, halving it on out-of-memory.
+
+    A halved size stays halved for the rest of the run (the next batch would fail the same
+    way). Retrying is safe because every image's noise comes from its own seed.
+    """
+
+    def __init__(self, renderer: Renderer, batch_size: int) -> None:
+        self.renderer = renderer
+        self.batch_size = batch_size
+
+    def __call__(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
+        outputs, start = [], 0
+        while start < len(items):
+            size = min(self.batch_size, len(items) - start)
+            try:
+                outputs.append(self.renderer.render(items[start : start + size], seeds[start : start + size]))
+            except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
+                if not is_out_of_memory(error) or self.batch_size == 1:
+                    raise
+                self.batch_size = max(1, size // 2)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            start += size
+        return np.concatenate(outputs)
+
+
+def render_with_regeneration(
+    render: Callable[[Sequence[WorkItem], Sequence[int]], np.ndarray],
+    batch: Sequence[WorkItem],
+    experiment_seed: int,
+    max_regenerations: int,
+) -> RenderedBatch:
+    """Render a batch; remake degenerate outputs with seed attempts 1, 2, ... (at most ``max_regenerations``).
+
+    Regenerations of one batch run together as a smaller batch; each uses
+    ``derive_seed(experiment seed, item id, attempt)``.
+    """
+    seeds = [item.seed for item in batch]
+    images = render(batch, seeds)
+    attempts = [1] * len(batch)
+    bad = is_degenerate(images)
+    extra = 0
+    for attempt in range(1, max_regenerations + 1):
+        redo = np.flatnonzero(bad)
+        if redo.size == 0:
+            break
+        redo_items = [batch[i] for i in redo]
+        redo_seeds = [derive_seed(experiment_seed, item.id, attempt) for item in redo_items]
+        images[redo] = render(redo_items, redo_seeds)
+        bad[redo] = is_degenerate(images[redo])
+        for i, seed in zip(redo, redo_seeds):
+            seeds[i] = seed
+            attempts[i] = attempt + 1
+        extra += len(redo)
+    return RenderedBatch(images=images, seeds=seeds, attempts=attempts, degenerate=bad, extra_renders=extra)
+
+
+def make_record(
+    item: WorkItem,
+    rendered: RenderedBatch,
+    index: int,
+    renderer: Renderer,
+    writer: SetWriter,
+    model: dict[str, Any] | None,
+    extra_params: dict[str, Any] | None,
+) -> SampleRecord:
+    """The manifest record of one made image (DESIGN.md 4.1).
+
+    An image still degenerate after every regeneration is kept on disk and recorded with
+    ``params.degenerate`` and ``kept = False``, so reruns do not try it forever and filters
+    and training see the verdict.
+    """
+    params = {**renderer.params(), **(extra_params or {}), "attempts": rendered.attempts[index]}
+    if item.prompt_index is not None:
+        params["prompt_index"] = item.prompt_index
+    degenerate = bool(rendered.degenerate[index])
+    if degenerate:
+        params["degenerate"] = True
+    return SampleRecord(
+        id=item.id,
+        path=writer.image_path(item.id, item.class_name),
+        label=item.label,
+        class_name=item.class_name,
+        method=renderer.method,
+        source_ids=[item.source_id] if item.source_id else [],
+        prompt=item.prompt,
+        negative_prompt=item.negative_prompt,
+        params=params,
+        seed=rendered.seeds[index],
+        model=model,
+        embedding=item.extra.get("embedding"),
+        kept=not degenerate,
+    )
+
+
+def records_without_image(set_dir: Path, writer: SetWriter) -> dict[str, SampleRecord]:
+    """Records whose image is missing or unreadable (deleted or damaged after the run).
+
+    A kill cannot cause this (records follow their images); when it happens the image is
+    remade into the existing record's path, so the manifest keeps one record per id.
+    """
+    if not any(set_dir.glob("manifest*.jsonl")):
+        return {}
+    return {record.id: record for record in read_manifest(set_dir) if record.id not in writer.done}
+
+
+def remove_stale_temporaries(set_dir: Path) -> int:
+    """Delete temporary image files left by a killed run (only when no other shard writes here)."""
+    removed = 0
+    images = set_dir / "images"
+    if images.is_dir():
+        for path in images.glob("*/.*.tmp-*.png"):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def finish_shards(shard: Shard, set_dir: Path) -> bool:
+    """Launched shards wait for each other; rank 0 then merges their manifests."""
+    if not shard.launched:
+        return False
+    wait_for_all(shard)
+    merged = False
+    if shard.rank == 0:
+        merge_shards(set_dir)
+        merged = True
+    wait_for_all(shard)
+    return merged
+
+
+# ---------------------------------------------------------------------------- dry run and rates
+
+
+def _rate_file(renderer: Renderer, engine) -> Path:
+    key = {**renderer.rate_key(), "batch_size": engine.batch_size}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:24]
+    return cache_dir("rates") / f"{digest}.json"
+
+
+def stored_rate(renderer: Renderer, engine) -> float | None:
+    """Images per second measured by an earlier run with the same model, parameters, device and batch size."""
+    path = _rate_file(renderer, engine)
+    try:
+        return float(json.loads(path.read_text(encoding="utf-8"))["images_per_second"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def store_rate(renderer: Renderer, engine, images_per_second: float) -> None:
+    path = _rate_file(renderer, engine)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"images_per_second": images_per_second, "key": renderer.rate_key()}, default=str))
+    os.replace(tmp, path)
+
+
+def estimate_job(todo: list[list[WorkItem]], renderer: Renderer, report: JobReport, engine) -> JobReport:
+    """Dry run: count what is left and estimate its time.
+
+    The rate is the one stored by the last real run with the same model, parameters, device,
+    dtype and batch size; without one, the first batch is rendered once and timed (nothing is
+    written). That timing includes loading the model and first-call warm-up, so the estimate
+    errs long.
+    """
+    remaining = report.shard_items - report.already_done
+    rate = stored_rate(renderer, engine)
+    report.estimate_source = "stored rate"
+    if rate is None and todo:
+        batch = todo[0]
+        started = time.perf_counter()
+        renderer.render(batch, [item.seed for item in batch])
+        rate = len(batch) / (time.perf_counter() - started)
+        report.estimate_source = "one timed batch"
+    report.estimated_seconds = remaining / rate if rate else 0.0
+    from rich.console import Console
+
+    Console(stderr=True).print(
+        f"[bold]dry run[/bold] {report.set_dir}: {report.total_items} items in the job, "
+        f"{report.shard_items} in shard {report.shard.rank}/{report.shard.world}, "
+        f"{report.already_done} already made, [bold]{remaining} to make[/bold]; "
+        f"estimated {_format_seconds(report.estimated_seconds)}"
+        + (f" at {rate:.2f} images/s ({report.estimate_source})" if rate else "")
+    )
+    return report
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+# ---------------------------------------------------------------------------- progress
+
+
+@dataclass
+class GenerationProgress:
+    """A rich progress bar with images/s and ETA (nothing shown when disabled)."""
+
+    total: int
+    shard: Shard
+    enabled: bool = True
+    description: str | None = None
+    _progress: Any = field(default=None, init=False)
+    _task: Any = field(default=None, init=False)
+
+    def __enter__(self) -> "GenerationProgress":
+        if self.enabled and self.total > 0:
+            from rich.progress import (
+                BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:.2f} images/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+            )
+            description = self.description or "generating"
+            if self.shard.world > 1:
+                description += f" (shard {self.shard.rank}/{self.shard.world})"
+            self._progress.start()
+            self._task = self._progress.add_task(description, total=self.total, rate=0.0)
+        return self
+
+    def advance(self, count: int) -> None:
+        if self._progress is None:
+            return
+        self._progress.advance(self._task, count)
+        task = self._progress.tasks[0]
+        self._progress.update(self._task, rate=task.completed / max(task.elapsed or 0.0, 1e-9))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -1,0 +1,255 @@
+"""The DiffuseMix ``mix`` stage (METHODS.md 2.2, 2.3): combine generated images with their sources.
+
+``mix`` reads as the method: read the generated set, find each record's real source image
+by id, resize the generated image to the original's size, and write one new set per mixing
+method, each record pointing to both sources (``source_ids = [real id, generated id]``):
+
+- ``concat``: feathered halves, the orientation drawn per item from its seed;
+- ``rect``: random rectangles of the edit pasted on the original, realised coverage recorded;
+- ``fractal``: a fractal from the bank blended in with alpha 0.2 (into the feathered
+  concatenation, as DiffuseMix does, or into the generated image alone), index recorded.
+
+Every mixed item's randomness comes from ``derive_seed(mix seed, mixed id)``, and the
+mixing operations are per-sample, so a rerun skips what is recorded and remakes the rest
+bit-identically (SetWriter).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from genaug.config import FractalBankConfig, MixConfig
+from genaug.data.base import RealDataset
+from genaug.generation.engine import GenerationProgress
+from genaug.generation.runtime import Shard
+from genaug.generation.seeds import derive_seed, seed_rng
+from genaug.manifest import SampleRecord, SetWriter, read_manifest, record_file
+from genaug.mixing.concat import feathered_halves, mask_coverage, random_orientation, random_rect_mask, rect_mix
+from genaug.mixing.fractals import fractal_bank, fractal_blend, resize_images, save_fractal_pngs
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A generated record and the row of its real source image."""
+
+    record: SampleRecord
+    source_row: int
+
+    @property
+    def source_id(self) -> str:
+        return self.record.source_ids[0]
+
+
+@dataclass
+class MixReport:
+    set_dir: Path
+    method: str
+    total: int
+    already_done: int
+    made: int = 0
+    skipped_without_source: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- the stage
+
+
+def mix(config: MixConfig, dataset: RealDataset | None = None) -> dict[str, MixReport]:
+    """Write ``config.output/<method>`` for every method in ``config.methods``."""
+    generated = read_manifest(config.generated)
+    real = dataset if dataset is not None else _load_real_dataset(config)
+    pairs, without_source = pair_with_sources(generated, real)
+    bank = load_bank(config.fractals) if "fractal" in config.methods else None
+    reports = {}
+    for method in config.methods:
+        mixer = MIXERS[method]
+        reports[method] = write_mixed_set(method, mixer, pairs, real, config, bank)
+        reports[method].skipped_without_source = without_source
+    return reports
+
+
+def _load_real_dataset(config: MixConfig) -> RealDataset:
+    from genaug.data import load_dataset
+
+    return load_dataset(config.dataset)
+
+
+def pair_with_sources(records: list[SampleRecord], real: RealDataset) -> tuple[list[Pair], list[str]]:
+    """Each generated record with its real source's row; ids of records made from no real image.
+
+    A record whose source id the real set lacks, or whose class the real set lacks, is an
+    error: mixing it with something else would silently change the method.
+    """
+    rows = {image_id: row for row, image_id in enumerate(real.ids)}
+    classes = set(real.class_names)
+    pairs, without_source = [], []
+    for record in records:
+        if record.class_name not in classes:
+            raise ValueError(
+                f"generated record {record.id} has class {record.class_name!r}, which the real dataset "
+                f"{real.name}/{real.split} lacks (classes: {real.class_names[:10]}...)"
+            )
+        if not record.source_ids:
+            without_source.append(record.id)  # txt2img / sdi images have no original to mix with
+            continue
+        if record.source_ids[0] not in rows:
+            raise ValueError(
+                f"generated record {record.id}: source id {record.source_ids[0]!r} is not in the real dataset "
+                f"{real.name}/{real.split}: mix with the dataset and split the set was generated from"
+            )
+        pairs.append(Pair(record, rows[record.source_ids[0]]))
+    pairs.sort(key=lambda pair: pair.record.id)
+    return pairs, without_source
+
+
+def write_mixed_set(
+    method: str, mixer: "Mixer", pairs: list[Pair], real: RealDataset, config: MixConfig, bank: torch.Tensor | None
+) -> MixReport:
+    """Mix every pair not yet recorded in ``output/<method>``, batch by batch of equal image size."""
+    set_dir = Path(config.output) / method
+    with SetWriter(set_dir) as writer:
+        todo = [pair for pair in pairs if mixed_id(pair, method) not in writer.done]
+        report = MixReport(set_dir, method, total=len(pairs), already_done=len(pairs) - len(todo))
+        with GenerationProgress(len(todo), Shard(), config.progress, description=f"mix {method}") as progress:
+            for batch in size_batches(todo, real, config.batch_size):
+                originals, generated = load_pair_batch(batch, real, Path(config.generated))
+                rngs = [seed_rng(derive_seed(config.seed, mixed_id(pair, method))) for pair in batch]
+                mixed, params = mixer(originals, generated, rngs, config, bank)
+                for i, pair in enumerate(batch):
+                    record = mixed_record(pair, method, params[i], config, writer)
+                    writer.add(record, mixed[i].permute(1, 2, 0).numpy())
+                    report.made += 1
+                    progress.advance(1)
+    return report
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+def mixed_id(pair: Pair, method: str) -> str:
+    return f"{pair.record.id}-{method}"
+
+
+def size_batches(pairs: list[Pair], real: RealDataset, batch_size: int) -> list[list[Pair]]:
+    """Consecutive batches of pairs whose originals share one size (mixing is batched per size)."""
+    by_size: dict[tuple[int, int], list[Pair]] = defaultdict(list)
+    for pair in pairs:
+        by_size[_source_size(real, pair.source_row)].append(pair)
+    batches = []
+    for group in by_size.values():
+        batches += [group[start : start + batch_size] for start in range(0, len(group), batch_size)]
+    return batches
+
+
+def _source_size(real: RealDataset, row: int) -> tuple[int, int]:
+    if real.images is not None:
+        return tuple(real.images.shape[1:3])
+    with Image.open(real.paths[row]) as image:
+        return image.size[1], image.size[0]
+
+
+def load_pair_batch(batch: list[Pair], real: RealDataset, generated_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, 3, H, W) originals and the generated images resized to the originals' size."""
+    originals = np.stack([_real_rgb(real, pair.source_row) for pair in batch])
+    originals = torch.from_numpy(originals).permute(0, 3, 1, 2).contiguous()
+    size = tuple(originals.shape[-2:])
+    generated = []
+    for pair in batch:
+        with Image.open(record_file(generated_dir, pair.record)) as image:
+            array = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+        generated.append(resize_images(array.unsqueeze(0), size)[0])
+    return originals, torch.stack(generated)
+
+
+def _real_rgb(real: RealDataset, row: int) -> np.ndarray:
+    if real.images is not None:
+        return real.images[row]
+    return np.asarray(real.image(row).convert("RGB"), dtype=np.uint8)
+
+
+def mixed_record(pair: Pair, method: str, params: dict[str, Any], config: MixConfig, writer: SetWriter) -> SampleRecord:
+    source = pair.record
+    item_id = mixed_id(pair, method)
+    return SampleRecord(
+        id=item_id,
+        path=writer.image_path(item_id, source.class_name),
+        label=source.label,
+        class_name=source.class_name,
+        method=method,
+        source_ids=[pair.source_id, source.id],
+        prompt=source.prompt,
+        negative_prompt=source.negative_prompt,
+        params=params,
+        seed=derive_seed(config.seed, item_id),
+        model=source.model,
+        kept=source.kept,
+    )
+
+
+# ---------------------------------------------------------------------------- mixers
+# Each mixer: (originals, generated, per-item rngs, config, bank) -> (mixed uint8 batch, params per item)
+
+Mixer = Callable[..., tuple[torch.Tensor, list[dict[str, Any]]]]
+
+
+def concat_mixer(originals, generated, rngs, config: MixConfig, bank=None):
+    """Feathered halves; orientation horizontal or vertical with probability 1/2 per item."""
+    orientations = [random_orientation(rng) for rng in rngs]
+    mixed = feathered_halves(originals, generated, orientations, band=config.band)
+    return mixed, [{"orientation": o, "band": config.band} for o in orientations]
+
+
+def rect_mixer(originals, generated, rngs, config: MixConfig, bank=None):
+    """Random rectangles of the edit on the original; the realised coverage is recorded."""
+    h, w = originals.shape[-2:]
+    masks = torch.stack([random_rect_mask(h, w, config.rect_ratio, rng) for rng in rngs])
+    coverage = mask_coverage(masks)
+    mixed = rect_mix(originals, generated, masks)
+    return mixed, [{"ratio": config.rect_ratio, "coverage": round(float(c), 6)} for c in coverage]
+
+
+def fractal_mixer(originals, generated, rngs, config: MixConfig, bank: torch.Tensor):
+    """A fractal drawn uniformly from the bank, blended with alpha into the concatenation (or the edit)."""
+    params: list[dict[str, Any]] = [{} for _ in rngs]
+    if config.fractal_on == "concat":
+        base, concat_params = concat_mixer(originals, generated, rngs, config)
+        for p, c in zip(params, concat_params):
+            p.update(c)
+    else:
+        base = generated
+    indices = [int(rng.integers(len(bank))) for rng in rngs]
+    mixed = fractal_blend(base, bank[indices], alpha=config.fractal_alpha)
+    for p, index in zip(params, indices):
+        p.update({"on": config.fractal_on, "alpha": config.fractal_alpha, "fractal_index": index, "fractal_bank": _bank_name(config.fractals)})
+    return mixed, params
+
+
+MIXERS: dict[str, Mixer] = {"concat": concat_mixer, "rect": rect_mixer, "fractal": fractal_mixer}
+
+
+# ---------------------------------------------------------------------------- fractal banks
+
+
+def load_bank(config: FractalBankConfig) -> torch.Tensor:
+    """The uint8 fractal bank (n, 3, size, size): a folder's images or genaug's seeded bank."""
+    if config.folder is not None:
+        return fractal_bank(None, config.size, config.seed, folder=config.folder)
+    return fractal_bank(config.count, config.size, config.seed)
+
+
+def _bank_name(config: FractalBankConfig) -> str:
+    if config.folder is not None:
+        return f"folder:{config.folder}"
+    return f"ifs:count={config.count},size={config.size},seed={config.seed}"
+
+
+def make_fractal_folder(config: FractalBankConfig, output: str | Path) -> list[Path]:
+    """``genaug fractals make``: write the seeded bank as PNGs into ``output`` (reusable as a folder bank)."""
+    bank = fractal_bank(config.count, config.size, config.seed)
+    return save_fractal_pngs(bank, output)
