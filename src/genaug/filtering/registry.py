@@ -1,0 +1,94 @@
+"""The filter registry: name -> a :class:`Filter` class with its typed parameters.
+
+A filter works in two phases so that the stage reads every image once and stays linear
+in the number of records:
+
+- ``score(chunk, context)``: per-record score columns for one chunk of images (streamed);
+- ``decide(scores, labels, candidates)``: the verdict over the whole set from the score
+  columns, among the records the previous filters kept (``candidates``); True = keep.
+
+Adding a filter = one class decorated with :func:`register_filter` (and its module
+imported at the bottom of this file). Importing this module needs no torch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    from genaug.filtering.stage import FilterContext, ImageChunk
+
+FILTERS: dict[str, type["Filter"]] = {}
+
+
+class Filter(ABC):
+    """One way of scoring and judging synthetic images."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+
+    def __init__(self, params: BaseModel) -> None:
+        self.params = params
+
+    def prepare(self, context: "FilterContext") -> None:
+        """Load what scoring needs (models, text embeddings, reference features); once per run."""
+
+    @abstractmethod
+    def score(self, chunk: "ImageChunk", context: "FilterContext") -> dict[str, np.ndarray]:
+        """Score columns (name -> one float per image of ``chunk``); names go into ``record.scores``."""
+
+    @abstractmethod
+    def decide(self, scores: dict[str, np.ndarray], labels: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Boolean keep mask over all records; only ``candidates`` matter (others are already dropped)."""
+
+    def notes(self, rows: np.ndarray) -> dict[str, Any]:
+        """Extra facts about the dropped ``rows`` for the filter report (e.g. the nearest real id)."""
+        return {}
+
+
+def register_filter(cls: type[Filter]) -> type[Filter]:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    if cls.name in FILTERS:
+        raise ValueError(f"a filter named {cls.name!r} is already registered")
+    FILTERS[cls.name] = cls
+    return cls
+
+
+def filter_names() -> list[str]:
+    return sorted(FILTERS)
+
+
+def parse_filter_spec(spec: dict[str, Any]) -> tuple[str, BaseModel]:
+    """``{"name": ..., **params}`` -> (name, validated params); errors name the filter and field."""
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"a filter is a mapping with a 'name' (one of {filter_names()}), got {spec!r}")
+    name = spec["name"]
+    if name not in FILTERS:
+        raise ValueError(f"unknown filter {name!r}; filters: {filter_names()}")
+    params = {key: value for key, value in spec.items() if key != "name"}
+    try:
+        return name, FILTERS[name].Params.model_validate(params)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise ValueError(f"filter {name!r}: {problems}") from None
+
+
+def validate_filter_specs(specs: list[dict[str, Any]]) -> None:
+    """Check every spec of a filter list (used by :class:`genaug.config.FilterConfig`)."""
+    if not specs:
+        raise ValueError(f"filters must name at least one filter of {filter_names()}")
+    for spec in specs:
+        parse_filter_spec(spec)
+
+
+def create_filter(spec: dict[str, Any]) -> Filter:
+    """The filter a spec describes, with validated parameters."""
+    name, params = parse_filter_spec(spec)
+    return FILTERS[name](params)
+
+
+from genaug.filtering import filters  # noqa: E402,F401  (registrations)

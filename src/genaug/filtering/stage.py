@@ -1,0 +1,332 @@
+"""The ``filter`` stage: score every image of a synthetic set and mark which ones to keep.
+
+:func:`filter_set` reads as the procedure:
+
+1. read the set's records (shard manifests are merged first);
+2. take the verdict before filtering: what the generator decided (degenerate outputs are
+   recorded ``kept = False`` with ``params.degenerate``), so rerunning the stage with other
+   filters starts from the same place rather than from the previous run's verdict;
+3. build the configured filters and let each prepare (models, text embeddings, real
+   reference features);
+4. read the images once, in chunks, and let every filter score each chunk (CLIP image
+   embeddings are computed once per chunk and shared by the CLIP filters);
+5. apply the filters in order, each deciding among the records the previous ones kept;
+6. write the scores into ``record.scores`` and the verdict into ``record.kept``, rewrite
+   the manifest atomically, and write ``filter.json`` (counts, what dropped which id).
+
+Files are never deleted or moved. Unreadable images are marked not kept (listed in the
+report). Time and memory are linear in the number of records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from PIL import Image
+
+from genaug.config import FilterConfig
+from genaug.filtering.registry import Filter, create_filter
+from genaug.manifest import SampleRecord, merge_shards, read_manifest, record_file, shard_manifests, write_manifest
+
+REPORT_FILE = "filter.json"
+
+
+@dataclass
+class ImageChunk:
+    """Consecutive records ``rows`` and their images (uint8 (H, W, 3)); ``readable`` per image."""
+
+    index: int
+    rows: np.ndarray
+    images: list[np.ndarray]
+    readable: np.ndarray
+
+
+@dataclass
+class FilterReport:
+    """What a filter run did; also written to ``<set>/filter.json``."""
+
+    set_dir: Path
+    total: int
+    kept: int
+    dropped_before: int  # not kept before filtering (degenerate outputs)
+    unreadable: list[str]
+    dropped: dict[str, list[str]]  # filter name -> ids it dropped
+    score_keys: list[str] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "kept": self.kept,
+            "dropped_before": self.dropped_before,
+            "dropped_counts": {name: len(ids) for name, ids in self.dropped.items()},
+            "unreadable": self.unreadable,
+            "dropped": self.dropped,
+            "score_keys": self.score_keys,
+            "notes": self.notes,
+            "seconds": self.seconds,
+        }
+
+
+# ---------------------------------------------------------------------------- context
+
+
+class FilterContext:
+    """What filters share: the records' classes, CLIP (loaded once), per-chunk CLIP
+    embeddings, the real dataset, the classifier."""
+
+    def __init__(self, config: FilterConfig, records: list[SampleRecord], clip=None, real=None, classifier=None) -> None:
+        from genaug.generation.runtime import select_device
+
+        self.config = config
+        self.batch_size = config.batch_size
+        self.device, _ = select_device(config.device, "fp32")
+        self.num_records = len(records)
+        # Classes by name, ordered by label: the class of a record is its class_name.
+        by_label = sorted({(record.label, record.class_name) for record in records})
+        self.class_names = list(dict.fromkeys(name for _, name in by_label))
+        index = {name: i for i, name in enumerate(self.class_names)}
+        self.class_ids = np.array([index[record.class_name] for record in records], dtype=np.int64)
+        self._clip = clip
+        self._real = real
+        self._classifier = classifier
+        self._embeds: tuple[int, np.ndarray] | None = None
+
+    @property
+    def clip(self):
+        if self._clip is None:
+            from genaug.sdi.models import load_clip_model
+
+            self._clip, _ = load_clip_model(self.config.clip, device=self.device)
+        return self._clip
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.clip.model.logit_scale.detach().exp())
+
+    def text_embeds(self, texts: list[str]) -> np.ndarray:
+        """Normalised CLIP text embeddings (len(texts), D)."""
+        return self.clip.text_embeds(texts, batch_size=self.batch_size).numpy()
+
+    def embed_images(self, images: list[np.ndarray]) -> np.ndarray:
+        """Unnormalised CLIP image embeddings (N, D)."""
+        return self.clip.image_embeds(images, normalize=False, batch_size=self.batch_size).numpy()
+
+    def image_embeds(self, chunk: ImageChunk) -> np.ndarray:
+        """:meth:`embed_images` of a chunk, computed once however many filters ask."""
+        if self._embeds is None or self._embeds[0] != chunk.index:
+            self._embeds = (chunk.index, self.embed_images(chunk.images))
+        return self._embeds[1]
+
+    def real_splits(self, splits: list[str]) -> dict[str, Any]:
+        """The real dataset's ``splits`` (from ``config.dataset`` unless given)."""
+        if self._real is None:
+            if self.config.dataset is None:
+                raise ValueError("this filter compares against the real dataset: set 'dataset' in the filter config")
+            from genaug.data import load_splits
+
+            self._real = load_splits(self.config.dataset)
+        missing = [s for s in splits if s not in self._real]
+        if missing:
+            raise ValueError(f"the real dataset has no split(s) {missing}")
+        return {split: self._real[split] for split in splits}
+
+    def classifier(self, run: Path | None):
+        if self._classifier is None:
+            if run is None:
+                raise ValueError("the classifier filter needs 'run' (a genaug train run folder) or a classifier passed in")
+            from genaug.filtering.classifier import load_classifier
+
+            self._classifier = load_classifier(run, self.device)
+        return self._classifier
+
+
+# ---------------------------------------------------------------------------- the stage
+
+
+def filter_set(config: FilterConfig, *, clip=None, real=None, classifier=None) -> FilterReport:
+    """Score and mark the synthetic set ``config.set_dir`` (module doc).
+
+    ``clip`` (a :class:`genaug.clip.Clip`), ``real`` (``{"train": RealDataset, ...}``) and
+    ``classifier`` (a :class:`genaug.filtering.classifier.Classifier`) may be passed in;
+    otherwise they are loaded from the config.
+    """
+    started = time.perf_counter()
+    set_dir = Path(config.set_dir)
+    records = read_set(set_dir)
+    before = verdict_before_filtering(records)
+    filters = [create_filter(spec) for spec in config.filters]
+    context = FilterContext(config, records, clip=clip, real=real, classifier=classifier)
+    for f in filters:
+        f.prepare(context)
+
+    scores, readable = score_records(set_dir, records, filters, context)
+    keep, dropped, notes = apply_in_order(filters, scores, context.class_ids, before & readable, records)
+
+    mark_records(records, scores, keep, stale=previous_score_keys(set_dir) - set(scores))
+    write_manifest(set_dir, records)
+    report = FilterReport(
+        set_dir=set_dir,
+        total=len(records),
+        kept=int(keep.sum()),
+        dropped_before=int((~before).sum()),
+        unreadable=[records[i].id for i in np.flatnonzero(~readable)],
+        dropped=dropped,
+        score_keys=sorted(scores),
+        notes=notes,
+        seconds=time.perf_counter() - started,
+    )
+    write_report(set_dir, report, config)
+    return report
+
+
+def apply_in_order(
+    filters: list[Filter], scores: dict[str, np.ndarray], labels: np.ndarray, keep: np.ndarray, records: list[SampleRecord]
+) -> tuple[np.ndarray, dict[str, list[str]], dict[str, Any]]:
+    """Each filter decides among the records the previous ones kept; returns the final keep
+    mask, the ids each filter dropped and the filters' notes on them (by record id)."""
+    keep = keep.copy()
+    dropped: dict[str, list[str]] = {}
+    notes: dict[str, Any] = {}
+    for position, f in enumerate(filters):
+        label = f.name if f.name not in dropped else f"{f.name}#{position}"  # the same filter twice
+        verdict = np.asarray(f.decide(scores, labels, keep.copy()), dtype=bool)
+        lost = np.flatnonzero(keep & ~verdict)
+        dropped[label] = [records[i].id for i in lost]
+        note = f.notes(lost)
+        if note:
+            notes[label] = {key: {records[row].id: value for row, value in found.items()} for key, found in note.items()}
+        keep &= verdict
+    return keep, dropped, notes
+
+
+def read_set(set_dir: Path) -> list[SampleRecord]:
+    """The set's records, shard manifests merged into ``manifest.jsonl`` first (the filter rewrites it)."""
+    if shard_manifests(set_dir):
+        return merge_shards(set_dir)
+    return read_manifest(set_dir)
+
+
+def verdict_before_filtering(records: list[SampleRecord]) -> np.ndarray:
+    """The generator's verdict: False for outputs recorded as degenerate, True otherwise."""
+    return np.array([not record.params.get("degenerate", False) for record in records], dtype=bool)
+
+
+def score_records(set_dir: Path, records: list[SampleRecord], filters: list[Filter], context: FilterContext):
+    """Every filter's score columns over all records (one read of every image) and the readable mask."""
+    columns: dict[str, np.ndarray] = {}
+    readable = np.ones(len(records), dtype=bool)
+    with ChunkProgress(len(records), context.config.progress) as progress:
+        for chunk in image_chunks(set_dir, records, context.batch_size):
+            readable[chunk.rows] = chunk.readable
+            for f in filters:
+                for name, values in f.score(chunk, context).items():
+                    column = columns.setdefault(name, np.full(len(records), np.nan))
+                    column[chunk.rows] = values
+            progress.advance(len(chunk.rows))
+    for column in columns.values():
+        column[~readable] = np.nan
+    return columns, readable
+
+
+def previous_score_keys(set_dir: Path) -> set[str]:
+    """The score names the previous filter run wrote (from its report), if any."""
+    try:
+        return set(json.loads((set_dir / REPORT_FILE).read_text(encoding="utf-8")).get("score_keys", []))
+    except (OSError, ValueError):
+        return set()
+
+
+def mark_records(records: list[SampleRecord], scores: dict[str, np.ndarray], keep: np.ndarray, stale: set[str] = frozenset()) -> None:
+    """Write each record's scores (finite values only) and verdict; drop ``stale`` scores a previous
+    filter run wrote and this one did not recompute (they no longer back the verdict)."""
+    names = list(scores)
+    for i, record in enumerate(records):
+        for name in stale:
+            record.scores.pop(name, None)
+        for name in names:
+            value = float(scores[name][i])
+            if np.isfinite(value):
+                record.scores[name] = value
+            else:
+                record.scores.pop(name, None)
+        record.kept = bool(keep[i])
+
+
+def write_report(set_dir: Path, report: FilterReport, config: FilterConfig) -> Path:
+    path = set_dir / REPORT_FILE
+    data = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "filters": config.filters,
+        "clip": config.clip,
+        **report.to_json(),
+    }
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------- reading images
+
+
+#: Stands in for an unreadable image so that arrays stay aligned; its scores are discarded.
+_PLACEHOLDER = np.zeros((8, 8, 3), dtype=np.uint8)
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """An RGB uint8 array, or None when the file is missing or does not decode."""
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"))  # a writable copy (torch warns on read-only arrays)
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
+def image_chunks(set_dir: Path, records: list[SampleRecord], batch_size: int) -> Iterator[ImageChunk]:
+    """The records' images, ``batch_size`` at a time, decoded in threads (Pillow releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from genaug.data.progress import default_workers
+
+    with ThreadPoolExecutor(default_workers()) as pool:
+        for index, start in enumerate(range(0, len(records), batch_size)):
+            rows = np.arange(start, min(start + batch_size, len(records)))
+            images = list(pool.map(lambda i: read_image(record_file(set_dir, records[i])), rows))
+            readable = np.array([image is not None for image in images], dtype=bool)
+            yield ImageChunk(index, rows, [image if image is not None else _PLACEHOLDER for image in images], readable)
+
+
+class ChunkProgress:
+    """A rich progress bar over records (nothing shown for small sets or when disabled)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled and total >= 1000
+        self._progress = None
+
+    def __enter__(self) -> "ChunkProgress":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(TextColumn("filtering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                      console=Console(stderr=True), transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("filter", total=self.total)
+        return self
+
+    def advance(self, count: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, count)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()

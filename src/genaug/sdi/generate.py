@@ -1,0 +1,200 @@
+"""Step 5 of SDI: images from sampled features, through the generation engine (METHODS.md 5.4).
+
+:func:`generate_from_samples` reads as the method: read the sampled vectors, plan one work
+item per vector (stable id = the sample's id, seed derived from it), and let the engine
+render them with :class:`SdiRenderer`: SD text-to-image with DDIM (eta 0, 50 steps),
+guidance 2.0, the positive context = the fixed prompt's context with its "class" slot set
+to the sampled vector, the negative context = the text-encoder output of SDI's negative
+prompt. The class name is never in any prompt. Every record's ``embedding`` points to its
+vector (table file, row, sampler).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from genaug.config import SdiConfig
+from genaug.generation.editors.base import Editor
+from genaug.generation.engine import JobReport, run_job
+from genaug.generation.items import WorkItem
+from genaug.generation.models import resolve_model
+from genaug.generation.seeds import derive_seed
+from genaug.sdi.conditioning import NEGATIVE_PROMPT, SDI_PROMPT, SLOT_WORD, class_token_position, slot_context
+from genaug.sdi.sample import samples_path
+from genaug.sdi.tables import FeatureTable, load_table
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What :class:`~genaug.generation.editors.base.Editor` reads from an editor config."""
+
+    model: str
+    revision: str | None
+    steps: int
+    guidance_scale: float
+    size: int | None
+    negative_prompt: str
+    scheduler: str = "ddim"
+
+
+class SdiRenderer(Editor):
+    """SD text-to-image conditioned on sampled vectors in the prompt's slot.
+
+    Reuses the editors' machinery (pipeline loading from folder / hub id / pocket, per-image
+    CPU generators, text embeddings encoded once, uint8 output at the working size) and
+    adds the slot conditioning, an optional VAE override and SDI's DDIM settings.
+    """
+
+    name = "sdi"
+    method = "sdi"
+    pipeline_class = "StableDiffusionPipeline"
+    default_model = "pocket:sd"
+    needs_source = False
+
+    def __init__(
+        self,
+        settings: RenderSettings,
+        vectors: torch.Tensor,
+        *,
+        eta: float = 0.0,
+        vae: str | None = None,
+        prompt: str = SDI_PROMPT,
+        device: str = "auto",
+        dtype: str = "auto",
+    ) -> None:
+        super().__init__(settings, device=device, dtype=dtype)
+        self.vectors = torch.as_tensor(vectors, dtype=torch.float32)
+        self.eta = eta
+        self.vae = resolve_model(vae) if vae else None
+        self.prompt = prompt
+
+    def _load_pipeline(self):
+        from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
+
+        extra = {}
+        if self.vae is not None:
+            extra["vae"] = AutoencoderKL.from_pretrained(self.vae.location, revision=self.vae.revision, dtype=self.dtype,
+                                                         use_safetensors=True)
+        pipeline = StableDiffusionPipeline.from_pretrained(
+            self.model.location, revision=self.model.revision, dtype=self.dtype, safety_checker=None,
+            requires_safety_checker=False, use_safetensors=True, **extra,
+        )
+        # METHODS.md 5.4: DDIM on the model's betas, with SD's flags set explicitly.
+        pipeline.scheduler = DDIMScheduler.from_config(
+            pipeline.scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1
+        )
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline.to(self.device)
+
+    @cached_property
+    def slot_position(self) -> int:
+        """Where "class" sits in the prompt's tokens (looked up in the pipeline's tokenizer)."""
+        return class_token_position(self.pipeline.tokenizer, self.prompt, SLOT_WORD)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            **super().params(),
+            "eta": self.eta,
+            "conditioning": "slot",
+            "slot_position": self.slot_position,
+            "vae": (self.vae.identity if self.vae is not None else None),
+        }
+
+    def rate_key(self) -> dict[str, Any]:
+        return {
+            "editor": self.name,
+            "model": self.model.identity.get("hash") or self.model.location,
+            "vae": self.vae.identity if self.vae is not None else None,
+            "steps": self.steps,
+            "guidance": self.guidance_scale,
+            "size": self.config.size,
+            "device": str(self.device),
+            "dtype": str(self.dtype),
+        }
+
+    def conditioning(self, items: Sequence[WorkItem]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positive contexts (the prompt's with each item's vector in the slot) and negative contexts."""
+        base = self.text_embeddings([self.prompt])
+        rows = torch.tensor([item.extra["row"] for item in items], dtype=torch.int64)
+        tokens = self.vectors[rows].to(self.device, base.dtype)
+        positive = slot_context(base, tokens, self.slot_position)
+        negative = self.text_embeddings([self.config.negative_prompt]).expand(len(items), -1, -1)
+        return positive, negative
+
+    def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
+        positive, negative = self.conditioning(items)
+        output = self.pipeline(
+            prompt_embeds=positive,
+            negative_prompt_embeds=negative,
+            height=self.size,
+            width=self.size,
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance_scale,
+            eta=self.eta,
+            generator=self.generators(seeds),
+            output_type="np",
+        )
+        return self.to_uint8(output.images)
+
+
+# ---------------------------------------------------------------------------- the stage
+
+
+def generate_from_samples(config: SdiConfig, samples: str | Path | None = None, renderer: SdiRenderer | None = None) -> JobReport:
+    """Make (or continue) the synthetic set of ``config.generate.output`` from sampled vectors.
+
+    ``samples``: a samples table (default ``<work_dir>/samples/<sampler>.safetensors``).
+    """
+    path = Path(samples) if samples is not None else samples_path(config.work_dir, config.sample.sampler)
+    table = load_table(path)
+    gen = config.generate
+    output = gen.output or Path(config.work_dir) / "generated" / table.info.get("sampler", config.sample.sampler)
+    renderer = renderer or build_renderer(config, table)
+    check_dimensions(renderer, table)
+    items = plan_items(table, path, gen.seed, gen.negative_prompt or NEGATIVE_PROMPT, renderer.prompt)
+    model = {**renderer.model.identity, "vae": renderer.vae.identity if renderer.vae is not None else None}
+    return run_job(items, renderer, output, experiment_seed=gen.seed, engine=gen.engine, model=model,
+                   extra_params={"sampler": table.info.get("sampler")})
+
+
+def build_renderer(config: SdiConfig, table: FeatureTable) -> SdiRenderer:
+    gen = config.generate
+    settings = RenderSettings(
+        model=config.model, revision=config.revision, steps=gen.steps, guidance_scale=gen.guidance_scale,
+        size=gen.size, negative_prompt=gen.negative_prompt or NEGATIVE_PROMPT,
+    )
+    return SdiRenderer(settings, table.features, eta=gen.eta, vae=gen.vae, device=gen.engine.device, dtype=gen.engine.dtype)
+
+
+def check_dimensions(renderer: SdiRenderer, table: FeatureTable) -> None:
+    """The sampled vectors must be tokens of the pipeline's text context."""
+    width = int(renderer.pipeline.unet.config.cross_attention_dim)
+    if table.dim != width:
+        raise ValueError(
+            f"sampled vectors are {table.dim}-d but the UNet's cross-attention reads {width}-d tokens: "
+            "the projector was trained for another model"
+        )
+
+
+def plan_items(table: FeatureTable, path: Path, seed: int, negative_prompt: str, prompt: str = SDI_PROMPT) -> list[WorkItem]:
+    """One work item per sampled vector: id = the sample's id, seed derived from it; ``embedding`` = file, row, sampler."""
+    sampler = table.info.get("sampler")
+    file = str(Path(path).resolve())
+    return [
+        WorkItem(
+            id=sample_id,
+            seed=derive_seed(seed, sample_id),
+            label=int(label),
+            class_name=table.class_names[int(label)],
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            extra={"row": row, "embedding": {"file": file, "tensor": "features", "row": row, "sampler": sampler}},
+        )
+        for row, (sample_id, label) in enumerate(zip(table.ids, table.labels.tolist()))
+    ]

@@ -1,0 +1,66 @@
+"""SDI's projector (METHODS.md 5.1): CLIP image_embeds -> one token of SD's text context.
+
+``Linear(d_clip, hidden) - ReLU - Linear(hidden, cross_attention_dim)``, no normalisation.
+At real scale (768, 1024, 768) it has 1,574,656 parameters; the pocket world scales it to
+its 128-d CLIP and 128-d cross-attention.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+PROJECTOR_FILE = "projector.safetensors"
+
+
+def projector_param_count(in_dim: int, hidden: int, out_dim: int) -> int:
+    """``in_dim * hidden + hidden + hidden * out_dim + out_dim`` (two linear layers with biases)."""
+    return in_dim * hidden + hidden + hidden * out_dim + out_dim
+
+
+class Projector(nn.Module):
+    """``token = W2 relu(W1 e + b1) + b2`` for a CLIP image embedding ``e``."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
+        super().__init__()
+        self.in_dim, self.hidden, self.out_dim = in_dim, hidden, out_dim
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, embeds: torch.Tensor) -> torch.Tensor:
+        return self.net(embeds)
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {"in_dim": self.in_dim, "hidden": self.hidden, "out_dim": self.out_dim}
+
+
+def save_projector(path: str | Path, projector: Projector, metadata: dict[str, str] | None = None) -> Path:
+    """Weights as safetensors (temporary name, fsync, rename); the sizes go in the metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in projector.state_dict().items()}
+    save_file(tensors, str(tmp), metadata={"dims": json.dumps(projector.dims), **(metadata or {})})
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_projector(path: str | Path, device: str | torch.device = "cpu") -> Projector:
+    """A :class:`Projector` rebuilt from the sizes in its file and loaded with its weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no projector at {path}: run `genaug sdi train` first")
+    with safe_open(str(path), framework="pt") as handle:
+        dims = json.loads((handle.metadata() or {})["dims"])
+        state = {name: handle.get_tensor(name) for name in handle.keys()}
+    projector = Projector(**dims)
+    projector.load_state_dict(state)
+    return projector.to(device).eval()

@@ -1,0 +1,477 @@
+"""Step 2 of SDI: train the projector against frozen Stable Diffusion (METHODS.md 5.1).
+
+:func:`train_projector` reads as the method:
+
+1. resolve the preset (``sd15`` reference, ``pocket`` scaled) and the processes;
+2. load SD's tokenizer, text encoder, VAE and UNet, all frozen: ``requires_grad = False``
+   on every parameter, ``no_grad`` around the VAE and text encoder (they run only to build
+   the caches); gradients flow *through* the UNet's activations to the projector, never
+   into its weights;
+3. load the CLIP embeddings of the training images (``genaug sdi embed``);
+4. cache each image's VAE latent distribution and the prompt's text context once
+   (:mod:`genaug.sdi.cache`);
+5. a step: rows of the global batch (a seeded permutation per epoch) and their randomness
+   drawn from ``(seed, step)``, then split across processes; latents
+   ``z0 = s * (mean + std * eps)``, 5 % of image embeddings zeroed, ``t ~ U{0..T-1}``,
+   ``z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) noise`` (the pipeline's DDPM schedule),
+   context = the prompt's with the "class" slot set to ``projector(embedding)``, loss
+   ``MSE(unet(z_t, t, context), noise)``, AdamW;
+6. checkpoint (safetensors weights, optimiser state readable with ``weights_only=True``)
+   every ``checkpoint_every`` steps; a rerun resumes from it;
+7. write ``projector.safetensors`` and ``train.json``.
+
+Every step's randomness comes from ``(seed, step)``, so a resumed run continues exactly
+as an uninterrupted one would, and 1 or N processes train the same projector (up to the
+order of floating-point sums). Several processes (``torchrun --nproc_per_node N``;
+on CPU gloo) split each global batch; the projector is wrapped in DDP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from genaug.config import ConfigError, ProjectorTrainConfig, SdiConfig
+from genaug.data.base import RealDataset
+from genaug.sdi.cache import (
+    ContextCache,
+    LatentCache,
+    build_context_cache,
+    build_latent_cache,
+    load_context_cache,
+    load_latent_cache,
+    save_context_cache,
+    save_latent_cache,
+)
+from genaug.sdi.conditioning import slot_context
+from genaug.sdi.embed import load_embeddings, pool_dataset
+from genaug.sdi.models import FrozenDiffusion, load_frozen_diffusion
+from genaug.sdi.presets import resolve_train_config
+from genaug.sdi.projector import PROJECTOR_FILE, Projector, load_projector, save_projector
+from genaug.sdi.tables import FeatureTable
+from genaug.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from genaug.training.distributed import Distributed, setup_distributed, shard
+from genaug.training.seeding import generator_for
+
+PROJECTOR_DIR = "projector"
+LOG_FILE = "log.csv"
+SUMMARY_FILE = "train.json"
+#: Fields that may change between a run and its resumption (they do not change the result).
+RESUMABLE_FIELDS = ("max_steps", "checkpoint_every", "log_every", "progress")
+
+
+@dataclass
+class ProjectorRun:
+    """What a finished (or stopped at ``max_steps``) projector training did."""
+
+    path: Path
+    steps: int
+    final_loss: float
+    seconds: float
+    resumed_from: int
+    world_size: int
+
+    @property
+    def steps_per_second(self) -> float:
+        done = self.steps - self.resumed_from
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+
+def projector_dir(work_dir: str | Path) -> Path:
+    return Path(work_dir) / PROJECTOR_DIR
+
+
+def projector_path(work_dir: str | Path) -> Path:
+    return projector_dir(work_dir) / PROJECTOR_FILE
+
+
+def training_pools(config: SdiConfig) -> list[str]:
+    """The pools the projector trains on: the preset's (``pretrain`` only where the dataset has it) or the configured ones."""
+    train = resolve_train_config(config.model, config.train)
+    if config.train.pools is None and "pretrain" in train.pools:
+        from genaug.data import dataset_spec
+
+        if "pretrain" not in dataset_spec(config.dataset.name).splits:
+            return ["train"]
+    return list(train.pools)
+
+
+# ---------------------------------------------------------------------------- the stage
+
+
+def train_projector(
+    config: SdiConfig,
+    datasets: dict[str, RealDataset] | None = None,
+    *,
+    resume: bool = True,
+    diffusion: FrozenDiffusion | None = None,
+) -> ProjectorRun:
+    """Train (or resume, or return the finished) projector of ``config.work_dir``; see the module doc."""
+    train = resolve_train_config(config.model, config.train)
+    pools = training_pools(config)
+    dist = setup_distributed(config.device)
+    if train.batch_size < dist.world_size:
+        raise ConfigError(f"train.batch_size {train.batch_size} is global: it must be at least the {dist.world_size} processes")
+    out = projector_dir(config.work_dir)
+    diffusion = diffusion or load_frozen_diffusion(config.model, config.revision, dist.device)
+    embeds = load_embeddings(config.work_dir, pools)
+    latents, context = prepare_caches(config, train, diffusion, pools, datasets, dist)
+    check_alignment(embeds, latents)
+
+    projector = build_projector(embeds.dim, train.hidden, diffusion.cross_attention_dim, train.seed).to(dist.device)
+    optimizer = torch.optim.AdamW(projector.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    total = total_steps(len(embeds), train)
+    start = restore_checkpoint(out, train, projector, optimizer, resume)
+    if start >= total and projector_path(config.work_dir).is_file():
+        return finished_run(out, total, dist.world_size)
+    model = dist.wrap(projector)
+    features = embeds.features.to(dist.device)
+    latents = LatentCache(latents.mean.to(dist.device), latents.std.to(dist.device), latents.ids)
+    base_context = context.context.to(dist.device)
+    latent_shape = tuple(latents.mean.shape[1:])
+    num_timesteps = int(diffusion.noise_scheduler.config.num_train_timesteps)
+
+    log = TrainLog(out / LOG_FILE, start, enabled=dist.is_main)
+    started, loss_value = time.perf_counter(), math.nan
+    with log, training_progress(train, dist, start, total) as progress:
+        for step in range(start, total):
+            rows = batch_rows(len(embeds), train.batch_size, train.seed, step)
+            draws = draw_step(len(rows), latent_shape, num_timesteps, train.embedding_dropout,
+                              generator_for(train.seed, "step", step))
+            part = shard(torch.arange(len(rows)), dist.rank, dist.world_size)
+            local = rows[part].to(dist.device)
+            with precision_context(train.precision, dist.device):
+                loss = projector_loss(model, diffusion, latents, base_context, context.position, features[local], local,
+                                      draws.rows(part), sample_latents=train.latents == "sample")
+            # DDP averages gradients over processes; scaling by this share makes the result
+            # the gradient of the global batch mean even when shards differ in size.
+            share = len(part) * dist.world_size / len(rows)
+            optimizer.zero_grad(set_to_none=True)
+            (loss * share).backward()
+            optimizer.step()
+            loss_value = global_mean(loss.detach() * len(part), len(rows), dist)
+            epoch = step // steps_per_epoch(len(embeds), train.batch_size)
+            log.write(step, epoch, loss_value, time.perf_counter() - started)
+            progress.advance(loss_value)
+            if (step + 1) % train.checkpoint_every == 0 or step + 1 == total:
+                write_checkpoint(out, projector, optimizer, train, step + 1, epoch, dist)
+    seconds = time.perf_counter() - started
+
+    run = ProjectorRun(projector_path(config.work_dir), total, loss_value, seconds, start, dist.world_size)
+    if dist.is_main and start < total:
+        metadata = {"train": json.dumps(train.model_dump(mode="json")), "steps": str(total),
+                    "model": json.dumps(diffusion.model.identity)}
+        save_projector(run.path, projector, metadata)
+        _write_json(out / SUMMARY_FILE, {**asdict(run), "path": str(run.path), "steps_per_second": run.steps_per_second})
+    dist.barrier()
+    return run
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+def build_projector(in_dim: int, hidden: int, out_dim: int, seed: int) -> Projector:
+    """A projector with PyTorch's default initialisation drawn from ``(seed, "projector init")``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(generator_for(seed, "projector init").initial_seed())
+        return Projector(in_dim, hidden, out_dim)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """One pass over ``n`` rows in global batches (the last one may be short)."""
+    return max(1, math.ceil(n / batch_size))
+
+
+def total_steps(n: int, train: ProjectorTrainConfig) -> int:
+    """``epochs * steps_per_epoch``, cut at ``max_steps``."""
+    total = train.epochs * steps_per_epoch(n, train.batch_size)
+    return min(total, train.max_steps) if train.max_steps is not None else total
+
+
+def batch_rows(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """The global batch of ``step``: its slice of the epoch's permutation drawn from ``(seed, "order", epoch)``."""
+    per_epoch = steps_per_epoch(n, batch_size)
+    epoch, position = divmod(step, per_epoch)
+    order = torch.randperm(n, generator=generator_for(seed, "order", epoch))
+    return order[position * batch_size : (position + 1) * batch_size]
+
+
+@dataclass
+class StepDraws:
+    """The randomness of one global batch: latent sample noise, embedding keep mask,
+    timesteps and diffusion noise, one row per sample.
+
+    Drawn whole on every process from ``(seed, step)`` and then sliced, so a sample's
+    randomness does not depend on how many processes share the batch.
+    """
+
+    latent_eps: torch.Tensor
+    keep: torch.Tensor
+    timesteps: torch.Tensor
+    noise: torch.Tensor
+
+    def rows(self, index: slice | torch.Tensor) -> "StepDraws":
+        return StepDraws(self.latent_eps[index], self.keep[index], self.timesteps[index], self.noise[index])
+
+
+def draw_step(n: int, latent_shape: tuple[int, ...], num_timesteps: int, dropout: float, generator: torch.Generator) -> StepDraws:
+    """``eps ~ N(0, I)``, ``keep ~ Bernoulli(1 - dropout)``, ``t ~ U{0..T-1}``, ``noise ~ N(0, I)`` for ``n`` samples."""
+    latent_eps = torch.randn((n, *latent_shape), generator=generator)
+    keep = torch.rand(n, generator=generator) >= dropout
+    timesteps = torch.randint(0, num_timesteps, (n,), generator=generator)
+    noise = torch.randn((n, *latent_shape), generator=generator)
+    return StepDraws(latent_eps, keep, timesteps, noise)
+
+
+def diffusion_loss(unet, noise_scheduler, latents: torch.Tensor, context: torch.Tensor, noise: torch.Tensor,
+                   timesteps: torch.Tensor) -> torch.Tensor:
+    """``mean || target - unet(z_t, t, c) ||^2`` with ``z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) noise``
+    (the scheduler's ``add_noise``); the target is ``noise`` (epsilon prediction, SD 1.x) or
+    the velocity for v-prediction models."""
+    noise = noise.to(latents.device, latents.dtype)
+    timesteps = timesteps.to(latents.device)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    prediction = unet(noisy, timesteps, encoder_hidden_states=context.to(noisy.dtype)).sample
+    kind = noise_scheduler.config.prediction_type
+    if kind == "epsilon":
+        target = noise
+    elif kind == "v_prediction":
+        target = noise_scheduler.get_velocity(latents, noise, timesteps)
+    else:
+        raise ValueError(f"projector training supports epsilon and v_prediction models, not {kind!r}")
+    return F.mse_loss(prediction.float(), target.float())
+
+
+def projector_loss(
+    projector: torch.nn.Module,
+    diffusion: FrozenDiffusion,
+    latents: LatentCache,
+    base_context: torch.Tensor,
+    position: int,
+    embeds: torch.Tensor,
+    rows: torch.Tensor,
+    draws: StepDraws,
+    sample_latents: bool = True,
+) -> torch.Tensor:
+    """One batch's loss (module doc, step 5): ``z0 = s (mean + std eps)`` from the cache, the
+    embeddings with dropped rows zeroed through the projector into the slot, the UNet's loss."""
+    device = embeds.device
+    mean, std = latents.mean[rows], latents.std[rows]
+    z0 = (mean + std * draws.latent_eps.to(device, mean.dtype)) if sample_latents else mean
+    z0 = z0 * diffusion.scaling_factor
+    kept = embeds * draws.keep.to(device, embeds.dtype)[:, None]
+    context = slot_context(base_context, projector(kept), position)
+    return diffusion_loss(diffusion.unet, diffusion.noise_scheduler, z0, context, draws.noise, draws.timesteps)
+
+
+@torch.no_grad()
+def evaluate_diffusion_loss(
+    projector: torch.nn.Module,
+    diffusion: FrozenDiffusion,
+    latents: LatentCache,
+    context: ContextCache,
+    embeds: torch.Tensor,
+    seed: int = 0,
+    draws: int = 4,
+    batch_size: int = 64,
+) -> float:
+    """Mean diffusion loss of ``projector`` over ``draws`` seeded (t, noise) draws per image.
+
+    The latent mean is used and no embedding is dropped; for a given ``seed`` every
+    projector sees the same timesteps and noise, so two projectors are compared pairwise
+    (e.g. trained against untrained on held-out images).
+    """
+    device = next(projector.parameters()).device
+    steps = int(diffusion.noise_scheduler.config.num_train_timesteps)
+    total, count = 0.0, 0
+    for draw in range(draws):
+        for start in range(0, len(embeds), batch_size):
+            rows = torch.arange(start, min(start + batch_size, len(embeds)))
+            found = draw_step(len(rows), tuple(latents.mean.shape[1:]), steps, 0.0, generator_for(seed, "eval", draw, start))
+            loss = projector_loss(projector, diffusion, latents, context.context.to(device), context.position,
+                                  embeds[rows].to(device), rows.to(latents.mean.device), found, sample_latents=False)
+            total += float(loss) * len(rows)
+            count += len(rows)
+    return total / max(count, 1)
+
+
+def global_mean(local_sum: torch.Tensor, global_count: int, dist: Distributed) -> float:
+    """The batch-mean loss over every process's rows."""
+    return float(dist.all_reduce_sum(local_sum.reshape(1).float().cpu())[0]) / global_count
+
+
+def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 / fp16 autocast for the projector and UNet forward, or nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision: 'fp16' needs a CUDA device; on CPU use 'bf16' or 'fp32'")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def check_alignment(embeds: FeatureTable, latents: LatentCache) -> None:
+    if embeds.ids != latents.ids:
+        raise ValueError("CLIP embeddings and cached latents describe different images: rerun `genaug sdi embed`")
+
+
+# ---------------------------------------------------------------------------- caches
+
+
+def prepare_caches(
+    config: SdiConfig,
+    train: ProjectorTrainConfig,
+    diffusion: FrozenDiffusion,
+    pools: list[str],
+    datasets: dict[str, RealDataset] | None,
+    dist: Distributed,
+) -> tuple[LatentCache, ContextCache]:
+    """Load or build the latent cache of every pool and the context cache; rank 0 builds, the others wait."""
+    cache_dir = projector_dir(config.work_dir) / "cache"
+    weights = diffusion.model.identity.get("hash") or diffusion.model.location
+    context_key = {"weights": weights, "part": "text_encoder"}
+    latent_key = {"weights": weights, "part": "vae", "resolution": train.resolution}
+
+    def load_all() -> tuple[list[LatentCache | None], ContextCache | None, list[RealDataset]]:
+        sets = [pool_dataset(config, pool, datasets) for pool in pools]
+        found = [load_latent_cache(cache_dir / f"latents-{pool}.safetensors", latent_key, list(d.ids)) for pool, d in zip(pools, sets)]
+        return found, load_context_cache(cache_dir / "context.safetensors", context_key), sets
+
+    if dist.is_main:
+        found, context, sets = load_all()
+        for pool, dataset, cached in zip(pools, sets, found):
+            if cached is None:
+                cached = build_latent_cache(diffusion.vae, dataset, train.resolution)
+                save_latent_cache(cache_dir / f"latents-{pool}.safetensors", cached, latent_key)
+        if context is None:
+            context = build_context_cache(diffusion.tokenizer, diffusion.text_encoder)
+            save_context_cache(cache_dir / "context.safetensors", context, context_key)
+    dist.barrier()
+    found, context, _ = load_all()
+    if context is None or any(cached is None for cached in found):
+        raise RuntimeError(f"the projector caches in {cache_dir} could not be read back")
+    latents = LatentCache(torch.cat([c.mean for c in found]), torch.cat([c.std for c in found]), [i for c in found for i in c.ids])
+    return latents, context
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def recipe_of(train: ProjectorTrainConfig) -> dict[str, Any]:
+    """The resolved config without the fields a resumed run may change."""
+    data = train.model_dump(mode="json")
+    for name in RESUMABLE_FIELDS:
+        data.pop(name)
+    return data
+
+
+def restore_checkpoint(out: Path, train: ProjectorTrainConfig, projector: Projector, optimizer, resume: bool) -> int:
+    """Load the latest checkpoint into ``projector`` and ``optimizer``; return the step to continue from."""
+    folder = find_checkpoint(out) if resume else None
+    if folder is None:
+        return 0
+    weights, state = load_checkpoint(folder)
+    saved = json.loads(state["recipe"])
+    if saved != recipe_of(train):
+        changed = sorted(key for key in set(saved) | set(recipe_of(train)) if saved.get(key) != recipe_of(train).get(key))
+        raise ConfigError(
+            f"{out} holds a projector trained with other settings ({', '.join(changed)}); "
+            "use another work_dir or start over (resume=False)"
+        )
+    projector.load_state_dict(weights)
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def write_checkpoint(out: Path, projector: Projector, optimizer, train: ProjectorTrainConfig, step: int, epoch: int, dist: Distributed) -> None:
+    """Rank 0 writes weights (safetensors) and plain training state (``torch.load(weights_only=True)``)."""
+    if dist.is_main:
+        state = {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(), "recipe": json.dumps(recipe_of(train))}
+        save_checkpoint(out, projector.state_dict(), state)
+    dist.barrier()
+
+
+def finished_run(out: Path, steps: int, world_size: int) -> ProjectorRun:
+    """The record of a run that already reached its last step (nothing is trained again)."""
+    summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8")) if (out / SUMMARY_FILE).is_file() else {}
+    return ProjectorRun(out / PROJECTOR_FILE, steps, float(summary.get("final_loss", math.nan)), 0.0, steps, world_size)
+
+
+def load_trained_projector(work_dir: str | Path, device: str | torch.device = "cpu") -> Projector:
+    """The projector ``train_projector`` wrote into ``work_dir``."""
+    return load_projector(projector_path(work_dir), device)
+
+
+# ---------------------------------------------------------------------------- logging
+
+
+class TrainLog:
+    """``log.csv`` (step, epoch, loss, seconds); on resume rows from ``start`` on are dropped first."""
+
+    def __init__(self, path: Path, start: int, enabled: bool = True) -> None:
+        self.path, self.start, self.enabled = path, start, enabled
+        self._handle = None
+
+    def __enter__(self) -> "TrainLog":
+        if not self.enabled:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        rows = []
+        if self.path.is_file() and self.start > 0:
+            with self.path.open(newline="") as handle:
+                rows = [row for row in csv.DictReader(handle) if int(row["step"]) < self.start]
+        self._handle = self.path.open("w", newline="")
+        self._writer = csv.DictWriter(self._handle, fieldnames=["step", "epoch", "loss", "seconds"])
+        self._writer.writeheader()
+        self._writer.writerows(rows)
+        return self
+
+    def write(self, step: int, epoch: int, loss: float, seconds: float) -> None:
+        if self._handle is not None:
+            self._writer.writerow({"step": step, "epoch": epoch, "loss": f"{loss:.6f}", "seconds": f"{seconds:.3f}"})
+            self._handle.flush()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+@contextlib.contextmanager
+def training_progress(train: ProjectorTrainConfig, dist: Distributed, start: int, total: int):
+    """A rich progress bar with the loss on rank 0 (a no-op elsewhere or when disabled)."""
+
+    class _Bar:
+        def __init__(self, progress=None, task=None) -> None:
+            self.progress, self.task, self.count = progress, task, 0
+
+        def advance(self, loss: float) -> None:
+            self.count += 1
+            if self.progress is not None and (self.count % train.log_every == 0 or start + self.count == total):
+                self.progress.update(self.task, completed=start + self.count, loss=loss)
+
+    if not (train.progress and dist.is_main and total > start):
+        yield _Bar()
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("training projector"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(), TimeRemainingColumn(),
+    )
+    with progress:
+        yield _Bar(progress, progress.add_task("projector", total=total, completed=start, loss=math.nan))
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
