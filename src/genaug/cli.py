@@ -15,6 +15,8 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Generative dataset augmentation.")
 data_app = typer.Typer(no_args_is_help=True, help="Real datasets: inspect and prepare.")
 app.add_typer(data_app, name="data")
+pocket_app = typer.Typer(no_args_is_help=True, help="The pocket world: tiny CLIP / SD / InstructPix2Pix on styled digits.")
+app.add_typer(pocket_app, name="pocket")
 
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="key.sub=value overrides")]
 
@@ -98,3 +100,34 @@ def data_prepare(
 
     path = prepare_dataset(name, root)
     typer.echo(f"{name} ready at {path}")
+
+
+# ---------------------------------------------------------------------------- pocket
+
+
+@pocket_app.command("build")
+def pocket_build(
+    quick: Annotated[bool, typer.Option("--quick", help="same code, a few minutes of training (for tests)")] = False,
+    spec: Annotated[Optional[Path], typer.Option(help="build spec YAML (default: the committed spec)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output folder (default: GENAUG_HOME/pocket)")] = None,
+    keep_checkpoints: Annotated[bool, typer.Option(help="keep per-model training checkpoints")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads")] = None,
+) -> None:
+    """Train pocket CLIP, SD and InstructPix2Pix from the build spec (resumes a killed build)."""
+    from genaug.pocket import build_pocket
+    from genaug.pocket.store import format_pocket_info
+
+    info = build_pocket(spec_path=spec, out_dir=out, quick=quick, keep_checkpoints=keep_checkpoints, num_threads=threads)
+    typer.echo(format_pocket_info(info))
+
+
+@pocket_app.command("info")
+def pocket_info_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
+    """Where the pocket models in use are, their spec hash and measured quality."""
+    from genaug.pocket import pocket_info
+    from genaug.pocket.store import format_pocket_info
+
+    info = pocket_info()
+    typer.echo(json.dumps(info, indent=2, default=str) if as_json else format_pocket_info(info))
