@@ -17,8 +17,13 @@ data_app = typer.Typer(no_args_is_help=True, help="Real datasets: inspect and pr
 app.add_typer(data_app, name="data")
 pocket_app = typer.Typer(no_args_is_help=True, help="The pocket world: tiny CLIP / SD / InstructPix2Pix on styled digits.")
 app.add_typer(pocket_app, name="pocket")
+sdi_app = typer.Typer(no_args_is_help=True, help="SDI: embed, train the projector, build the bank, sample, generate.")
+app.add_typer(sdi_app, name="sdi")
+fractals_app = typer.Typer(no_args_is_help=True, help="Fractal banks for blending and online mixing.")
+app.add_typer(fractals_app, name="fractals")
 
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="key.sub=value overrides")]
+ConfigFile = Annotated[Optional[Path], typer.Argument(help="YAML config of the stage (fields can also come as overrides)")]
 
 
 def main() -> None:
@@ -27,7 +32,7 @@ def main() -> None:
 
     try:
         app()
-    except (ConfigError, DatasetError) as error:
+    except (ConfigError, DatasetError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None
 
@@ -131,3 +136,227 @@ def pocket_info_command(
 
     info = pocket_info()
     typer.echo(json.dumps(info, indent=2, default=str) if as_json else format_pocket_info(info))
+
+
+def _stage_config(model, config: Path | None, overrides: list[str] | None):
+    """A stage's typed config from an optional YAML file and ``key=value`` overrides."""
+    from genaug.config import load_config
+
+    text = str(config) if config is not None else ""
+    if "=" in text and "/" not in text.split("=", 1)[0] and not config.is_file():
+        overrides, config = [text, *(overrides or [])], None  # no file, only key=value overrides
+    return load_config(model, config, overrides)
+
+
+# ------------------------------------------------------------------------- the stages
+
+
+@app.command()
+def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
+    """Train one classifier (``dataset``, ``train`` recipe fields, optional ``synthetic`` sets, ``output``).
+
+    Example: ``genaug train output=runs/baseline train.recipe=pocket``.
+    """
+    from genaug.config import TrainRunConfig
+    from genaug.data import load_splits
+    from genaug.training import train as run_training
+
+    run = _stage_config(TrainRunConfig, config, overrides)
+    splits = load_splits(run.dataset)
+    synthetic = None
+    if run.synthetic:
+        from genaug.experiment.runner import load_sets
+
+        synthetic = load_sets(tuple(run.synthetic), splits["train"].class_names)
+    result = run_training(run.train, splits, run.output, synthetic)
+    typer.echo(
+        f"test top-1 {result.test['top1']:.2f} %, balanced accuracy {result.test['balanced_accuracy']:.2f} % "
+        f"({result.selection} weights, epoch {result.best_epoch}); {run.output / 'metrics.json'}"
+    )
+
+
+@app.command()
+def generate(config: ConfigFile = None, overrides: Overrides = None) -> None:
+    """Edit or synthesise images of a real dataset into a synthetic set (DiffuseMix ``generate``)."""
+    from genaug.config import GenerateConfig
+    from genaug.generation import generate as run_generate
+
+    report = run_generate(_stage_config(GenerateConfig, config, overrides))
+    _echo_job(report)
+
+
+def _echo_job(report) -> None:
+    if report.estimated_seconds is not None:
+        typer.echo(
+            f"dry run: {report.shard_items - report.already_done} of {report.total_items} items to make, "
+            f"about {report.estimated_seconds:.0f} s ({report.estimate_source})"
+        )
+        return
+    typer.echo(
+        f"{report.made} images made, {report.already_done} already there, {report.regenerated} regenerated, "
+        f"{report.degenerate} still degenerate; {report.images_per_second:.2f} images/s -> {report.set_dir}"
+    )
+
+
+@app.command()
+def mix(config: ConfigFile = None, overrides: Overrides = None) -> None:
+    """Combine generated images with their real sources (concat, rect, fractal, shb), one set per method."""
+    from genaug.config import MixConfig
+    from genaug.mixing.stage import mix as run_mix
+
+    for method, report in run_mix(_stage_config(MixConfig, config, overrides)).items():
+        typer.echo(f"{method}: {report.made} made, {report.already_done} already there -> {report.set_dir}")
+        if report.skipped_without_source:
+            typer.echo(f"  {len(report.skipped_without_source)} records without a real source were skipped")
+
+
+@app.command()
+def merge(set_dir: Annotated[Path, typer.Argument(help="a synthetic set written by several shards")]) -> None:
+    """Join the shards' manifest.<rank>.jsonl into the set's manifest.jsonl."""
+    from genaug.manifest import merge_shards
+
+    records = merge_shards(set_dir)
+    typer.echo(f"{len(records)} records in {set_dir / 'manifest.jsonl'}")
+
+
+@fractals_app.command("make")
+def fractals_make(
+    output: Annotated[Path, typer.Argument(help="folder to write the fractal PNGs into")],
+    count: Annotated[int, typer.Option(help="number of fractals")] = 256,
+    size: Annotated[int, typer.Option(help="side length in pixels")] = 64,
+    seed: Annotated[int, typer.Option(help="seed of the iterated function systems")] = 0,
+) -> None:
+    """Render a seeded bank of IFS fractals as PNGs (usable as a folder bank)."""
+    from genaug.config import FractalBankConfig
+    from genaug.mixing.stage import make_fractal_folder
+
+    paths = make_fractal_folder(FractalBankConfig(count=count, size=size, seed=seed), output)
+    typer.echo(f"{len(paths)} fractals in {output}")
+
+
+@app.command("filter")
+def filter_command(config: ConfigFile = None, overrides: Overrides = None) -> None:
+    """Score a synthetic set and mark which records training keeps (never deletes)."""
+    from genaug.config import FilterConfig
+    from genaug.filtering import filter_set
+
+    report = filter_set(_stage_config(FilterConfig, config, overrides))
+    counts = ", ".join(f"{name} dropped {len(ids)}" for name, ids in report.dropped.items())
+    typer.echo(f"kept {report.kept} of {report.total} ({counts}) in {report.seconds:.1f} s -> {report.set_dir}")
+
+
+def _sdi_config(config: Path | None, overrides: list[str] | None):
+    from genaug.config import SdiConfig
+
+    return _stage_config(SdiConfig, config, overrides)
+
+
+@sdi_app.command("embed")
+def sdi_embed(config: ConfigFile = None, overrides: Overrides = None) -> None:
+    """CLIP image_embeds of the training images (cached with their ids)."""
+    from genaug.sdi import embed_training_images
+
+    for pool, path in embed_training_images(_sdi_config(config, overrides)).items():
+        typer.echo(f"{pool}: {path}")
+
+
+@sdi_app.command("train")
+def sdi_train(config: ConfigFile = None, overrides: Overrides = None) -> None:
+    """Train the projector against frozen SD (resumes from its checkpoint)."""
+    from genaug.sdi import train_projector
+
+    run = train_projector(_sdi_config(config, overrides))
+    typer.echo(f"projector: {run.steps} steps, final loss {run.final_loss:.4f}, {run.steps_per_second:.2f} steps/s -> {run.path}")
+
+
+@sdi_app.command("bank")
+def sdi_bank(config: ConfigFile = None, overrides: Overrides = None) -> None:
+    """Project the training images' embeddings into the feature bank."""
+    from genaug.sdi import build_bank
+
+    typer.echo(f"bank: {build_bank(_sdi_config(config, overrides))}")
+
+
+@sdi_app.command("sample")
+def sdi_sample(config: ConfigFile = None, overrides: Overrides = None) -> None:
+    """Fit the per-class sampler and draw multiplier x N_c new features per class."""
+    from genaug.sdi import sample_features
+
+    typer.echo(f"samples: {sample_features(_sdi_config(config, overrides))}")
+
+
+@sdi_app.command("generate")
+def sdi_generate(config: ConfigFile = None, overrides: Overrides = None) -> None:
+    """Generate one image per sampled feature through the generation engine."""
+    from genaug.sdi import generate_from_samples
+
+    _echo_job(generate_from_samples(_sdi_config(config, overrides)))
+
+
+# ------------------------------------------------------------------------ experiments
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="experiment YAML (see configs/)")],
+    overrides: Overrides = None,
+    out: Annotated[Optional[Path], typer.Option(help="run folder (default: runs/<experiment name>)")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="run only this arm (repeatable)")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="comma-separated seeds replacing the file's")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the stage graph, what is cached and an estimate")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="apply the file's quick: section")] = False,
+    artifacts: Annotated[Optional[Path], typer.Option(help="stage-output folder shared between runs")] = None,
+) -> None:
+    """Run an experiment: stages, every arm x seed, results table and HTML report."""
+    from genaug.experiment import load_experiment
+
+    experiment = load_experiment(config, overrides, quick=quick)
+    _run_and_print(experiment, out or Path("runs") / experiment.name, only, _parse_seeds(seeds), dry_run, artifacts)
+
+
+def _parse_seeds(text: str | None) -> list[int] | None:
+    from genaug.config import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
+
+
+def _run_and_print(experiment, out: Path, only, seeds, dry_run: bool, artifacts: Path | None) -> None:
+    from rich.console import Console
+
+    from genaug.experiment import results_table, run_experiment
+
+    results = run_experiment(experiment, out, artifacts=artifacts, only=only, seeds=seeds, dry_run=dry_run, echo=typer.echo)
+    if results is None:
+        return
+    console = Console()
+    console.print(results_table(results))
+    console.print(f"results: {out / 'results.json'}")
+    if results.get("report"):
+        console.print(f"report:  {results['report']}")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run folder written by genaug run")]) -> None:
+    """Write (or rewrite) the HTML report of a run folder."""
+    from genaug.report import write_report
+
+    typer.echo(f"report: {write_report(run_dir)}")
+
+
+@app.command()
+def demo(
+    quick: Annotated[bool, typer.Option("--quick", help="a few arms, one seed, short training (about 3 minutes)")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="run folder (default: runs/demo or runs/demo-quick)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan only")] = False,
+) -> None:
+    """The whole study on the pocket world with the shipped pocket models: table + HTML report."""
+    from genaug.experiment import load_experiment
+    from genaug.home import packaged_config
+
+    experiment = load_experiment(packaged_config("demo.yaml"), quick=quick)
+    _run_and_print(experiment, out or Path("runs") / ("demo-quick" if quick else "demo"), None, None, dry_run, None)

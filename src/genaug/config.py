@@ -180,7 +180,7 @@ def dump_config(config: BaseModel) -> str:
 RecipeName = Literal["cifar", "finegrained", "pocket"]
 LossName = Literal["ce", "bce_softmax"]
 LrScheduleName = Literal["step", "cosine"]
-DataPolicyName = Literal["real_only", "concat"]
+DataPolicyName = Literal["real_only", "concat", "subset", "curriculum", "synthetic_probability", "multiples"]
 Triple = tuple[float, float, float]
 
 
@@ -253,7 +253,19 @@ class TrainConfig(StrictModel):
     (autocast, CPU or CUDA) or fp16 (CUDA, with gradient scaling); ``channels_last``;
     ``device``; ``cpu_threads`` (None = torch's default); ``seed`` (every epoch's
     randomness derives from it and the epoch); ``mixer`` + ``mixer_kwargs``
-    (``genaug.mixing.online``, ``none`` = plain forward); ``data_policy`` + kwargs;
+    (``genaug.mixing.online``, ``none`` = plain forward; the trainer supplies what YAML
+    cannot hold: ``puzzlemix`` and ``fractal`` get ``augmentation.mean``/``std``, and
+    ``fractal`` its bank from ``mixer_kwargs.bank``, the fields of
+    :class:`FractalBankConfig`: ``count``, ``size``, ``seed`` or ``folder``);
+    ``data_policy`` + ``data_policy_kwargs`` (``genaug.training.policies``, METHODS.md 1.3):
+
+    - ``real_only``, ``concat``: no kwargs;
+    - ``subset``: ``labels_per_class`` (None = each class's real count), ``seed`` (0);
+    - ``curriculum``: ``schedule`` (linear, step, warmup, cosine, constant) and that
+      schedule's parameters (``milestones``/``values``, ``warmup_epochs``, ``p``);
+    - ``synthetic_probability``: ``p`` (0.5);
+    - ``multiples``: ``multiples`` (1.0), ``seed`` (0).
+
     ``logging``; ``checkpoint_every`` epochs (and always after the last).
     """
 
@@ -437,6 +449,46 @@ class FractalBankConfig(StrictModel):
         return self
 
 
+class ShbConfig(StrictModel):
+    """Semantic hybrid blending in the ``mix`` stage (METHODS.md 3; ``genaug.mixing.semantic_hybrid_blend``).
+
+    ``patch`` / ``stride`` in pixels of the original image; None scales them with the image
+    (``genaug.mixing.scale_patch``: 32 / 16 from 64 px up, half the image below; a
+    ``patch`` without ``stride`` gets overlap 0.5). ``percentile`` of the least class-like
+    pixels come back from the original, after Gaussian smoothing with ``sigma``; ``mode``
+    ``binary`` thresholds the smoothed mask at 0.5, ``soft`` blends with it. ``clip``:
+    ``pocket``, a hub id (``openai/clip-vit-base-patch32``, the reference) or a folder;
+    ``prompt`` takes the class name at ``{}``. ``clip_batch_size`` patches go through CLIP
+    at once. ``heatmaps`` also saves each pair's similarity map as ``heatmaps/<id>.png``
+    in the set (grey levels = normalised similarity), referenced from the record.
+    """
+
+    patch: int | None = None
+    stride: int | None = None
+    percentile: float = 30.0
+    sigma: float = 5 / 3
+    mode: Literal["binary", "soft"] = "binary"
+    clip: str = "pocket"
+    prompt: str = "a photo of a {}"
+    clip_batch_size: int = 256
+    heatmaps: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _check(self) -> "ShbConfig":
+        for name in ("patch", "stride"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 (or null to scale with the image), got {value}")
+        if not 0.0 <= self.percentile <= 100.0:
+            raise ValueError(f"percentile must be in [0, 100], got {self.percentile}")
+        if self.sigma < 0 or self.clip_batch_size < 1:
+            raise ValueError("sigma must be >= 0 and clip_batch_size >= 1")
+        if self.prompt.count("{}") != 1:
+            raise ValueError(f"prompt must hold exactly one '{{}}' for the class name, got {self.prompt!r}")
+        return self
+
+
 class MixConfig(StrictModel):
     """The DiffuseMix ``mix`` stage: combine each generated image with its real source.
 
@@ -444,26 +496,28 @@ class MixConfig(StrictModel):
     point to; writes one set per method under ``output/<method>``: ``concat`` (feathered
     halves, orientation drawn per item), ``rect`` (random rectangles of the edit on the
     original), ``fractal`` (a fractal blended in with alpha 0.2; ``fractal_on: concat``
-    blends the feathered concatenation as DiffuseMix does, ``generated`` the edit alone).
+    blends the feathered concatenation as DiffuseMix does, ``generated`` the edit alone),
+    ``shb`` (CLIP-guided semantic hybrid blending, parameters in ``shb``).
     """
 
     generated: Path
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     output: Path
-    methods: list[Literal["concat", "rect", "fractal"]] = ["concat", "fractal"]
+    methods: list[Literal["concat", "rect", "fractal", "shb"]] = ["concat", "fractal"]
     seed: int = 0
     band: int = 20
     rect_ratio: float = 0.5
     fractal_alpha: float = 0.2
     fractal_on: Literal["concat", "generated"] = "concat"
     fractals: FractalBankConfig = Field(default_factory=FractalBankConfig)
+    shb: ShbConfig = Field(default_factory=ShbConfig)
     batch_size: int = 64
     progress: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> "MixConfig":
         if not self.methods:
-            raise ValueError("methods must name at least one of concat, rect, fractal")
+            raise ValueError("methods must name at least one of concat, rect, fractal, shb")
         if not 0.0 < self.rect_ratio <= 1.0 or not 0.0 <= self.fractal_alpha <= 1.0:
             raise ValueError("rect_ratio must be in (0, 1] and fractal_alpha in [0, 1]")
         if self.batch_size < 1 or self.band < 0:
@@ -471,7 +525,7 @@ class MixConfig(StrictModel):
         return self
 
 
-__all__ += ["EngineConfig", "EditorConfig", "GenerateConfig", "FractalBankConfig", "MixConfig"]
+__all__ += ["EngineConfig", "EditorConfig", "GenerateConfig", "FractalBankConfig", "ShbConfig", "MixConfig"]
 
 
 # ---------------------------------------------------------------------------- SDI and filtering
@@ -651,3 +705,23 @@ class FilterConfig(StrictModel):
 
 
 __all__ += ["ProjectorTrainConfig", "SdiSampleConfig", "SdiGenerateConfig", "SdiConfig", "FilterConfig"]
+
+
+# ---------------------------------------------------------------------------- one training run
+# (genaug train)
+
+
+class TrainRunConfig(StrictModel):
+    """``genaug train CONFIG``: one classifier run on a real dataset, optionally with synthetic sets.
+
+    ``synthetic``: set folders (manifest.jsonl + images) whose kept records join the
+    training pool, used as ``train.data_policy`` says.
+    """
+
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    synthetic: list[Path] = Field(default_factory=list)
+    output: Path
+
+
+__all__ += ["TrainRunConfig"]

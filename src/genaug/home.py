@@ -23,3 +23,13 @@ def cache_dir(*parts: str) -> Path:
     path = genaug_home().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def packaged_config(name: str) -> Path:
+    """A config shipped inside the package (``genaug/configs/``; the repository's ``configs/`` links there)."""
+    from importlib.resources import files
+
+    path = Path(str(files("genaug") / "configs" / name))
+    if not path.is_file():
+        raise FileNotFoundError(f"no packaged config named {name!r} in {path.parent}")
+    return path

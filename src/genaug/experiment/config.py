@@ -1,0 +1,317 @@
+"""The experiment file (``genaug run CONFIG.yaml``): a dataset, a recipe, seeds, stages and arms.
+
+```yaml
+name: demo
+dataset: {name: pocket_digits, labels_per_class: 10}
+seeds: [0, 1]
+train: {recipe: pocket}            # TrainConfig fields shared by every arm
+stages:                            # named stages; arms and other stages refer to them by name
+  edits:   {kind: generate, regime: random, prompts: pocket}
+  mixed:   {kind: mix, input: edits, methods: [concat, fractal]}
+  sdi:     {kind: sdi, sample: {multiplier: 4}}
+  sdi_top: {kind: filter, input: sdi, filters: [{name: frames}, {name: clip_rank}]}
+arms:
+  - {name: baseline, description: real images only}
+  - {name: diffusemix, data: mixed/fractal, policy: concat}
+  - {name: sdi, data: sdi_top, policy: concat}
+quick:                             # merged over this file by `--quick`; `arms` keeps only those named
+  seeds: [0]
+  train: {epochs: 10}
+  arms: [baseline, diffusemix]
+```
+
+A stage's keys other than ``kind`` and ``input`` are the fields of that stage's config
+(:class:`~genaug.config.GenerateConfig`, :class:`~genaug.config.MixConfig`,
+:class:`~genaug.config.SdiConfig`, :class:`~genaug.config.FilterConfig`) without the ones the
+runner fills in (the dataset, where to read and where to write). ``input`` names the stage
+whose set this one reads: a ``generate`` stage for ``mix``; any set for ``filter``, written
+``stage`` or ``stage/method`` for one method of a ``mix`` stage. An arm's ``data`` names one
+set (or a list, trained on together) the same way; no ``data`` means real images only.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from genaug.config import (
+    ConfigError,
+    DatasetConfig,
+    FilterConfig,
+    GenerateConfig,
+    MixConfig,
+    SdiConfig,
+    StrictModel,
+    TrainConfig,
+    apply_overrides,
+    parse_config,
+)
+
+__all__ = [
+    "ArmConfig",
+    "ExperimentConfig",
+    "StageSpec",
+    "STAGE_KINDS",
+    "load_experiment",
+    "stage_config",
+]
+
+StageKind = Literal["generate", "mix", "sdi", "filter"]
+STAGE_KINDS: tuple[str, ...] = ("generate", "mix", "sdi", "filter")
+#: Fields of each stage's config that the runner sets (a stage in the file may not).
+RUNNER_FIELDS = {
+    "generate": ("dataset", "output"),
+    "mix": ("dataset", "output", "generated"),
+    "sdi": ("dataset", "work_dir"),
+    "filter": ("set_dir", "dataset"),
+}
+STAGE_MODELS = {"generate": GenerateConfig, "mix": MixConfig, "sdi": SdiConfig, "filter": FilterConfig}
+#: Placeholder paths used only to validate a stage's fields when the file is read.
+_PLACEHOLDER = Path("/nonexistent/genaug-placeholder")
+
+
+class StageSpec(StrictModel):
+    """One named stage: its kind, the stage it reads (``input``), and its own fields."""
+
+    kind: StageKind
+    input: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ArmConfig(StrictModel):
+    """One arm: the synthetic data it trains on, how (data policy), and the online mixer.
+
+    ``train`` holds TrainConfig fields that differ from the experiment's for this arm only.
+    ``policy`` defaults to ``concat`` when the arm has ``data`` and ``real_only`` otherwise.
+    """
+
+    name: str
+    description: str = ""
+    data: str | list[str] | None = None
+    policy: str = "real_only"
+    policy_kwargs: dict[str, Any] = Field(default_factory=dict)
+    mixer: str = "none"
+    mixer_kwargs: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_policy(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("policy") is None:
+            data = {**data, "policy": "real_only" if data.get("data") is None else "concat"}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "ArmConfig":
+        if not self.name or any(c in self.name for c in '/\\:*?"<>|\0') or self.name in (".", ".."):
+            raise ValueError(f"arm name {self.name!r} must be a plain folder name (no / \\ : * ? \" < > |)")
+        if self.policy != "real_only" and self.data is None:
+            raise ValueError(f"arm '{self.name}': policy '{self.policy}' needs synthetic data: set 'data'")
+        return self
+
+    @property
+    def data_refs(self) -> list[str]:
+        if self.data is None:
+            return []
+        return [self.data] if isinstance(self.data, str) else list(self.data)
+
+
+class ExperimentConfig(StrictModel):
+    """A whole study (module doc). ``baseline`` (default: the first arm) is what deltas are against.
+
+    ``workers``: training runs in parallel processes (each with ``train.cpu_threads``
+    threads); 2 suits a 2-core machine with the 1-thread pocket recipe.
+    """
+
+    name: str
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1])
+    train: dict[str, Any] = Field(default_factory=lambda: {"recipe": "pocket"})
+    stages: dict[str, StageSpec] = Field(default_factory=dict)
+    arms: list[ArmConfig]
+    baseline: str | None = None
+    workers: int = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_stage_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("baseline") is None and data.get("arms"):
+            first = data["arms"][0]
+            data = {**data, "baseline": first.get("name") if isinstance(first, dict) else None}
+        # In the file a stage's own fields sit beside kind/input; keep them under params.
+        if isinstance(data, dict) and isinstance(data.get("stages"), dict):
+            stages = {}
+            for name, spec in data["stages"].items():
+                if isinstance(spec, dict) and "params" not in spec:
+                    spec = dict(spec)
+                    own = {key: spec.pop(key) for key in list(spec) if key not in ("kind", "input")}
+                    spec["params"] = own
+                stages[name] = spec
+            data = {**data, "stages": stages}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "ExperimentConfig":
+        if not self.arms:
+            raise ValueError("arms: an experiment needs at least one arm")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be a non-empty list without repeats, got {self.seeds}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        names = [arm.name for arm in self.arms]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"arms: names must be unique; repeated: {', '.join(repeated)}")
+        if self.baseline not in names:
+            raise ValueError(f"baseline '{self.baseline}' is not an arm; arms: {', '.join(names)}")
+        for name, stage in self.stages.items():
+            if "/" in name or not name:
+                raise ValueError(f"stages: stage name {name!r} may not be empty or contain '/'")
+            _check_stage(name, stage, self.stages)
+            stage_config(stage, self.dataset, _PLACEHOLDER, _PLACEHOLDER, source=f"stages.{name}")
+        for arm in self.arms:
+            for ref in arm.data_refs:
+                check_set_ref(ref, self.stages, f"arm '{arm.name}'")
+            train_config(self, arm, self.seeds[0])
+        return self
+
+    def arm(self, name: str) -> ArmConfig:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise ConfigError(f"no arm named '{name}'; arms: {', '.join(a.name for a in self.arms)}")
+
+
+def _check_stage(name: str, stage: StageSpec, stages: dict[str, StageSpec]) -> None:
+    for field in RUNNER_FIELDS[stage.kind]:
+        if field in stage.params:
+            raise ValueError(f"stages.{name}.{field} is set by the runner; remove it")
+    if stage.kind in ("mix", "filter"):
+        if stage.input is None:
+            raise ValueError(f"stages.{name}: a {stage.kind} stage needs 'input' (the stage whose set it reads)")
+        base = check_set_ref(stage.input, stages, f"stages.{name}.input")
+        if stage.kind == "mix" and stages[base].kind != "generate":
+            raise ValueError(f"stages.{name}.input: a mix stage reads a generate stage, '{base}' is {stages[base].kind}")
+    elif stage.input is not None:
+        raise ValueError(f"stages.{name}: a {stage.kind} stage reads the real dataset; remove 'input'")
+    seen = {name}
+    current = stage
+    while current.input is not None:  # no cycles
+        base = current.input.split("/", 1)[0]
+        if base in seen:
+            raise ValueError(f"stages.{name}: inputs form a cycle through '{base}'")
+        seen.add(base)
+        current = stages[base]
+
+
+def check_set_ref(ref: str, stages: dict[str, StageSpec], where: str) -> str:
+    """Validate ``stage`` or ``stage/method``; return the stage name."""
+    base, _, method = ref.partition("/")
+    if base not in stages:
+        raise ValueError(f"{where}: no stage named '{base}'; stages: {', '.join(stages) or '(none)'}")
+    stage = stages[base]
+    if stage.kind == "mix":
+        methods = stage.params.get("methods", MixConfig.model_fields["methods"].default)
+        if not method and len(methods) != 1:
+            raise ValueError(f"{where}: '{base}' makes several sets ({', '.join(methods)}); write '{base}/<method>'")
+        if method and method not in methods:
+            raise ValueError(f"{where}: '{base}' makes no '{method}' set; it makes: {', '.join(methods)}")
+    elif method:
+        raise ValueError(f"{where}: '{base}' is a {stage.kind} stage with one set; write '{base}'")
+    return base
+
+
+def stage_config(stage: StageSpec, dataset: DatasetConfig, output: Path, input_dir: Path | None, source: str):
+    """The stage's typed config with the runner's fields filled in."""
+    data = copy.deepcopy(stage.params)
+    train_split = dataset.model_dump(mode="json") | {"split": "train"}
+    if stage.kind == "generate":
+        data |= {"dataset": train_split, "output": str(output)}
+    elif stage.kind == "mix":
+        data |= {"dataset": train_split, "output": str(output), "generated": str(input_dir)}
+    elif stage.kind == "sdi":
+        data |= {"dataset": train_split, "work_dir": str(output)}
+    else:
+        data |= {"set_dir": str(output), "dataset": train_split}
+    return parse_config(STAGE_MODELS[stage.kind], data, source)
+
+
+def train_config(experiment: ExperimentConfig, arm: ArmConfig, seed: int) -> TrainConfig:
+    """The arm's TrainConfig: experiment defaults, the arm's own fields, its policy, mixer and seed."""
+    data = copy.deepcopy(experiment.train) | copy.deepcopy(arm.train)
+    data |= {
+        "seed": seed,
+        "data_policy": arm.policy,
+        "data_policy_kwargs": arm.policy_kwargs,
+        "mixer": arm.mixer,
+        "mixer_kwargs": arm.mixer_kwargs,
+    }
+    return parse_config(TrainConfig, data, f"arm '{arm.name}'")
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_quick(data: dict[str, Any]) -> dict[str, Any]:
+    """Merge the file's ``quick:`` section over it; its ``arms`` list keeps only the arms named."""
+    quick = dict(data.get("quick") or {})
+    keep = quick.pop("arms", None)
+    merged = _deep_merge(data, quick)
+    if keep is not None:
+        known = [arm.get("name") for arm in data.get("arms", []) if isinstance(arm, dict)]
+        unknown = [name for name in keep if name not in known]
+        if unknown:
+            raise ConfigError(f"quick.arms names unknown arms: {', '.join(unknown)}")
+        merged["arms"] = [arm for arm in data["arms"] if arm.get("name") in keep]
+    return merged
+
+
+def resolve_extends(data: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """``extends: base.yaml`` (relative to the file): the file is merged over its base, key by key.
+
+    Mappings merge recursively; lists (``arms``, ``seeds``) and scalars replace the base's.
+    """
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    base_path = (path.parent / str(base_name)).resolve()
+    if base_path in seen:
+        raise ConfigError(f"{path}: 'extends' forms a cycle through {base_path}")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: extends '{base_name}', which does not exist ({base_path})")
+    try:
+        base = yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{base_path} is not valid YAML: {error}") from None
+    if not isinstance(base, dict):
+        raise ConfigError(f"{base_path} must hold a mapping at the top level")
+    return _deep_merge(resolve_extends(base, base_path, (*seen, base_path)), data)
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None, quick: bool = False) -> ExperimentConfig:
+    """Read an experiment file, optionally in its ``--quick`` form, with ``key=value`` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    data = resolve_extends(data, path, seen=(path.resolve(),))
+    if quick:
+        data = apply_quick(data)
+    data.pop("quick", None)
+    return parse_config(ExperimentConfig, apply_overrides(data, overrides), str(path))

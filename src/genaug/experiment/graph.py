@@ -1,0 +1,141 @@
+"""The stage graph of an experiment: every named stage becomes a node with a content key.
+
+A node's key hashes what determines its output: its kind and fields, the real dataset,
+the key of the set it reads, and the identity of the pocket models (their spec hash) when
+the stage may use them. Its artifact folder is ``<artifacts>/<kind>-<key>``, so two stages
+with the same inputs and fields share one folder, across arms and across runs that share
+an artifacts folder; changing anything upstream changes every key downstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from genaug.experiment.config import ExperimentConfig, StageSpec, stage_config
+
+__all__ = ["StageNode", "build_graph", "set_dir", "stage_order", "upstream"]
+
+STAGE_RECORD = "stage.json"
+
+
+@dataclass(frozen=True)
+class StageNode:
+    """One stage of the graph: where it writes and the typed config it runs with."""
+
+    name: str
+    kind: str
+    key: str
+    dir: Path
+    input: str | None  # "stage" or "stage/method"
+    config: BaseModel
+
+    @property
+    def record_path(self) -> Path:
+        return self.dir / STAGE_RECORD
+
+    def is_done(self) -> bool:
+        """Finished earlier with this key (the record is written only after the stage completes)."""
+        try:
+            return json.loads(self.record_path.read_text(encoding="utf-8")).get("key") == self.key
+        except (OSError, ValueError):
+            return False
+
+    def record(self) -> dict[str, Any]:
+        return json.loads(self.record_path.read_text(encoding="utf-8"))
+
+
+@cache
+def pocket_identity() -> str | None:
+    """The spec hash of the pocket models in use (stages on pocket models depend on them)."""
+    try:
+        from genaug.pocket import pocket_info
+
+        return pocket_info().get("spec_hash")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def stage_key(stage: StageSpec, experiment: ExperimentConfig, input_key: str | None) -> str:
+    content = {
+        "kind": stage.kind,
+        "params": stage.params,
+        "dataset": experiment.dataset.model_dump(mode="json") | {"split": "train"},
+        "input": input_key,
+        "pocket": pocket_identity(),
+    }
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def stage_order(stages: dict[str, StageSpec]) -> list[str]:
+    """Stage names, every stage after the one it reads (stable otherwise)."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        spec = stages[name]
+        if spec.input is not None:
+            visit(spec.input.split("/", 1)[0])
+        order.append(name)
+
+    for name in stages:
+        visit(name)
+    return order
+
+
+def build_graph(experiment: ExperimentConfig, artifacts: Path) -> dict[str, StageNode]:
+    """Every stage of ``experiment`` as a :class:`StageNode`, in execution order."""
+    nodes: dict[str, StageNode] = {}
+    for name in stage_order(experiment.stages):
+        spec = experiment.stages[name]
+        input_dir, input_key = None, None
+        if spec.input is not None:
+            base, _, method = spec.input.partition("/")
+            input_dir = set_dir(nodes[base], method or None)
+            input_key = f"{nodes[base].key}/{method}" if method else nodes[base].key
+        key = stage_key(spec, experiment, input_key)
+        folder = artifacts / f"{spec.kind}-{key}"
+        config = stage_config(spec, experiment.dataset, folder, input_dir, source=f"stages.{name}")
+        nodes[name] = StageNode(name=name, kind=spec.kind, key=key, dir=folder, input=spec.input, config=config)
+    return nodes
+
+
+def set_dir(node: StageNode, method: str | None = None) -> Path:
+    """The synthetic set a node writes (``method`` picks one set of a mix stage)."""
+    if node.kind == "mix":
+        methods = node.config.methods
+        return node.dir / (method or methods[0])
+    if node.kind == "sdi":
+        generate = node.config.generate
+        return Path(generate.output) if generate.output else node.dir / "generated" / node.config.sample.sampler
+    return node.dir
+
+
+def resolve_ref(nodes: dict[str, StageNode], ref: str) -> tuple[StageNode, Path]:
+    base, _, method = ref.partition("/")
+    node = nodes[base]
+    return node, set_dir(node, method or None)
+
+
+def upstream(nodes: dict[str, StageNode], refs: list[str]) -> list[StageNode]:
+    """The nodes that ``refs`` need, inputs first, each once."""
+    needed: list[StageNode] = []
+
+    def visit(name: str) -> None:
+        node = nodes[name]
+        if node.input is not None:
+            visit(node.input.split("/", 1)[0])
+        if node not in needed:
+            needed.append(node)
+
+    for ref in refs:
+        visit(ref.split("/", 1)[0])
+    return needed

@@ -1,0 +1,394 @@
+"""``genaug run``: build the stage graph, run what is missing, train every arm x seed, tabulate.
+
+The run folder (``RUN_DIR``)::
+
+    experiment.yaml            the resolved experiment
+    results.json, results.csv  per arm: mean / std of test top-1 and balanced accuracy over seeds,
+                               delta against the baseline, sample counts, generation and training cost
+    artifacts/<kind>-<key>/    stage outputs (synthetic sets, SDI work folders), shared by arms
+    arms/<arm>/seed-<s>-<key>/ trainer runs (config.yaml, metrics.csv, metrics.json, weights)
+    report/index.html          the HTML report (genaug.report)
+
+Everything is keyed by content: a stage by its fields and its inputs' keys, a training run
+by its resolved config and the keys of the sets it reads. Rerunning the same file reuses
+every finished stage and run and does only what is missing, so a killed ``genaug run``
+continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import csv
+import datetime as _dt
+import hashlib
+import io
+import json
+import multiprocessing
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genaug.config import ConfigError, TrainConfig, dump_config
+from genaug.experiment.config import ExperimentConfig, train_config
+from genaug.experiment.graph import StageNode, build_graph, resolve_ref, upstream
+from genaug.experiment.stages import run_stage
+from genaug.files import write_json_atomic, write_text_atomic
+
+__all__ = ["TrainJob", "plan_jobs", "run_experiment", "results_table", "RESULTS_JSON", "RESULTS_CSV"]
+
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+CSV_COLUMNS = [
+    "arm", "description", "seeds", "top1_mean", "top1_std", "balanced_accuracy_mean", "balanced_accuracy_std",
+    "delta_top1", "delta_balanced_accuracy", "real_samples", "synthetic_samples",
+    "generation_seconds", "train_seconds", "images_per_second",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One arm x seed: its resolved config, where it writes, and the sets it trains on."""
+
+    arm: str
+    seed: int
+    config: TrainConfig
+    run_dir: Path
+    sets: tuple[Path, ...]
+    dataset: dict[str, Any]
+
+    @property
+    def done(self) -> bool:
+        return (self.run_dir / "metrics.json").is_file()
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def run_experiment(
+    experiment: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    artifacts: str | Path | None = None,
+    only: list[str] | None = None,
+    seeds: list[int] | None = None,
+    dry_run: bool = False,
+    report: bool = True,
+    progress: bool = True,
+    echo=print,
+) -> dict[str, Any] | None:
+    """Run ``experiment`` into ``out_dir`` (module doc); return the results (None for a dry run).
+
+    ``only``: arms to run (the table still lists every arm that has finished runs);
+    ``seeds``: replaces the experiment's seeds; ``artifacts``: the stage-output folder
+    (default ``out_dir/artifacts``; point several runs at one to share sets).
+    """
+    out_dir = Path(out_dir)
+    artifacts = Path(artifacts) if artifacts is not None else out_dir / "artifacts"
+    arms = [experiment.arm(name) for name in only] if only else list(experiment.arms)
+    seeds = list(seeds) if seeds else list(experiment.seeds)
+    nodes = build_graph(experiment, artifacts)
+    needed = upstream(nodes, [ref for arm in arms for ref in arm.data_refs])
+    jobs = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds)
+
+    if dry_run:
+        echo(describe_plan(experiment, needed, jobs, out_dir))
+        return None
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "experiment.yaml", dump_config(experiment))
+    ran: set[str] = set()
+    for node in needed:
+        if node.is_done():
+            echo(f"stage {node.name} ({node.kind}): cached at {node.dir}")
+            continue
+        echo(f"stage {node.name} ({node.kind}): running into {node.dir}")
+        record = run_stage(node, nodes)
+        ran.add(node.name)
+        echo(f"stage {node.name}: {sum(record['images'].values())} images in {record['seconds']:.1f} s")
+
+    train_all([job for job in jobs if not job.done], experiment.workers, progress, echo)
+    results = collect_results(experiment, nodes, out_dir, seeds, ran)
+    write_results(out_dir, results)
+    if report:
+        from genaug.report import write_report
+
+        results["report"] = str(write_report(out_dir))
+    return results
+
+
+def plan_jobs(
+    experiment: ExperimentConfig, nodes: dict[str, StageNode], out_dir: Path, arms: list[str], seeds: list[int]
+) -> list[TrainJob]:
+    """Every (arm, seed) training run, keyed by its config and the keys of the sets it reads."""
+    jobs = []
+    dataset = experiment.dataset.model_dump(mode="json")
+    for name in arms:
+        arm = experiment.arm(name)
+        refs = arm.data_refs
+        sets = tuple(resolve_ref(nodes, ref)[1] for ref in refs)
+        set_keys = [f"{resolve_ref(nodes, ref)[0].key}:{ref.partition('/')[2]}" for ref in refs]
+        for seed in seeds:
+            config = train_config(experiment, arm, seed)
+            content = {"train": config.model_dump(mode="json"), "sets": set_keys, "dataset": dataset}
+            key = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:8]
+            run_dir = out_dir / "arms" / name / f"seed-{seed}-{key}"
+            jobs.append(TrainJob(name, seed, config, run_dir, sets, dataset))
+    return jobs
+
+
+def train_all(jobs: list[TrainJob], workers: int, progress: bool, echo) -> None:
+    """Train ``jobs``: in this process, or in ``workers`` processes with one overall progress bar."""
+    if not jobs:
+        return
+    if workers == 1 or len(jobs) == 1:
+        for i, job in enumerate(jobs, 1):
+            echo(f"train {job.arm} seed {job.seed} ({i}/{len(jobs)})")
+            summary = train_job(job, progress)
+            echo(f"  test top-1 {summary['top1']:.2f} % in {summary['seconds']:.0f} s")
+        return
+    context = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool, _bar(
+        progress, len(jobs)
+    ) as bar:
+        pending = {pool.submit(train_job, job, False): job for job in jobs}
+        for done in futures.as_completed(pending):
+            job = pending[done]
+            summary = done.result()
+            bar.advance(f"{job.arm} seed {job.seed}: {summary['top1']:.1f} %")
+
+
+def train_job(job: TrainJob, progress: bool) -> dict[str, Any]:
+    """Train one arm x seed (also the body of a worker process)."""
+    from genaug.data import load_splits
+    from genaug.training import train
+
+    splits = load_splits(job.dataset)
+    synthetic = load_sets(job.sets, splits["train"].class_names) if job.sets else None
+    config = job.config
+    if not progress:
+        config = config.model_copy(update={"logging": config.logging.model_copy(update={"progress": False})})
+    result = train(config, splits, job.run_dir, synthetic)
+    return {"top1": result.test["top1"], "seconds": result.wall_seconds}
+
+
+def load_sets(sets: tuple[Path, ...], class_names: list[str]):
+    """The kept records of the arm's synthetic sets, as one training set."""
+    from genaug.data.synthetic import concat_synthetic_sets, load_synthetic_set
+
+    loaded = [load_synthetic_set(path, class_names=class_names) for path in sets]
+    return loaded[0] if len(loaded) == 1 else concat_synthetic_sets(loaded)
+
+
+class _bar:
+    """A rich progress bar over finished runs, with ETA (or plain lines without a terminal)."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self) -> "_bar":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"),
+            )  # fmt: skip
+            self.progress.start()
+            self.task = self.progress.add_task("", total=self.total)
+        return self
+
+    def advance(self, message: str) -> None:
+        if self.enabled:
+            self.progress.update(self.task, advance=1, description=message)
+        else:
+            print(message, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+
+# ---------------------------------------------------------------------------- results
+
+
+def collect_results(
+    experiment: ExperimentConfig, nodes: dict[str, StageNode], out_dir: Path, seeds: list[int], ran: set[str] = frozenset()
+) -> dict[str, Any]:
+    """results.json's content: every arm with finished runs, the baseline's deltas (runner doc).
+
+    ``ran``: the stages this call ran (the others are reported as cached).
+    """
+    from genaug.data import load_splits
+    from genaug.training.trainer import RunResult
+
+    splits = load_splits(experiment.dataset)
+    all_jobs = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in experiment.arms], seeds)
+    arms = []
+    for arm in experiment.arms:
+        runs = []
+        for job in (j for j in all_jobs if j.arm == arm.name and j.done):
+            result = RunResult.load(job.run_dir)
+            runs.append({
+                "seed": job.seed,
+                "dir": str(job.run_dir.relative_to(out_dir)),
+                "top1": result.test["top1"],
+                "balanced_accuracy": result.test["balanced_accuracy"],
+                "real_samples": result.real_samples,
+                "synthetic_samples": result.synthetic_samples,
+                "train_seconds": result.wall_seconds,
+            })  # fmt: skip
+        if not runs:
+            continue
+        chain = upstream(nodes, arm.data_refs)
+        stage_rows = [stage_row(node, out_dir, cached=node.name not in ran) for node in chain]
+        generation_seconds = sum(row["seconds"] for row in stage_rows)
+        synthetic = sum(count_kept(resolve_ref(nodes, ref)[1]) for ref in arm.data_refs)
+        arms.append({
+            "name": arm.name,
+            "description": arm.description,
+            "policy": {"name": arm.policy, "kwargs": arm.policy_kwargs},
+            "mixer": {"name": arm.mixer, "kwargs": arm.mixer_kwargs},
+            "stages": stage_rows,
+            "synthetic_set": _relative(resolve_ref(nodes, arm.data_refs[0])[1], out_dir) if arm.data_refs else None,
+            "runs": runs,
+            **mean_std("top1", [run["top1"] for run in runs]),
+            **mean_std("balanced_accuracy", [run["balanced_accuracy"] for run in runs]),
+            "real_samples": len(splits["train"]),
+            "synthetic_samples": synthetic,
+            "generation_seconds": generation_seconds,
+            "train_seconds": statistics.fmean(run["train_seconds"] for run in runs),
+            "images_per_second": synthetic / generation_seconds if synthetic and generation_seconds > 0 else None,
+        })  # fmt: skip
+    baseline = next((arm for arm in arms if arm["name"] == experiment.baseline), None)
+    for arm in arms:
+        for metric in ("top1", "balanced_accuracy"):
+            arm[f"delta_{metric}"] = arm[f"{metric}_mean"] - baseline[f"{metric}_mean"] if baseline else None
+    from genaug.training import resolve_recipe
+
+    first = resolve_recipe(train_config(experiment, experiment.arms[0], seeds[0]))
+
+    return {
+        "experiment": experiment.name,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seeds": seeds,
+        "baseline": experiment.baseline,
+        "dataset": {
+            "name": splits["train"].name,
+            "num_classes": splits["train"].num_classes,
+            "class_names": list(splits["train"].class_names),
+            **{split: len(data) for split, data in splits.items()},
+        },
+        "epochs": first.epochs,
+        "arms": arms,
+    }
+
+
+def stage_row(node: StageNode, out_dir: Path, cached: bool) -> dict[str, Any]:
+    record = node.record()
+    method = node.config.methods[0] if node.kind == "mix" else node.kind
+    return {
+        "kind": node.kind,
+        "name": node.name,
+        "method": method,
+        "dir": _relative(node.dir, out_dir),
+        "sets": {name: _relative(node.dir / rel, out_dir) for name, rel in record["sets"].items()},
+        "cached": cached,
+        "seconds": record["seconds"],
+        "images": sum(record["images"].values()),
+        "images_per_second": record.get("images_per_second"),
+    }
+
+
+def count_kept(set_dir: Path) -> int:
+    from genaug.manifest import read_manifest
+
+    return sum(1 for record in read_manifest(set_dir) if record.kept is not False)
+
+
+def mean_std(name: str, values: list[float]) -> dict[str, float]:
+    return {
+        f"{name}_mean": statistics.fmean(values),
+        f"{name}_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+
+
+def write_results(out_dir: Path, results: dict[str, Any]) -> None:
+    write_json_atomic(out_dir / RESULTS_JSON, results)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for arm in results["arms"]:
+        row = {**arm, "arm": arm["name"], "seeds": len(arm["runs"])}
+        writer.writerow(["" if row.get(column) is None else row[column] for column in CSV_COLUMNS])
+    write_text_atomic(out_dir / RESULTS_CSV, buffer.getvalue())
+
+
+def results_table(results: dict[str, Any]):
+    """The results as a rich table (what ``genaug run`` and ``genaug demo`` print)."""
+    from rich.table import Table
+
+    table = Table(title=f"{results['experiment']}: test accuracy over {len(results['seeds'])} seed(s), %")
+    for column, justify in [("arm", "left"), ("top-1", "right"), ("delta", "right"), ("balanced", "right"),
+                            ("real", "right"), ("synthetic", "right"), ("gen s", "right"), ("train s", "right")]:  # fmt: skip
+        table.add_column(column, justify=justify)
+    for arm in results["arms"]:
+        delta = arm["delta_top1"]
+        shown = "" if arm["name"] == results["baseline"] or delta is None else f"{delta:+.1f}"
+        colour = "green" if delta and delta > 0 else "red" if delta and delta < 0 else ""
+        table.add_row(
+            arm["name"] + (" (baseline)" if arm["name"] == results["baseline"] else ""),
+            f"{arm['top1_mean']:.1f} ± {arm['top1_std']:.1f}",
+            f"[{colour}]{shown}[/{colour}]" if colour else shown,
+            f"{arm['balanced_accuracy_mean']:.1f} ± {arm['balanced_accuracy_std']:.1f}",
+            str(arm["real_samples"]),
+            str(arm["synthetic_samples"]),
+            f"{arm['generation_seconds']:.0f}",
+            f"{arm['train_seconds']:.0f}",
+        )
+    return table
+
+
+# ---------------------------------------------------------------------------- dry run
+
+
+def describe_plan(experiment: ExperimentConfig, needed: list[StageNode], jobs: list[TrainJob], out_dir: Path) -> str:
+    """What a run would do: the stage graph with what is cached, the training runs, an estimate."""
+    lines = [f"experiment '{experiment.name}' into {out_dir}", "stages:"]
+    if not needed:
+        lines.append("  (none: every arm trains on real images only)")
+    for node in needed:
+        source = f" <- {node.input}" if node.input else ""
+        state = "cached" if node.is_done() else "to run"
+        lines.append(f"  {node.name:18s} {node.kind:8s} {node.key}  {state:7s}{source}  {node.dir}")
+    done = [job for job in jobs if job.done]
+    lines.append(f"training runs: {len(jobs)} ({len(done)} finished, {len(jobs) - len(done)} to run)")
+    for job in jobs:
+        sets = ", ".join(str(path) for path in job.sets) or "real only"
+        lines.append(f"  {job.arm:22s} seed {job.seed:<3d} {'done   ' if job.done else 'to run '} {job.run_dir.name}  [{sets}]")
+    lines.append(estimate_line(done, [job for job in jobs if not job.done], needed))
+    return "\n".join(lines)
+
+
+def estimate_line(done: list[TrainJob], todo: list[TrainJob], needed: list[StageNode]) -> str:
+    """A time estimate from what this run folder has measured (finished runs, cached stages)."""
+    from genaug.training.trainer import RunResult
+
+    stage_seconds = [node.record()["seconds"] for node in needed if node.is_done()]
+    missing_stages = sum(1 for node in needed if not node.is_done())
+    if not todo and not missing_stages:
+        return "estimate: nothing to do"
+    if not done:
+        return f"estimate: unknown until one run finishes ({len(todo)} runs, {missing_stages} stages to run)"
+    per_run = statistics.fmean(RunResult.load(job.run_dir).wall_seconds for job in done)
+    stage_part = f" + {missing_stages} stage(s)" if missing_stages else ""
+    mean_stage = f" (cached stages took {statistics.fmean(stage_seconds):.0f} s each)" if stage_seconds else ""
+    return f"estimate: about {per_run * len(todo) / 60:.1f} min of training{stage_part}{mean_stage}"
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(start).resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
+

@@ -1,0 +1,73 @@
+"""The command line: thin commands over the library, clear errors, dry runs of the real-scale configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from genaug.cli import app, main
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(arg) for arg in args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("name", ["cifar100_diffusemix.yaml", "cub_sdi.yaml", "flowers102_sdi.yaml", "pets_sdi.yaml"])
+def test_real_scale_configs_dry_run(tmp_path, name):
+    result = invoke("run", CONFIGS / name, "--dry-run", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "training runs:" in result.output and "to run" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_pets_variant_extends_cub_with_its_multiplier(tmp_path):
+    from genaug.experiment import load_experiment
+
+    pets = load_experiment(CONFIGS / "pets_sdi.yaml")
+    cub = load_experiment(CONFIGS / "cub_sdi.yaml")
+    assert pets.dataset.name == "pets" and pets.name == "pets_sdi"
+    assert pets.stages["sdi"].params["sample"]["multiplier"] == 60
+    assert pets.stages["sdi"].params["clip"] == cub.stages["sdi"].params["clip"] == "openai/clip-vit-large-patch14"
+    assert [arm.name for arm in pets.arms] == [arm.name for arm in cub.arms]
+
+
+def test_demo_dry_run_lists_every_arm(tmp_path):
+    result = invoke("demo", "--dry-run", "--out", tmp_path / "demo")
+    assert result.exit_code == 0, result.output
+    for arm in ("baseline", "dm_single", "dm_random", "dm_all", "shb", "sdi_filtered", "curriculum_linear", "puzzlemix"):
+        assert f"  {arm} " in result.output
+
+
+def test_config_errors_exit_2_with_the_field(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\narms: [{name: a, data: nowhere}]\n", encoding="utf-8")
+    monkeypatch.setattr("sys.argv", ["genaug", "run", str(bad), "--dry-run"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert "no stage named 'nowhere'" in capsys.readouterr().err
+
+
+def test_fractals_make_writes_the_bank(tmp_path):
+    result = invoke("fractals", "make", tmp_path / "bank", "--count", 3, "--size", 16, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "bank").glob("*.png"))) == 3
+
+
+@pytest.mark.slow
+def test_train_command_runs_a_recipe(tmp_path):
+    out = tmp_path / "run"
+    result = invoke(
+        "train", f"output={out}", "dataset.labels_per_class=2", "train.recipe=pocket", "train.epochs=2",
+        "train.width=0.125", "train.logging.tensorboard=false", "train.logging.progress=false",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "test top-1" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["real_samples"] == 2 * 20
