@@ -1,7 +1,8 @@
 """Real datasets: images + integer labels + class names + a named split.
 
 ``load_dataset(spec)`` returns one split, ``load_splits(spec)`` train / val / test drawn
-the same way (see :mod:`genaug.data.splits`); ``pack_images(dataset, size)`` turns a split
+the same way (see :mod:`genaug.data.splits`); ``load_synthetic_set(set_dir)`` reads a
+synthetic set's kept images as a split; ``pack_images(dataset, size)`` turns a split
 into one uint8 (N, 3, S, S) tensor, cached for datasets of files. Datasets are registered
 by name (:mod:`genaug.data.registry`); each loader is one module below. Importing this
 package does not import torch or torchvision (``pack_images`` and the torchvision-backed
@@ -21,6 +22,7 @@ from genaug.data.names import clean_class_name
 from genaug.data.prepare import prepare_dataset
 from genaug.data.registry import dataset_names, dataset_spec, register_dataset
 from genaug.data.splits import load_dataset, load_splits
+from genaug.data.synthetic import SyntheticSet, concat_synthetic_sets, load_synthetic_set
 
 if TYPE_CHECKING:
     from genaug.data.packed import pack_images
@@ -31,13 +33,16 @@ __all__ = [
     "MissingDataError",
     "RealDataset",
     "SkippedImage",
+    "SyntheticSet",
     "clean_class_name",
+    "concat_synthetic_sets",
     "dataset_info",
     "dataset_names",
     "dataset_spec",
     "load_dataset",
     "load_rgb",
     "load_splits",
+    "load_synthetic_set",
     "pack_images",
     "prepare_dataset",
     "register_dataset",

@@ -219,7 +219,9 @@ def make_fractals(n: int, size: int, seed: int) -> torch.Tensor:
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     bank = np.stack([make_fractal(seed, i, size) for i in range(n)]) if n else np.zeros((0, 3, size, size), np.uint8)
-    return torch.from_numpy(bank)
+    # Contiguous, like a bank read back from the cache: batches mixed with a fresh bank and
+    # with a cached one then round identically.
+    return torch.from_numpy(np.ascontiguousarray(bank))
 
 
 # ---------------------------------------------------------------------------------------

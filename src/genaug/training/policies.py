@@ -5,19 +5,43 @@ positions ``0 .. num_real - 1`` are real, the rest synthetic. Each epoch, a poli
 the epoch's ordered list of pool positions, and the trainer logs how many of them were
 real and how many synthetic, so budgets can be compared fairly.
 
+- ``real_only``: the real set.
+- ``concat``: real and synthetic joined (the reference's ``--enlarge_dataset``).
+- ``subset``: the reference's default, ``labels_per_class`` per class from the union (lossy; warns).
+- ``curriculum``: real-set length, each sample replaced with probability rho(t).
+- ``synthetic_probability``: the same with a constant p per access (DA-Fusion).
+- ``multiples``: the real set plus ``multiples x`` its per-class counts of synthetic images (SDI).
+
+Replacement pairs a real sample with a synthetic sample made from it when the pool records
+one (``TrainPool.source``), else with a synthetic sample of its class.
+
 Adding a policy = one class with ``plan`` + ``@register_policy("name")`` (and its name in
 ``genaug.config.DataPolicyName``).
 """
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["TrainPool", "EpochPlan", "DataPolicy", "register_policy", "create_policy", "POLICIES"]
+from genaug.config import ConfigError
+from genaug.training.schedules import blend_ratio
+from genaug.training.seeding import derive_seed
+
+__all__ = [
+    "TrainPool",
+    "EpochPlan",
+    "DataPolicy",
+    "register_policy",
+    "create_policy",
+    "replace_with_synthetic",
+    "synthetic_partners",
+    "POLICIES",
+]
 
 
 @dataclass
@@ -79,15 +103,15 @@ def register_policy(name: str) -> Callable[[type[DataPolicy]], type[DataPolicy]]
 
 
 def create_policy(name: str, **kwargs: object) -> DataPolicy:
-    """The policy called ``name``, built with ``kwargs``."""
+    """The policy called ``name``, built with ``kwargs`` (a :class:`ConfigError` names a bad one)."""
     try:
         cls = POLICIES[name]
     except KeyError:
-        raise ValueError(f"data_policy: unknown policy '{name}'; allowed: {', '.join(sorted(POLICIES))}") from None
+        raise ConfigError(f"data_policy: unknown policy '{name}'; allowed: {', '.join(sorted(POLICIES))}") from None
     try:
         return cls(**kwargs)
-    except TypeError as error:
-        raise ValueError(f"data_policy_kwargs: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"data_policy_kwargs of '{name}': {error}") from None
 
 
 @register_policy("real_only")
@@ -105,3 +129,205 @@ class Concat(DataPolicy):
     def plan(self, epoch: int, total_epochs: int, pool: TrainPool, generator: torch.Generator) -> EpochPlan:
         order = torch.randperm(len(pool), generator=generator)
         return EpochPlan(order, real=pool.num_real, synthetic=pool.num_synthetic)
+
+
+@register_policy("subset")
+class Subset(DataPolicy):
+    """The reference's default (no ``--enlarge_dataset``): a fixed random ``labels_per_class``
+    positions per class drawn from the union of real and synthetic, shuffled every epoch.
+
+    As in the reference, one permutation of the whole pool seeded with ``seed`` (0 there)
+    is drawn once, and each class keeps its first ``labels_per_class`` members in that
+    order (all of them when it has fewer); the subset is the same at every epoch and for
+    every run seed. ``None`` takes each class's real count, the reference's setting (500
+    for CIFAR-100). With as many synthetic as real images per class this silently trains
+    on about half of the real images, so it warns whenever synthetic images displace real
+    ones; it is offered only to reproduce the reference's numbers.
+    """
+
+    def __init__(self, labels_per_class: int | None = None, seed: int = 0):
+        if labels_per_class is not None and labels_per_class < 1:
+            raise ValueError(f"labels_per_class must be >= 1, got {labels_per_class}")
+        self.labels_per_class = labels_per_class
+        self.seed = seed
+        self._warned = False
+
+    def chosen_positions(self, pool: TrainPool) -> torch.Tensor:
+        """The fixed subset's pool positions, class by class."""
+        labels = pool.labels.cpu()
+        real_counts = class_counts(labels[: pool.num_real], labels)
+        order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(self.seed))
+        ordered_labels = labels[order]
+        chosen = []
+        for label in range(len(real_counts)):
+            quota = self.labels_per_class if self.labels_per_class is not None else int(real_counts[label])
+            chosen.append(order[ordered_labels == label][:quota])
+        return torch.cat(chosen) if chosen else torch.zeros(0, dtype=torch.int64)
+
+    def plan(self, epoch: int, total_epochs: int, pool: TrainPool, generator: torch.Generator) -> EpochPlan:
+        chosen = self.chosen_positions(pool)
+        if not self._warned:
+            self.warn_if_real_images_are_displaced(chosen, pool)
+            self._warned = True
+        return EpochPlan.from_indices(chosen[torch.randperm(len(chosen), generator=generator)], pool)
+
+    def warn_if_real_images_are_displaced(self, chosen: torch.Tensor, pool: TrainPool) -> None:
+        labels = pool.labels.cpu()
+        real_counts = class_counts(labels[: pool.num_real], labels)
+        quota = real_counts if self.labels_per_class is None else real_counts.clamp(max=self.labels_per_class)
+        real_kept = int((chosen < pool.num_real).sum())
+        if real_kept < int(quota.sum()):
+            warnings.warn(
+                f"data_policy 'subset' reproduces the reference's default: drawing per class from real and "
+                f"synthetic images together, it trains on {real_kept} of the {int(quota.sum())} real images "
+                f"a real-only subset would use ({len(chosen) - real_kept} synthetic images took the place of "
+                "the others); use 'concat' or 'curriculum' to keep every real image",
+                UserWarning,
+                stacklevel=3,  # the trainer line that planned the epoch
+            )
+
+
+@register_policy("curriculum")
+class Curriculum(DataPolicy):
+    """Progressive scheduling: an epoch as long as the real set, each real sample replaced
+    by a synthetic one with probability rho(t) = ``blend_ratio(schedule, t, T, **params)``.
+
+    ``schedule`` is a registered rho schedule (linear, step, warmup, cosine, constant) and
+    the other keyword arguments are its parameters, e.g. ``{schedule: step, milestones:
+    [100, 200]}``. A replaced sample becomes a synthetic sample made from that very image
+    when the pool records one, else a synthetic sample of its class
+    (:func:`replace_with_synthetic`); the reference instead paired the i-th files of the two
+    class folders, an arbitrary image of the class.
+    """
+
+    def __init__(self, schedule: str = "linear", **schedule_params: object):
+        blend_ratio(schedule, 0, 1, **schedule_params)  # an unknown schedule or parameter fails here
+        self.schedule = schedule
+        self.schedule_params = schedule_params
+
+    def plan(self, epoch: int, total_epochs: int, pool: TrainPool, generator: torch.Generator) -> EpochPlan:
+        rho = blend_ratio(self.schedule, epoch, total_epochs, **self.schedule_params)
+        order = torch.randperm(pool.num_real, generator=generator)
+        return EpochPlan.from_indices(replace_with_synthetic(pool, order, rho, generator), pool)
+
+
+@register_policy("synthetic_probability")
+class SyntheticProbability(DataPolicy):
+    """DA-Fusion's sampling: every access to a real sample returns, with probability ``p``,
+    a synthetic image made from it (else of its class) instead; the epoch keeps the real
+    set's length. The same replacement as ``curriculum`` with a constant rho."""
+
+    def __init__(self, p: float = 0.5):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p}")
+        self.p = p
+
+    def plan(self, epoch: int, total_epochs: int, pool: TrainPool, generator: torch.Generator) -> EpochPlan:
+        order = torch.randperm(pool.num_real, generator=generator)
+        return EpochPlan.from_indices(replace_with_synthetic(pool, order, self.p, generator), pool)
+
+
+@register_policy("multiples")
+class Multiples(DataPolicy):
+    """SDI's budget: the real set plus, per class, ``multiples x`` its real count of synthetic
+    images (rounded), drawn once with ``seed`` and shuffled with the real ones every epoch.
+
+    A class draws without replacement when it has enough synthetic images, else with
+    replacement; each class has its own random stream ``(seed, class)``, so the draw of one
+    class does not depend on the others. A class with real images but no synthetic one is
+    an error: the budget could not be met.
+    """
+
+    def __init__(self, multiples: float = 1.0, seed: int = 0):
+        if not multiples > 0:
+            raise ValueError(f"multiples must be > 0, got {multiples}")
+        self.multiples = multiples
+        self.seed = seed
+
+    def chosen_synthetic(self, pool: TrainPool) -> torch.Tensor:
+        """The fixed draw of synthetic pool positions, class by class."""
+        labels = pool.labels.cpu()
+        real_counts = class_counts(labels[: pool.num_real], labels)
+        synthetic_positions = torch.arange(pool.num_real, len(pool))
+        synthetic_labels = labels[pool.num_real :]
+        chosen = []
+        for label, real_count in enumerate(real_counts.tolist()):
+            wanted = round(self.multiples * real_count)
+            if wanted == 0:
+                continue
+            members = synthetic_positions[synthetic_labels == label]
+            if len(members) == 0:
+                raise ValueError(
+                    f"data_policy 'multiples': class {label} has {real_count} real images but no synthetic "
+                    f"image, so {wanted} synthetic images cannot be drawn for it"
+                )
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, "multiples", label))
+            if wanted <= len(members):
+                chosen.append(members[torch.randperm(len(members), generator=generator)[:wanted]])
+            else:
+                chosen.append(members[torch.randint(len(members), (wanted,), generator=generator)])
+        return torch.cat(chosen) if chosen else torch.zeros(0, dtype=torch.int64)
+
+    def plan(self, epoch: int, total_epochs: int, pool: TrainPool, generator: torch.Generator) -> EpochPlan:
+        positions = torch.cat([torch.arange(pool.num_real), self.chosen_synthetic(pool)])
+        return EpochPlan.from_indices(positions[torch.randperm(len(positions), generator=generator)], pool)
+
+
+# ----------------------------------------------------------------------------- pairing real and synthetic
+
+
+def replace_with_synthetic(
+    pool: TrainPool, positions: torch.Tensor, probability: float, generator: torch.Generator
+) -> torch.Tensor:
+    """``positions`` (real pool positions) with each replaced, with ``probability``, by its
+    synthetic partner (:func:`synthetic_partners`); a sample without one stays real.
+
+    Draws two uniforms per position from ``generator`` whatever ``probability`` is, so the
+    stream, and with it the plan, depends only on the generator's seed.
+    """
+    replace = torch.rand(len(positions), generator=generator) < probability
+    choice = torch.rand(len(positions), generator=generator)
+    partners = synthetic_partners(pool, positions, choice)
+    return torch.where(replace & (partners >= 0), partners, positions)
+
+
+def synthetic_partners(pool: TrainPool, positions: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+    """For each real pool position, a synthetic pool position, or -1 when there is none.
+
+    The partner is made from that real image when the pool records such synthetic samples
+    (``pool.source``), else it is a synthetic sample of the same class. Among the
+    candidates (in pool order) the one at ``floor(choice * count)`` is taken, ``choice``
+    holding one uniform in [0, 1) per position.
+    """
+    labels = pool.labels.cpu()
+    synthetic_positions = torch.arange(pool.num_real, len(pool))
+    by_source = pick_in_groups(pool.source.cpu(), synthetic_positions, positions, choice, pool.num_real)
+    num_classes = int(labels.max()) + 1 if len(labels) else 0
+    by_class = pick_in_groups(labels[pool.num_real :], synthetic_positions, labels[positions], choice, num_classes)
+    return torch.where(by_source >= 0, by_source, by_class)
+
+
+def pick_in_groups(
+    keys: torch.Tensor, values: torch.Tensor, wanted: torch.Tensor, choice: torch.Tensor, num_keys: int
+) -> torch.Tensor:
+    """For each key of ``wanted``, the value at ``floor(choice * count)`` among the ``values``
+    whose key it is (in their order), or -1 when no value has that key; negative keys are
+    no group."""
+    grouped = keys >= 0
+    keys, values = keys[grouped], values[grouped]
+    if len(values) == 0:
+        return torch.full(wanted.shape, -1, dtype=torch.int64)
+    order = torch.argsort(keys, stable=True)
+    sorted_values = values[order]
+    counts = torch.bincount(keys, minlength=num_keys)
+    starts = torch.cumsum(counts, 0) - counts
+    count = counts[wanted]
+    offset = torch.minimum((choice * count).long(), (count - 1).clamp(min=0))
+    picked = sorted_values[(starts[wanted] + offset).clamp(max=len(sorted_values) - 1)]
+    return torch.where(count > 0, picked, torch.full_like(picked, -1))
+
+
+def class_counts(labels: torch.Tensor, all_labels: torch.Tensor) -> torch.Tensor:
+    """Per-class counts of ``labels`` over every class that ``all_labels`` holds."""
+    num_classes = int(all_labels.max()) + 1 if len(all_labels) else 0
+    return torch.bincount(labels, minlength=num_classes)

@@ -35,8 +35,9 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from genaug.config import ConfigError, TrainConfig, dump_config
+from genaug.config import ConfigError, FractalBankConfig, TrainConfig, dump_config, parse_config
 from genaug.data.base import RealDataset
+from genaug.data.synthetic import SyntheticSet, load_synthetic_set
 from genaug.training.checkpoint import (
     BEST_FILE,
     find_checkpoint,
@@ -149,13 +150,17 @@ def train(
     config: TrainConfig,
     splits: dict[str, RealDataset],
     out_dir: str | Path,
-    synthetic: RealDataset | None = None,
+    synthetic: RealDataset | str | Path | None = None,
     *,
     resume: bool = True,
     model: nn.Module | None = None,
 ) -> RunResult:
     """Train a classifier on ``splits["train"]`` (+ ``synthetic``), select on ``splits["val"]``,
     test once on ``splits["test"]``; write the run into ``out_dir``.
+
+    ``synthetic``: a dataset, or a synthetic set's folder (its kept records, read with
+    :func:`genaug.data.load_synthetic_set` in the real set's class order); how much of it
+    each epoch sees is ``config.data_policy``'s choice.
 
     ``resume``: continue from ``out_dir``'s checkpoint when it holds one (its resolved config
     must match, else a :class:`ConfigError`), or return the finished run's result; ``False``
@@ -165,8 +170,16 @@ def train(
     ``train`` and the global ``batch_size`` is split across them.
     """
     config = resolve_recipe(config)
+    if isinstance(synthetic, (str, Path)):
+        synthetic = read_synthetic_folder(synthetic, splits)
     with cpu_threads(config.cpu_threads):
         return run_recipe(config, splits, Path(out_dir), synthetic, resume, model)
+
+
+def read_synthetic_folder(set_dir: str | Path, splits: dict[str, RealDataset]) -> SyntheticSet:
+    """The synthetic set at ``set_dir`` with labels in the real training set's class order."""
+    real = splits.get("train")
+    return load_synthetic_set(set_dir, class_names=real.class_names if real is not None else None)
 
 
 def run_recipe(
@@ -391,39 +404,93 @@ def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractCo
 
 
 def build_mixer(config: TrainConfig) -> Callable | None:
-    """The online mixer named by ``config.mixer`` (``none``: plain forward passes)."""
+    """The online mixer named by ``config.mixer`` (``none``: plain forward passes).
+
+    ``config.mixer_kwargs`` are the mixer's parameters, except what YAML cannot hold and
+    the trainer knows: the normalisation of its batches (``mean``/``std`` from
+    ``augmentation``) for the mixers that compare or add pixel values, and the fractal
+    mixer's bank, built from ``mixer_kwargs["bank"]`` (:class:`FractalBankConfig` fields).
+    """
     if config.mixer == "none":
         return None
     try:
         from genaug.mixing.online import create_mixer
     except ImportError as error:
         raise ConfigError(f"mixer: '{config.mixer}' needs genaug.mixing.online, which failed: {error}") from None
+    kwargs = dict(config.mixer_kwargs)
+    if config.mixer in MIXERS_GIVEN_NORMALISATION:
+        given = sorted({"mean", "std"} & set(kwargs))
+        if given:
+            raise ConfigError(
+                f"mixer_kwargs: {given} of '{config.mixer}' come from augmentation.mean/std "
+                "(the normalisation of the batches it mixes); remove them from mixer_kwargs"
+            )
+        kwargs.update(mean=tuple(config.augmentation.mean), std=tuple(config.augmentation.std))
+    if config.mixer == "fractal":
+        kwargs["fractals"] = build_fractal_bank(kwargs.pop("bank", {}))
     try:
-        return create_mixer(config.mixer, **config.mixer_kwargs)
+        return create_mixer(config.mixer, **kwargs)
     except (KeyError, ValueError, TypeError) as error:
         raise ConfigError(f"mixer: {error}") from None
+
+
+#: Online mixers whose batches' normalisation the trainer passes as ``mean``/``std``.
+MIXERS_GIVEN_NORMALISATION = ("puzzlemix", "fractal")
+
+
+def build_fractal_bank(bank: dict[str, Any]) -> torch.Tensor:
+    """The uint8 fractal bank of ``mixer_kwargs["bank"]``: genaug's seeded IFS bank
+    (``count``, ``size``, ``seed``; cached in GENAUG_HOME) or a ``folder`` of images.
+
+    Made contiguous: a freshly rendered bank is channels-last while the cached one is not,
+    and mixed batches inherit the layout, which changes the convolution kernels' rounding;
+    a run must not depend on whether the bank was cached.
+    """
+    from genaug.mixing.stage import load_bank
+
+    return load_bank(parse_config(FractalBankConfig, bank, source="mixer_kwargs.bank")).contiguous()
 
 
 def build_train_pool(
     train_set: RealDataset, synthetic: RealDataset | None, config: TrainConfig, device: torch.device
 ) -> TrainPool:
-    """The real train set then the synthetic set, packed at ``augmentation.image_size``."""
+    """The real train set then the synthetic set, packed at ``augmentation.image_size``.
+
+    Packing resizes every image to that size, so synthetic images of another size meet the
+    transforms at the real images' size (METHODS.md 1.1). Each synthetic sample's
+    ``source`` is the position of the real image it was made from (:func:`synthetic_sources`).
+    """
     size = config.augmentation.image_size
     images = [pack_dataset(train_set, size)]
     labels = [torch.as_tensor(train_set.labels, dtype=torch.int64)]
+    source = torch.zeros(0, dtype=torch.int64)
     if synthetic is not None and len(synthetic):
         images.append(pack_dataset(synthetic, size))
         # Synthetic labels follow the real set's class order, matched by class name.
         real_index = {name: i for i, name in enumerate(train_set.class_names)}
         remap = torch.tensor([real_index[name] for name in synthetic.class_names], dtype=torch.int64)
         labels.append(remap[torch.as_tensor(synthetic.labels, dtype=torch.int64)])
-    num_synthetic = sum(len(part) for part in labels[1:])
+        source = synthetic_sources(train_set, synthetic)
     return TrainPool(
         images=torch.cat(images).to(device),
         labels=torch.cat(labels).to(device),
         num_real=len(train_set),
-        source=torch.full((num_synthetic,), -1, dtype=torch.int64),
+        source=source,
     )
+
+
+def synthetic_sources(train_set: RealDataset, synthetic: RealDataset) -> torch.Tensor:
+    """For each synthetic sample, the position in ``train_set`` of its first source id that
+    is a real training image, else -1 (no recorded source, or made from a synthetic image
+    or from an image outside this training split; a plain dataset records no sources)."""
+    if not isinstance(synthetic, SyntheticSet):
+        return torch.full((len(synthetic),), -1, dtype=torch.int64)
+    positions = {image_id: i for i, image_id in enumerate(train_set.ids)}
+    found = [
+        next((positions[source] for source in synthetic.sources(i) if source in positions), -1)
+        for i in range(len(synthetic))
+    ]
+    return torch.tensor(found, dtype=torch.int64)
 
 
 def pack_eval_set(split: RealDataset | None, config: TrainConfig, device: torch.device) -> EvalSet | None:
