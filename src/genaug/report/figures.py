@@ -1,0 +1,244 @@
+"""The report's figures, drawn with matplotlib's Agg renderer into PNG files.
+
+Figures are built as ``matplotlib.figure.Figure`` objects rather than through pyplot, so
+drawing them touches no global state (no backend switch, no open-figure registry). Labels
+that come from the data go through :func:`plain` so that matplotlib shows them as typed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from genaug.report.run import Curve
+
+DPI = 110
+BASELINE_COLOUR = "#6b7280"
+ARM_COLOUR = "#2456c7"
+KEPT_COLOUR = "#2f855a"
+DROPPED_COLOUR = "#c53030"
+GENERATION_COLOUR = "#7c3aed"
+TRAINING_COLOUR = "#2563eb"
+#: PCA sees at most this many sampled vectors (drawn with a fixed seed), so the plot stays legible.
+MAX_SAMPLED_POINTS = 4000
+
+
+def plain(text: str) -> str:
+    """``text`` as matplotlib should print it: '$' would start mathtext, and a legend hides
+    labels that begin with '_'."""
+    text = str(text).replace("$", r"\$")
+    return " " + text if text.startswith("_") else text
+
+
+def short(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis (figures have little room; the
+    table shows names in full)."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def class_colours(count: int) -> list:
+    """One colour per class: the qualitative tab10 / tab20 maps, a hue wheel beyond 20."""
+    from matplotlib import colormaps
+
+    if count <= 10:
+        return [colormaps["tab10"](i) for i in range(count)]
+    if count <= 20:
+        return [colormaps["tab20"](i) for i in range(count)]
+    return [colormaps["hsv"](i / count) for i in range(count)]
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    return path
+
+
+def _grid(count: int, max_columns: int) -> tuple[int, int]:
+    columns = min(max_columns, count)
+    return math.ceil(count / columns), columns
+
+
+# ---------------------------------------------------------------------------- accuracy
+
+
+def accuracy_figure(curves: dict[str, Curve], baseline: str | None, path: Path) -> Path:
+    """Validation top-1 per epoch, one panel per arm: the mean over seeds and a band from the
+    lowest to the highest seed, with the baseline's mean dashed in grey for comparison."""
+    rows, columns = _grid(len(curves), 4)
+    figure = Figure(figsize=(2.9 * columns, 2.3 * rows + 0.3), layout="constrained")
+    axes = figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
+    reference = curves.get(baseline) if baseline else None
+    for index, (arm, curve) in enumerate(curves.items()):
+        ax = axes[index // columns][index % columns]
+        if reference is not None and arm != baseline:
+            ax.plot(reference.epochs, reference.mean, color=BASELINE_COLOUR, linestyle="--", linewidth=1.1)
+        colour = BASELINE_COLOUR if arm == baseline else ARM_COLOUR
+        ax.fill_between(curve.epochs, curve.low, curve.high, color=colour, alpha=0.22, linewidth=0)
+        ax.plot(curve.epochs, curve.mean, color=colour, linewidth=1.8)
+        title = f"{arm} (baseline)" if arm == baseline else arm
+        ax.set_title(plain(short(title, 36)), fontsize=9.5, loc="left")
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+    for index in range(len(curves), rows * columns):
+        axes[index // columns][index % columns].set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch", fontsize=9)
+    for row in axes:
+        row[0].set_ylabel("val top-1 (%)", fontsize=9)
+    if reference is not None and len(curves) > 1:
+        figure.legend(
+            [Line2D([], [], color=ARM_COLOUR, linewidth=1.8), Line2D([], [], color=BASELINE_COLOUR, linestyle="--")],
+            ["arm (mean, band = seeds' min to max)", plain(f"baseline: {baseline}")],
+            loc="outside upper center", ncols=2, fontsize=8.5, frameon=False,
+        )
+    return _save(figure, path)
+
+
+# ---------------------------------------------------------------------------- rho(t)
+
+
+@dataclass
+class ScheduleCurve:
+    """rho(t) of one schedule: a fine curve over [0, T] and its values at the trained epochs."""
+
+    label: str
+    t: np.ndarray
+    rho: np.ndarray
+    epochs: np.ndarray
+    rho_at_epochs: np.ndarray
+
+
+def rho_figure(schedules: list[ScheduleCurve], total_epochs: int, path: Path) -> Path:
+    figure = Figure(figsize=(7.2, 3.4), layout="constrained")
+    ax = figure.subplots()
+    colours = class_colours(len(schedules))
+    for colour, schedule in zip(colours, schedules):
+        ax.plot(schedule.t, schedule.rho, color=colour, linewidth=1.8, label=plain(schedule.label))
+        ax.plot(schedule.epochs, schedule.rho_at_epochs, "o", color=colour, markersize=3)
+    ax.set_xlim(0, total_epochs)
+    ax.set_ylim(-0.04, 1.04)
+    ax.set_xlabel("epoch t")
+    ax.set_ylabel("rho(t): P(real sample replaced)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8.5, loc="upper left", frameon=False)
+    return _save(figure, path)
+
+
+# ---------------------------------------------------------------------------- SDI feature space
+
+
+def feature_space_figure(
+    real: np.ndarray, real_labels: np.ndarray, sampled: np.ndarray, sampled_labels: np.ndarray,
+    class_names: list[str], path: Path,
+) -> Path:
+    """Real (dots) and sampled (crosses) features in the 2-D PCA plane of the real features,
+    coloured by class."""
+    from sklearn.decomposition import PCA
+
+    if len(sampled) > MAX_SAMPLED_POINTS:
+        keep = np.sort(np.random.default_rng(0).choice(len(sampled), MAX_SAMPLED_POINTS, replace=False))
+        sampled, sampled_labels = sampled[keep], sampled_labels[keep]
+    pca = PCA(n_components=2, random_state=0).fit(real)
+    real_2d, sampled_2d = pca.transform(real), pca.transform(sampled)
+    colours = class_colours(len(class_names))
+
+    figure = Figure(figsize=(7.2, 5.2), layout="constrained")
+    ax = figure.subplots()
+    for label, colour in enumerate(colours):
+        rows = sampled_labels == label
+        ax.scatter(sampled_2d[rows, 0], sampled_2d[rows, 1], marker="x", s=16, linewidths=0.8, color=colour, alpha=0.55)
+    for label, colour in enumerate(colours):
+        rows = real_labels == label
+        ax.scatter(real_2d[rows, 0], real_2d[rows, 1], marker="o", s=26, color=colour, edgecolors="black", linewidths=0.5)
+    share = pca.explained_variance_ratio_
+    ax.set_xlabel(f"PC 1 ({share[0]:.0%} of the real features' variance)")
+    ax.set_ylabel(f"PC 2 ({share[1]:.0%})")
+    ax.grid(alpha=0.3)
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color="#999", markeredgecolor="black", label="real (bank)"),
+        Line2D([], [], marker="x", linestyle="", color="#555", label="sampled"),
+    ]
+    if len(class_names) <= 20:
+        handles += [Line2D([], [], marker="s", linestyle="", color=c, label=plain(n)) for c, n in zip(colours, class_names)]
+    figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    return _save(figure, path)
+
+
+# ---------------------------------------------------------------------------- filter scores
+
+
+@dataclass
+class ScoreColumn:
+    """One score over a set's records and the filters' final verdict on each."""
+
+    name: str
+    values: np.ndarray
+    kept: np.ndarray
+
+    def cut(self) -> float | None:
+        """A threshold separating kept from dropped, when one exists (a rank-per-class filter
+        cuts each class at its own place, so its classes overlap and there is none)."""
+        kept, dropped = self.values[self.kept], self.values[~self.kept]
+        if not len(kept) or not len(dropped):
+            return None
+        if kept.min() > dropped.max():
+            return float((kept.min() + dropped.max()) / 2)
+        if kept.max() < dropped.min():
+            return float((kept.max() + dropped.min()) / 2)
+        return None
+
+
+def filter_scores_figure(columns: list[ScoreColumn], path: Path) -> Path:
+    """A histogram per score, kept and dropped records stacked, and the cut where there is one."""
+    rows, per_row = _grid(len(columns), 3)
+    figure = Figure(figsize=(3.5 * per_row, 2.6 * rows), layout="constrained")
+    axes = figure.subplots(rows, per_row, squeeze=False)
+    for index, column in enumerate(columns):
+        ax = axes[index // per_row][index % per_row]
+        low, high = float(column.values.min()), float(column.values.max())
+        bins = np.linspace(low, high if high > low else low + 1e-6, 31)
+        ax.hist(
+            [column.values[column.kept], column.values[~column.kept]], bins=bins, stacked=True,
+            color=[KEPT_COLOUR, DROPPED_COLOUR],
+            label=[f"kept ({int(column.kept.sum())})", f"dropped ({int((~column.kept).sum())})"],
+        )
+        cut = column.cut()
+        if cut is not None:
+            ax.axvline(cut, color="black", linestyle="--", linewidth=1.2, label=f"cut {cut:.3g}")
+        ax.set_title(plain(column.name), fontsize=9.5, loc="left")
+        ax.set_ylabel("images", fontsize=8.5)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7.5, frameon=False)
+    for index in range(len(columns), rows * per_row):
+        axes[index // per_row][index % per_row].set_visible(False)
+    return _save(figure, path)
+
+
+# ---------------------------------------------------------------------------- cost
+
+
+def cost_figure(arms: list[str], generation_seconds: list[float], train_seconds: list[float], path: Path) -> Path:
+    """Generation and training seconds per arm, stacked horizontal bars (arm order of the table)."""
+    figure = Figure(figsize=(7.6, 0.38 * len(arms) + 1.3), layout="constrained")
+    ax = figure.subplots()
+    positions = np.arange(len(arms))
+    generation = np.nan_to_num(np.asarray(generation_seconds, dtype=np.float64))
+    training = np.nan_to_num(np.asarray(train_seconds, dtype=np.float64))
+    ax.barh(positions, generation, color=GENERATION_COLOUR, label="generation (s)")
+    ax.barh(positions, training, left=generation, color=TRAINING_COLOUR, label="training (s)")
+    for y, total in zip(positions, generation + training):
+        ax.text(total, y, f"  {total:,.0f} s", va="center", fontsize=8)
+    ax.set_yticks(positions, [plain(short(arm, 40)) for arm in arms], fontsize=8.5)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(1.0, float((generation + training).max())) * 1.15)
+    ax.set_xlabel("seconds")
+    ax.grid(axis="x", alpha=0.3)
+    figure.legend(loc="outside upper left", ncols=2, fontsize=8.5, frameon=False)
+    return _save(figure, path)
