@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -212,13 +211,12 @@ def load_real_images(run: RunFolder) -> dict[str, Any] | None:
 
 def schedule_parameters(name: str) -> set[str] | None:
     """The keyword parameters schedule ``name`` takes (None for an unknown schedule)."""
-    from genaug.training import schedules
+    from genaug.training.schedules import schedule_parameters as parameters
 
-    # The registry is the one place that maps a name to its function.
-    function = schedules._SCHEDULES.get(name)
-    if function is None:
+    try:
+        return parameters(name)
+    except ValueError:
         return None
-    return {p for p in inspect.signature(function).parameters if p not in ("epoch", "total_epochs")}
 
 
 def schedule_section(run: RunFolder, figures_dir: Path) -> dict[str, Any] | None:

@@ -38,6 +38,13 @@ def list_schedules() -> list[str]:
     return sorted(_SCHEDULES)
 
 
+def schedule_parameters(name: str) -> set[str]:
+    """The keyword parameters schedule ``name`` takes (besides ``epoch`` and ``total_epochs``)."""
+    if name not in _SCHEDULES:
+        raise ValueError(f"unknown rho schedule {name!r}; known: {', '.join(list_schedules())}")
+    return {p for p in inspect.signature(_SCHEDULES[name]).parameters if p not in ("epoch", "total_epochs")}
+
+
 def blend_ratio(name: str, epoch: float, total_epochs: int, **kw: object) -> float:
     """rho(epoch) of schedule ``name`` over ``total_epochs``, in [0, 1].
 
