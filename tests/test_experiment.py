@@ -194,6 +194,15 @@ def test_real_only_arms_run_tabulate_and_resume(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (out / "arms").rglob("metrics.json")} == metrics
     assert again["arms"][0]["top1_mean"] == base["top1_mean"]
 
+    # One arm's parameter changes: only that arm trains again.
+    arms[1]["mixer_kwargs"] = {"alpha": 0.4}
+    changed = load_experiment(write_experiment(tmp_path, arms=arms))
+    run_experiment(changed, out, report=False, progress=False, echo=lambda *_: None)
+    after = {p: p.stat().st_mtime_ns for p in (out / "arms").rglob("metrics.json")}
+    assert {p: t for p, t in after.items() if p in metrics} == metrics
+    new = [p for p in after if p not in metrics]
+    assert len(new) == 2 and all(p.parts[-3] == "mixup" for p in new)
+
 
 @pytest.mark.slow
 def test_arm_on_generated_mixed_and_filtered_sets(tmp_path, monkeypatch):

@@ -150,20 +150,24 @@ def load_config(model: type[M], path: str | Path | None = None, overrides: list[
     data: dict[str, Any] = {}
     source = "overrides"
     if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path} is not valid YAML: {error}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping at the top level, not {type(loaded).__name__}")
-        data = loaded
+        data, source = read_yaml_mapping(path), str(path)
     return parse_config(model, apply_overrides(data, overrides), source)
+
+
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file holding a mapping (empty file: ``{}``); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level, not {type(loaded).__name__}")
+    return loaded
 
 
 def dump_config(config: BaseModel) -> str:

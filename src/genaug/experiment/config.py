@@ -35,7 +35,6 @@ import copy
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, model_validator
 
 from genaug.config import (
@@ -49,6 +48,7 @@ from genaug.config import (
     TrainConfig,
     apply_overrides,
     parse_config,
+    read_yaml_mapping,
 )
 
 __all__ = [
@@ -288,28 +288,14 @@ def resolve_extends(data: dict[str, Any], path: Path, seen: tuple[Path, ...]) ->
     base_path = (path.parent / str(base_name)).resolve()
     if base_path in seen:
         raise ConfigError(f"{path}: 'extends' forms a cycle through {base_path}")
-    if not base_path.is_file():
-        raise ConfigError(f"{path}: extends '{base_name}', which does not exist ({base_path})")
-    try:
-        base = yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{base_path} is not valid YAML: {error}") from None
-    if not isinstance(base, dict):
-        raise ConfigError(f"{base_path} must hold a mapping at the top level")
+    base = read_yaml_mapping(base_path, what=f"{path}: the file it extends")
     return _deep_merge(resolve_extends(base, base_path, (*seen, base_path)), data)
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None, quick: bool = False) -> ExperimentConfig:
     """Read an experiment file, optionally in its ``--quick`` form, with ``key=value`` overrides."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping at the top level")
+    data = read_yaml_mapping(path, what="experiment file")
     data = resolve_extends(data, path, seen=(path.resolve(),))
     if quick:
         data = apply_quick(data)
