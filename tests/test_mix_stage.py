@@ -130,3 +130,51 @@ def test_make_fractal_folder_writes_a_reusable_bank(tmp_path):
     assert [p.name for p in paths] == ["fractal_00000.png", "fractal_00001.png", "fractal_00002.png"]
     folder_bank = fractal_bank(None, 16, folder=tmp_path / "fractals")
     assert torch.equal(folder_bank, fractal_bank(3, 16, 1))
+
+
+def test_shb_set_records_resolve_and_resume(tmp_path):
+    from genaug.clip import Clip
+    from genaug.mixing import semantic_hybrid_blend
+    from genaug.pocket.tiny import make_tiny_pocket
+
+    clip_dir = make_tiny_pocket(tmp_path / "tiny")["clip"]
+    dataset = pocket_dataset(7)
+    write_generated_set(tmp_path / "gen", dataset)
+    config = mix_config(tmp_path, methods=["shb"], batch_size=4, shb={"clip": str(clip_dir), "heatmaps": True, "device": "cpu"})
+    reports = mix(config, dataset=dataset)
+    set_dir = tmp_path / "mixed" / "shb"
+    assert reports["shb"].made == 7
+    check_set_integrity(set_dir)
+    clip = Clip.from_pretrained(clip_dir)
+    pixels = set_pixels(set_dir)
+    for record in read_manifest(set_dir):
+        assert record.method == "shb" and record.id == f"{record.source_ids[1]}-shb"
+        assert record.source_ids[0] in dataset.ids
+        params = record.params
+        assert {k: params[k] for k in ("patch", "stride", "percentile", "mode")} == {"patch": 8, "stride": 4, "percentile": 30.0, "mode": "binary"}
+        assert params["prompt"] == f"a photo of a {record.class_name}" and params["clip"]["path"] == str(clip_dir.resolve())
+        assert 0.15 < params["replaced_fraction"] < 0.45
+        with Image.open(set_dir / params["heatmap"]) as heatmap:
+            assert heatmap.mode == "L" and heatmap.size == (16, 16)
+            heat = np.asarray(heatmap)
+        original, edited = originals_and_generated(tmp_path, dataset, record)
+        expected = semantic_hybrid_blend(original, edited, [record.class_name], clip, return_heatmaps=True)
+        assert np.array_equal(pixels[record.id], expected.images[0].permute(1, 2, 0).numpy())
+        assert params["replaced_fraction"] == round(float(expected.replaced_fraction[0]), 6)
+        # grey levels of the map; float rounding of a batch of 4 vs 1 may move a level by one
+        assert np.abs(heat.astype(int) - (expected.heatmaps[0] * 255).round().numpy()).max() <= 1
+
+    manifest = set_dir / MANIFEST
+    manifest.write_text("".join(manifest.read_text().splitlines(keepends=True)[:3]))
+    again = mix(config.model_copy(update={"batch_size": 64}), dataset=dataset)
+    assert again["shb"].already_done == 3 and again["shb"].made == 4
+    check_set_integrity(set_dir)
+    assert all(np.array_equal(v, pixels[k]) for k, v in set_pixels(set_dir).items())
+
+
+def test_shb_parameters_are_validated(tmp_path):
+    config = mix_config(tmp_path, methods=["shb"], shb={"patch": 16, "mode": "soft"})
+    assert (config.shb.patch, config.shb.stride, config.shb.mode, config.shb.clip) == (16, None, "soft", "pocket")
+    for bad in ({"percentile": 130}, {"patch": 0}, {"mode": "blurry"}, {"prompt": "a photo"}, {"clip_batch_size": 0}):
+        with pytest.raises(ValueError):
+            mix_config(tmp_path, methods=["shb"], shb=bad)

@@ -122,6 +122,48 @@ class Clip:
 
     # ------------------------------------------------------------------ patches
 
+    def patch_pixel_values(self, patches: torch.Tensor) -> torch.Tensor:
+        """CLIP's own preprocessing of a stack of same-size patches, ``(M, 3, h, w)`` uint8.
+
+        Each patch's result equals preprocessing that patch alone (:meth:`pixel_values`).
+        With transformers' torchvision image processor (CLIP's default) the stack goes
+        through that processor's own steps, in the order its ``_preprocess`` applies them
+        to a group of same-size images (resize, centre crop, fused rescale + normalise),
+        as one batch: calling the processor itself would first convert and check every
+        patch one by one, which costs more than the resize. Any other processor is called
+        on the list of patches (channel axis given: it cannot be inferred for patches of
+        side 3 or less).
+        """
+        if patches.dim() != 4 or patches.dtype != torch.uint8:
+            raise ValueError(f"expected (M, 3, h, w) uint8 patches, got {patches.dtype} {tuple(patches.shape)}")
+        if len(patches) == 0:
+            h, w = self.input_size
+            return torch.zeros(0, 3, h, w)
+        processor = self.processor.image_processor
+        if _is_batched_torchvision_processor(processor):
+            images = patches.cpu().contiguous()
+            if processor.do_resize:
+                images = processor.resize(images, processor.size, resample=processor.resample)
+            if processor.do_center_crop:
+                images = processor.center_crop(images, processor.crop_size)
+            return processor.rescale_and_normalize(
+                images, processor.do_rescale, processor.rescale_factor, processor.do_normalize,
+                _hashable(processor.image_mean), _hashable(processor.image_std),
+            )
+        out = processor(images=list(patches.cpu()), input_data_format="channels_first", return_tensors="pt")
+        return out["pixel_values"]
+
+    def patch_batch_size(self, budget_bytes: int = 20 << 20, most: int = 256) -> int:
+        """Patches per CLIP call: as many as keep a call's float32 pixels near ``budget_bytes``.
+
+        34 at 224 px, 256 (``most``) at 16 px. Measured on a CPU, larger calls were no
+        faster and calls of 64 patches at 224 px (38 MB of pixels) slower: buffers beyond
+        glibc's largest heap block (32 MB) are fresh pages on every call, and touching
+        them first costs more than normalising them.
+        """
+        h, w = self.input_size
+        return max(1, min(most, budget_bytes // (3 * h * w * 4)))
+
     @torch.no_grad()
     def patch_similarity(
         self,
@@ -129,39 +171,102 @@ class Clip:
         texts: Sequence[str] | torch.Tensor,
         patch_size: int,
         stride: int,
-        batch_size: int = 256,
+        batch_size: int | None = None,
     ) -> torch.Tensor:
         """Cosine similarity of every patch of every image to that image's prompt.
 
-        ``images``: N images of one size ``(H, W)`` (array ``(N, H, W, 3)`` uint8 or list).
-        ``texts``: N prompts (one per image, e.g. "a photo of a {class}") or an ``(N, D)``
-        tensor of L2-normalised text embeddings. The grid is :func:`patch_starts` per axis;
-        every patch goes through CLIP's own preprocessing; all patches of all images are
-        embedded together in batches. Returns ``(N, n_rows, n_cols)``.
+        ``images``: N images of one size ``(H, W)``: an ``(N, H, W, 3)`` uint8 array, a list
+        of such arrays or PIL images, or an ``(N, 3, H, W)`` uint8 tensor (genaug.mixing's
+        layout). ``texts``: N prompts (one per image, e.g. "a photo of a {class}") or an
+        ``(N, D)`` tensor of text embeddings. The grid is :func:`patch_starts` per axis;
+        every patch goes through CLIP's own preprocessing. Patches of all images are cut
+        with one gather and preprocessed and embedded ``batch_size`` at a time (None:
+        :meth:`patch_batch_size`), so the cost is a few large batches however many images
+        and patches there are. Returns ``(N, n_rows, n_cols)``.
         """
-        arrays = np.stack([np.asarray(im.convert("RGB")) if hasattr(im, "convert") else np.asarray(im) for im in images])
-        n, h, w = arrays.shape[:3]
-        rows, cols = patch_starts(h, patch_size, stride), patch_starts(w, patch_size, stride)
-        ph, pw = min(patch_size, h), min(patch_size, w)
-        patches = [arrays[i, r : r + ph, c : c + pw] for i in range(n) for r in rows for c in cols]
+        pixels = images_as_tensor(images)
+        n = len(pixels)
+        batch_size = batch_size or self.patch_batch_size()
         text = texts if isinstance(texts, torch.Tensor) else self.text_embeds(list(texts))
         if len(text) != n:
             raise ValueError(f"need one prompt per image: {n} images, {len(text)} prompts")
-        emb = self.image_embeds(patches, batch_size=batch_size).view(n, len(rows) * len(cols), -1)
+        patches = extract_patches(pixels, patch_size, stride)
+        n_rows, n_cols = patches.shape[1:3]
+        flat = patches.reshape(-1, *patches.shape[3:])
+        emb = torch.cat(
+            [self.image_embeds_from_pixels(self.patch_pixel_values(flat[i : i + batch_size]), batch_size=batch_size)
+             for i in range(0, len(flat), batch_size)]
+        ) if len(flat) else torch.zeros(0, self.embed_dim)
+        emb = emb.view(n, n_rows * n_cols, -1)
         sim = (emb * F.normalize(text.float(), dim=-1)[:, None, :]).sum(-1)
-        return sim.view(n, len(rows), len(cols))
+        return sim.view(n, n_rows, n_cols)
 
 
 def patch_starts(size: int, patch_size: int, stride: int) -> list[int]:
-    """Patch start offsets along one axis: ``n = max(1, (size - P) // stride + 1)`` patches at
-    ``i * stride``, the last one clamped to end at the edge (a patch larger than the image is
-    the whole image)."""
+    """Patch start offsets along one axis (METHODS.md 3): ``n = max(1, (size - P) // stride + 1)``
+    patches at ``i * stride``, the last one clamped to end at the edge, so no row or column
+    is left out of every patch. A patch at least as large as the axis is the whole axis.
+
+    The one definition of the SHB grid; :func:`genaug.mixing.shb.patch_grid` builds on it.
+    """
+    if min(size, patch_size, stride) < 1:
+        raise ValueError(f"size, patch size and stride must be >= 1, got {size}, {patch_size}, {stride}")
     if patch_size >= size:
         return [0]
     n = max(1, (size - patch_size) // stride + 1)
     starts = [i * stride for i in range(n)]
     starts[-1] = size - patch_size
     return sorted(set(starts))
+
+
+def extract_patches(images: torch.Tensor, patch_size: int, stride: int) -> torch.Tensor:
+    """Every grid patch of ``(N, C, H, W)`` images: ``(N, n_rows, n_cols, C, p_h, p_w)``.
+
+    Rows and columns follow :func:`patch_starts`; a patch larger than the image is cut at
+    the image (``p_h = min(P, H)``). One index gather, no per-patch loop.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"expected (N, C, H, W) images, got shape {tuple(images.shape)}")
+    h, w = images.shape[-2:]
+    rows = torch.tensor(patch_starts(h, patch_size, stride), device=images.device)
+    cols = torch.tensor(patch_starts(w, patch_size, stride), device=images.device)
+    ys = rows[:, None] + torch.arange(min(patch_size, h), device=images.device)  # (n_rows, p_h)
+    xs = cols[:, None] + torch.arange(min(patch_size, w), device=images.device)  # (n_cols, p_w)
+    patches = images[:, :, ys[:, None, :, None], xs[None, :, None, :]]  # (N, C, n_rows, n_cols, p_h, p_w)
+    return patches.permute(0, 2, 3, 1, 4, 5).contiguous()
+
+
+def images_as_tensor(images) -> torch.Tensor:
+    """``(N, 3, H, W)`` uint8 tensor of images given in any of :class:`Clip`'s layouts.
+
+    Arrays and PIL images are channels-last ``(H, W, 3)``; a torch tensor is taken as
+    already channels-first ``(N, 3, H, W)``.
+    """
+    if isinstance(images, torch.Tensor):
+        if images.dim() != 4 or images.dtype != torch.uint8:
+            raise ValueError(f"expected an (N, 3, H, W) uint8 tensor, got {images.dtype} {tuple(images.shape)}")
+        return images
+    arrays = np.stack([np.asarray(im.convert("RGB")) if hasattr(im, "convert") else np.asarray(im) for im in images])
+    if arrays.dtype != np.uint8 or arrays.ndim != 4:
+        raise ValueError(f"expected (H, W, 3) uint8 images, got {arrays.dtype} {arrays.shape[1:]}")
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2)
+
+
+def _is_batched_torchvision_processor(processor) -> bool:
+    """A transformers torchvision-backend image processor whose steps are the plain CLIP ones."""
+    try:
+        from transformers.image_processing_backends import TorchvisionBackend
+    except ImportError:
+        return False
+    return (
+        isinstance(processor, TorchvisionBackend)
+        and not getattr(processor, "do_pad", None)
+        and all(hasattr(processor, name) for name in ("resize", "center_crop", "rescale_and_normalize"))
+    )
+
+
+def _hashable(values):
+    return tuple(values) if isinstance(values, list) else values
 
 
 def load_clip(name: str | Path = "pocket", device: str | torch.device = "cpu") -> Clip:

@@ -24,7 +24,14 @@ from genaug.mixing.fractals import (
     sample_fractals,
     save_fractal_pngs,
 )
-from genaug.mixing.shb import hybrid_blend, patch_grid, scale_patch, shb_mask
+from genaug.mixing.shb import (
+    HybridBlend,
+    hybrid_blend,
+    patch_grid,
+    scale_patch,
+    semantic_hybrid_blend,
+    shb_mask,
+)
 
 # The online mixers import the training-loop side of genaug; load them on first use so
 # the pure operations above stay light to import.
@@ -60,5 +67,7 @@ __all__ = [
     "scale_patch",
     "shb_mask",
     "hybrid_blend",
+    "semantic_hybrid_blend",
+    "HybridBlend",
     *_ONLINE,
 ]

@@ -7,7 +7,10 @@ method, each record pointing to both sources (``source_ids = [real id, generated
 - ``concat``: feathered halves, the orientation drawn per item from its seed;
 - ``rect``: random rectangles of the edit pasted on the original, realised coverage recorded;
 - ``fractal``: a fractal from the bank blended in with alpha 0.2 (into the feathered
-  concatenation, as DiffuseMix does, or into the generated image alone), index recorded.
+  concatenation, as DiffuseMix does, or into the generated image alone), index recorded;
+- ``shb``: CLIP-guided semantic hybrid blending (METHODS.md 3), every patch of a batch of
+  pairs scored through CLIP at once; the realised replaced fraction and the SHB parameters
+  recorded, and optionally the similarity map saved as ``heatmaps/<id>.png``.
 
 Every mixed item's randomness comes from ``derive_seed(mix seed, mixed id)``, and the
 mixing operations are per-sample, so a rerun skips what is recorded and remakes the rest
@@ -30,9 +33,10 @@ from genaug.data.base import RealDataset
 from genaug.generation.engine import GenerationProgress
 from genaug.generation.runtime import Shard
 from genaug.generation.seeds import derive_seed, seed_rng
-from genaug.manifest import SampleRecord, SetWriter, read_manifest, record_file
+from genaug.manifest import SampleRecord, SetWriter, check_relative_path, read_manifest, record_file, save_image_atomic
 from genaug.mixing.concat import feathered_halves, mask_coverage, random_orientation, random_rect_mask, rect_mix
 from genaug.mixing.fractals import fractal_bank, fractal_blend, resize_images, save_fractal_pngs
+from genaug.mixing.shb import semantic_hybrid_blend
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,47 @@ class Pair:
     @property
     def source_id(self) -> str:
         return self.record.source_ids[0]
+
+
+@dataclass
+class MixBatch:
+    """One batch of pairs as a mixer sees it: originals and resized edits, uint8 (N, 3, H, W)."""
+
+    method: str
+    pairs: list[Pair]
+    originals: torch.Tensor
+    generated: torch.Tensor
+    rngs: list[np.random.Generator]
+
+    @property
+    def class_names(self) -> list[str]:
+        return [pair.record.class_name for pair in self.pairs]
+
+    @property
+    def ids(self) -> list[str]:
+        return [mixed_id(pair, self.method) for pair in self.pairs]
+
+
+@dataclass
+class Mixed:
+    """A mixer's output: the mixed uint8 batch, params per item, and extra files per item.
+
+    ``files[i]`` maps paths relative to the set to uint8 images written (atomically)
+    before item i's record, so a record never points to a missing file.
+    """
+
+    images: torch.Tensor
+    params: list[dict[str, Any]]
+    files: list[dict[str, np.ndarray]] | None = None
+
+
+@dataclass
+class MixResources:
+    """What mixers share across batches, loaded once: the fractal bank, the SHB CLIP."""
+
+    bank: torch.Tensor | None = None
+    clip: Any = None
+    clip_identity: dict[str, Any] | None = None
 
 
 @dataclass
@@ -65,13 +110,27 @@ def mix(config: MixConfig, dataset: RealDataset | None = None) -> dict[str, MixR
     generated = read_manifest(config.generated)
     real = dataset if dataset is not None else _load_real_dataset(config)
     pairs, without_source = pair_with_sources(generated, real)
-    bank = load_bank(config.fractals) if "fractal" in config.methods else None
+    resources = load_resources(config)
     reports = {}
     for method in config.methods:
         mixer = MIXERS[method]
-        reports[method] = write_mixed_set(method, mixer, pairs, real, config, bank)
+        reports[method] = write_mixed_set(method, mixer, pairs, real, config, resources)
         reports[method].skipped_without_source = without_source
     return reports
+
+
+def load_resources(config: MixConfig) -> MixResources:
+    """The fractal bank if ``fractal`` is asked for, the SHB CLIP if ``shb`` is."""
+    resources = MixResources()
+    if "fractal" in config.methods:
+        resources.bank = load_bank(config.fractals)
+    if "shb" in config.methods:
+        from genaug.generation.runtime import select_device
+        from genaug.sdi.models import load_clip_model
+
+        device, _ = select_device(config.shb.device, "fp32")
+        resources.clip, resources.clip_identity = load_clip_model(config.shb.clip, device=device)
+    return resources
 
 
 def _load_real_dataset(config: MixConfig) -> RealDataset:
@@ -109,9 +168,12 @@ def pair_with_sources(records: list[SampleRecord], real: RealDataset) -> tuple[l
 
 
 def write_mixed_set(
-    method: str, mixer: "Mixer", pairs: list[Pair], real: RealDataset, config: MixConfig, bank: torch.Tensor | None
+    method: str, mixer: "Mixer", pairs: list[Pair], real: RealDataset, config: MixConfig, resources: MixResources
 ) -> MixReport:
-    """Mix every pair not yet recorded in ``output/<method>``, batch by batch of equal image size."""
+    """Mix every pair not yet recorded in ``output/<method>``, batch by batch of equal image size.
+
+    A mixer's extra files (SHB heatmaps) are written before the item's image and record.
+    """
     set_dir = Path(config.output) / method
     with SetWriter(set_dir) as writer:
         todo = [pair for pair in pairs if mixed_id(pair, method) not in writer.done]
@@ -120,10 +182,12 @@ def write_mixed_set(
             for batch in size_batches(todo, real, config.batch_size):
                 originals, generated = load_pair_batch(batch, real, Path(config.generated))
                 rngs = [seed_rng(derive_seed(config.seed, mixed_id(pair, method))) for pair in batch]
-                mixed, params = mixer(originals, generated, rngs, config, bank)
+                mixed = mixer(MixBatch(method, batch, originals, generated, rngs), config, resources)
                 for i, pair in enumerate(batch):
-                    record = mixed_record(pair, method, params[i], config, writer)
-                    writer.add(record, mixed[i].permute(1, 2, 0).numpy())
+                    for path, image in (mixed.files[i] if mixed.files else {}).items():
+                        save_image_atomic(image, set_dir / check_relative_path(path))
+                    record = mixed_record(pair, method, mixed.params[i], config, writer)
+                    writer.add(record, mixed.images[i].permute(1, 2, 0).numpy())
                     report.made += 1
                     progress.advance(1)
     return report
@@ -193,44 +257,81 @@ def mixed_record(pair: Pair, method: str, params: dict[str, Any], config: MixCon
 
 
 # ---------------------------------------------------------------------------- mixers
-# Each mixer: (originals, generated, per-item rngs, config, bank) -> (mixed uint8 batch, params per item)
+# Each mixer: (batch, config, shared resources) -> Mixed (uint8 batch, params and extra files per item)
 
-Mixer = Callable[..., tuple[torch.Tensor, list[dict[str, Any]]]]
+Mixer = Callable[[MixBatch, MixConfig, MixResources], Mixed]
 
 
-def concat_mixer(originals, generated, rngs, config: MixConfig, bank=None):
+def concat_mixer(batch: MixBatch, config: MixConfig, resources: MixResources | None = None) -> Mixed:
     """Feathered halves; orientation horizontal or vertical with probability 1/2 per item."""
-    orientations = [random_orientation(rng) for rng in rngs]
-    mixed = feathered_halves(originals, generated, orientations, band=config.band)
-    return mixed, [{"orientation": o, "band": config.band} for o in orientations]
+    orientations = [random_orientation(rng) for rng in batch.rngs]
+    mixed = feathered_halves(batch.originals, batch.generated, orientations, band=config.band)
+    return Mixed(mixed, [{"orientation": o, "band": config.band} for o in orientations])
 
 
-def rect_mixer(originals, generated, rngs, config: MixConfig, bank=None):
+def rect_mixer(batch: MixBatch, config: MixConfig, resources: MixResources | None = None) -> Mixed:
     """Random rectangles of the edit on the original; the realised coverage is recorded."""
-    h, w = originals.shape[-2:]
-    masks = torch.stack([random_rect_mask(h, w, config.rect_ratio, rng) for rng in rngs])
+    h, w = batch.originals.shape[-2:]
+    masks = torch.stack([random_rect_mask(h, w, config.rect_ratio, rng) for rng in batch.rngs])
     coverage = mask_coverage(masks)
-    mixed = rect_mix(originals, generated, masks)
-    return mixed, [{"ratio": config.rect_ratio, "coverage": round(float(c), 6)} for c in coverage]
+    mixed = rect_mix(batch.originals, batch.generated, masks)
+    return Mixed(mixed, [{"ratio": config.rect_ratio, "coverage": round(float(c), 6)} for c in coverage])
 
 
-def fractal_mixer(originals, generated, rngs, config: MixConfig, bank: torch.Tensor):
+def fractal_mixer(batch: MixBatch, config: MixConfig, resources: MixResources) -> Mixed:
     """A fractal drawn uniformly from the bank, blended with alpha into the concatenation (or the edit)."""
-    params: list[dict[str, Any]] = [{} for _ in rngs]
+    bank = resources.bank
+    params: list[dict[str, Any]] = [{} for _ in batch.rngs]
     if config.fractal_on == "concat":
-        base, concat_params = concat_mixer(originals, generated, rngs, config)
-        for p, c in zip(params, concat_params):
+        concat = concat_mixer(batch, config)
+        base = concat.images
+        for p, c in zip(params, concat.params):
             p.update(c)
     else:
-        base = generated
-    indices = [int(rng.integers(len(bank))) for rng in rngs]
+        base = batch.generated
+    indices = [int(rng.integers(len(bank))) for rng in batch.rngs]
     mixed = fractal_blend(base, bank[indices], alpha=config.fractal_alpha)
     for p, index in zip(params, indices):
         p.update({"on": config.fractal_on, "alpha": config.fractal_alpha, "fractal_index": index, "fractal_bank": _bank_name(config.fractals)})
-    return mixed, params
+    return Mixed(mixed, params)
 
 
-MIXERS: dict[str, Mixer] = {"concat": concat_mixer, "rect": rect_mixer, "fractal": fractal_mixer}
+def shb_mixer(batch: MixBatch, config: MixConfig, resources: MixResources) -> Mixed:
+    """Semantic hybrid blending of the batch, all patches of all pairs through CLIP together.
+
+    Deterministic (no randomness). Params: the realised replaced fraction, the patch grid
+    actually used, the mask parameters, the CLIP and prompt; with ``heatmaps`` the
+    similarity map as a grey PNG, its path under ``heatmap``.
+    """
+    shb = config.shb
+    result = semantic_hybrid_blend(
+        batch.originals, batch.generated, batch.class_names, resources.clip,
+        patch=shb.patch, stride=shb.stride, percentile=shb.percentile, sigma=shb.sigma, mode=shb.mode,
+        prompt=shb.prompt, batch_size=shb.clip_batch_size, return_heatmaps=shb.heatmaps,
+    )
+    params, files = [], []
+    for i, (item_id, class_name) in enumerate(zip(batch.ids, batch.class_names)):
+        item = {
+            "replaced_fraction": round(float(result.replaced_fraction[i]), 6),
+            "patch": result.patch, "stride": result.stride, "percentile": shb.percentile,
+            "sigma": shb.sigma, "mode": shb.mode, "prompt": shb.prompt.format(class_name),
+            "clip": resources.clip_identity,
+        }
+        extra = {}
+        if result.heatmaps is not None:
+            item["heatmap"] = f"heatmaps/{item_id}.png"
+            extra[item["heatmap"]] = heatmap_png(result.heatmaps[i])
+        params.append(item)
+        files.append(extra)
+    return Mixed(result.images, params, files)
+
+
+def heatmap_png(heatmap: torch.Tensor) -> np.ndarray:
+    """A similarity map in [0, 1] as a grey uint8 image (255 = most like the class)."""
+    return (heatmap.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+MIXERS: dict[str, Mixer] = {"concat": concat_mixer, "rect": rect_mixer, "fractal": fractal_mixer, "shb": shb_mixer}
 
 
 # ---------------------------------------------------------------------------- fractal banks
