@@ -29,10 +29,12 @@ ConfigFile = Annotated[Optional[Path], typer.Argument(help="YAML config of the s
 def main() -> None:
     from genaug.config import ConfigError
     from genaug.data.base import DatasetError
+    from genaug.manifest import ManifestError, StorageError
+    from genaug.training.checkpoint import UntrustedFileError
 
     try:
         app()
-    except (ConfigError, DatasetError, FileNotFoundError) as error:
+    except (ConfigError, DatasetError, ManifestError, StorageError, UntrustedFileError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None
 

@@ -7,6 +7,7 @@ Python, or from ``key.sub=value`` overrides on the command line; an invalid valu
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -108,7 +109,7 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
     for item in error.errors():
         loc = ".".join(str(part) for part in item["loc"]) or "(top level)"
         got = item.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        shown = "" if isinstance(got, dict) else f" (got {reprlib.repr(got)})"
         lines.append(f"  {loc}: {item['msg']}{shown}")
     return "\n".join(lines)
 

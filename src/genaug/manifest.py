@@ -8,6 +8,8 @@ and cut off before the next append. Reading never depends on directory names.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
@@ -22,10 +24,42 @@ from PIL import Image
 MANIFEST = "manifest.jsonl"
 SHARD_PATTERN = re.compile(r"^manifest\.(\d+)\.jsonl$")
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+#: A record is a few hundred bytes; a longer line is not a record (and is not read into memory whole).
+MAX_LINE_BYTES = 1 << 20
+MAX_CLASS_NAME = 1000
 
 
 class ManifestError(ValueError):
     """A manifest that cannot be trusted; the message names the file and line."""
+
+
+class StorageError(OSError):
+    """The output folder cannot take more data (full, read-only, over quota or a file size limit)."""
+
+
+#: errno values that mean "the output cannot be written now" rather than a bug.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+@contextlib.contextmanager
+def storage_errors(set_dir: str | Path):
+    """Turn a failed write into a :class:`StorageError` that says what happened and that a rerun resumes.
+
+    Records follow their images, so whatever write failed, no record lacks its image.
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as error:
+        if error.errno not in STORAGE_ERRNOS:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        raise StorageError(
+            error.errno,
+            f"cannot write to {set_dir}: {os.strerror(error.errno)}{where}. Every image recorded so far is complete; "
+            "run the same command again once there is space (or write permission) and it resumes where it stopped",
+        ) from error
 
 
 @dataclass
@@ -54,6 +88,37 @@ class SampleRecord:
         if isinstance(self.label, bool) or not isinstance(self.label, (int, np.integer)) or self.label < 0:
             raise ValueError(f"record {self.id}: label must be a non-negative integer, got {self.label!r}")
         self.label = int(self.label)
+        self.class_name = check_class_name(self.class_name, self.id)
+        if not isinstance(self.method, str) or not self.method or "\x00" in self.method:
+            raise ValueError(f"record {self.id}: method must be a non-empty string, got {self.method!r}")
+        if isinstance(self.source_ids, (str, bytes)) or not isinstance(self.source_ids, (list, tuple)):
+            raise ValueError(f"record {self.id}: source_ids must be a list of ids, got {self.source_ids!r}")
+        self.source_ids = list(self.source_ids)
+        for source in self.source_ids:
+            if not isinstance(source, str) or not source or "\x00" in source:
+                raise ValueError(f"record {self.id}: source_ids must hold non-empty strings, got {source!r}")
+        for name in ("prompt", "negative_prompt"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"record {self.id}: {name} must be a string or null, got {value!r}")
+        for name in ("params", "scores"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"record {self.id}: {name} must be a mapping, got {getattr(self, name)!r}")
+        for name in ("model", "embedding"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), dict):
+                raise ValueError(f"record {self.id}: {name} must be a mapping or null, got {getattr(self, name)!r}")
+        for key, value in self.scores.items():
+            if not isinstance(key, str) or isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+                raise ValueError(f"record {self.id}: scores must map names to numbers, got {key!r}: {value!r}")
+        if self.seed is not None:
+            if isinstance(self.seed, (bool, np.bool_)) or not isinstance(self.seed, (int, np.integer)):
+                raise ValueError(f"record {self.id}: seed must be an integer or null, got {self.seed!r}")
+            self.seed = int(self.seed)
+        if not isinstance(self.kept, (bool, np.bool_)):
+            raise ValueError(f"record {self.id}: kept must be true or false, got {self.kept!r}")
+        self.kept = bool(self.kept)
+        if not isinstance(self.created, str):
+            raise ValueError(f"record {self.id}: created must be a string, got {self.created!r}")
         if not self.created:
             self.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -62,6 +127,8 @@ class SampleRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SampleRecord":
+        if not isinstance(data, dict):
+            raise ValueError(f"a record must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -99,6 +166,15 @@ def check_relative_path(path: str) -> str:
     return path
 
 
+def check_class_name(name: str, item_id: str = "?") -> str:
+    """Class names are data, any language, but a non-empty string without NUL or line breaks."""
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_CLASS_NAME:
+        raise ValueError(f"record {item_id}: class_name must be a non-empty string (at most {MAX_CLASS_NAME}), got {name!r}")
+    if any(ch in name for ch in "\x00\n\r"):
+        raise ValueError(f"record {item_id}: class_name {name!r} holds a NUL or a line break")
+    return name
+
+
 def safe_folder_name(name: str) -> str:
     """A class name as a human-readable folder name (never read back)."""
     cleaned = re.sub(r"[^A-Za-z0-9._\-]+", "_", name).strip("._") or "class"
@@ -109,14 +185,24 @@ def safe_folder_name(name: str) -> str:
 
 
 def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open("r", encoding="utf-8") as handle:
-        data = handle.read()
-    lines = data.split("\n")
-    # A last line without its newline was torn by a kill mid-write: it never counted.
-    complete = lines[:-1]
-    for number, line in enumerate(complete, start=1):
-        if line.strip():
-            yield number, line
+    """Complete lines of a manifest, decoded; an over-long or non-UTF-8 line is an error naming it."""
+    with path.open("rb") as handle:
+        number = 0
+        while True:
+            raw = handle.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            number += 1
+            if not raw.endswith(b"\n"):
+                if len(raw) > MAX_LINE_BYTES:
+                    raise ManifestError(f"{path}:{number}: line longer than {MAX_LINE_BYTES} bytes: not a record")
+                return  # a last line without its newline was torn by a kill mid-write: it never counted
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ManifestError(f"{path}:{number}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+            if line.strip(" \t\r\n"):  # JSON's whitespace only: str.strip() would also drop "\x1c" etc.
+                yield number, line
 
 
 def read_records(path: str | Path) -> list[SampleRecord]:
@@ -127,6 +213,8 @@ def read_records(path: str | Path) -> list[SampleRecord]:
     for number, line in _read_lines(path):
         try:
             record = SampleRecord.from_dict(json.loads(line))
+        except RecursionError:
+            raise ManifestError(f"{path}:{number}: nested too deeply to be a record") from None
         except (ValueError, TypeError) as error:
             raise ManifestError(f"{path}:{number}: {error}") from None
         if record.id in seen:
@@ -210,11 +298,25 @@ def save_image_atomic(image: Image.Image | np.ndarray, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def remove_stale_temporaries(set_dir: str | Path) -> int:
+    """Delete temporary image files a killed run left (call only when no other process writes the set)."""
+    removed = 0
+    images = Path(set_dir) / "images"
+    if images.is_dir():
+        for path in images.glob("*/.*.tmp-*.png"):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 class SetWriter:
     """Appends images and their records to a synthetic set, resumably.
 
     ``done`` holds the ids already recorded with a readable image; callers skip those.
-    Each :meth:`add` writes the image first, then appends and fsyncs the record.
+    Each :meth:`add` writes the image first, then appends and fsyncs the record; a write the
+    output cannot take (full, read-only) raises :class:`StorageError`. The only
+    writer of a set (``rank=None``) also deletes temporary files a killed run left; shard
+    writers (``rank`` given) leave them, another shard may be writing its own.
     """
 
     def __init__(self, set_dir: str | Path, rank: int | None = None, verify_images: bool = True) -> None:
@@ -222,13 +324,16 @@ class SetWriter:
         self.set_dir.mkdir(parents=True, exist_ok=True)
         name = MANIFEST if rank is None else f"manifest.{rank}.jsonl"
         self.path = self.set_dir / name
-        self._cut_torn_tail()
-        self.done: dict[str, SampleRecord] = {}
-        if any(self.set_dir.glob("manifest*.jsonl")):
-            for record in read_manifest(self.set_dir):
-                if not verify_images or image_readable(record_file(self.set_dir, record)):
-                    self.done[record.id] = record
-        self._handle = self.path.open("a", encoding="utf-8")
+        with storage_errors(self.set_dir):
+            self._cut_torn_tail()
+            if rank is None:
+                remove_stale_temporaries(self.set_dir)
+            self.done: dict[str, SampleRecord] = {}
+            if any(self.set_dir.glob("manifest*.jsonl")):
+                for record in read_manifest(self.set_dir):
+                    if not verify_images or image_readable(record_file(self.set_dir, record)):
+                        self.done[record.id] = record
+            self._handle = self.path.open("a", encoding="utf-8")
 
     def _cut_torn_tail(self) -> None:
         if not self.path.is_file():
@@ -243,14 +348,20 @@ class SetWriter:
         return f"images/{safe_folder_name(class_name)}/{check_id(item_id)}.png"
 
     def add(self, record: SampleRecord, image: Image.Image | np.ndarray) -> None:
-        save_image_atomic(image, self.set_dir / record.path)
-        self._handle.write(record.to_json() + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        target = self.set_dir / record.path
+        with storage_errors(self.set_dir):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.parent.resolve().is_relative_to(self.set_dir.resolve()):
+                raise ValueError(f"record {record.id}: {target.parent} leads outside the set {self.set_dir} (a symbolic link?)")
+            save_image_atomic(image, target)
+            self._handle.write(record.to_json() + "\n")
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
         self.done[record.id] = record
 
     def close(self) -> None:
-        self._handle.close()
+        with storage_errors(self.set_dir):
+            self._handle.close()
 
     def __enter__(self) -> "SetWriter":
         return self

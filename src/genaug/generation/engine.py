@@ -47,7 +47,9 @@ from genaug.manifest import (
     merge_shards,
     read_manifest,
     record_file,
+    remove_stale_temporaries,  # noqa: F401 - re-exported: it lived here first
     save_image_atomic,
+    storage_errors,
 )
 
 
@@ -122,10 +124,28 @@ def run_job(
         todo = [batch for batch in batches if any(item.id not in done for item in batch)]
         return estimate_job(todo, renderer, new_report(set_dir, shard, items, batches, done, engine), engine)
 
-    writer = SetWriter(set_dir, rank=shard.writer_rank)
+    with storage_errors(set_dir):
+        report = write_batches(items, batches, renderer, set_dir, shard, experiment_seed, engine, model, extra_params)
+    if report.made:
+        store_rate(renderer, engine, report.images_per_second)
+    report.merged = finish_shards(shard, set_dir)
+    return report
+
+
+def write_batches(
+    items: Sequence[WorkItem],
+    batches: list[list[WorkItem]],
+    renderer: Renderer,
+    set_dir: Path,
+    shard: Shard,
+    experiment_seed: int,
+    engine,
+    model: dict[str, Any] | None,
+    extra_params: dict[str, Any] | None,
+) -> JobReport:
+    """Steps 3-5: render the batches the set lacks and write their images, then their records."""
+    writer = SetWriter(set_dir, rank=shard.writer_rank)  # a sole writer also removes a killed run's temporaries
     try:
-        if shard.world == 1:
-            remove_stale_temporaries(set_dir)
         todo = [batch for batch in batches if any(item.id not in writer.done for item in batch)]
         unreadable = records_without_image(set_dir, writer)
         report = new_report(set_dir, shard, items, batches, writer.done, engine)
@@ -150,9 +170,6 @@ def run_job(
         report.batch_size = render.batch_size
     finally:
         writer.close()
-    if report.made:
-        store_rate(renderer, engine, report.images_per_second)
-    report.merged = finish_shards(shard, set_dir)
     return report
 
 
@@ -297,17 +314,6 @@ def records_without_image(set_dir: Path, writer: SetWriter) -> dict[str, SampleR
     if not any(set_dir.glob("manifest*.jsonl")):
         return {}
     return {record.id: record for record in read_manifest(set_dir) if record.id not in writer.done}
-
-
-def remove_stale_temporaries(set_dir: Path) -> int:
-    """Delete temporary image files left by a killed run (only when no other shard writes here)."""
-    removed = 0
-    images = set_dir / "images"
-    if images.is_dir():
-        for path in images.glob("*/.*.tmp-*.png"):
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
 
 
 def finish_shards(shard: Shard, set_dir: Path) -> bool:

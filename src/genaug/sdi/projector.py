@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -58,9 +58,12 @@ def load_projector(path: str | Path, device: str | torch.device = "cpu") -> Proj
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no projector at {path}: run `genaug sdi train` first")
-    with safe_open(str(path), framework="pt") as handle:
-        dims = json.loads((handle.metadata() or {})["dims"])
-        state = {name: handle.get_tensor(name) for name in handle.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            dims = json.loads((handle.metadata() or {})["dims"])
+            state = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, KeyError, ValueError, TypeError) as error:
+        raise ValueError(f"{path} is not a projector written by genaug (safetensors with 'dims' metadata): {error!r}; refused") from None
     projector = Projector(**dims)
     projector.load_state_dict(state)
     return projector.to(device).eval()

@@ -11,17 +11,23 @@ checkpoint is complete on disk.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 CHECKPOINT_DIR = "checkpoint"
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 BEST_FILE = "best.safetensors"
+
+
+class UntrustedFileError(ValueError):
+    """A weights or state file that is not what genaug writes; refused without running anything in it."""
 
 
 def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -35,7 +41,29 @@ def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path))
+    """Tensors of a safetensors file; anything else (a pickle, a truncated file) is refused."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise UntrustedFileError(f"{path} is not a safetensors weights file ({error}); refused") from None
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """Plain training state with ``torch.load(weights_only=True)``: tensors, numbers, strings,
+    lists and dicts only. A pickle that would build any other object (and so could run code)
+    is refused before anything in it runs."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UntrustedFileError(
+            f"{path} is not plain training state ({first}); refused without loading it. Delete the checkpoint to start over."
+        ) from None
+    if not isinstance(state, dict):
+        raise UntrustedFileError(f"{path} holds a {type(state).__name__}, not training state; refused")
+    return state
 
 
 def save_checkpoint(
@@ -71,7 +99,7 @@ def find_checkpoint(run_dir: Path) -> Path | None:
 def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(model_state, training_state)``; nothing is unpickled beyond plain containers."""
     model_state = load_weights(folder / MODEL_FILE)
-    training_state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+    training_state = load_training_state(folder / STATE_FILE)
     return model_state, training_state
 
 
