@@ -33,9 +33,9 @@ from genaug.data.base import RealDataset
 from genaug.generation.diffusemix import dataset_sources, generate, plan_edit_items
 from genaug.generation.editors import create_editor
 from genaug.generation.prompts import POCKET_INSTRUCTIONS
-from genaug.generation.tiny import build_tiny_pipeline
 from genaug.manifest import read_manifest, record_file
 from genaug.pocket.render import DIGIT_NAMES, styled_digits
+from genaug.pocket.tiny import make_tiny_pocket
 
 
 class UNetTimer:
@@ -65,7 +65,7 @@ def pick_model(workdir: Path) -> tuple[str, str]:
 
         return str(pocket_model_dir("ip2p")), "trained pocket InstructPix2Pix"
     except (ImportError, FileNotFoundError, ValueError):
-        folder = build_tiny_pipeline("ip2p", workdir / "tiny_ip2p")
+        folder = make_tiny_pocket(workdir, models=["ip2p"], sizes="pocket")["ip2p"]
         return str(folder), "tiny randomly initialised InstructPix2Pix (pocket architecture; pocket weights not built)"
 
 

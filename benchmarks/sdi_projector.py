@@ -56,9 +56,9 @@ def pick_model(workdir: Path) -> tuple[str, str]:
             return str(folder), "trained pocket SD"
     except (ImportError, FileNotFoundError, ValueError):
         pass
-    from genaug.sdi.tiny import build_tiny_sd
+    from genaug.pocket.tiny import make_tiny_pocket
 
-    return str(build_tiny_sd(workdir / "tiny_sd", dim=128)), "tiny randomly initialised SD (pocket shapes; pocket weights not built)"
+    return str(make_tiny_pocket(workdir, models=["sd"], sizes="pocket")["sd"]), "tiny randomly initialised SD (pocket shapes; pocket weights not built)"
 
 
 def load_clip(workdir: Path):
@@ -70,9 +70,9 @@ def load_clip(workdir: Path):
 
         return Clip.from_pretrained(pocket_model_dir("clip"))
     except (ImportError, FileNotFoundError, ValueError, OSError):
-        from genaug.sdi.tiny import build_tiny_clip
+        from genaug.pocket.tiny import make_tiny_pocket
 
-        return Clip.from_pretrained(build_tiny_clip(workdir / "tiny_clip", dim=128))
+        return Clip.from_pretrained(make_tiny_pocket(workdir, models=["clip"], sizes="pocket")["clip"])
 
 
 def pocket_images(n: int):

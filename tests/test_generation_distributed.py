@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genaug.generation.tiny import build_tiny_pipeline
+from genaug.pocket.tiny import make_tiny_pocket
 
 from generation_helpers import check_set_integrity, set_pixels
 
@@ -38,7 +38,7 @@ SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_torchrun_two_processes_equal_one_process(tmp_path):
-    model = str(build_tiny_pipeline("ip2p", tmp_path / "ip2p"))
+    model = str(make_tiny_pocket(tmp_path, models=["ip2p"])["ip2p"])
     script = tmp_path / "generate_script.py"
     script.write_text(SCRIPT.format(tests=str(TESTS)))
     env = {**os.environ, "GENAUG_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}

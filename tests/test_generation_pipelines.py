@@ -8,9 +8,9 @@ import pytest
 from genaug.config import GenerateConfig, MixConfig
 from genaug.generation.diffusemix import dataset_sources, generate, plan_edit_items
 from genaug.generation.editors import create_editor
-from genaug.generation.tiny import build_tiny_pipeline
 from genaug.manifest import MANIFEST, read_manifest, record_file
 from genaug.mixing.stage import mix
+from genaug.pocket.tiny import make_tiny_pocket
 
 from generation_helpers import check_set_integrity, pocket_dataset, set_pixels
 
@@ -19,8 +19,8 @@ STEPS = 3
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    return {"ip2p": str(build_tiny_pipeline("ip2p", root / "ip2p")), "sd": str(build_tiny_pipeline("sd", root / "sd", seed=1))}
+    folders = make_tiny_pocket(tmp_path_factory.mktemp("tiny"), models=["sd", "ip2p"])
+    return {"ip2p": str(folders["ip2p"]), "sd": str(folders["sd"])}
 
 
 @pytest.fixture(autouse=True)

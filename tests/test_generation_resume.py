@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genaug.generation.tiny import build_tiny_pipeline
+from genaug.pocket.tiny import make_tiny_pocket
 
 from generation_helpers import check_set_integrity, set_pixels
 
@@ -64,7 +64,7 @@ def _run(script: Path, set_dir: Path, model: str, env: dict, kill_after: int | N
 
 @pytest.mark.slow
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
-    model = str(build_tiny_pipeline("ip2p", tmp_path / "ip2p"))
+    model = str(make_tiny_pocket(tmp_path, models=["ip2p"])["ip2p"])
     script = tmp_path / "generate_script.py"
     script.write_text(SCRIPT.format(tests=str(TESTS)))
     env = {**os.environ, "GENAUG_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from genaug.pocket.tiny import SD_MAX_LENGTH, tiny_tokenizer
 from genaug.sdi.conditioning import (
     NEGATIVE_PROMPT,
     SDI_PROMPT,
@@ -16,7 +17,6 @@ from genaug.sdi.conditioning import (
     slot_context,
 )
 from genaug.sdi.projector import Projector, load_projector, projector_param_count, save_projector
-from genaug.sdi.tiny import write_clip_tokenizer
 
 from test_sdi_helpers import tiny_models
 
@@ -42,7 +42,7 @@ def test_projector_saves_and_loads_with_its_sizes(tmp_path):
 
 def test_slot_is_the_token_class_for_a_clip_tokenizer_built_from_files(tmp_path):
     """OpenAI-format vocab.json + merges.txt: every prompt word is one token, as in real CLIP."""
-    tokenizer = write_clip_tokenizer(tmp_path / "tok")
+    tokenizer = tiny_tokenizer(tmp_path / "tok", [SDI_PROMPT, NEGATIVE_PROMPT], SD_MAX_LENGTH)
     assert sorted(p.name for p in (tmp_path / "tok").iterdir()) == ["merges.txt", "vocab.json"]
     position = class_token_position(tokenizer)
     ids = prompt_token_ids(tokenizer, SDI_PROMPT)
@@ -77,7 +77,7 @@ def test_slot_in_the_shipped_pocket_sd_tokenizer():
 
 
 def test_slot_word_must_be_one_token_that_occurs_once(tmp_path):
-    tokenizer = write_clip_tokenizer(tmp_path / "tok", texts=["a photo of a class.", "a class class"])
+    tokenizer = tiny_tokenizer(tmp_path / "tok", ["a photo of a class.", "a class class"])
     with pytest.raises(ValueError, match="occurs 2 times"):
         class_token_position(tokenizer, "a class class")
     with pytest.raises(ValueError, match="does not occur"):

@@ -18,13 +18,15 @@ from genaug.pocket.render import DIGIT_NAMES, pocket_pools, styled_digits
 
 @lru_cache(maxsize=1)
 def tiny_models() -> dict[str, Path]:
-    """Random tiny ``sd`` and ``clip`` folders (saved, loaded back by the code under test)."""
-    from genaug.sdi.tiny import build_tiny_clip, build_tiny_sd
+    """Random tiny ``sd`` and ``clip`` folders (saved, loaded back by the code under test) whose
+    tokenizer has SD's 77 positions and every word of SDI's prompts as one token."""
+    from genaug.pocket.tiny import SD_MAX_LENGTH, make_tiny_pocket
+    from genaug.sdi.conditioning import NEGATIVE_PROMPT, SDI_PROMPT
 
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="genaug-sdi-tiny-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
-    return {"sd": build_tiny_sd(root / "sd"), "clip": build_tiny_clip(root / "clip"), "root": root}
+    return make_tiny_pocket(root, models=("sd", "clip"), extra_texts=(SDI_PROMPT, NEGATIVE_PROMPT), model_max_length=SD_MAX_LENGTH)
 
 
 def digits(per_class: int, pool: str = "train", offset: int = 0, classes: int = 10) -> RealDataset:
