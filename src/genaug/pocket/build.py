@@ -67,9 +67,8 @@ def stage_hashes(spec: dict[str, Any]) -> dict[str, str]:
     sd = h(spec["seed"], "sd", spec["sd"], clip, vae)
     return {
         "clip": clip,
-        "clip_tune": h(spec["seed"], "clip_tune", spec["clip_tune"], clip),
         "vae": vae,
-        "sd": sd,  # SD reads only CLIP's text transformer, which clip_tune leaves untouched
+        "sd": sd,
         "ip2p": h(spec["seed"], "ip2p", spec["ip2p"], sd),
     }
 
@@ -117,7 +116,6 @@ def build_pocket(
 
     t = time.time()
     tokenizer = train_clip(ctx, spec, pool, out / "clip", sizes)
-    tune_clip(ctx, spec, pool, tokenizer, out / "clip", sizes)
     timings["clip"] = time.time() - t
 
     t = time.time()
@@ -153,7 +151,7 @@ def build_pocket(
         "versions": _versions(),
     }
     if not keep_checkpoints:
-        for name in ("clip", "clip_tune", "vae", "sd", "ip2p"):
+        for name in ("clip", "vae", "sd", "ip2p"):
             ctx.checkpoint_path(name).unlink(missing_ok=True)
     marker.write_text(json.dumps(record, indent=2))
     ctx.log(f"build done in {sum(timings.values()):.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
@@ -216,7 +214,6 @@ def declare_float32(folder: Path) -> None:
             config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-
 def train_clip(ctx: pt.BuildContext, spec: dict, pool: pt.PretrainPool, clip_dir: Path, sizes: dict):
     """Pocket CLIP: tokenizer written by genaug, CLIPModel trained contrastively, saved with its processor."""
     tokenizer = build_tokenizer(ctx.work_dir / "tokenizer")
@@ -229,19 +226,6 @@ def train_clip(ctx: pt.BuildContext, spec: dict, pool: pt.PretrainPool, clip_dir
     sizes["clip"] = {"params": pm.count_params(clip), "train_seconds": round(seconds, 1)}
     ctx.log(f"clip: trained {seconds:.0f} s, saved to {clip_dir}")
     return tokenizer
-
-
-def tune_clip(ctx: pt.BuildContext, spec: dict, pool: pt.PretrainPool, tokenizer, clip_dir: Path, sizes: dict) -> None:
-    """CLIP phase 2: text transformer locked, vision tower + projections trained with the shape curriculum."""
-    from transformers import CLIPModel
-
-    clip = CLIPModel.from_pretrained(clip_dir, dtype=torch.float32)  # phase 1 as exported (fp16 values)
-    cfg = spec["clip_tune"]["train"]
-    seconds = pt.run_stage(ctx, pt.clip_stage(clip, tokenizer, pool, cfg, spec["seed"], name="clip_tune", lock_text=True))
-    export_clip(clip, tokenizer, clip_dir)
-    sizes["clip"]["train_seconds"] = round(sizes["clip"]["train_seconds"] + seconds, 1)
-    sizes["clip"]["tune_seconds"] = round(seconds, 1)
-    ctx.log(f"clip: tuned (text locked) {seconds:.0f} s, saved to {clip_dir}")
 
 
 def train_vae(ctx: pt.BuildContext, spec: dict, pool: pt.PretrainPool, sd_dir: Path, sizes: dict):

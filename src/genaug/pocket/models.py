@@ -6,6 +6,7 @@ All are the standard classes the real models use (transformers ``CLIPModel``; di
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -19,7 +20,10 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def make_clip(arch: dict[str, Any], tokenizer):
-    """A randomly initialised ``CLIPModel`` whose text tower matches ``tokenizer``."""
+    """A randomly initialised ``CLIPModel`` whose text tower matches ``tokenizer``.
+
+    ``initial_logit_scale`` (default CLIP's 1 / 0.07) is the starting inverse temperature.
+    """
     from transformers import CLIPConfig, CLIPModel
 
     text = dict(arch["text"])
@@ -32,7 +36,12 @@ def make_clip(arch: dict[str, Any], tokenizer):
         projection_dim=arch["projection_dim"],
     )
     vision = dict(arch["vision"], image_size=IMAGE_SIZE, num_channels=3, projection_dim=arch["projection_dim"])
-    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=arch["projection_dim"])
+    config = CLIPConfig(
+        text_config=text,
+        vision_config=vision,
+        projection_dim=arch["projection_dim"],
+        logit_scale_init_value=math.log(arch.get("initial_logit_scale", math.exp(2.6592))),
+    )
     return CLIPModel(config)
 
 
