@@ -71,3 +71,26 @@ def test_train_command_runs_a_recipe(tmp_path):
     assert "test top-1" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["real_samples"] == 2 * 20
+
+
+@pytest.mark.slow
+def test_generate_shards_from_the_command_line_merge_into_the_unsharded_set(tmp_path, monkeypatch):
+    """`genaug generate --shard i/n` for every i, then `genaug merge`: the set one process makes."""
+    from genaug.manifest import read_manifest
+
+    monkeypatch.setenv("GENAUG_HOME", str(tmp_path / "home"))
+    fields = ["dataset.labels_per_class=1", "editor.steps=2", "regime=all", "engine.batch_size=4", "engine.progress=false",
+              "prompts=[make it red on blue, make it white on green]"]  # fmt: skip
+    whole = invoke("generate", f"output={tmp_path / 'whole'}", *fields)
+    assert whole.exit_code == 0, whole.output
+    for i in range(2):
+        part = invoke("generate", f"output={tmp_path / 'sharded'}", *fields, "--shard", f"{i}/2")
+        assert part.exit_code == 0, part.output
+    assert sorted(p.name for p in (tmp_path / "sharded").glob("manifest*")) == ["manifest.0.jsonl", "manifest.1.jsonl"]
+    merged = invoke("merge", tmp_path / "sharded")
+    assert merged.exit_code == 0 and "20 records" in merged.output, merged.output
+    a = {r.id: (tmp_path / "whole" / r.path).read_bytes() for r in read_manifest(tmp_path / "whole")}
+    b = {r.id: (tmp_path / "sharded" / r.path).read_bytes() for r in read_manifest(tmp_path / "sharded")}
+    assert len(a) == 20 and a == b
+    bad = runner.invoke(app, ["generate", f"output={tmp_path / 'x'}", *fields, "--shard", "2/2"])
+    assert bad.exit_code != 0 and "shard" in str(bad.exception or bad.output)

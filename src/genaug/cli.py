@@ -7,6 +7,7 @@ function that does the work; errors the user can fix are printed without a trace
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,6 +25,10 @@ app.add_typer(fractals_app, name="fractals")
 
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="key.sub=value overrides")]
 ConfigFile = Annotated[Optional[Path], typer.Argument(help="YAML config of the stage (fields can also come as overrides)")]
+Shard = Annotated[
+    Optional[str],
+    typer.Option("--shard", help="make only shard i of n ('i/n', e.g. a Slurm array task); then `genaug merge`"),
+]
 
 
 def main() -> None:
@@ -178,13 +183,18 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
 
 
 @app.command()
-def generate(config: ConfigFile = None, overrides: Overrides = None) -> None:
+def generate(config: ConfigFile = None, overrides: Overrides = None, shard: Shard = None) -> None:
     """Edit or synthesise images of a real dataset into a synthetic set (DiffuseMix ``generate``)."""
     from genaug.config import GenerateConfig
     from genaug.generation import generate as run_generate
 
-    report = run_generate(_stage_config(GenerateConfig, config, overrides))
+    report = run_generate(_stage_config(GenerateConfig, config, _with_shard(overrides, shard, "engine.shard")))
     _echo_job(report)
+
+
+def _with_shard(overrides: list[str] | None, shard: str | None, key: str) -> list[str] | None:
+    """``--shard i/n`` is the ``key=i/n`` override (the engine checks it)."""
+    return overrides if shard is None else [*(overrides or []), f"{key}={shard}"]
 
 
 def _echo_job(report) -> None:
@@ -288,11 +298,11 @@ def sdi_sample(config: ConfigFile = None, overrides: Overrides = None) -> None:
 
 
 @sdi_app.command("generate")
-def sdi_generate(config: ConfigFile = None, overrides: Overrides = None) -> None:
+def sdi_generate(config: ConfigFile = None, overrides: Overrides = None, shard: Shard = None) -> None:
     """Generate one image per sampled feature through the generation engine."""
     from genaug.sdi import generate_from_samples
 
-    _echo_job(generate_from_samples(_sdi_config(config, overrides)))
+    _echo_job(generate_from_samples(_sdi_config(config, _with_shard(overrides, shard, "generate.engine.shard"))))
 
 
 # ------------------------------------------------------------------------ experiments
@@ -335,8 +345,13 @@ def _run_and_print(experiment, out: Path, only, seeds, dry_run: bool, artifacts:
     results = run_experiment(experiment, out, artifacts=artifacts, only=only, seeds=seeds, dry_run=dry_run, echo=typer.echo)
     if results is None:
         return
+    table = results_table(results)
+    # Never cut arm names or "mean ± std" cells: the console is as wide as the table needs
+    # (a pipe or log file otherwise gets 80 columns).
     console = Console()
-    console.print(results_table(results))
+    needed = console.measure(table, options=console.options.update(width=1000)).maximum
+    console = Console(width=max(console.width, needed))
+    console.print(table)
     console.print(f"results: {out / 'results.json'}")
     if results.get("report"):
         console.print(f"report:  {results['report']}")
@@ -352,13 +367,20 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run folder written by
 
 @app.command()
 def demo(
-    quick: Annotated[bool, typer.Option("--quick", help="a few arms, one seed, short training (about 3 minutes)")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="four arms, two seeds, short training (about a minute)")] = False,
     out: Annotated[Optional[Path], typer.Option(help="run folder (default: runs/demo or runs/demo-quick)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan only")] = False,
 ) -> None:
     """The whole study on the pocket world with the shipped pocket models: table + HTML report."""
     from genaug.experiment import load_experiment
     from genaug.home import packaged_config
+
+    # The pocket models load from the package in milliseconds: their per-file loading bars
+    # would only bury the stage and training progress.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import diffusers
+
+    diffusers.utils.logging.disable_progress_bar()
 
     experiment = load_experiment(packaged_config("demo.yaml"), quick=quick)
     _run_and_print(experiment, out or Path("runs") / ("demo-quick" if quick else "demo"), None, None, dry_run, None)

@@ -324,6 +324,12 @@ def write_results(out_dir: Path, results: dict[str, Any]) -> None:
     write_text_atomic(out_dir / RESULTS_CSV, buffer.getvalue())
 
 
+def spread(arm: dict[str, Any], metric: str) -> str:
+    """``mean ± std`` over an arm's seeds; the mean alone for one seed (it has no spread)."""
+    mean = f"{arm[f'{metric}_mean']:.1f}"
+    return mean if len(arm["runs"]) < 2 else f"{mean} ± {arm[f'{metric}_std']:.1f}"
+
+
 def results_table(results: dict[str, Any]):
     """The results as a rich table (what ``genaug run`` and ``genaug demo`` print)."""
     from rich.table import Table
@@ -331,16 +337,16 @@ def results_table(results: dict[str, Any]):
     table = Table(title=f"{results['experiment']}: test accuracy over {len(results['seeds'])} seed(s), %")
     for column, justify in [("arm", "left"), ("top-1", "right"), ("delta", "right"), ("balanced", "right"),
                             ("real", "right"), ("synthetic", "right"), ("gen s", "right"), ("train s", "right")]:  # fmt: skip
-        table.add_column(column, justify=justify)
+        table.add_column(column, justify=justify, no_wrap=True)
     for arm in results["arms"]:
         delta = arm["delta_top1"]
         shown = "" if arm["name"] == results["baseline"] or delta is None else f"{delta:+.1f}"
         colour = "green" if delta and delta > 0 else "red" if delta and delta < 0 else ""
         table.add_row(
-            arm["name"] + (" (baseline)" if arm["name"] == results["baseline"] else ""),
-            f"{arm['top1_mean']:.1f} ± {arm['top1_std']:.1f}",
+            arm["name"] + (" (baseline)" if arm["name"] == results["baseline"] != "baseline" else ""),
+            spread(arm, "top1"),
             f"[{colour}]{shown}[/{colour}]" if colour else shown,
-            f"{arm['balanced_accuracy_mean']:.1f} ± {arm['balanced_accuracy_std']:.1f}",
+            spread(arm, "balanced_accuracy"),
             str(arm["real_samples"]),
             str(arm["synthetic_samples"]),
             f"{arm['generation_seconds']:.0f}",
