@@ -113,10 +113,10 @@ def test_generation_survives_kill_9_anywhere(server, tiny, workspace, figures):
 
 
 def test_mixing_survives_kill_9_anywhere(server, workspace, figures):
-    """concat, rect and fractal sets of 30 edits in batches of 2, killed 10+ times, equal the uninterrupted sets."""
+    """concat, rect and fractal sets of 60 edits in batches of 2, killed 10+ times, equal the uninterrupted sets."""
     root = workspace / "mix"
-    write_generated_set(root / "generated", 30)
-    args = lambda name: [root / "generated", root / name, 30]  # noqa: E731
+    write_generated_set(root / "generated", 60)
+    args = lambda name: [root / "generated", root / name, 60]  # noqa: E731
     seconds = run_to_completion(server, "fault_helpers:mix_worker", args("reference"), root.with_suffix(".log"))
 
     def intact() -> None:
@@ -124,12 +124,12 @@ def test_mixing_survives_kill_9_anywhere(server, workspace, figures):
             check_records_have_images(root / "resumed" / method)
 
     killed = kill_repeatedly(server, "fault_helpers:mix_worker", args("resumed"), root.with_suffix(".log"),
-                             random.Random(2), kills=KILLS, progress=lambda: count_lines(root / "resumed"), total=90, step=4,
+                             random.Random(2), kills=KILLS, progress=lambda: count_lines(root / "resumed"), total=180, step=4,
                              jitter=0.03, after_kill=intact)
     assert killed.kills >= KILLS, killed
     run_to_completion(server, "fault_helpers:mix_worker", args("resumed"), root.with_suffix(".log"))
     images = sum(_assert_same_set(root / "reference" / m, root / "resumed" / m) for m in ("concat", "rect", "fractal"))
-    assert images == 90
+    assert images == 180
     write_figures(figures, "mixing", {"kills": killed.kills, "records_at_kill": killed.progress_at_kill,
                                       "images": images, "reference_seconds": round(seconds, 1)})
 
@@ -162,14 +162,14 @@ def test_filtering_survives_kill_9_anywhere(server, tiny, workspace, figures):
 
 
 def test_projector_training_survives_kill_9_anywhere(server, tiny, workspace, figures):
-    """SDI embed + projector training (30 steps, checkpoint every 2), killed 10+ times: same projector tensors
+    """SDI embed + projector training (60 steps, checkpoint every 2), killed 10+ times: same projector tensors
     and a training log with every step once."""
     root = workspace / "projector"
     args = lambda name: [root / name, tiny["sd"], tiny["clip"]]  # noqa: E731
     seconds = run_to_completion(server, "fault_helpers:projector_worker", args("reference"), root.with_suffix(".log"))
     killed = kill_repeatedly(server, "fault_helpers:projector_worker", args("resumed"), root.with_suffix(".log"),
                              random.Random(4), kills=KILLS, progress=lambda: count_lines(root / "resumed", ("log.csv",)),
-                             total=31, step=2, jitter=0.2)
+                             total=61, step=2, jitter=0.05)
     assert killed.kills >= KILLS, killed
     run_to_completion(server, "fault_helpers:projector_worker", args("resumed"), root.with_suffix(".log"))
     weights = sorted(p.relative_to(root / "reference") for p in (root / "reference").rglob("*.safetensors"))
@@ -178,9 +178,9 @@ def test_projector_training_survives_kill_9_anywhere(server, tiny, workspace, fi
     def steps(name: str) -> list[str]:
         return [line.split(",")[0] for line in next((root / name).rglob("log.csv")).read_text().splitlines()[1:]]
 
-    assert steps("resumed") == steps("reference") == [str(step) for step in range(30)], "the log repeats or skips steps"
+    assert steps("resumed") == steps("reference") == [str(step) for step in range(60)], "the log repeats or skips steps"
     write_figures(figures, "projector training", {"kills": killed.kills, "log_csv_lines_at_kill": killed.progress_at_kill,
-                                                  "steps": 30, "weight_files": len(weights), "tensors": tensors,
+                                                  "steps": 60, "weight_files": len(weights), "tensors": tensors,
                                                   "reference_seconds": round(seconds, 1)})
 
 

@@ -30,7 +30,8 @@ SCRIPT = textwrap.dedent(
         engine={{"batch_size": 3, "progress": False}},
     )
     report = generate(config, dataset=pocket_dataset(7))
-    print("rank", report.shard.rank, "made", report.made, "merged", report.merged)
+    sys.stdout.write(f"rank {{report.shard.rank}} made {{report.made}} merged {{report.merged}}\\n")  # one write: ranks share the pipe
+    sys.stdout.flush()
     """
 )
 

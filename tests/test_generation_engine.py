@@ -101,6 +101,21 @@ def test_configs_name_the_bad_field():
         parse_config(GenerateConfig, {"output": "x", "engine": {"shard": "3/2"}})
 
 
+def test_planned_items_carry_the_editor_negative_prompt():
+    """Records state the negative prompt the pipeline was given, not only the stage config."""
+    from genaug.data.base import RealDataset
+    from genaug.generation.diffusemix import plan_edit_items, plan_text_items
+
+    images = np.zeros((3, 8, 8, 3), dtype=np.uint8)
+    dataset = RealDataset("t", "train", ["a", "b"], np.array([0, 1, 1]), ["x0", "x1", "x2"], images=images)
+    cfg = parse_config(GenerateConfig, {"output": "x", "regime": "all", "editor": {"name": "instruct", "negative_prompt": "blurry"}})
+    for plan in (plan_edit_items, plan_text_items):
+        items = plan(dataset, "instruct", ["p {class}", "q"], cfg)
+        assert len(items) == 6 and {item.negative_prompt for item in items} == {"blurry"}
+    plain = parse_config(GenerateConfig, {"output": "x"})
+    assert {item.negative_prompt for item in plan_edit_items(dataset, "instruct", ["p"], plain)} == {None}
+
+
 # ---------------------------------------------------------------------------- runtime
 
 

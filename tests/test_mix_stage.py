@@ -172,6 +172,32 @@ def test_shb_set_records_resolve_and_resume(tmp_path):
     assert all(np.array_equal(v, pixels[k]) for k, v in set_pixels(set_dir).items())
 
 
+def test_shb_at_the_generation_resolution(tmp_path):
+    """``shb.size``: originals upsampled, edits resized from their files, output at that size."""
+    from genaug.clip import Clip
+    from genaug.mixing import semantic_hybrid_blend
+    from genaug.pocket.tiny import make_tiny_pocket
+
+    clip_dir = make_tiny_pocket(tmp_path / "tiny")["clip"]
+    dataset = pocket_dataset(3)
+    write_generated_set(tmp_path / "gen", dataset)
+    config = mix_config(tmp_path, methods=["shb"], shb={"clip": str(clip_dir), "device": "cpu", "size": 48})
+    assert mix(config, dataset=dataset)["shb"].made == 3
+    set_dir = tmp_path / "mixed" / "shb"
+    check_set_integrity(set_dir)
+    clip = Clip.from_pretrained(clip_dir)
+    for record in read_manifest(set_dir):
+        assert record.params["size"] == 48 and (record.params["patch"], record.params["stride"]) == (24, 12)
+        original, _ = originals_and_generated(tmp_path, dataset, record)
+        generated = {r.id: r for r in read_manifest(tmp_path / "gen")}[record.source_ids[1]]
+        with Image.open(tmp_path / "gen" / generated.path) as image:  # GENERATED_SIZE, resized from the file
+            edit = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)[None]
+        expected = semantic_hybrid_blend(resize_images(original, (48, 48)), resize_images(edit, (48, 48)), [record.class_name], clip)
+        with Image.open(set_dir / record.path) as image:
+            assert image.size == (48, 48)
+            assert np.array_equal(np.asarray(image), expected.images[0].permute(1, 2, 0).numpy())
+
+
 def test_shb_parameters_are_validated(tmp_path):
     config = mix_config(tmp_path, methods=["shb"], shb={"patch": 16, "mode": "soft"})
     assert (config.shb.patch, config.shb.stride, config.shb.mode, config.shb.clip) == (16, None, "soft", "pocket")

@@ -466,10 +466,15 @@ class ShbConfig(StrictModel):
     ``prompt`` takes the class name at ``{}``. ``clip_batch_size`` patches go through CLIP
     at once (None: about 20 MB of preprocessed pixels, 34 patches at 224 px).
     ``heatmaps`` also saves each pair's similarity map as ``heatmaps/<id>.png`` in the set
-    (grey levels = normalised similarity), referenced from the record.
+    (grey levels = normalised similarity), referenced from the record. ``size`` runs SHB at
+    that side length instead of the original's (METHODS.md 3: at the generation resolution,
+    e.g. 256 for CIFAR edits made at 256 px, where a 32 px patch grid is more than 1x1): the
+    original is upsampled and the edit resized from its own file to ``size`` x ``size``, and
+    the output set holds images of that size (training resizes them to its recipe's size).
     """
 
     patch: int | None = None
+    size: int | None = None
     stride: int | None = None
     percentile: float = 30.0
     sigma: float = 5 / 3
@@ -482,7 +487,7 @@ class ShbConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "ShbConfig":
-        for name in ("patch", "stride"):
+        for name in ("patch", "stride", "size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 (or null to scale with the image), got {value}")

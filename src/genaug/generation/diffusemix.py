@@ -95,6 +95,7 @@ def plan_edit_items(dataset: RealDataset, editor_name: str, prompts: list[str], 
                     class_name=class_name,
                     prompt=fill_template(prompts[k], class_name),
                     prompt_index=k,
+                    negative_prompt=config.editor.negative_prompt,
                     source_id=source_id,
                     source_index=row,
                 )
@@ -124,6 +125,7 @@ def plan_text_items(dataset: RealDataset, editor_name: str, prompts: list[str], 
                         class_name=class_name,
                         prompt=fill_template(prompts[k], class_name),
                         prompt_index=k,
+                        negative_prompt=config.editor.negative_prompt,
                     )
                 )
     return items

@@ -178,9 +178,10 @@ def write_mixed_set(
     with SetWriter(set_dir) as writer:
         todo = [pair for pair in pairs if mixed_id(pair, method) not in writer.done]
         report = MixReport(set_dir, method, total=len(pairs), already_done=len(pairs) - len(todo))
+        work_size = (config.shb.size,) * 2 if method == "shb" and config.shb.size else None
         with GenerationProgress(len(todo), Shard(), config.progress, description=f"mix {method}") as progress:
             for batch in size_batches(todo, real, config.batch_size):
-                originals, generated = load_pair_batch(batch, real, Path(config.generated))
+                originals, generated = load_pair_batch(batch, real, Path(config.generated), work_size)
                 rngs = [seed_rng(derive_seed(config.seed, mixed_id(pair, method))) for pair in batch]
                 mixed = mixer(MixBatch(method, batch, originals, generated, rngs), config, resources)
                 for i, pair in enumerate(batch):
@@ -218,10 +219,15 @@ def _source_size(real: RealDataset, row: int) -> tuple[int, int]:
         return image.size[1], image.size[0]
 
 
-def load_pair_batch(batch: list[Pair], real: RealDataset, generated_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 (N, 3, H, W) originals and the generated images resized to the originals' size."""
+def load_pair_batch(
+    batch: list[Pair], real: RealDataset, generated_dir: Path, size: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, 3, H, W) originals and the generated images resized to the originals' size,
+    or both resized to ``size`` (the edits from their own files, not from a downsized copy)."""
     originals = np.stack([_real_rgb(real, pair.source_row) for pair in batch])
     originals = torch.from_numpy(originals).permute(0, 3, 1, 2).contiguous()
+    if size is not None:
+        originals = resize_images(originals, size)
     size = tuple(originals.shape[-2:])
     generated = []
     for pair in batch:
@@ -315,7 +321,7 @@ def shb_mixer(batch: MixBatch, config: MixConfig, resources: MixResources) -> Mi
             "replaced_fraction": round(float(result.replaced_fraction[i]), 6),
             "patch": result.patch, "stride": result.stride, "percentile": shb.percentile,
             "sigma": shb.sigma, "mode": shb.mode, "prompt": shb.prompt.format(class_name),
-            "clip": resources.clip_identity,
+            "clip": resources.clip_identity, "size": int(batch.originals.shape[-1]),
         }
         extra = {}
         if result.heatmaps is not None:
