@@ -186,7 +186,7 @@ WORKER = textwrap.dedent(
     from test_sdi_helpers import digits, sdi_config
     config = sdi_config(__import__("pathlib").Path(sys.argv[1]), train={{"epochs": 2}})
     run = train_projector(config, datasets={{"train": digits(4)}})
-    print("world", run.world_size, "steps", run.steps)
+    sys.stdout.write(f"world {{run.world_size}} steps {{run.steps}}\\n")  # one write: both ranks share the pipe
     """
 )
 

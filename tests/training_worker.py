@@ -5,6 +5,7 @@ usage: python tests/training_worker.py OUT_DIR [--epochs N] [--no-norm]
 """
 
 import argparse
+import sys
 
 from genaug.config import TrainConfig
 from genaug.training import train
@@ -21,7 +22,9 @@ def main() -> None:
     logging = {"progress": False, "tensorboard": True}
     config = TrainConfig(recipe="pocket", epochs=args.epochs, batch_size=16, lr=0.1, logging=logging)
     result = train(config, splits, args.out_dir, model=tiny_net(norm=not args.no_norm))
-    print(f"rank done: world {result.world_size}, test top-1 {result.test['top1']:.2f}", flush=True)
+    # one write: both ranks share the pipe, and print() writes the text and its newline separately
+    sys.stdout.write(f"rank done: world {result.world_size}, test top-1 {result.test['top1']:.2f}\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
