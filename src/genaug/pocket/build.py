@@ -292,8 +292,9 @@ def vae_psnr(vae, seed: int) -> float:
     return round(10 * np.log10(1.0 / max(mse, 1e-12)), 2)
 
 
-def measure_quality(out: Path, spec: dict, ctx: pt.BuildContext | None = None) -> dict[str, Any]:
-    """Measure every gate on the exported models in ``out``; also saves sample grids."""
+def measure_quality(out: Path, spec: dict, ctx: pt.BuildContext | None = None, save_samples: bool = True) -> dict[str, Any]:
+    """Measure every gate on the exported models in ``out``; also saves sample grids there
+    unless ``save_samples`` is False (re-measuring shipped weights leaves them untouched)."""
     q = spec.get("quality", {})
     seed = int(spec.get("seed", 0))
     judge, judge_acc = pq.train_judge(seed, steps=q.get("judge_steps", 600))
@@ -301,8 +302,10 @@ def measure_quality(out: Path, spec: dict, ctx: pt.BuildContext | None = None) -
     measured.update(pq.clip_zero_shot(out / "clip", seed))
     sd = pq.sd_fidelity(out / "sd", judge, seed=seed, **q.get("sd", {}))
     ip = pq.ip2p_fidelity(out / "ip2p", judge, seed=seed, **q.get("ip2p", {}))
-    save_grid(sd.pop("_images")[:100], out / "samples_sd.png")
-    save_grid(ip.pop("_images")[:100], out / "samples_ip2p.png")
+    sd_images, ip_images = sd.pop("_images"), ip.pop("_images")
+    if save_samples:
+        save_grid(sd_images[:100], out / "samples_sd.png")
+        save_grid(ip_images[:100], out / "samples_ip2p.png")
     measured.update(sd)
     measured.update(ip)
     result = {"measured": measured, "gates": pq.gate_report(measured), "quick": spec.get("quick", False)}
