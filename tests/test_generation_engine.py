@@ -292,5 +292,33 @@ def test_hub_model_identity_records_id_and_cached_commit(tmp_path, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     ref = resolve_model("org/tiny-sd")
-    assert ref.location == "org/tiny-sd"
+    assert ref.location == "org/tiny-sd" and ref.revision == commit  # loads the commit it records
     assert ref.identity == {"id": "org/tiny-sd", "revision": "main", "hash": commit}
+
+
+def test_uncached_hub_model_is_pinned_to_the_hubs_commit(tmp_path, monkeypatch):
+    """Not cached yet: the commit comes from the hub before the download, and the download is
+    pinned to it; with no answer from the hub the hash stays unknown and the revision as given."""
+    import huggingface_hub
+    import huggingface_hub.constants as constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    commit = "fedcba9876543210fedcba9876543210fedcba98"
+    asked = []
+
+    def model_info(self, repo_id, revision=None, **kw):
+        asked.append((repo_id, revision))
+        return type("Info", (), {"sha": commit})()
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
+    ref = resolve_model("org/other-sd", revision="v2")
+    assert asked == [("org/other-sd", "v2")]
+    assert ref.revision == commit and ref.identity == {"id": "org/other-sd", "revision": "v2", "hash": commit}
+
+    def offline(self, repo_id, revision=None, **kw):
+        raise OfflineModeIsEnabled("offline")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", offline)
+    ref = resolve_model("org/other-sd", revision="v2")
+    assert ref.revision == "v2" and ref.identity["hash"] is None

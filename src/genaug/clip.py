@@ -38,17 +38,21 @@ class Clip:
 
     @classmethod
     def from_pretrained(
-        cls, name: str | Path = "pocket", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+        cls,
+        name: str | Path = "pocket",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        revision: str | None = None,
     ) -> "Clip":
-        """Load a CLIP: ``"pocket"``, a hub id or a local folder (offline if cached)."""
+        """Load a CLIP: ``"pocket"``, a hub id (at ``revision``) or a local folder (offline if cached)."""
         from transformers import CLIPModel, CLIPProcessor
 
         if str(name) == "pocket":
             from genaug.pocket.store import pocket_model_dir
 
             name = pocket_model_dir("clip")
-        model = CLIPModel.from_pretrained(str(name), dtype=dtype)
-        processor = CLIPProcessor.from_pretrained(str(name))
+        model = CLIPModel.from_pretrained(str(name), dtype=dtype, revision=revision)
+        processor = CLIPProcessor.from_pretrained(str(name), revision=revision)
         return cls(model, processor, device=device, name=str(name))
 
     # ------------------------------------------------------------------ preprocessing

@@ -39,8 +39,10 @@ def resolve_model(reference: str, revision: str | None = None) -> ModelRef:
         return ModelRef(str(folder), None, {"path": str(folder), "hash": weights_hash(folder)})
     if folder.exists() or reference.startswith((".", "/", "~")):
         raise ValueError(f"model {reference!r} is neither a pipeline folder nor a hub id")
-    commit = _hub_commit(reference, revision)
-    return ModelRef(reference, revision, {"id": reference, "revision": revision or "main", "hash": commit})
+    # Pin the commit: the weights loaded are then exactly those the records name, even when
+    # the branch moves on the hub between this call and the download.
+    commit = _hub_commit(reference, revision) or _remote_commit(reference, revision)
+    return ModelRef(reference, commit or revision, {"id": reference, "revision": revision or "main", "hash": commit})
 
 
 def _pocket_folder(name: str) -> Path:
@@ -61,6 +63,17 @@ def _hub_commit(repo_id: str, revision: str | None) -> str | None:
     except (LocalEntryNotFoundError, OSError, ValueError):
         return None
     return Path(snapshot).name
+
+
+def _remote_commit(repo_id: str, revision: str | None) -> str | None:
+    """The hub's commit for ``revision`` of ``repo_id`` (None offline or when the hub cannot say)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    try:
+        return HfApi().model_info(repo_id, revision=revision).sha
+    except (HfHubHTTPError, OfflineModeIsEnabled, OSError, ValueError):
+        return None
 
 
 def weights_hash(folder: str | Path) -> str:

@@ -81,4 +81,4 @@ def load_clip_model(name: str, device: str | torch.device = "cpu"):
     from genaug.clip import Clip
 
     ref = resolve_model(clip_reference(name))
-    return Clip.from_pretrained(ref.location, device=device), ref.identity
+    return Clip.from_pretrained(ref.location, device=device, revision=ref.revision), ref.identity
