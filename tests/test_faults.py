@@ -113,10 +113,11 @@ def test_generation_survives_kill_9_anywhere(server, tiny, workspace, figures):
 
 
 def test_mixing_survives_kill_9_anywhere(server, workspace, figures):
-    """concat, rect and fractal sets of 60 edits in batches of 2, killed 10+ times, equal the uninterrupted sets."""
+    """concat, rect and fractal sets of 150 edits in batches of 2, killed 10+ times, equal the uninterrupted sets
+    (mixing writes about 1,000 images/s: the run must be long enough for ten kills to land)."""
     root = workspace / "mix"
-    write_generated_set(root / "generated", 60)
-    args = lambda name: [root / "generated", root / name, 60]  # noqa: E731
+    write_generated_set(root / "generated", 150)
+    args = lambda name: [root / "generated", root / name, 150]  # noqa: E731
     seconds = run_to_completion(server, "fault_helpers:mix_worker", args("reference"), root.with_suffix(".log"))
 
     def intact() -> None:
@@ -124,12 +125,12 @@ def test_mixing_survives_kill_9_anywhere(server, workspace, figures):
             check_records_have_images(root / "resumed" / method)
 
     killed = kill_repeatedly(server, "fault_helpers:mix_worker", args("resumed"), root.with_suffix(".log"),
-                             random.Random(2), kills=KILLS, progress=lambda: count_lines(root / "resumed"), total=180, step=4,
+                             random.Random(2), kills=KILLS, progress=lambda: count_lines(root / "resumed"), total=450, step=4,
                              jitter=0.03, after_kill=intact)
     assert killed.kills >= KILLS, killed
     run_to_completion(server, "fault_helpers:mix_worker", args("resumed"), root.with_suffix(".log"))
     images = sum(_assert_same_set(root / "reference" / m, root / "resumed" / m) for m in ("concat", "rect", "fractal"))
-    assert images == 180
+    assert images == 450
     write_figures(figures, "mixing", {"kills": killed.kills, "records_at_kill": killed.progress_at_kill,
                                       "images": images, "reference_seconds": round(seconds, 1)})
 
