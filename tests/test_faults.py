@@ -244,12 +244,12 @@ def reduced_pocket_spec(steps: int = 15) -> tuple[dict, int]:
 
 
 def test_pocket_build_survives_kill_9_anywhere(server, workspace, figures):
-    """``genaug pocket build --quick`` of the build spec reduced to tiny models (25 steps each, a
+    """``genaug pocket build --quick`` of the build spec reduced to tiny models (40 steps each, a
     checkpoint every step), killed 10+ times: every exported safetensors tensor equals the uninterrupted build's."""
     root = workspace / "pocket"
     root.mkdir()
     spec = root / "spec.yaml"
-    reduced, log_lines = reduced_pocket_spec(steps=25)
+    reduced, log_lines = reduced_pocket_spec(steps=40)
     spec.write_text(yaml.safe_dump(reduced))
     args = lambda name: ["pocket", "build", "--quick", "--spec", spec, "--out", root / name, "--threads", "1"]  # noqa: E731
     env = lambda name: {"GENAUG_HOME": str(root / f"home-{name}")}  # noqa: E731
