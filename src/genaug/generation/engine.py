@@ -47,7 +47,6 @@ from genaug.manifest import (
     merge_shards,
     read_manifest,
     record_file,
-    remove_stale_temporaries,  # noqa: F401 - re-exported: it lived here first
     save_image_atomic,
     storage_errors,
 )

@@ -161,15 +161,16 @@ def build_pocket(
 # ----------------------------------------------------------------------------- stages
 
 
-def export_clip(clip, tokenizer, clip_dir: Path) -> None:
-    """``save_pretrained`` of CLIPModel (fp16 safetensors) + CLIPProcessor + CLIP-format vocab files."""
+def export_clip(clip, tokenizer, clip_dir: Path, texts: list[str] | None = None) -> None:
+    """``save_pretrained`` of CLIPModel (fp16 safetensors) + CLIPProcessor + CLIP-format vocab files
+    learnt from ``texts`` (default: the pocket caption corpus, as the tokenizer was)."""
     from transformers import CLIPProcessor
 
     clip.eval().to(torch.float16).save_pretrained(clip_dir, safe_serialization=True)
     clip.to(torch.float32)
     declare_float32(clip_dir)
     CLIPProcessor(image_processor=pm.make_image_processor(), tokenizer=tokenizer).save_pretrained(clip_dir)
-    write_tokenizer_files(clip_dir)  # the CLIP-format vocab.json + merges.txt beside tokenizer.json
+    write_tokenizer_files(clip_dir, texts)  # the CLIP-format vocab.json + merges.txt beside tokenizer.json
 
 
 def export_sd(vae, text_encoder, tokenizer, unet, sd_dir: Path) -> None:

@@ -93,8 +93,7 @@ def write_tiny_models(
         text_encoder = _text_tower(clip)
         ip2p_unet = pm.ip2p_unet_from_sd(unet)
     if "clip" in folders:
-        export_clip(clip, tokenizer, folders["clip"])
-        write_tokenizer_files(folders["clip"], pocket_corpus() + list(extra_texts))  # export_clip writes the pocket words only
+        export_clip(clip, tokenizer, folders["clip"], texts=pocket_corpus() + list(extra_texts))
     if "sd" in folders:
         export_sd(vae, text_encoder, tokenizer, unet, folders["sd"])
     if "ip2p" in folders:

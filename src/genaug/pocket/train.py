@@ -260,7 +260,7 @@ def clip_stage(clip, tokenizer, pool: PretrainPool, cfg: dict[str, Any], seed: i
       ``max(0, 1 - s / N)`` of the batch is rendered white on black (its captions say so:
       the truth matrix stays exact).
 
-    A higher initial temperature (``logit_scale_init`` in the architecture) further
+    A higher initial logit scale (``initial_logit_scale`` in the architecture) further
     amplifies the initially tiny differences between digit prompts.
     """
     model = torch.nn.ModuleDict({"clip": clip, "digit_probe": torch.nn.Linear(clip.config.vision_config.hidden_size, len(DIGIT_NAMES))})
@@ -399,7 +399,6 @@ def epsilon_loss(pred: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tenso
         snr = alpha_bar / (1 - alpha_bar)
         per_sample = per_sample * snr.clamp(max=min_snr_gamma) / snr
     return per_sample.mean()
-
 
 
 def sd_stage(unet, vae, contexts: ContextCache, noise_scheduler, pool: PretrainPool, cfg: dict[str, Any], seed: int) -> StageRun:

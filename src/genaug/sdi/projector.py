@@ -16,6 +16,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from genaug.training.checkpoint import UntrustedFileError
+
 PROJECTOR_FILE = "projector.safetensors"
 
 
@@ -63,7 +65,9 @@ def load_projector(path: str | Path, device: str | torch.device = "cpu") -> Proj
             dims = json.loads((handle.metadata() or {})["dims"])
             state = {name: handle.get_tensor(name) for name in handle.keys()}
     except (SafetensorError, KeyError, ValueError, TypeError) as error:
-        raise ValueError(f"{path} is not a projector written by genaug (safetensors with 'dims' metadata): {error!r}; refused") from None
+        raise UntrustedFileError(
+            f"{path} is not a projector written by genaug (safetensors with 'dims' metadata): {error!r}; refused"
+        ) from None
     projector = Projector(**dims)
     projector.load_state_dict(state)
     return projector.to(device).eval()
