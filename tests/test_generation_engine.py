@@ -10,13 +10,14 @@ import torch
 
 from genaug.config import ConfigError, EngineConfig, GenerateConfig, parse_config
 from genaug.generation.degenerate import BLACK_LEVEL, WHITE_LEVEL, is_degenerate
-from genaug.generation.engine import BatchRenderer, is_out_of_memory, plan_batches, run_job
+from genaug.generation.engine import BatchRenderer, plan_batches, run_job
 from genaug.generation.items import WorkItem, sanitize_id
 from genaug.generation.models import resolve_model, weights_hash
 from genaug.generation.prompts import DIFFUSEMIX_PROMPTS, POCKET_INSTRUCTIONS, fill_template, prompt_indices, resolve_prompts
 from genaug.generation.runtime import Shard, parse_shard, resolve_shard, select_device
 from genaug.generation.seeds import derive_seed
 from genaug.manifest import read_manifest
+from genaug.memory import DoesNotFitError, is_out_of_memory
 
 from generation_helpers import SeedRenderer, check_set_integrity, set_pixels
 
@@ -209,6 +210,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_pixels(tmp_path):
     renderer = FailingRenderer(limit=2)
     report = run_job(items, renderer, tmp_path / "oom", experiment_seed=0, engine=engine(batch_size=8))
     assert renderer.calls[:3] == [-8, -4, 2] and report.batch_size == 2 and report.made == 8
+    assert {record.params["batch_size"] for record in read_manifest(tmp_path / "oom")} == {2}
     run_job(items, SeedRenderer(), tmp_path / "ok", experiment_seed=0, engine=engine(batch_size=8))
     a, b = set_pixels(tmp_path / "oom"), set_pixels(tmp_path / "ok")
     assert all(np.array_equal(a[k], b[k]) for k in a)
@@ -216,11 +218,14 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_pixels(tmp_path):
 
 def test_out_of_memory_detection_and_other_errors_pass_through():
     assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
-    assert is_out_of_memory(RuntimeError("DefaultCPUAllocator: not enough memory... out of memory"))
+    assert is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes."))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
     renderer = BatchRenderer(FailingRenderer(limit=0, error=torch.cuda.OutOfMemoryError), batch_size=2)
-    with pytest.raises(torch.cuda.OutOfMemoryError):
-        renderer(make_items(2), [1, 2])  # already at one image: nothing left to halve
+    with pytest.raises(DoesNotFitError, match=r"generate fake: item item-000 does not fit in memory even alone \(it needed 2.00 GiB more\)"):
+        renderer(make_items(2), [1, 2])  # down to one image: nothing left to halve
+    shape_error = BatchRenderer(FailingRenderer(limit=0, error=lambda text: RuntimeError("shape mismatch")), batch_size=2)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        shape_error(make_items(2), [1, 2])
 
 
 class BlackForSeeds(SeedRenderer):

@@ -126,6 +126,12 @@ class RampClip:
         gh, gw = grid_shape(*images.shape[-2:], patch_size, stride)
         return torch.arange(float(gw)).repeat(len(images), gh, 1)
 
+    def patch_batch_size(self):
+        return 256
+
+    def batch_size_used(self, asked):
+        return asked
+
 
 def test_semantic_hybrid_blend_brings_back_30_percent_least_like_the_class():
     original = torch.zeros(2, 3, 224, 224, dtype=torch.uint8)

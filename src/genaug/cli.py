@@ -35,11 +35,12 @@ def main() -> None:
     from genaug.config import ConfigError
     from genaug.data.base import DatasetError
     from genaug.manifest import ManifestError, StorageError
+    from genaug.memory import DoesNotFitError
     from genaug.training.checkpoint import UntrustedFileError
 
     try:
         app()
-    except (ConfigError, DatasetError, ManifestError, StorageError, UntrustedFileError, FileNotFoundError) as error:
+    except (ConfigError, DatasetError, DoesNotFitError, ManifestError, StorageError, UntrustedFileError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None
 
@@ -206,7 +207,8 @@ def _echo_job(report) -> None:
         return
     typer.echo(
         f"{report.made} images made, {report.already_done} already there, {report.regenerated} regenerated, "
-        f"{report.degenerate} still degenerate; {report.images_per_second:.2f} images/s -> {report.set_dir}"
+        f"{report.degenerate} still degenerate; {report.images_per_second:.2f} images/s "
+        f"at batch {report.batch_size} -> {report.set_dir}"
     )
 
 

@@ -14,27 +14,50 @@ Conventions:
   L2-normalised unless ``normalize=False``. (transformers 5's ``get_image_features``
   returns an output object; we call the towers and projections directly instead.)
 - Results are computed in batches of ``batch_size`` and are equal (to float tolerance)
-  to one-at-a-time calls.
+  to one-at-a-time calls. A batch that runs out of memory is halved and retried
+  (:class:`genaug.memory.BatchBackoff`); the halved size caps every later call of this
+  :class:`Clip` and is :attr:`Clip.batch_limit`, which stages record. ``stage`` names the
+  stage in the one-line error raised when one image or patch does not fit alone.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genaug.memory import BatchBackoff
+
 
 class Clip:
     """A CLIP model with its processor: embeddings and patch-level similarity."""
 
-    def __init__(self, model, processor, device: str | torch.device = "cpu", name: str = ""):
+    def __init__(self, model, processor, device: str | torch.device = "cpu", name: str = "", stage: str | None = None):
         self.model = model.eval().to(device)
         self.processor = processor
         self.device = torch.device(device)
         self.name = name
+        self.stage = stage or f"CLIP {name}".strip()
+        self.batch_limit: int | None = None  # set once an out-of-memory error halved a batch
+
+    def batched(self, call: Callable[[int, int], torch.Tensor], count: int, batch_size: int,
+                item_name: Callable[[int], str]) -> list[torch.Tensor]:
+        """``call(start, stop)`` over ``range(count)`` in chunks of ``batch_size`` (capped by
+        :attr:`batch_limit`), halving on out-of-memory; a halving lowers :attr:`batch_limit`."""
+        size = min(batch_size, self.batch_limit) if self.batch_limit else batch_size
+        backoff = BatchBackoff(self.stage, size, self.device)
+        try:
+            return backoff.run(call, count, item_name)
+        finally:
+            if backoff.halvings:
+                self.batch_limit = backoff.batch_size
+
+    def batch_size_used(self, asked: int) -> int:
+        """Items per CLIP call for calls asked to run ``asked`` at a time (after any halving)."""
+        return min(asked, self.batch_limit) if self.batch_limit else asked
 
     @classmethod
     def from_pretrained(
@@ -43,8 +66,12 @@ class Clip:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         revision: str | None = None,
+        stage: str | None = None,
     ) -> "Clip":
-        """Load a CLIP: ``"pocket"``, a hub id (at ``revision``) or a local folder (offline if cached)."""
+        """Load a CLIP: ``"pocket"``, a hub id (at ``revision``) or a local folder (offline if cached).
+
+        ``stage`` names the stage using it in out-of-memory errors (default "CLIP <name>").
+        """
         from transformers import CLIPModel, CLIPProcessor
 
         if str(name) == "pocket":
@@ -53,7 +80,7 @@ class Clip:
             name = pocket_model_dir("clip")
         model = CLIPModel.from_pretrained(str(name), dtype=dtype, revision=revision)
         processor = CLIPProcessor.from_pretrained(str(name), revision=revision)
-        return cls(model, processor, device=device, name=str(name))
+        return cls(model, processor, device=device, name=str(name), stage=stage)
 
     # ------------------------------------------------------------------ preprocessing
 
@@ -77,14 +104,21 @@ class Clip:
     # ------------------------------------------------------------------ embeddings
 
     @torch.no_grad()
-    def image_embeds_from_pixels(self, pixel_values: torch.Tensor, normalize: bool = True, batch_size: int = 256) -> torch.Tensor:
-        """Projected image embeddings of already preprocessed pixels, ``(N, D)`` float32 on CPU."""
+    def image_embeds_from_pixels(
+        self, pixel_values: torch.Tensor, normalize: bool = True, batch_size: int = 256,
+        item_name: Callable[[int], str] | None = None,
+    ) -> torch.Tensor:
+        """Projected image embeddings of already preprocessed pixels, ``(N, D)`` float32 on CPU.
+
+        ``item_name(i)`` names row ``i`` in the error raised when it does not fit alone.
+        """
         dtype = next(self.model.parameters()).dtype
-        out = []
-        for i in range(0, len(pixel_values), batch_size):
-            px = pixel_values[i : i + batch_size].to(self.device, dtype)
-            pooled = self.model.vision_model(pixel_values=px).pooler_output
-            out.append(self.model.visual_projection(pooled).float().cpu())
+
+        def embed(start: int, stop: int) -> torch.Tensor:
+            pooled = self.model.vision_model(pixel_values=pixel_values[start:stop].to(self.device, dtype)).pooler_output
+            return self.model.visual_projection(pooled).float().cpu()
+
+        out = self.batched(embed, len(pixel_values), batch_size, item_name or (lambda i: f"image {i}"))
         emb = torch.cat(out) if out else torch.zeros(0, self.embed_dim)
         return F.normalize(emb, dim=-1) if normalize else emb
 
@@ -95,23 +129,26 @@ class Clip:
         chunks = []
         items = images if n != 1 or not isinstance(images, np.ndarray) or images.ndim == 4 else images[None]
         for i in range(0, n, batch_size):
-            chunks.append(self.image_embeds_from_pixels(self.pixel_values(items[i : i + batch_size]), normalize, batch_size))
+            pixels = self.pixel_values(items[i : i + batch_size])
+            chunks.append(self.image_embeds_from_pixels(pixels, normalize, batch_size, lambda k, i=i: f"image {i + k}"))
         return torch.cat(chunks) if chunks else torch.zeros(0, self.embed_dim)
 
     @torch.no_grad()
     def text_embeds(self, texts: Sequence[str], normalize: bool = True, batch_size: int = 256) -> torch.Tensor:
         """CLIP ``text_embeds`` of ``texts``, ``(N, D)`` (padded to the tokenizer's max length)."""
         tokenizer = self.processor.tokenizer
-        out = []
-        for i in range(0, len(texts), batch_size):
+
+        def embed(start: int, stop: int) -> torch.Tensor:
             tok = tokenizer(
-                list(texts[i : i + batch_size]), padding="max_length", max_length=tokenizer.model_max_length,
+                list(texts[start:stop]), padding="max_length", max_length=tokenizer.model_max_length,
                 truncation=True, return_tensors="pt",
             )
             pooled = self.model.text_model(
                 input_ids=tok.input_ids.to(self.device), attention_mask=tok.attention_mask.to(self.device)
             ).pooler_output
-            out.append(self.model.text_projection(pooled).float().cpu())
+            return self.model.text_projection(pooled).float().cpu()
+
+        out = self.batched(embed, len(texts), batch_size, lambda i: f"text {texts[i]!r}")
         emb = torch.cat(out) if out else torch.zeros(0, self.embed_dim)
         return F.normalize(emb, dim=-1) if normalize else emb
 
@@ -197,8 +234,15 @@ class Clip:
         patches = extract_patches(pixels, patch_size, stride)
         n_rows, n_cols = patches.shape[1:3]
         flat = patches.reshape(-1, *patches.shape[3:])
+        per_image = n_rows * n_cols
+
+        def patch_name(index: int) -> str:
+            row, col = divmod(index % per_image, n_cols)
+            return f"patch ({row}, {col}) of image {index // per_image} ({patches.shape[-2]}x{patches.shape[-1]} px)"
+
         emb = torch.cat(
-            [self.image_embeds_from_pixels(self.patch_pixel_values(flat[i : i + batch_size]), batch_size=batch_size)
+            [self.image_embeds_from_pixels(self.patch_pixel_values(flat[i : i + batch_size]), batch_size=batch_size,
+                                           item_name=lambda k, i=i: patch_name(i + k))
              for i in range(0, len(flat), batch_size)]
         ) if len(flat) else torch.zeros(0, self.embed_dim)
         emb = emb.view(n, n_rows * n_cols, -1)

@@ -61,6 +61,7 @@ class FilterReport:
     score_keys: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    clip_batch_size: int | None = None  # images per CLIP call, after any out-of-memory halving (None: CLIP unused)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +74,7 @@ class FilterReport:
             "score_keys": self.score_keys,
             "notes": self.notes,
             "seconds": self.seconds,
+            "clip_batch_size": self.clip_batch_size,
         }
 
 
@@ -105,8 +107,13 @@ class FilterContext:
         if self._clip is None:
             from genaug.sdi.models import load_clip_model
 
-            self._clip, _ = load_clip_model(self.config.clip, device=self.device)
+            self._clip, _ = load_clip_model(self.config.clip, device=self.device, stage="filter")
         return self._clip
+
+    @property
+    def clip_batch_size(self) -> int | None:
+        """Images per CLIP call this run used (None when no filter needed CLIP)."""
+        return self._clip.batch_size_used(self.batch_size) if self._clip is not None else None
 
     @property
     def logit_scale(self) -> float:
@@ -183,6 +190,7 @@ def filter_set(config: FilterConfig, *, clip=None, real=None, classifier=None) -
         score_keys=sorted(scores),
         notes=notes,
         seconds=time.perf_counter() - started,
+        clip_batch_size=context.clip_batch_size,
     )
     write_report(set_dir, report, config)
     return report

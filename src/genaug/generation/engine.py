@@ -9,8 +9,9 @@
 3. skip the batches whose items are all recorded with a readable image (the manifest is
    the truth); a partly recorded batch (the one in flight when a run was killed) is made
    again whole and only its missing items are written;
-4. render each batch with one pipeline call (halving the batch on out-of-memory),
-   regenerate degenerate outputs with the next derived seeds;
+4. render each batch with one pipeline call (halving the batch on out-of-memory,
+   :mod:`genaug.memory`; the size used is recorded as ``params.batch_size``), regenerate
+   degenerate outputs with the next derived seeds;
 5. write each image (temporary name, rename) and then its record (SetWriter);
 6. launched shards wait for each other and rank 0 merges the shard manifests.
 
@@ -40,6 +41,7 @@ from genaug.generation.items import WorkItem, check_unique_ids
 from genaug.generation.runtime import Shard, resolve_shard, wait_for_all
 from genaug.generation.seeds import derive_seed
 from genaug.home import cache_dir
+from genaug.memory import BatchBackoff
 from genaug.manifest import (
     SampleRecord,
     SetWriter,
@@ -94,6 +96,7 @@ class RenderedBatch:
     attempts: list[int]  # renders made per item (1 = the first one was kept)
     degenerate: np.ndarray  # bool per item, after the last attempt
     extra_renders: int = 0
+    batch_size: int | None = None  # images per pipeline call, after any out-of-memory halving
 
 
 # ---------------------------------------------------------------------------- the stage
@@ -153,6 +156,7 @@ def write_batches(
         with GenerationProgress(report.shard_items - report.already_done, shard, engine.progress) as progress:
             for batch in todo:
                 rendered = render_with_regeneration(render, batch, experiment_seed, engine.max_regenerations)
+                rendered.batch_size = render.batch_size
                 report.regenerated += rendered.extra_renders
                 for index, item in enumerate(batch):
                     if item.id in writer.done:  # recorded before the kill; same pixels, keep the first
@@ -200,38 +204,30 @@ def plan_batches(items: Sequence[WorkItem], batch_size: int) -> list[list[WorkIt
     return [list(items[start : start + batch_size]) for start in range(0, len(items), batch_size)]
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, or a RuntimeError whose message says out of memory (CPU, MPS)."""
-    if isinstance(error, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
-
-
 class BatchRenderer:
     """Calls ``renderer.render`` in chunks of ``batch_size``, halving it on out-of-memory.
 
-    A halved size stays halved for the rest of the run (the next batch would fail the same
-    way). Retrying is safe because every image's noise comes from its own seed.
+    The back-off is :class:`genaug.memory.BatchBackoff`: a halved size stays halved for the
+    rest of the run and is recorded in every record's ``params.batch_size``; an item that
+    does not fit alone stops the stage with :class:`genaug.memory.DoesNotFitError` naming
+    the item. Retrying is safe because every image's noise comes from its own seed.
     """
 
     def __init__(self, renderer: Renderer, batch_size: int) -> None:
         self.renderer = renderer
-        self.batch_size = batch_size
+        stage = getattr(renderer, "stage", None) or f"generate {renderer.method}"
+        self.backoff = BatchBackoff(stage, batch_size, getattr(renderer, "device", None))
+
+    @property
+    def batch_size(self) -> int:
+        return self.backoff.batch_size
 
     def __call__(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
-        outputs, start = [], 0
-        while start < len(items):
-            size = min(self.batch_size, len(items) - start)
-            try:
-                outputs.append(self.renderer.render(items[start : start + size], seeds[start : start + size]))
-            except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
-                if not is_out_of_memory(error) or self.batch_size == 1:
-                    raise
-                self.batch_size = max(1, size // 2)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                continue
-            start += size
+        outputs = self.backoff.run(
+            lambda start, stop: self.renderer.render(items[start:stop], seeds[start:stop]),
+            len(items),
+            lambda index: f"item {items[index].id}",
+        )
         return np.concatenate(outputs)
 
 
@@ -282,6 +278,8 @@ def make_record(
     and training see the verdict.
     """
     params = {**renderer.params(), **(extra_params or {}), "attempts": rendered.attempts[index]}
+    if rendered.batch_size is not None:
+        params["batch_size"] = rendered.batch_size
     if item.prompt_index is not None:
         params["prompt_index"] = item.prompt_index
     degenerate = bool(rendered.degenerate[index])

@@ -210,7 +210,9 @@ class HybridBlend:
     (N, H, W) float32, 1 = the original's pixel; ``replaced_fraction``: (N,) float64, the
     mean of ``M'`` per pair, i.e. the realised share of the generated image replaced by the
     original (about ``percentile`` %); ``heatmaps``: ``A``, the normalised similarity map
-    (N, H, W) float32 in [0, 1], when asked; ``patch``, ``stride``: the grid used.
+    (N, H, W) float32 in [0, 1], when asked; ``patch``, ``stride``: the grid used;
+    ``clip_batch_size``: patches per CLIP call, after any out-of-memory halving (None when
+    CLIP did not run).
     """
 
     images: torch.Tensor
@@ -219,6 +221,7 @@ class HybridBlend:
     heatmaps: torch.Tensor | None
     patch: int
     stride: int
+    clip_batch_size: int | None = None
 
 
 def semantic_hybrid_blend(
@@ -285,6 +288,7 @@ def semantic_hybrid_blend(
         heatmaps=similarity.float() if return_heatmaps else None,
         patch=patch,
         stride=stride,
+        clip_batch_size=clip.batch_size_used(batch_size or clip.patch_batch_size()),
     )
 
 

@@ -129,7 +129,7 @@ def load_resources(config: MixConfig) -> MixResources:
         from genaug.sdi.models import load_clip_model
 
         device, _ = select_device(config.shb.device, "fp32")
-        resources.clip, resources.clip_identity = load_clip_model(config.shb.clip, device=device)
+        resources.clip, resources.clip_identity = load_clip_model(config.shb.clip, device=device, stage="mix shb")
     return resources
 
 
@@ -306,7 +306,8 @@ def shb_mixer(batch: MixBatch, config: MixConfig, resources: MixResources) -> Mi
     """Semantic hybrid blending of the batch, all patches of all pairs through CLIP together.
 
     Deterministic (no randomness). Params: the realised replaced fraction, the patch grid
-    actually used, the mask parameters, the CLIP and prompt; with ``heatmaps`` the
+    actually used, the mask parameters, the CLIP and prompt, the patches per CLIP call
+    (``clip_batch_size``, after any out-of-memory halving); with ``heatmaps`` the
     similarity map as a grey PNG, its path under ``heatmap``.
     """
     shb = config.shb
@@ -323,6 +324,8 @@ def shb_mixer(batch: MixBatch, config: MixConfig, resources: MixResources) -> Mi
             "sigma": shb.sigma, "mode": shb.mode, "prompt": shb.prompt.format(class_name),
             "clip": resources.clip_identity, "size": int(batch.originals.shape[-1]),
         }
+        if result.clip_batch_size is not None:
+            item["clip_batch_size"] = result.clip_batch_size
         extra = {}
         if result.heatmaps is not None:
             item["heatmap"] = f"heatmaps/{item_id}.png"

@@ -92,6 +92,10 @@ class SdiRenderer(Editor):
         pipeline.set_progress_bar_config(disable=True)
         return pipeline.to(self.device)
 
+    @property
+    def stage(self) -> str:
+        return "sdi generate"
+
     @cached_property
     def slot_position(self) -> int:
         """Where "class" sits in the prompt's tokens (looked up in the pipeline's tokenizer)."""

@@ -76,9 +76,12 @@ def clip_reference(name: str) -> str:
     return f"{POCKET_SCHEME}clip" if name == "pocket" else name
 
 
-def load_clip_model(name: str, device: str | torch.device = "cpu"):
-    """``(Clip, identity)``: the :class:`genaug.clip.Clip` wrapper and what goes into provenance."""
+def load_clip_model(name: str, device: str | torch.device = "cpu", stage: str | None = None):
+    """``(Clip, identity)``: the :class:`genaug.clip.Clip` wrapper and what goes into provenance.
+
+    ``stage`` names the stage in the wrapper's out-of-memory errors.
+    """
     from genaug.clip import Clip
 
     ref = resolve_model(clip_reference(name))
-    return Clip.from_pretrained(ref.location, device=device, revision=ref.revision), ref.identity
+    return Clip.from_pretrained(ref.location, device=device, revision=ref.revision, stage=stage), ref.identity

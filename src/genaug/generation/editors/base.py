@@ -57,6 +57,11 @@ class Editor(ABC):
         self._text_embeddings: dict[str, torch.Tensor] = {}
         self._params: dict[str, Any] | None = None
 
+    @property
+    def stage(self) -> str:
+        """How errors name the stage this editor runs in."""
+        return f"generate {self.name}"
+
     # ------------------------------------------------------------------ loading
 
     @property
