@@ -122,7 +122,7 @@ def test_generation_stops_with_one_line_when_one_image_does_not_fit(tmp_path, ti
     with pytest.raises(DoesNotFitError) as error:
         generate(instruct_config(tmp_path, tiny, "none", 4), dataset=pocket_dataset(2))
     assert str(error.value).startswith(
-        "generate instruct: item pocket_0000-instruct-p0 does not fit in memory even alone (it needed 3.00 GiB more on cpu); "
+        "editor instruct: item pocket_0000-instruct-p0 does not fit in memory even alone (it needed 3.00 GiB more on cpu); "
     )
     assert read_manifest(tmp_path / "none") == []
 
@@ -141,7 +141,7 @@ def test_the_cli_prints_the_one_line_and_exits_2(tmp_path, tiny, monkeypatch, ca
         main()
     assert exit_info.value.code == 2
     (line,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # besides loading bars
-    assert line.startswith("error: generate instruct: item pocket_") and "it needed 3.00 GiB more on cpu" in line
+    assert line.startswith("error: editor instruct: item pocket_") and "it needed 3.00 GiB more on cpu" in line
     assert not list((tmp_path / "cli" / "images").rglob("*.png"))
 
 

@@ -111,7 +111,7 @@ def test_a_vae_override_changes_the_decoder_and_is_recorded(tmp_path):
 def test_vectors_of_the_wrong_width_are_refused(tmp_path):
     path = tmp_path / "s.safetensors"
     random_samples(path, dim=16)
-    with pytest.raises(ValueError, match="cross-attention"):
+    with pytest.raises(ValueError, match="are 16-d; the UNet at .* cross-attends to 32-d tokens"):
         generate_from_samples(sdi_config(tmp_path / "work", generate={"output": str(tmp_path / "set")}), samples=path)
 
 

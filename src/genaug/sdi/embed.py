@@ -40,6 +40,7 @@ def embed_training_images(
     from genaug.sdi.train import training_pools
 
     pools = pools or training_pools(config)
+    check_against_projector(config, clip)
     identity = None
     paths = {}
     for pool in pools:
@@ -50,10 +51,33 @@ def embed_training_images(
         identity = identity or {"name": clip.name}
         if not is_current(path, dataset.ids, identity):
             features = image_embeds(clip, dataset, config.embed_batch_size)
-            info = {"clip": identity, "normalized": False, "pool": pool, "dataset": dataset.name, "split": dataset.split}
+            info = {"clip": identity, "normalized": False, "pool": pool, "dataset": dataset.name, "split": dataset.split,
+                    "clip_batch_size": clip.batch_size_used(config.embed_batch_size)}  # after any out-of-memory halving
             save_table(path, FeatureTable(features, dataset.labels, list(dataset.ids), list(dataset.class_names), info))
         paths[pool] = path
     return paths
+
+
+def check_against_projector(config: SdiConfig, clip=None) -> None:
+    """A projector already trained in the work dir reads this CLIP's embedding width (checked
+    from the CLIP's config before it loads): embedding with another CLIP would replace the
+    tables it was fitted to."""
+    from genaug.generation.architecture import check_projector_input, clip_embed_dim
+    from genaug.generation.models import resolve_model
+    from genaug.sdi.models import clip_reference
+    from genaug.sdi.train import trained_projectors
+
+    trained = trained_projectors(config.work_dir)
+    if not trained:
+        return
+    if clip is not None:
+        width, source = clip.embed_dim, f"CLIP {clip.name}"
+    else:
+        ref = resolve_model(clip_reference(config.clip))
+        width, source = clip_embed_dim(ref), f"CLIP at {ref.location}"
+    if width is not None:
+        path, (in_dim, _) = trained[0]
+        check_projector_input("sdi embed", path, in_dim, source, width)
 
 
 def pool_dataset(config: SdiConfig, pool: str, datasets: dict[str, RealDataset] | None = None) -> RealDataset:
@@ -72,7 +96,7 @@ def _load_clip(config: SdiConfig):
     from genaug.sdi.models import load_clip_model
 
     device, _ = select_device(config.device, "fp32")
-    return load_clip_model(config.clip, device=device)
+    return load_clip_model(config.clip, device=device, stage="sdi embed")
 
 
 def is_current(path: Path, ids: list[str], clip_identity: dict) -> bool:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from genaug.config import SdiConfig
+from genaug.generation.architecture import check_projector_output
 from genaug.generation.editors.base import Editor
 from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem
@@ -160,7 +161,7 @@ def generate_from_samples(config: SdiConfig, samples: str | Path | None = None, 
     gen = config.generate
     output = gen.output or Path(config.work_dir) / "generated" / table.info.get("sampler", config.sample.sampler)
     renderer = renderer or build_renderer(config, table)
-    check_dimensions(renderer, table)
+    check_dimensions(renderer, table, path)
     items = plan_items(table, path, gen.seed, gen.negative_prompt or NEGATIVE_PROMPT, renderer.prompt)
     model = {**renderer.model.identity, "vae": renderer.vae.identity if renderer.vae is not None else None}
     return run_job(items, renderer, output, experiment_seed=gen.seed, engine=gen.engine, model=model,
@@ -176,14 +177,9 @@ def build_renderer(config: SdiConfig, table: FeatureTable) -> SdiRenderer:
     return SdiRenderer(settings, table.features, eta=gen.eta, vae=gen.vae, device=gen.engine.device, dtype=gen.engine.dtype)
 
 
-def check_dimensions(renderer: SdiRenderer, table: FeatureTable) -> None:
-    """The sampled vectors must be tokens of the pipeline's text context."""
-    width = int(renderer.pipeline.unet.config.cross_attention_dim)
-    if table.dim != width:
-        raise ValueError(
-            f"sampled vectors are {table.dim}-d but the UNet's cross-attention reads {width}-d tokens: "
-            "the projector was trained for another model"
-        )
+def check_dimensions(renderer: SdiRenderer, table: FeatureTable, path: str | Path = "samples") -> None:
+    """The sampled vectors must be tokens of the pipeline's text context (read from the UNet's config)."""
+    check_projector_output(renderer.stage, f"the sampled vectors at {path} are", table.dim, renderer.model)
 
 
 def plan_items(table: FeatureTable, path: Path, seed: int, negative_prompt: str, prompt: str = SDI_PROMPT) -> list[WorkItem]:

@@ -55,6 +55,17 @@ def save_projector(path: str | Path, projector: Projector, metadata: dict[str, s
     return path
 
 
+def stored_dims(path: str | Path) -> tuple[int, int] | None:
+    """``(in_dim, out_dim)`` of projector weights in a safetensors file, from its header only
+    (``net.0.weight`` is (hidden, in), ``net.2.weight`` (out, hidden)); None when absent or not a projector."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            first, last = handle.get_slice("net.0.weight").get_shape(), handle.get_slice("net.2.weight").get_shape()
+    except (OSError, SafetensorError, KeyError, ValueError, TypeError):
+        return None
+    return int(first[1]), int(last[0])
+
+
 def load_projector(path: str | Path, device: str | torch.device = "cpu") -> Projector:
     """A :class:`Projector` rebuilt from the sizes in its file and loaded with its weights."""
     path = Path(path)

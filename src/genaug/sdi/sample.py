@@ -22,7 +22,9 @@ import torch
 
 from genaug.config import SdiConfig
 from genaug.generation.seeds import derive_seed
-from genaug.sdi.embed import load_embeddings
+from genaug.generation.architecture import check_projector_input
+from genaug.sdi.embed import embeds_path, load_embeddings
+from genaug.sdi.projector import Projector
 from genaug.sdi.presets import reference_multiplier
 from genaug.sdi.samplers import SAMPLERS, fit_sampler
 from genaug.sdi.tables import FeatureTable, load_table, save_table
@@ -52,10 +54,14 @@ def project_features(projector: torch.nn.Module, embeds: torch.Tensor, batch_siz
 
 def build_bank(config: SdiConfig, projector: torch.nn.Module | None = None) -> Path:
     """The feature bank of the training images (the ``train`` pool only: the classes' real members)."""
-    from genaug.sdi.train import load_trained_projector
+    from genaug.sdi.train import load_trained_projector, projector_path
 
+    where = projector_path(config.work_dir) if projector is None else "given"
     projector = projector if projector is not None else load_trained_projector(config.work_dir)
     embeds = load_embeddings(config.work_dir, ["train"])
+    if isinstance(projector, Projector):
+        check_projector_input("sdi bank", where, projector.in_dim,
+                              f"the embedding table {embeds_path(config.work_dir, 'train')}", embeds.dim)
     features = project_features(projector, embeds.features)
     info = {"source": "projector(image_embeds)", "pool": "train", "dataset": embeds.info.get("dataset"), "clip": embeds.info.get("clip")}
     return save_table(bank_path(config.work_dir), FeatureTable(features, embeds.labels, embeds.ids, embeds.class_names, info))

@@ -43,6 +43,8 @@ import torch.nn.functional as F
 
 from genaug.config import ConfigError, ProjectorTrainConfig, SdiConfig
 from genaug.data.base import RealDataset
+from genaug.generation.architecture import check_pipeline, check_projector_input, check_projector_output
+from genaug.generation.models import ModelRef, resolve_model
 from genaug.sdi.cache import (
     ContextCache,
     LatentCache,
@@ -54,12 +56,12 @@ from genaug.sdi.cache import (
     save_latent_cache,
 )
 from genaug.sdi.conditioning import slot_context
-from genaug.sdi.embed import load_embeddings, pool_dataset
+from genaug.sdi.embed import EMBEDS_DIR, load_embeddings, pool_dataset
 from genaug.sdi.models import FrozenDiffusion, load_frozen_diffusion
 from genaug.sdi.presets import resolve_train_config
-from genaug.sdi.projector import PROJECTOR_FILE, Projector, load_projector, save_projector
+from genaug.sdi.projector import PROJECTOR_FILE, Projector, load_projector, save_projector, stored_dims
 from genaug.sdi.tables import FeatureTable
-from genaug.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from genaug.training.checkpoint import MODEL_FILE, find_checkpoint, load_checkpoint, save_checkpoint
 from genaug.training.distributed import Distributed, setup_distributed, shard
 from genaug.training.seeding import generator_for
 
@@ -123,8 +125,9 @@ def train_projector(
     if train.batch_size < dist.world_size:
         raise ConfigError(f"train.batch_size {train.batch_size} is global: it must be at least the {dist.world_size} processes")
     out = projector_dir(config.work_dir)
-    diffusion = diffusion or load_frozen_diffusion(config.model, config.revision, dist.device)
     embeds = load_embeddings(config.work_dir, pools)
+    check_architecture(config, embeds, diffusion.model if diffusion else resolve_model(config.model, config.revision))
+    diffusion = diffusion or load_frozen_diffusion(config.model, config.revision, dist.device)
     latents, context = prepare_caches(config, train, diffusion, pools, datasets, dist)
     check_alignment(embeds, latents)
 
@@ -317,6 +320,24 @@ def precision_context(precision: str, device: torch.device) -> contextlib.Abstra
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision: 'fp16' needs a CUDA device; on CPU use 'bf16' or 'fp32'")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def trained_projectors(work_dir: str | Path) -> list[tuple[Path, tuple[int, int]]]:
+    """``(file, (in_dim, out_dim))`` of the projector and the checkpoint already in ``work_dir``."""
+    folder = find_checkpoint(projector_dir(work_dir))
+    files = [projector_path(work_dir)] + ([folder / MODEL_FILE] if folder is not None else [])
+    return [(path, dims) for path in files if (dims := stored_dims(path)) is not None]
+
+
+def check_architecture(config: SdiConfig, embeds: FeatureTable, model: ModelRef) -> None:
+    """Before anything loads: SD's UNet takes latents and its text encoder matches its
+    cross-attention; a projector already trained (or checkpointed) in the work dir reads these
+    embeddings and writes tokens this UNet reads (else resuming would mix two models)."""
+    check_pipeline("sdi train", model, "latent")
+    source = f"the embedding table in {Path(config.work_dir) / EMBEDS_DIR}"
+    for path, (in_dim, out_dim) in trained_projectors(config.work_dir):
+        check_projector_input("sdi train", path, in_dim, source, embeds.dim)
+        check_projector_output("sdi train", f"the projector at {path} writes", out_dim, model)
 
 
 def check_alignment(embeds: FeatureTable, latents: LatentCache) -> None:

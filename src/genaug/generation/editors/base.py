@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from genaug.generation.architecture import UnetInputs, check_pipeline
 from genaug.generation.items import WorkItem
 from genaug.generation.models import resolve_model
 from genaug.generation.runtime import select_device
@@ -45,6 +46,7 @@ class Editor(ABC):
     default_scheduler: ClassVar[str | None] = None  # None: the model folder's own scheduler
     default_guidance: ClassVar[float | None] = None  # None: the library's default
     needs_source: ClassVar[bool] = True
+    unet_inputs: ClassVar[UnetInputs] = "latent"  # what the UNet takes: latents, or latents + the source image
 
     def __init__(self, config, sources: SourceFetcher | None = None, device: str = "auto", dtype: str = "auto") -> None:
         if self.needs_source and sources is None:
@@ -53,6 +55,7 @@ class Editor(ABC):
         self.sources = sources
         self.device, self.dtype = select_device(device, dtype)
         self.model = resolve_model(config.model or self.default_model, config.revision)
+        check_pipeline(self.stage, self.model, self.unet_inputs)  # from config files, before anything loads
         self._pipeline = None
         self._text_embeddings: dict[str, torch.Tensor] = {}
         self._params: dict[str, Any] | None = None
@@ -60,7 +63,7 @@ class Editor(ABC):
     @property
     def stage(self) -> str:
         """How errors name the stage this editor runs in."""
-        return f"generate {self.name}"
+        return f"editor {self.name}"
 
     # ------------------------------------------------------------------ loading
 

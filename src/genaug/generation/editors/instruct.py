@@ -24,6 +24,7 @@ class InstructEditor(Editor):
     default_model = "pocket:ip2p"
     default_scheduler = "euler_ancestral"
     default_guidance = 4.0
+    unet_inputs = "latent+image"
 
     @property
     def image_guidance_scale(self) -> float:
