@@ -232,3 +232,18 @@ def test_mix_records_and_filter_report_hold_the_clip_batch_used(tmp_path, tiny, 
     report = filter_set(FilterConfig(set_dir=tmp_path / "gen", clip=str(tiny["clip"]), device="cpu", batch_size=16,
                                      filters=[{"name": "clip_rank", "keep_ratio": 0.5}], progress=False))
     assert report.clip_batch_size == 4
+
+
+def test_sdi_latent_cache_backs_off_with_identical_latents(tiny, monkeypatch):
+    from diffusers import AutoencoderKL
+
+    from genaug.sdi.cache import build_latent_cache
+
+    vae = AutoencoderKL.from_pretrained(str(tiny["sd"]), subfolder="vae").eval()
+    dataset = pocket_dataset(8)
+    fits = build_latent_cache(vae, dataset, 16, batch_size=2)
+    calls: list[int] = []
+    fail_above(monkeypatch, type(vae.encoder), 2, "sample", calls)
+    backed_off = build_latent_cache(vae, dataset, 16, batch_size=8)
+    assert calls == [8, 4, 2, 2, 2, 2]
+    assert torch.equal(backed_off.mean, fits.mean) and torch.equal(backed_off.std, fits.std)

@@ -47,16 +47,28 @@ def component_config(model: ModelRef, subfolder: str = "") -> dict[str, Any] | N
     if folder.is_dir():
         path = folder / name
     else:
-        try:
-            from huggingface_hub import hf_hub_download
-
-            path = Path(hf_hub_download(model.location, name, revision=model.revision))
-        except Exception:  # noqa: BLE001 - offline, gated, absent: the load reports it
+        path = _hub_file(model, name)
+        if path is None:
             return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def _hub_file(model: ModelRef, name: str) -> Path | None:
+    """A hub model's file from the local cache, else from the hub when the model resolved to a
+    commit there (a model with no commit is unreachable: not asked again); None on failure."""
+    from huggingface_hub import hf_hub_download
+
+    for local_only in (True, False):
+        if not local_only and model.revision is None:
+            return None
+        try:
+            return Path(hf_hub_download(model.location, name, revision=model.revision, local_files_only=local_only))
+        except Exception:  # noqa: BLE001 - offline, gated, absent: the load reports it
+            continue
+    return None
 
 
 def where(model: ModelRef, subfolder: str = "") -> str:

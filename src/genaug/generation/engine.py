@@ -365,7 +365,7 @@ def estimate_job(todo: list[list[WorkItem]], renderer: Renderer, report: JobRepo
     if rate is None and todo:
         batch = todo[0]
         started = time.perf_counter()
-        renderer.render(batch, [item.seed for item in batch])
+        BatchRenderer(renderer, engine.batch_size)(batch, [item.seed for item in batch])
         rate = len(batch) / (time.perf_counter() - started)
         report.estimate_source = "one timed batch"
     report.estimated_seconds = remaining / rate if rate else 0.0

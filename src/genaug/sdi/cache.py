@@ -26,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from genaug.data.base import RealDataset
+from genaug.memory import BatchBackoff
 from genaug.sdi.conditioning import SDI_PROMPT, SLOT_WORD, class_token_position, encode_text
 
 
@@ -88,15 +89,17 @@ def encode_latent_distribution(vae, pixels: torch.Tensor) -> tuple[torch.Tensor,
 
 @torch.no_grad()
 def build_latent_cache(vae, dataset: RealDataset, resolution: int, batch_size: int = 32) -> LatentCache:
-    """Encode every image of ``dataset`` once (see the module doc)."""
-    means, stds = [], []
-    for start in range(0, len(dataset), batch_size):
-        rows = range(start, min(start + batch_size, len(dataset)))
+    """Encode every image of ``dataset`` once (see the module doc), ``batch_size`` at a time
+    (halved on out-of-memory: each image's distribution depends on its pixels only)."""
+
+    def encode(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = range(start, stop)
         images = [resize_center_crop(dataset.images[i] if dataset.images is not None else dataset.image(i), resolution) for i in rows]
-        mean, std = encode_latent_distribution(vae, vae_pixels(images))
-        means.append(mean)
-        stds.append(std)
-    return LatentCache(torch.cat(means), torch.cat(stds), list(dataset.ids))
+        return encode_latent_distribution(vae, vae_pixels(images))
+
+    backoff = BatchBackoff("sdi train (latent cache)", batch_size, next(vae.parameters()).device)
+    parts = backoff.run(encode, len(dataset), lambda i: f"image {dataset.ids[i]}")
+    return LatentCache(torch.cat([mean for mean, _ in parts]), torch.cat([std for _, std in parts]), list(dataset.ids))
 
 
 @torch.no_grad()
