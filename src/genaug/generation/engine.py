@@ -34,14 +34,12 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
-import torch
 
 from genaug.generation.degenerate import is_degenerate
 from genaug.generation.items import WorkItem, check_unique_ids
 from genaug.generation.runtime import Shard, resolve_shard, wait_for_all
 from genaug.generation.seeds import derive_seed
 from genaug.home import cache_dir
-from genaug.memory import BatchBackoff
 from genaug.manifest import (
     SampleRecord,
     SetWriter,
@@ -52,6 +50,7 @@ from genaug.manifest import (
     save_image_atomic,
     storage_errors,
 )
+from genaug.memory import BatchBackoff
 
 
 class Renderer(Protocol):

@@ -24,8 +24,8 @@ from genaug.config import SdiConfig
 from genaug.generation.seeds import derive_seed
 from genaug.generation.architecture import check_projector_input
 from genaug.sdi.embed import embeds_path, load_embeddings
-from genaug.sdi.projector import Projector
 from genaug.sdi.presets import reference_multiplier
+from genaug.sdi.projector import Projector
 from genaug.sdi.samplers import SAMPLERS, fit_sampler
 from genaug.sdi.tables import FeatureTable, load_table, save_table
 
