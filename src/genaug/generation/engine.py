@@ -209,7 +209,8 @@ class BatchRenderer:
     The back-off is :class:`genaug.memory.BatchBackoff`: a halved size stays halved for the
     rest of the run and is recorded in every record's ``params.batch_size``; an item that
     does not fit alone stops the stage with :class:`genaug.memory.DoesNotFitError` naming
-    the item. Retrying is safe because every image's noise comes from its own seed.
+    the item and the renderer's ``stage`` (e.g. "editor instruct"; else "generate <method>").
+    Retrying is safe because every image's noise comes from its own seed.
     """
 
     def __init__(self, renderer: Renderer, batch_size: int) -> None:
