@@ -111,9 +111,15 @@ def run_experiment(
     artifacts = Path(artifacts) if artifacts is not None else out_dir / "artifacts"
     arms = [experiment.arm(name) for name in only] if only else list(experiment.arms)
     seeds = list(seeds) if seeds else list(experiment.seeds)
-    splits = load_splits(experiment.dataset)
-    identity = splits_identity(splits)
-    skipped = skipped_line(splits)
+    try:
+        splits = load_splits(experiment.dataset)
+    except DatasetError as error:
+        if not dry_run:
+            raise
+        splits = None  # a dry run still shows the plan of a dataset not yet on this machine
+        echo(f"dataset not readable, so the keys below leave its content out: {error}")
+    identity = splits_identity(splits) if splits is not None else {}
+    skipped = skipped_line(splits) if splits is not None else None
     if skipped:
         echo(skipped)
     nodes = build_graph(experiment, artifacts, identity)
