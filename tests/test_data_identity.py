@@ -52,7 +52,9 @@ def experiment_file(tmp_path: Path, root: Path, **dataset) -> Path:
         "seeds": [0],
         "train": TINY_TRAIN,
         "stages": {"edits": {"kind": "generate", "regime": "single", "prompts": ["make it red on blue"],
-                             "editor": {"name": "instruct", "steps": 2}, "engine": {"batch_size": 16, "progress": False}}},
+                             "editor": {"name": "instruct", "steps": 2}, "engine": {"batch_size": 16, "progress": False}},
+                   # a leakage check against train and test images: it reads the test split too
+                   "unleaked": {"kind": "filter", "input": "edits", "filters": [{"name": "dedupe"}]}},
         "arms": [{"name": "baseline"}, {"name": "edits", "data": "edits"}],
     }  # fmt: skip
     path = tmp_path / "experiment.yaml"
@@ -60,11 +62,12 @@ def experiment_file(tmp_path: Path, root: Path, **dataset) -> Path:
     return path
 
 
-def keys(path: Path, out: Path) -> tuple[str, list[str]]:
+def keys(path: Path, out: Path) -> tuple[str, str, list[str]]:
+    """The generate stage's key, the dedupe filter's key, the training runs' folders."""
     experiment = load_experiment(path)
     nodes = build_graph(experiment, out / "artifacts")
     jobs = plan_jobs(experiment, nodes, out, ["baseline", "edits"], [0])
-    return nodes["edits"].key, [job.run_dir.name for job in jobs]
+    return nodes["edits"].key, nodes["unleaked"].key, [job.run_dir.name for job in jobs]
 
 
 def test_split_identity_follows_files_and_arrays(tmp_path):
@@ -91,36 +94,37 @@ def test_split_identity_follows_files_and_arrays(tmp_path):
 def test_one_changed_image_rekeys_exactly_what_reads_it(tmp_path):
     root = write_tree(tmp_path / "data")
     path = experiment_file(tmp_path, root)
-    stage, runs = keys(path, tmp_path / "run")
+    stage, dedupe, runs = keys(path, tmp_path / "run")
     splits = load_splits(load_experiment(path).dataset)
 
-    # A test image: the runs test on it; the generate stage reads only train images.
+    # A test image: the runs test on it and the leakage filter compares with it; the
+    # generate stage reads only train images.
     rewrite(splits["test"].paths[1], 11)
-    stage_after_test, runs_after_test = keys(path, tmp_path / "run")
-    assert stage_after_test == stage
+    stage_after_test, dedupe_after_test, runs_after_test = keys(path, tmp_path / "run")
+    assert stage_after_test == stage and dedupe_after_test != dedupe
     assert all(a != b for a, b in zip(runs_after_test, runs))
 
-    # A validation image: the same.
+    # A validation image: only the runs (they select on it).
     rewrite(splits["val"].paths[0], 12)
-    stage_after_val, runs_after_val = keys(path, tmp_path / "run")
-    assert stage_after_val == stage
+    stage_after_val, dedupe_after_val, runs_after_val = keys(path, tmp_path / "run")
+    assert stage_after_val == stage and dedupe_after_val == dedupe_after_test
     assert all(a != b for a, b in zip(runs_after_val, runs_after_test))
 
     # A training image: everything.
     rewrite(splits["train"].paths[0], 13)
-    stage_after_train, runs_after_train = keys(path, tmp_path / "run")
-    assert stage_after_train != stage
+    stage_after_train, dedupe_after_train, runs_after_train = keys(path, tmp_path / "run")
+    assert stage_after_train != stage and dedupe_after_train != dedupe_after_val
     assert all(a != b for a, b in zip(runs_after_train, runs_after_val))
 
     # Five images added (the photo folder grows): the split changes, so everything re-keys.
     for i in range(5):
         Image.fromarray(np.full((16, 16, 3), 40 + i, dtype=np.uint8)).save(root / "cat" / f"new{i}.png")
-    stage_after_add, runs_after_add = keys(path, tmp_path / "run")
-    assert stage_after_add != stage_after_train and all(a != b for a, b in zip(runs_after_add, runs_after_train))
+    after_add = keys(path, tmp_path / "run")
+    assert after_add[0] != stage_after_train and all(a != b for a, b in zip(after_add[2], runs_after_train))
 
     # A split parameter alone (test_fraction) re-keys as well; nothing changed: same keys.
-    assert keys(experiment_file(tmp_path, root, test_fraction=0.3), tmp_path / "run")[0] != stage_after_add
-    assert keys(experiment_file(tmp_path, root), tmp_path / "run") == (stage_after_add, runs_after_add)
+    assert keys(experiment_file(tmp_path, root, test_fraction=0.3), tmp_path / "run")[0] != after_add[0]
+    assert keys(experiment_file(tmp_path, root), tmp_path / "run") == after_add
 
 
 def test_a_finished_run_refuses_other_data_and_returns_on_the_same(tmp_path):
@@ -199,5 +203,5 @@ def test_a_changed_test_image_reruns_the_runs_not_the_stage_and_the_dry_run_says
     plan.clear()
     run_experiment(load_experiment(path), out, dry_run=True, echo=plan.append)
     text = plan[-1]
-    assert "to run because the training images changed since generate-" in text
+    assert "to run because the images it reads changed since generate-" in text
     assert "(train: 12 images, content changed)" in text

@@ -1,9 +1,9 @@
 """The stage graph of an experiment: every named stage becomes a node with a content key.
 
 A node's key hashes what determines its output: its kind and fields, the real dataset's
-config and the content identity of its train split (:mod:`genaug.data.identity`: stages
-read only the training images, so a changed validation or test image leaves them cached),
-the key of the set it reads, and the identity of the pocket models (their spec hash) when
+config and the content identity of the splits it reads (:mod:`genaug.data.identity`; the
+train split for every stage, plus the ``splits`` of a ``dedupe`` filter, so a changed
+validation or test image leaves the other stages cached), the key of the set it reads, and the identity of the pocket models (their spec hash) when
 the stage may use them. Its artifact folder is ``<artifacts>/<kind>-<key>``, so two stages
 with the same inputs and fields share one folder, across arms and across runs that share
 an artifacts folder; changing anything upstream changes every key downstream.
@@ -37,7 +37,7 @@ class StageNode:
     dir: Path
     input: str | None  # "stage" or "stage/method"
     config: BaseModel
-    data: dict[str, Any] | None = field(default=None, compare=False)  # identity of the train split it reads
+    data: dict[str, Any] | None = field(default=None, compare=False)  # identity of the splits it reads
 
     @property
     def record_path(self) -> Path:
@@ -63,12 +63,12 @@ class StageNode:
                 continue
             if record.get("name") != self.name or record.get("key") == self.key:
                 continue
-            before = record.get("data")
-            if before is not None and self.data is not None and before.get("digest") != self.data.get("digest"):
-                from genaug.data.identity import identity_changes
+            from genaug.data.identity import identity_changes
 
-                change = identity_changes({"train": before}, {"train": self.data})[0]
-                return f"the training images changed since {path.parent.name} ({change})"
+            before = record.get("data")
+            changes = identity_changes(before, self.data) if before is not None and self.data is not None else []
+            if changes:
+                return f"the images it reads changed since {path.parent.name} ({'; '.join(changes)})"
             return f"its config or input changed since {path.parent.name}"
         return None
 
@@ -84,7 +84,9 @@ def pocket_identity() -> str | None:
         return None
 
 
-def stage_key(stage: StageSpec, experiment: ExperimentConfig, input_key: str | None, data: str | None = None) -> str:
+def stage_key(
+    stage: StageSpec, experiment: ExperimentConfig, input_key: str | None, data: dict[str, str] | None = None
+) -> str:
     content = {
         "kind": stage.kind,
         "params": stage.params,
@@ -124,7 +126,6 @@ def build_graph(
     """
     if identity is None and experiment.stages:
         identity = dataset_identity(experiment)
-    train = (identity or {}).get("train")
     nodes: dict[str, StageNode] = {}
     for name in stage_order(experiment.stages):
         spec = experiment.stages[name]
@@ -133,11 +134,30 @@ def build_graph(
             base, _, method = spec.input.partition("/")
             input_dir = set_dir(nodes[base], method or None)
             input_key = f"{nodes[base].key}/{method}" if method else nodes[base].key
-        key = stage_key(spec, experiment, input_key, train["digest"] if train else None)
+        data = {split: identity[split] for split in splits_read(spec) if split in (identity or {})}
+        key = stage_key(spec, experiment, input_key, {split: entry["digest"] for split, entry in data.items()})
         folder = artifacts / f"{spec.kind}-{key}"
         config = stage_config(spec, experiment.dataset, folder, input_dir, source=f"stages.{name}")
-        nodes[name] = StageNode(name, spec.kind, key, folder, spec.input, config, train)
+        nodes[name] = StageNode(name, spec.kind, key, folder, spec.input, config, data)
     return nodes
+
+
+def splits_read(stage: StageSpec) -> tuple[str, ...]:
+    """The real splits a stage reads: ``train`` for every kind (generation, mixing and SDI
+    draw on the training images, filters compare with them), plus the ``splits`` of a
+    ``dedupe`` filter (train and test by default: it checks for leakage into the test set).
+
+    SDI's ``pretrain`` pool (pocket digits only) is the pocket world's, fixed by its spec,
+    whose hash is already in the key.
+    """
+    reads = {"train"}
+    if stage.kind == "filter":
+        from genaug.filtering.filters import DedupeParams
+
+        for spec in stage.params.get("filters", []):  # the default filters (frames, clip_rank) read train only
+            if isinstance(spec, dict) and spec.get("name") == "dedupe":
+                reads.update(spec.get("splits", DedupeParams.model_fields["splits"].default))
+    return tuple(split for split in ("train", "val", "test") if split in reads)
 
 
 def dataset_identity(experiment: ExperimentConfig) -> dict[str, Any]:

@@ -10,7 +10,7 @@ The run folder (``RUN_DIR``)::
     report/index.html          the HTML report (genaug.report)
 
 Everything is keyed by content: a stage by its fields, its inputs' keys and the content
-identity of the train split (:mod:`genaug.data.identity`), a training run by its resolved
+identity of the real splits it reads (:mod:`genaug.data.identity`), a training run by its resolved
 config, the keys of the sets it reads and the identity of train, val and test. Rerunning
 the same file reuses every finished stage and run and does only what is missing, so a
 killed or interrupted ``genaug run`` continues where it stopped; an added, removed or
