@@ -43,6 +43,10 @@ def main() -> None:
     except (ConfigError, DatasetError, DoesNotFitError, ManifestError, StorageError, UntrustedFileError, FileNotFoundError) as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None
+    except SystemExit as exit_:
+        if exit_.code == 130:  # typer's exit status for Ctrl-C (KeyboardInterrupt)
+            typer.secho("interrupted; rerun the same command to resume", fg=typer.colors.YELLOW, err=True)
+        raise
 
 
 @app.command()
@@ -176,11 +180,17 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
         from genaug.experiment.runner import load_sets
 
         synthetic = load_sets(tuple(run.synthetic), splits["train"].class_names)
+    from genaug.experiment.runner import checkpoint_epochs
+
+    if not (run.output / "metrics.json").is_file() and checkpoint_epochs(run.output) is not None:
+        typer.echo(f"resuming from {run.output} (after {checkpoint_epochs(run.output)} epochs)")
     result = run_training(run.train, splits, run.output, synthetic)
     typer.echo(
         f"test top-1 {result.test['top1']:.2f} %, balanced accuracy {result.test['balanced_accuracy']:.2f} % "
         f"({result.selection} weights, epoch {result.best_epoch}); {run.output / 'metrics.json'}"
     )
+    for warning in result.warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()
@@ -354,6 +364,10 @@ def _run_and_print(experiment, out: Path, only, seeds, dry_run: bool, artifacts:
     needed = console.measure(table, options=console.options.update(width=1000)).maximum
     console = Console(width=max(console.width, needed))
     console.print(table)
+    from genaug.experiment.runner import warning_lines
+
+    for line in warning_lines(results):
+        typer.secho(line, fg=typer.colors.YELLOW, err=True)
     console.print(f"results: {out / 'results.json'}")
     if results.get("report"):
         console.print(f"report:  {results['report']}")

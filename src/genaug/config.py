@@ -271,7 +271,10 @@ class TrainConfig(StrictModel):
     - ``synthetic_probability``: ``p`` (0.5);
     - ``multiples``: ``multiples`` (1.0), ``seed`` (0).
 
-    ``logging``; ``checkpoint_every`` epochs (and always after the last).
+    ``logging``; ``checkpoint_every`` epochs (and always after the last). ``keep_checkpoint``:
+    keep the last checkpoint (weights, optimiser state) of a finished run; ``false`` keeps only
+    the selected weights (``best.safetensors``) once ``metrics.json`` is written (the default
+    in experiments, where it does not enter the run's key).
     """
 
     recipe: RecipeName = "cifar"
@@ -304,6 +307,7 @@ class TrainConfig(StrictModel):
     data_policy_kwargs: dict[str, Any] = {}
     logging: TrainLoggingConfig = TrainLoggingConfig()
     checkpoint_every: int = 1
+    keep_checkpoint: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from genaug.data.base import DatasetError, RealDataset, SkippedImage
+from genaug.data.identity import file_signature
 from genaug.data.images import ImageLoadError, load_rgb
 from genaug.data.progress import map_with_progress
 from genaug.home import cache_dir
@@ -119,12 +120,8 @@ def cache_key(dataset: RealDataset, size: int) -> str:
     """A digest of the packing format, ``size`` and every file's id, path, byte size and mtime."""
     digest = hashlib.sha256(f"{PACK_FORMAT}\n{size}\n".encode())
     for image_id, path in zip(dataset.ids, dataset.paths):
-        try:
-            stat = os.stat(path)
-            signature = f"{stat.st_size} {stat.st_mtime_ns}"
-        except OSError:
-            signature = "missing"  # decoding will report it; the key only has to differ
-        digest.update(f"{image_id}\0{os.path.abspath(path)}\0{signature}\n".encode())
+        # "missing" for an unreadable file: decoding will report it; the key only has to differ
+        digest.update(f"{image_id}\0{os.path.abspath(path)}\0{file_signature(path)}\n".encode())
     return digest.hexdigest()
 
 

@@ -241,8 +241,11 @@ def stage_config(stage: StageSpec, dataset: DatasetConfig, output: Path, input_d
 
 
 def train_config(experiment: ExperimentConfig, arm: ArmConfig, seed: int) -> TrainConfig:
-    """The arm's TrainConfig: experiment defaults, the arm's own fields, its policy, mixer and seed."""
-    data = copy.deepcopy(experiment.train) | copy.deepcopy(arm.train)
+    """The arm's TrainConfig: experiment defaults, the arm's own fields, its policy, mixer and seed.
+
+    A finished run keeps only its selected weights unless the file sets ``keep_checkpoint``.
+    """
+    data = {"keep_checkpoint": False} | copy.deepcopy(experiment.train) | copy.deepcopy(arm.train)
     data |= {
         "seed": seed,
         "data_policy": arm.policy,

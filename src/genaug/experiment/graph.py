@@ -1,7 +1,9 @@
 """The stage graph of an experiment: every named stage becomes a node with a content key.
 
-A node's key hashes what determines its output: its kind and fields, the real dataset,
-the key of the set it reads, and the identity of the pocket models (their spec hash) when
+A node's key hashes what determines its output: its kind and fields, the real dataset's
+config and the content identity of the splits it reads (:mod:`genaug.data.identity`; the
+train split for every stage, plus the ``splits`` of a ``dedupe`` filter, so a changed
+validation or test image leaves the other stages cached), the key of the set it reads, and the identity of the pocket models (their spec hash) when
 the stage may use them. Its artifact folder is ``<artifacts>/<kind>-<key>``, so two stages
 with the same inputs and fields share one folder, across arms and across runs that share
 an artifacts folder; changing anything upstream changes every key downstream.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ class StageNode:
     dir: Path
     input: str | None  # "stage" or "stage/method"
     config: BaseModel
+    data: dict[str, Any] | None = field(default=None, compare=False)  # identity of the splits it reads
 
     @property
     def record_path(self) -> Path:
@@ -50,6 +53,25 @@ class StageNode:
     def record(self) -> dict[str, Any]:
         return json.loads(self.record_path.read_text(encoding="utf-8"))
 
+    def stale_reason(self) -> str | None:
+        """Why an earlier finished run of this stage (same name and kind, beside this node's
+        folder) is not reused: its train images changed, or else its config or input."""
+        for path in sorted(self.dir.parent.glob(f"{self.kind}-*/{STAGE_RECORD}")):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if record.get("name") != self.name or record.get("key") == self.key:
+                continue
+            from genaug.data.identity import identity_changes
+
+            before = record.get("data")
+            changes = identity_changes(before, self.data) if before is not None and self.data is not None else []
+            if changes:
+                return f"the images it reads changed since {path.parent.name} ({'; '.join(changes)})"
+            return f"its config or input changed since {path.parent.name}"
+        return None
+
 
 @cache
 def pocket_identity() -> str | None:
@@ -62,11 +84,14 @@ def pocket_identity() -> str | None:
         return None
 
 
-def stage_key(stage: StageSpec, experiment: ExperimentConfig, input_key: str | None) -> str:
+def stage_key(
+    stage: StageSpec, experiment: ExperimentConfig, input_key: str | None, data: dict[str, str] | None = None
+) -> str:
     content = {
         "kind": stage.kind,
         "params": stage.params,
         "dataset": experiment.dataset.model_dump(mode="json") | {"split": "train"},
+        "data": data,
         "input": input_key,
         "pocket": pocket_identity(),
     }
@@ -91,8 +116,16 @@ def stage_order(stages: dict[str, StageSpec]) -> list[str]:
     return order
 
 
-def build_graph(experiment: ExperimentConfig, artifacts: Path) -> dict[str, StageNode]:
-    """Every stage of ``experiment`` as a :class:`StageNode`, in execution order."""
+def build_graph(
+    experiment: ExperimentConfig, artifacts: Path, identity: dict[str, Any] | None = None
+) -> dict[str, StageNode]:
+    """Every stage of ``experiment`` as a :class:`StageNode`, in execution order.
+
+    ``identity``: :func:`genaug.data.identity.splits_identity` of the experiment's dataset
+    (read here when not given).
+    """
+    if identity is None and experiment.stages:
+        identity = dataset_identity(experiment)
     nodes: dict[str, StageNode] = {}
     for name in stage_order(experiment.stages):
         spec = experiment.stages[name]
@@ -101,11 +134,38 @@ def build_graph(experiment: ExperimentConfig, artifacts: Path) -> dict[str, Stag
             base, _, method = spec.input.partition("/")
             input_dir = set_dir(nodes[base], method or None)
             input_key = f"{nodes[base].key}/{method}" if method else nodes[base].key
-        key = stage_key(spec, experiment, input_key)
+        data = {split: identity[split] for split in splits_read(spec) if split in (identity or {})}
+        key = stage_key(spec, experiment, input_key, {split: entry["digest"] for split, entry in data.items()})
         folder = artifacts / f"{spec.kind}-{key}"
         config = stage_config(spec, experiment.dataset, folder, input_dir, source=f"stages.{name}")
-        nodes[name] = StageNode(name=name, kind=spec.kind, key=key, dir=folder, input=spec.input, config=config)
+        nodes[name] = StageNode(name, spec.kind, key, folder, spec.input, config, data)
     return nodes
+
+
+def splits_read(stage: StageSpec) -> tuple[str, ...]:
+    """The real splits a stage reads: ``train`` for every kind (generation, mixing and SDI
+    draw on the training images, filters compare with them), plus the ``splits`` of a
+    ``dedupe`` filter (train and test by default: it checks for leakage into the test set).
+
+    SDI's ``pretrain`` pool (pocket digits only) is the pocket world's, fixed by its spec,
+    whose hash is already in the key.
+    """
+    reads = {"train"}
+    if stage.kind == "filter":
+        from genaug.filtering.filters import DedupeParams
+
+        for spec in stage.params.get("filters", []):  # the default filters (frames, clip_rank) read train only
+            if isinstance(spec, dict) and spec.get("name") == "dedupe":
+                reads.update(spec.get("splits", DedupeParams.model_fields["splits"].default))
+    return tuple(split for split in ("train", "val", "test") if split in reads)
+
+
+def dataset_identity(experiment: ExperimentConfig) -> dict[str, Any]:
+    """The content identity of the experiment's train / val / test splits (reads the dataset)."""
+    from genaug.data import load_splits
+    from genaug.data.identity import splits_identity
+
+    return splits_identity(load_splits(experiment.dataset))
 
 
 def set_dir(node: StageNode, method: str | None = None) -> Path:

@@ -9,10 +9,12 @@ The run folder (``RUN_DIR``)::
     arms/<arm>/seed-<s>-<key>/ trainer runs (config.yaml, metrics.csv, metrics.json, weights)
     report/index.html          the HTML report (genaug.report)
 
-Everything is keyed by content: a stage by its fields and its inputs' keys, a training run
-by its resolved config and the keys of the sets it reads. Rerunning the same file reuses
-every finished stage and run and does only what is missing, so a killed ``genaug run``
-continues where it stopped.
+Everything is keyed by content: a stage by its fields, its inputs' keys and the content
+identity of the real splits it reads (:mod:`genaug.data.identity`), a training run by its resolved
+config, the keys of the sets it reads and the identity of train, val and test. Rerunning
+the same file reuses every finished stage and run and does only what is missing, so a
+killed or interrupted ``genaug run`` continues where it stopped; an added, removed or
+edited image re-runs exactly what read it.
 """
 
 from __future__ import annotations
@@ -24,18 +26,21 @@ import hashlib
 import io
 import json
 import multiprocessing
+import signal
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from genaug.config import ConfigError, TrainConfig, dump_config
+from genaug.data import DatasetError, load_splits
+from genaug.data.identity import splits_identity
 from genaug.experiment.config import ExperimentConfig, train_config
-from genaug.experiment.graph import StageNode, build_graph, resolve_ref, upstream
+from genaug.experiment.graph import StageNode, build_graph, dataset_identity, resolve_ref, upstream
 from genaug.experiment.stages import run_stage
 from genaug.files import write_json_atomic, write_text_atomic
 
-__all__ = ["TrainJob", "plan_jobs", "run_experiment", "results_table", "RESULTS_JSON", "RESULTS_CSV"]
+__all__ = ["TrainJob", "plan_jobs", "run_experiment", "results_table", "warning_lines", "RESULTS_JSON", "RESULTS_CSV"]
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -56,10 +61,29 @@ class TrainJob:
     run_dir: Path
     sets: tuple[Path, ...]
     dataset: dict[str, Any]
+    data: dict[str, Any] | None = None  # identity of train / val / test the key was made with
 
     @property
     def done(self) -> bool:
         return (self.run_dir / "metrics.json").is_file()
+
+    def stale_reason(self) -> str | None:
+        """Why an earlier finished run of this arm and seed is not reused (dry run)."""
+        from genaug.data.identity import identity_changes
+        from genaug.training.trainer import DATA_FILE
+
+        for other in sorted(self.run_dir.parent.glob(f"seed-{self.seed}-*")):
+            if other == self.run_dir or not (other / "metrics.json").is_file():
+                continue
+            try:
+                before = json.loads((other / DATA_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                before = None
+            changes = identity_changes(before, self.data) if before is not None and self.data is not None else []
+            if changes:
+                return f"the dataset changed since {other.name} ({'; '.join(changes)})"
+            return f"its config or synthetic sets changed since {other.name}"
+        return None
 
 
 # ---------------------------------------------------------------------------- the run
@@ -87,9 +111,20 @@ def run_experiment(
     artifacts = Path(artifacts) if artifacts is not None else out_dir / "artifacts"
     arms = [experiment.arm(name) for name in only] if only else list(experiment.arms)
     seeds = list(seeds) if seeds else list(experiment.seeds)
-    nodes = build_graph(experiment, artifacts)
+    try:
+        splits = load_splits(experiment.dataset)
+    except DatasetError as error:
+        if not dry_run:
+            raise
+        splits = None  # a dry run still shows the plan of a dataset not yet on this machine
+        echo(f"dataset not readable, so the keys below leave its content out: {error}")
+    identity = splits_identity(splits) if splits is not None else {}
+    skipped = skipped_line(splits) if splits is not None else None
+    if skipped:
+        echo(skipped)
+    nodes = build_graph(experiment, artifacts, identity)
     needed = upstream(nodes, [ref for arm in arms for ref in arm.data_refs])
-    jobs = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds)
+    jobs = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds, identity)
 
     if dry_run:
         echo(describe_plan(experiment, needed, jobs, out_dir))
@@ -102,13 +137,21 @@ def run_experiment(
         if node.is_done():
             echo(f"stage {node.name} ({node.kind}): cached at {node.dir}")
             continue
-        echo(f"stage {node.name} ({node.kind}): running into {node.dir}")
+        resuming = node.dir.is_dir() and any(node.dir.iterdir())
+        echo(f"stage {node.name} ({node.kind}): {'resuming from' if resuming else 'running into'} {node.dir}")
         record = run_stage(node, nodes)
         ran.add(node.name)
         echo(f"stage {node.name}: {sum(record['images'].values())} images in {record['seconds']:.1f} s")
 
-    train_all([job for job in jobs if not job.done], experiment.workers, progress, echo)
-    results = collect_results(experiment, nodes, out_dir, seeds, ran)
+    from genaug.training.recipes import resolve_recipe
+
+    todo = [job for job in jobs if not job.done]
+    for job in todo:
+        finished = checkpoint_epochs(job.run_dir)
+        if finished is not None:
+            echo(f"resuming from {job.run_dir} (after {finished} of {resolve_recipe(job.config).epochs} epochs)")
+    train_all(todo, experiment.workers, progress, echo)
+    results = collect_results(experiment, nodes, out_dir, seeds, ran, splits)
     write_results(out_dir, results)
     if report:
         from genaug.report import write_report
@@ -118,11 +161,24 @@ def run_experiment(
 
 
 def plan_jobs(
-    experiment: ExperimentConfig, nodes: dict[str, StageNode], out_dir: Path, arms: list[str], seeds: list[int]
+    experiment: ExperimentConfig,
+    nodes: dict[str, StageNode],
+    out_dir: Path,
+    arms: list[str],
+    seeds: list[int],
+    identity: dict[str, Any] | None = None,
 ) -> list[TrainJob]:
-    """Every (arm, seed) training run, keyed by its config and the keys of the sets it reads."""
+    """Every (arm, seed) training run, keyed by its config, the keys of the sets it reads and
+    the content identity of the dataset's splits (``identity``; read here when not given).
+
+    ``keep_checkpoint`` is left out of the key: it decides what a finished run keeps on
+    disk, not what it computes.
+    """
     jobs = []
     dataset = experiment.dataset.model_dump(mode="json")
+    if identity is None:
+        identity = dataset_identity(experiment)
+    digests = {split: entry["digest"] for split, entry in identity.items()}
     for name in arms:
         arm = experiment.arm(name)
         refs = arm.data_refs
@@ -130,11 +186,20 @@ def plan_jobs(
         set_keys = [f"{resolve_ref(nodes, ref)[0].key}:{ref.partition('/')[2]}" for ref in refs]
         for seed in seeds:
             config = train_config(experiment, arm, seed)
-            content = {"train": config.model_dump(mode="json"), "sets": set_keys, "dataset": dataset}
+            train = config.model_dump(mode="json", exclude={"keep_checkpoint"})
+            content = {"train": train, "sets": set_keys, "dataset": dataset, "data": digests}
             key = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:8]
             run_dir = out_dir / "arms" / name / f"seed-{seed}-{key}"
-            jobs.append(TrainJob(name, seed, config, run_dir, sets, dataset))
+            jobs.append(TrainJob(name, seed, config, run_dir, sets, dataset, identity))
     return jobs
+
+
+def checkpoint_epochs(run_dir: Path) -> int | None:
+    """Epochs finished by the checkpoint in ``run_dir``, or None when it holds none."""
+    from genaug.training.checkpoint import checkpoint_epoch, find_checkpoint
+
+    folder = find_checkpoint(run_dir)
+    return None if folder is None else checkpoint_epoch(folder)
 
 
 def train_all(jobs: list[TrainJob], workers: int, progress: bool, echo) -> None:
@@ -148,22 +213,61 @@ def train_all(jobs: list[TrainJob], workers: int, progress: bool, echo) -> None:
             echo(f"  test top-1 {summary['top1']:.2f} % in {summary['seconds']:.0f} s")
         return
     context = multiprocessing.get_context("spawn")
-    with futures.ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool, _bar(
-        progress, len(jobs)
-    ) as bar:
-        pending = {pool.submit(train_job, job, False): job for job in jobs}
-        for done in futures.as_completed(pending):
-            job = pending[done]
-            summary = done.result()
-            bar.advance(f"{job.arm} seed {job.seed}: {summary['top1']:.1f} %")
+    with _bar(progress, len(jobs)) as bar:
+        pool = futures.ProcessPoolExecutor(
+            max_workers=min(workers, len(jobs)), mp_context=context, initializer=_leave_interrupts_to_parent
+        )
+        try:
+            pending = {pool.submit(train_job, job, False): job for job in jobs}
+            for done in futures.as_completed(pending):
+                job = pending[done]
+                summary = done.result()
+                bar.advance(f"{job.arm} seed {job.seed}: {summary['top1']:.1f} %")
+        except BaseException:
+            stop_pool(pool)
+            raise
+        pool.shutdown(wait=True)
+
+
+def _leave_interrupts_to_parent() -> None:
+    """Workers ignore SIGINT (Ctrl-C reaches the whole process group): the parent stops them.
+
+    Left to itself, a worker would turn Ctrl-C into an exception, report it as its run's
+    result and take the next queued run.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stop_pool(pool: futures.ProcessPoolExecutor, grace: float = 2.0) -> None:
+    """Cancel every queued run and end the workers now (their runs resume from their checkpoints).
+
+    A worker is terminated (SIGTERM), then killed if it has not ended within ``grace``
+    seconds: training survives kill -9 (checkpoints are swapped in atomically).
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(grace)
+        if process.is_alive():
+            process.kill()
+            process.join(grace)
 
 
 def train_job(job: TrainJob, progress: bool) -> dict[str, Any]:
     """Train one arm x seed (also the body of a worker process)."""
     from genaug.data import load_splits
+    from genaug.data.identity import identity_changes, splits_identity
     from genaug.training import train
 
     splits = load_splits(job.dataset)
+    changes = identity_changes(job.data, splits_identity(splits)) if job.data is not None else []
+    if changes:
+        raise DatasetError(
+            f"the dataset changed while the experiment ran ({'; '.join(changes)}); run the same command again"
+        )
     synthetic = load_sets(job.sets, splits["train"].class_names) if job.sets else None
     config = job.config
     if not progress:
@@ -213,17 +317,25 @@ class _bar:
 
 
 def collect_results(
-    experiment: ExperimentConfig, nodes: dict[str, StageNode], out_dir: Path, seeds: list[int], ran: set[str] = frozenset()
+    experiment: ExperimentConfig,
+    nodes: dict[str, StageNode],
+    out_dir: Path,
+    seeds: list[int],
+    ran: set[str] = frozenset(),
+    splits: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """results.json's content: every arm with finished runs, the baseline's deltas (runner doc).
 
-    ``ran``: the stages this call ran (the others are reported as cached).
+    ``ran``: the stages this call ran (the others are reported as cached); ``splits``: the
+    dataset's splits when already loaded.
     """
     from genaug.data import load_splits
+    from genaug.data.identity import skipped_count, splits_identity
     from genaug.training.trainer import RunResult
 
-    splits = load_splits(experiment.dataset)
-    all_jobs = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in experiment.arms], seeds)
+    splits = splits or load_splits(experiment.dataset)
+    names = [arm.name for arm in experiment.arms]
+    all_jobs = plan_jobs(experiment, nodes, out_dir, names, seeds, splits_identity(splits))
     arms = []
     for arm in experiment.arms:
         runs = []
@@ -237,6 +349,8 @@ def collect_results(
                 "real_samples": result.real_samples,
                 "synthetic_samples": result.synthetic_samples,
                 "train_seconds": result.wall_seconds,
+                "warnings": result.warnings,
+                "skipped": result.skipped_images,
             })  # fmt: skip
         if not runs:
             continue
@@ -259,6 +373,7 @@ def collect_results(
             "generation_seconds": generation_seconds,
             "train_seconds": statistics.fmean(run["train_seconds"] for run in runs),
             "images_per_second": synthetic / generation_seconds if synthetic and generation_seconds > 0 else None,
+            "warnings": run_warnings(runs),
         })  # fmt: skip
     baseline = next((arm for arm in arms if arm["name"] == experiment.baseline), None)
     for arm in arms:
@@ -278,10 +393,26 @@ def collect_results(
             "num_classes": splits["train"].num_classes,
             "class_names": list(splits["train"].class_names),
             **{split: len(data) for split, data in splits.items()},
+            "skipped": skipped_count(splits),
         },
         "epochs": first.epochs,
         "arms": arms,
     }
+
+
+def run_warnings(runs: list[dict[str, Any]]) -> list[str]:
+    """Each distinct training warning of an arm's runs once, with the seeds that gave it.
+
+    Skipped input files are left out: they are the dataset's, counted once in the results.
+    """
+    from genaug.training.health import skipped_warning
+
+    seeds: dict[str, list[int]] = {}
+    for run in runs:
+        for warning in run["warnings"]:
+            if warning != skipped_warning(run.get("skipped", 0)):
+                seeds.setdefault(warning, []).append(run["seed"])
+    return [f"(seed {', '.join(map(str, found))}): {warning}" for warning, found in seeds.items()]
 
 
 def stage_row(node: StageNode, out_dir: Path, cached: bool) -> dict[str, Any]:
@@ -367,13 +498,47 @@ def describe_plan(experiment: ExperimentConfig, needed: list[StageNode], jobs: l
         source = f" <- {node.input}" if node.input else ""
         state = "cached" if node.is_done() else "to run"
         lines.append(f"  {node.name:18s} {node.kind:8s} {node.key}  {state:7s}{source}  {node.dir}")
+        reason = None if node.is_done() else node.stale_reason()
+        if reason:
+            lines.append(f"    to run because {reason}")
     done = [job for job in jobs if job.done]
     lines.append(f"training runs: {len(jobs)} ({len(done)} finished, {len(jobs) - len(done)} to run)")
     for job in jobs:
         sets = ", ".join(str(path) for path in job.sets) or "real only"
         lines.append(f"  {job.arm:22s} seed {job.seed:<3d} {'done   ' if job.done else 'to run '} {job.run_dir.name}  [{sets}]")
+        reason = None if job.done else job.stale_reason()
+        if reason:
+            lines.append(f"    to run because {reason}")
     lines.append(estimate_line(done, [job for job in jobs if not job.done], needed))
     return "\n".join(lines)
+
+
+def skipped_line(splits: dict[str, Any], shown: int = 3) -> str | None:
+    """A warning naming how many input files were skipped while loading, and the first few."""
+    from genaug.data.identity import skipped_count
+
+    count = skipped_count(splits)
+    if not count:
+        return None
+    seen, first = set(), []
+    for split in splits.values():
+        for item in split.skipped:
+            if (item.path, item.reason) not in seen and len(first) < shown:
+                first.append(f"{item.path}: {item.reason}")
+            seen.add((item.path, item.reason))
+    more = f"; and {count - len(first)} more" if count > len(first) else ""
+    return f"warning: {count} input file(s) skipped while loading the dataset ({'; '.join(first)}{more})"
+
+
+def warning_lines(results: dict[str, Any]) -> list[str]:
+    """The warnings of a finished experiment: skipped inputs, and each run's training warnings."""
+    lines = []
+    skipped = results.get("dataset", {}).get("skipped")
+    if skipped:
+        lines.append(f"warning: {skipped} input file(s) were skipped while loading the dataset")
+    for arm in results.get("arms", []):
+        lines.extend(f"warning: {arm['name']} {warning}" for warning in arm.get("warnings", []))
+    return lines
 
 
 def estimate_line(done: list[TrainJob], todo: list[TrainJob], needed: list[StageNode]) -> str:

@@ -34,6 +34,7 @@ def run_stage(node: StageNode, nodes: dict[str, StageNode]) -> dict[str, Any]:
         "kind": node.kind,
         "key": node.key,
         "input": node.input,
+        "data": node.data,
         "config": node.config.model_dump(mode="json"),
         "sets": {method: str(path.relative_to(node.dir)) for method, path in sets.items()},
         "images": {method: len(read_manifest(path)) for method, path in sets.items()},

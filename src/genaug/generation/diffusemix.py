@@ -17,7 +17,7 @@ from genaug.config import EditorConfig, GenerateConfig, dump_config
 from genaug.data.base import RealDataset
 from genaug.generation.editors import Editor, create_editor
 from genaug.generation.engine import JobReport, run_job
-from genaug.generation.items import WorkItem, sanitize_id
+from genaug.generation.items import WorkItem, unique_ids
 from genaug.generation.models import POCKET_SCHEME
 from genaug.generation.prompts import fill_template, prompt_indices, resolve_prompts
 from genaug.generation.seeds import derive_seed
@@ -81,10 +81,11 @@ def default_prompts(editor: EditorConfig) -> str:
 def plan_edit_items(dataset: RealDataset, editor_name: str, prompts: list[str], config: GenerateConfig) -> list[WorkItem]:
     """One item per (real image, chosen prompt); id ``<source id>-<editor>-p<prompt index>``."""
     items = []
+    safe_ids = unique_ids(dataset.ids)
     for row, source_id in enumerate(dataset.ids):
         label = int(dataset.labels[row])
         class_name = dataset.class_names[label]
-        base_id = f"{sanitize_id(source_id)}-{editor_name}"
+        base_id = f"{safe_ids[row]}-{editor_name}"
         for k in prompt_indices(config.regime, len(prompts), config.seed, base_id, config.prompt_index):
             item_id = f"{base_id}-p{k}"
             items.append(
@@ -111,10 +112,11 @@ def plan_text_items(dataset: RealDataset, editor_name: str, prompts: list[str], 
     """
     items = []
     counts = Counter(int(label) for label in np.asarray(dataset.labels))
+    safe_names = unique_ids(dataset.class_names)
     for label in sorted(counts):
         class_name = dataset.class_names[label]
         for n in range(counts[label]):
-            base_id = f"{sanitize_id(class_name)}-{editor_name}-{n:05d}"
+            base_id = f"{safe_names[label]}-{editor_name}-{n:05d}"
             for k in prompt_indices(config.regime, len(prompts), config.seed, base_id, config.prompt_index):
                 item_id = f"{base_id}-p{k}"
                 items.append(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,17 +12,44 @@ from genaug.generation.seeds import derive_seed
 from genaug.manifest import check_id
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_PRINTABLE_ASCII = re.compile(r"[ -~]*")
+_MAX_LENGTH = 150
 
 
 def sanitize_id(text: str) -> str:
     """A string made safe as (part of) a record id: unsafe runs become '_', no leading dot.
 
-    Different inputs can collide after sanitising (``a/b`` and ``a_b``); callers building
-    ids from real ids check uniqueness (:func:`check_unique_ids`).
+    Printable ASCII keeps its sanitised form (``train/cat/001.png`` -> ``train_cat_001.png``),
+    so existing ids and the seeds derived from them do not move. Anything else loses
+    characters when sanitised (``cat/猫3.jpg`` and ``cat/狗3.jpg`` would both be
+    ``cat_3.jpg``), so it gets a suffix of 8 hex digits of the original's SHA-256:
+    ``cat_3.jpg-<8 hex>``. Names that are printable ASCII can still meet after sanitising
+    (``a/b`` and ``a_b``): :func:`unique_ids` separates those.
     """
-    cleaned = _UNSAFE.sub("_", str(text)).strip("_")
-    cleaned = cleaned.lstrip("._-") or "x"
-    return cleaned[:150]
+    text = str(text)
+    cleaned = _UNSAFE.sub("_", text).strip("_").lstrip("._-")
+    if _PRINTABLE_ASCII.fullmatch(text):
+        return (cleaned or "x")[:_MAX_LENGTH]
+    return _with_digest(cleaned, text)
+
+
+def _with_digest(cleaned: str, text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{cleaned[: _MAX_LENGTH - 9]}-{digest}" if cleaned else digest
+
+
+def unique_ids(texts: Sequence[str]) -> list[str]:
+    """:func:`sanitize_id` of each text; texts whose sanitised forms meet all get the digest suffix.
+
+    A distinct text never shares its result with another (the suffix hashes the original).
+    """
+    cleaned = [sanitize_id(text) for text in texts]
+    owners: dict[str, set[str]] = {}
+    for text, result in zip(texts, cleaned):
+        owners.setdefault(result, set()).add(str(text))
+    return [
+        _with_digest(result, str(text)) if len(owners[result]) > 1 else result for text, result in zip(texts, cleaned)
+    ]
 
 
 @dataclass(frozen=True)

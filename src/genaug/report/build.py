@@ -43,6 +43,7 @@ def write_report(run_dir: str | Path) -> Path:
     context = {
         **header(run),
         "results": results_rows(run),
+        "warnings": warning_list(run),
         "seed_count": len(run.results.get("seeds", [])) or max((len(a.get("runs", [])) for a in run.arms), default=0),
         "accuracy": accuracy_section(run, figures_dir),
         "grid": sample_section(run, sets, report_dir),
@@ -71,7 +72,8 @@ def _relative(path: Path | None, report_dir: Path) -> str | None:
 
 
 def navigation(context: dict[str, Any]) -> list[tuple[str, str]]:
-    sections = [("results", "Results", True), ("accuracy", "Accuracy", context["accuracy"]),
+    sections = [("results", "Results", True), ("warnings", "Warnings", context["warnings"]),
+                ("accuracy", "Accuracy", context["accuracy"]),
                 ("samples", "Samples", context["grid"]), ("schedules", "Schedules", context["schedules"]),
                 ("sdi", "SDI features", context["feature_spaces"]), ("filters", "Filters", context["filters"]),
                 ("cost", "Cost", context["cost"])]
@@ -172,6 +174,18 @@ def results_rows(run: RunFolder) -> list[dict[str, Any]]:
             "images_per_second": _number(arm.get("images_per_second"), 1),
         })
     return rows
+
+
+def warning_list(run: RunFolder) -> list[str]:
+    """Input files skipped while loading, and each arm's training warnings (NaN or diverged
+    loss, a thin validation split, a warm-up as long as training)."""
+    warnings = []
+    skipped = run.results.get("dataset", {}).get("skipped")
+    if skipped:
+        warnings.append(f"{skipped} input file(s) were skipped while loading the dataset (unreadable or unusable images).")
+    for arm in run.arms:
+        warnings.extend(f"{arm.get('name', '?')} {warning}" for warning in arm.get("warnings", []))
+    return warnings
 
 
 # ---------------------------------------------------------------------------- sections with figures

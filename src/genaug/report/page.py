@@ -120,6 +120,17 @@ TEMPLATE = """<!DOCTYPE html>
   </div>
 </section>
 
+{% if warnings %}
+<section id="warnings">
+  <h2>Warnings</h2>
+  <p class="lead">What the runs found that makes their numbers less trustworthy (also in each run's <code>run.log</code>).</p>
+  <ul class="warnings">
+  {% for warning in warnings %}<li>{{ warning }}</li>
+  {% endfor %}
+  </ul>
+</section>
+{% endif %}
+
 {% if accuracy %}
 <section id="accuracy">
   <h2>Accuracy curves</h2>

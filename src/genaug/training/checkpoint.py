@@ -96,6 +96,17 @@ def find_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+def checkpoint_epoch(folder: Path) -> int | None:
+    """Epochs the checkpoint in ``folder`` has finished (its weights' metadata), None if unreadable."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(Path(folder) / MODEL_FILE), framework="pt") as handle:
+            return int((handle.metadata() or {})["epoch"])
+    except (SafetensorError, OSError, KeyError, ValueError):
+        return None
+
+
 def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(model_state, training_state)``; nothing is unpickled beyond plain containers."""
     model_state = load_weights(folder / MODEL_FILE)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import math
 import os
 import shutil
@@ -37,6 +38,7 @@ from torch import nn
 
 from genaug.config import ConfigError, FractalBankConfig, TrainConfig, dump_config, parse_config
 from genaug.data.base import RealDataset
+from genaug.data.identity import identity_changes, skipped_count, splits_identity
 from genaug.data.synthetic import SyntheticSet, load_synthetic_set
 from genaug.training.checkpoint import (
     BEST_FILE,
@@ -49,6 +51,16 @@ from genaug.training.checkpoint import (
     save_weights,
 )
 from genaug.training.distributed import Distributed, setup_distributed, shard
+from genaug.training.health import (
+    RUN_LOG,
+    add_warning,
+    loss_warning,
+    skipped_warning,
+    uniform_loss,
+    validation_warning,
+    warmup_warning,
+    write_run_log,
+)
 from genaug.training.losses import LossFn, create_loss
 from genaug.training.lr_schedule import make_lr_scheduler
 from genaug.training.metrics import EvalAccumulator, median_of_last
@@ -60,8 +72,10 @@ from genaug.training.seeding import derive_seed, generator_for
 
 CONFIG_FILE = "config.yaml"
 RESULT_FILE = "metrics.json"
+#: The content identity of the splits a run trains, selects and tests on (genaug.data.identity).
+DATA_FILE = "dataset.json"
 #: Fields that do not change what a run computes, so a resumed run may change them.
-RESUME_IGNORED = ("logging", "checkpoint_every", "device", "cpu_threads")
+RESUME_IGNORED = ("logging", "checkpoint_every", "device", "cpu_threads", "keep_checkpoint")
 
 
 @dataclass
@@ -74,6 +88,8 @@ class RunResult:
     ``reference`` (with ``report_reference``): ``best_test_top1`` and
     ``median_last10_test_top1`` as the reference code reports them. ``model`` is the
     config's model name, or ``custom:<class>`` when ``train`` was given a module.
+    ``skipped_images``: input files skipped while loading the dataset; ``warnings``: what
+    :mod:`genaug.training.health` found (also in ``run.log``).
     """
 
     out_dir: Path
@@ -89,6 +105,8 @@ class RunResult:
     wall_seconds: float
     world_size: int
     class_names: list[str]
+    skipped_images: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -114,6 +132,7 @@ class RunProgress:
     real_samples: int = 0
     synthetic_samples: int = 0
     wall_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -198,8 +217,9 @@ def run_recipe(
             f"batch_size: {config.batch_size} is the global batch; it must be >= the {dist.world_size} processes"
         )
     train_set, val_set, test_set = check_splits(splits, synthetic)
-    checkpoint, finished = prepare_run_dir(out_dir, config, resume, dist)
+    checkpoint, finished = prepare_run_dir(out_dir, config, resume, dist, splits_identity(splits))
     if finished:
+        drop_checkpoint_if_asked(out_dir, config, dist)
         return RunResult.load(out_dir)
     num_classes = train_set.num_classes
 
@@ -218,6 +238,11 @@ def run_recipe(
     progress = RunProgress()
     if checkpoint is not None:
         progress = restore_training_state(checkpoint, model, optimizer, scheduler, scaler, out_dir, dist)
+    for warning in (validation_warning(val_set), warmup_warning(config), skipped_warning(skipped_count(splits))):
+        add_warning(progress.warnings, warning)
+    if dist.is_main:
+        write_run_log(out_dir, progress.warnings)
+    uniform = uniform_loss(loss_fn, num_classes)
     learner = Learner(dist.wrap(model), optimizer, scaler, loss_fn, mixer)
     data = TrainData(pool, policy, pipeline, num_classes)
     evaluate_split = functools.partial(
@@ -232,6 +257,9 @@ def run_recipe(
             lr = optimizer.param_groups[0]["lr"]
             stats = train_one_epoch(learner, data, config, epoch, dist)
             stats["train_seconds"] = time.perf_counter() - started
+            if add_warning(progress.warnings, loss_warning(stats["train_loss"], uniform, epoch, config.epochs)):
+                if dist.is_main:
+                    write_run_log(out_dir, progress.warnings)
             scheduler.step()
             dist.sync_buffers(model)
             val_metrics = evaluate_split(val) if val is not None and is_eval_epoch(config, epoch) else None
@@ -261,10 +289,12 @@ def run_recipe(
         wall_seconds=progress.wall_seconds,
         world_size=dist.world_size,
         class_names=list(train_set.class_names),
+        skipped_images=skipped_count(splits),
+        warnings=list(progress.warnings),
     )
     if dist.is_main:
         _write_text_atomic(out_dir / RESULT_FILE, result.to_json())
-    dist.barrier()
+    drop_checkpoint_if_asked(out_dir, config, dist)
     return result
 
 
@@ -311,8 +341,11 @@ def check_splits(
     return train_set, val_set, test_set
 
 
-def prepare_run_dir(out_dir: Path, config: TrainConfig, resume: bool, dist: Distributed) -> tuple[Path | None, bool]:
-    """Decide between resuming, returning a finished run and starting over; write config.yaml.
+def prepare_run_dir(
+    out_dir: Path, config: TrainConfig, resume: bool, dist: Distributed, data: dict[str, Any] | None = None
+) -> tuple[Path | None, bool]:
+    """Decide between resuming, returning a finished run and starting over; write config.yaml
+    and ``dataset.json`` (``data``: the splits' content identity).
 
     Returns ``(checkpoint folder or None, finished)``. Every rank reads the folder before
     rank 0 changes it.
@@ -321,14 +354,49 @@ def prepare_run_dir(out_dir: Path, config: TrainConfig, resume: bool, dist: Dist
     finished = resume and (out_dir / RESULT_FILE).is_file()
     if checkpoint is not None or finished:
         check_same_config(out_dir, config)
+        if data is not None:
+            check_same_data(out_dir, data)
     dist.barrier()
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         if checkpoint is None and not finished:
             clear_run_files(out_dir)
         _write_text_atomic(out_dir / CONFIG_FILE, dump_config(config))
+        if data is not None:
+            _write_text_atomic(out_dir / DATA_FILE, json.dumps(data, indent=2, sort_keys=True))
     dist.barrier()
     return checkpoint, finished
+
+
+def check_same_data(out_dir: Path, data: dict[str, Any]) -> None:
+    """Raise a :class:`ConfigError` naming every split whose content differs from the run's.
+
+    A run folder written before runs recorded their data (no ``dataset.json``) cannot be
+    checked: a warning says so and the run is used as it is.
+    """
+    path = out_dir / DATA_FILE
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        logging.getLogger("genaug.training").warning(
+            "%s has no readable %s: cannot check that it was trained on this dataset", out_dir, DATA_FILE
+        )
+        return
+    changes = identity_changes(saved, data)
+    if changes:
+        raise ConfigError(
+            f"{out_dir} holds a run on other data, so it cannot be resumed or reused:\n"
+            + "\n".join(f"  {change}" for change in changes)
+            + "\nuse another output folder, or delete this one to train again"
+        )
+
+
+def drop_checkpoint_if_asked(out_dir: Path, config: TrainConfig, dist: Distributed) -> None:
+    """Without ``keep_checkpoint``, a finished run keeps only its selected weights (and logs)."""
+    dist.barrier()
+    if dist.is_main and not config.keep_checkpoint and (out_dir / RESULT_FILE).is_file():
+        remove_checkpoints(out_dir)
+    dist.barrier()
 
 
 def check_same_config(out_dir: Path, config: TrainConfig) -> None:
@@ -354,7 +422,7 @@ def check_same_config(out_dir: Path, config: TrainConfig) -> None:
 def clear_run_files(out_dir: Path) -> None:
     """Remove a previous run's outputs (only the files a run writes)."""
     remove_checkpoints(out_dir)
-    for name in (METRICS_CSV, PER_CLASS_CSV, RESULT_FILE, BEST_FILE, CONFIG_FILE):
+    for name in (METRICS_CSV, PER_CLASS_CSV, RESULT_FILE, BEST_FILE, CONFIG_FILE, DATA_FILE, RUN_LOG):
         (out_dir / name).unlink(missing_ok=True)
     shutil.rmtree(out_dir / "tb", ignore_errors=True)
 

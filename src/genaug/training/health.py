@@ -1,0 +1,129 @@
+"""Warnings about a training run whose numbers cannot be trusted as they stand.
+
+Each check is a pure function returning the warning's text, or None when all is well:
+
+- :func:`loss_warning`: the epoch's training loss is not finite (NaN / inf), or diverged:
+  above ``DIVERGENCE_FACTOR`` times the loss of a uniform guess (equal logits; ``ln K``
+  for cross-entropy over K classes), which a model that learns anything stays below;
+- :func:`validation_warning`: a class with fewer than 2 validation images, so the
+  best-validation epoch is picked on noise;
+- :func:`warmup_warning`: a learning-rate warm-up (or a curriculum warm-up) as long as
+  training or longer, so the full learning rate (ratio) is never reached;
+- :func:`skipped_warning`: input files skipped while loading the dataset.
+
+The trainer keeps each warning once (in its checkpointed progress, so a resumed run
+neither loses nor repeats them), logs it, rewrites ``run.log`` in the run folder with all
+of them, and stores them in ``metrics.json``; the experiment's results and report list them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genaug.config import TrainConfig
+from genaug.data.base import RealDataset
+
+__all__ = [
+    "RUN_LOG",
+    "DIVERGENCE_FACTOR",
+    "loss_warning",
+    "validation_warning",
+    "warmup_warning",
+    "skipped_warning",
+    "uniform_loss",
+    "add_warning",
+    "write_run_log",
+]
+
+log = logging.getLogger("genaug.training")
+
+RUN_LOG = "run.log"
+DIVERGENCE_FACTOR = 3.0
+_NOT_FINITE = "training loss is not finite"
+_DIVERGED = "training loss diverged"
+
+
+def uniform_loss(loss_fn, num_classes: int) -> float:
+    """The loss of a uniform guess (all logits equal) against a one-hot target."""
+    logits = torch.zeros(1, num_classes)
+    target = F.one_hot(torch.zeros(1, dtype=torch.int64), num_classes).float()
+    return float(loss_fn(logits, target))
+
+
+def loss_warning(loss: float, uniform: float, epoch: int, epochs: int) -> str | None:
+    """Not finite, or above ``DIVERGENCE_FACTOR * uniform``; ``epoch`` counts from 0."""
+    where = f"in epoch {epoch + 1} of {epochs}"
+    if not math.isfinite(loss):
+        return f"{_NOT_FINITE} ({loss}) {where}: the weights are no longer trustworthy; lower lr or use fp32"
+    if loss > DIVERGENCE_FACTOR * uniform:
+        return (
+            f"{_DIVERGED} {where}: {loss:.3g} is over {DIVERGENCE_FACTOR:g} x the loss of a uniform guess "
+            f"({uniform:.3g}); lower lr"
+        )
+    return None
+
+
+def validation_warning(val: RealDataset | None, min_per_class: int = 2) -> str | None:
+    """Classes with fewer than ``min_per_class`` validation images (none when there is no val split)."""
+    if val is None or len(val) == 0:
+        return None
+    counts = np.bincount(val.labels, minlength=val.num_classes)
+    short = [f"{val.class_names[k]} ({counts[k]})" for k in np.flatnonzero(counts < min_per_class)]
+    if not short:
+        return None
+    listed = ", ".join(short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
+    return (
+        f"the validation split has fewer than {min_per_class} images in {len(short)} class(es): {listed}; "
+        "the best epoch is chosen on noise (raise dataset.val_fraction)"
+    )
+
+
+def warmup_warning(config: TrainConfig) -> str | None:
+    """An LR warm-up (``step`` schedule) or a curriculum warm-up of ``epochs`` or more epochs."""
+    if config.lr_schedule == "step" and config.warmup_epochs and config.warmup_epochs >= config.epochs:
+        return (
+            f"warmup_epochs ({config.warmup_epochs}) >= epochs ({config.epochs}): "
+            "the learning rate never reaches lr"
+        )
+    policy_warmup = config.data_policy_kwargs.get("warmup_epochs")
+    if isinstance(policy_warmup, (int, float)) and policy_warmup >= config.epochs:
+        return (
+            f"data_policy_kwargs.warmup_epochs ({policy_warmup}) >= epochs ({config.epochs}): "
+            "the curriculum never reaches its full synthetic ratio"
+        )
+    return None
+
+
+def skipped_warning(count: int) -> str | None:
+    if not count:
+        return None
+    return f"{count} input file(s) were skipped while loading the dataset (unreadable or unusable images)"
+
+
+def add_warning(warnings: list[str], message: str | None) -> bool:
+    """Append ``message`` unless it is None or already there (loss warnings: once per kind)."""
+    if message is None:
+        return False
+    for kind in (_NOT_FINITE, _DIVERGED):
+        if message.startswith(kind) and any(existing.startswith(kind) for existing in warnings):
+            return False
+    if message in warnings:
+        return False
+    warnings.append(message)
+    log.warning(message)
+    return True
+
+
+def write_run_log(out_dir: Path, warnings: list[str]) -> None:
+    """``run.log``: one line per warning of the run (rewritten whole, atomically)."""
+    path = Path(out_dir) / RUN_LOG
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"warning: {message}\n" for message in warnings), encoding="utf-8")
+    os.replace(tmp, path)
