@@ -145,30 +145,61 @@ def pocket_info_command(
     typer.echo(json.dumps(info, indent=2, default=str) if as_json else format_pocket_info(info))
 
 
-def _stage_config(model, config: Path | None, overrides: list[str] | None):
-    """A stage's typed config from an optional YAML file and ``key=value`` overrides."""
+def _stage_config(model, config: Path | None, overrides: list[str] | None, check: bool = False):
+    """A stage's typed config from an optional YAML file and ``key=value`` overrides.
+
+    ``check``: resolve its models and warn about mismatches now, before anything is written.
+    """
     from genaug.config import load_config
 
     text = str(config) if config is not None else ""
     if "=" in text and "/" not in text.split("=", 1)[0] and not config.is_file():
         overrides, config = [text, *(overrides or [])], None  # no file, only key=value overrides
-    return load_config(model, config, overrides)
+    stage = load_config(model, config, overrides)
+    if check:
+        from genaug.checks import preflight_stage
+
+        preflight_stage(stage, config, overrides)
+    return stage
+
+
+def _quiet_model_loading() -> None:
+    """No per-file "Loading pipeline components" bars: they would bury the stage and training progress."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import diffusers
+
+    diffusers.utils.logging.disable_progress_bar()
+
+
+class _TrainCommand(typer.core.TyperCommand):
+    """``genaug train --help`` ends with the recipes and the fields (built when asked for)."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from genaug.training.recipes import train_help
+
+        self.epilog = train_help()
+        super().format_help(ctx, formatter)
 
 
 # ------------------------------------------------------------------------- the stages
 
 
-@app.command()
+@app.command(cls=_TrainCommand)
 def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
     """Train one classifier (``dataset``, ``train`` recipe fields, optional ``synthetic`` sets, ``output``).
 
     Example: ``genaug train output=runs/baseline train.recipe=pocket``.
     """
+    from genaug.checks import recipe_size_mismatch
     from genaug.config import TrainRunConfig
     from genaug.data import load_splits
     from genaug.training import train as run_training
+    from genaug.warn import WARNINGS_LOG, record_warnings, warn_once
 
     run = _stage_config(TrainRunConfig, config, overrides)
+    warnings = [message for message in [recipe_size_mismatch(run.dataset, run.train)] if message]
+    for message in warnings:
+        warn_once(message)
     splits = load_splits(run.dataset)
     synthetic = None
     if run.synthetic:
@@ -176,6 +207,7 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
 
         synthetic = load_sets(tuple(run.synthetic), splits["train"].class_names)
     result = run_training(run.train, splits, run.output, synthetic)
+    record_warnings(run.output / WARNINGS_LOG, warnings)
     typer.echo(
         f"test top-1 {result.test['top1']:.2f} %, balanced accuracy {result.test['balanced_accuracy']:.2f} % "
         f"({result.selection} weights, epoch {result.best_epoch}); {run.output / 'metrics.json'}"
@@ -188,7 +220,9 @@ def generate(config: ConfigFile = None, overrides: Overrides = None, shard: Shar
     from genaug.config import GenerateConfig
     from genaug.generation import generate as run_generate
 
-    report = run_generate(_stage_config(GenerateConfig, config, _with_shard(overrides, shard, "engine.shard")))
+    stage = _stage_config(GenerateConfig, config, _with_shard(overrides, shard, "engine.shard"), check=True)
+    _quiet_model_loading()
+    report = run_generate(stage)
     _echo_job(report)
 
 
@@ -216,7 +250,7 @@ def mix(config: ConfigFile = None, overrides: Overrides = None) -> None:
     from genaug.config import MixConfig
     from genaug.mixing.stage import mix as run_mix
 
-    for method, report in run_mix(_stage_config(MixConfig, config, overrides)).items():
+    for method, report in run_mix(_stage_config(MixConfig, config, overrides, check=True)).items():
         typer.echo(f"{method}: {report.made} made, {report.already_done} already there -> {report.set_dir}")
         if report.skipped_without_source:
             typer.echo(f"  {len(report.skipped_without_source)} records without a real source were skipped")
@@ -252,7 +286,7 @@ def filter_command(config: ConfigFile = None, overrides: Overrides = None) -> No
     from genaug.config import FilterConfig
     from genaug.filtering import filter_set
 
-    report = filter_set(_stage_config(FilterConfig, config, overrides))
+    report = filter_set(_stage_config(FilterConfig, config, overrides, check=True))
     counts = ", ".join(f"{name} dropped {len(ids)}" for name, ids in report.dropped.items())
     typer.echo(f"kept {report.kept} of {report.total} ({counts}) in {report.seconds:.1f} s -> {report.set_dir}")
 
@@ -323,6 +357,7 @@ def run(
     from genaug.experiment import load_experiment
 
     experiment = load_experiment(config, overrides, quick=quick)
+    _quiet_model_loading()
     _run_and_print(experiment, out or Path("runs") / experiment.name, only, _parse_seeds(seeds), dry_run, artifacts)
 
 
@@ -375,12 +410,6 @@ def demo(
     from genaug.experiment import load_experiment
     from genaug.home import packaged_config
 
-    # The pocket models load from the package in milliseconds: their per-file loading bars
-    # would only bury the stage and training progress.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import diffusers
-
-    diffusers.utils.logging.disable_progress_bar()
-
+    _quiet_model_loading()
     experiment = load_experiment(packaged_config("demo.yaml"), quick=quick)
     _run_and_print(experiment, out or Path("runs") / ("demo-quick" if quick else "demo"), None, None, dry_run, None)

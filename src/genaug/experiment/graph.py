@@ -103,7 +103,7 @@ def build_graph(experiment: ExperimentConfig, artifacts: Path) -> dict[str, Stag
             input_key = f"{nodes[base].key}/{method}" if method else nodes[base].key
         key = stage_key(spec, experiment, input_key)
         folder = artifacts / f"{spec.kind}-{key}"
-        config = stage_config(spec, experiment.dataset, folder, input_dir, source=f"stages.{name}")
+        config = stage_config(spec, experiment.dataset, folder, input_dir, name=name)
         nodes[name] = StageNode(name=name, kind=spec.kind, key=key, dir=folder, input=spec.input, config=config)
     return nodes
 

@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from genaug.config import ConfigError, TrainConfig, dump_config
+from genaug.experiment.checks import preflight
 from genaug.experiment.config import ExperimentConfig, train_config
 from genaug.experiment.graph import StageNode, build_graph, resolve_ref, upstream
 from genaug.experiment.stages import run_stage
 from genaug.files import write_json_atomic, write_text_atomic
+from genaug.warn import WARNINGS_LOG, record_warnings
 
 __all__ = ["TrainJob", "plan_jobs", "run_experiment", "results_table", "RESULTS_JSON", "RESULTS_CSV"]
 
@@ -91,11 +93,16 @@ def run_experiment(
     needed = upstream(nodes, [ref for arm in arms for ref in arm.data_refs])
     jobs = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds)
 
+    # Inputs are checked before anything is written: a run that cannot start leaves nothing behind.
+    checked = preflight(experiment, needed, [job for job in jobs if not job.done], load_data=not dry_run)
     if dry_run:
         echo(describe_plan(experiment, needed, jobs, out_dir))
+        checked.raise_problems()
         return None
+    checked.raise_problems()
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    record_warnings(out_dir / WARNINGS_LOG, checked.warnings)
     write_text_atomic(out_dir / "experiment.yaml", dump_config(experiment))
     ran: set[str] = set()
     for node in needed:

@@ -52,7 +52,7 @@ class Editor(ABC):
         self.config = config
         self.sources = sources
         self.device, self.dtype = select_device(device, dtype)
-        self.model = resolve_model(config.model or self.default_model, config.revision)
+        self.model = resolve_model(config.model or self.default_model, config.revision, field="editor.model")
         self._pipeline = None
         self._text_embeddings: dict[str, torch.Tensor] = {}
         self._params: dict[str, Any] | None = None
