@@ -62,7 +62,7 @@ class Problem:
         return text
 
     def line(self, with_source: bool = True) -> str:
-        parts = [self.source] if with_source and self.source else []
+        parts = [_where(self.source)] if with_source and self.source else []
         return ": ".join([*parts, *([self.path] if self.loc else []), self.message])
 
 
@@ -178,10 +178,12 @@ def validation_problems(error: ValidationError, model: type[BaseModel]) -> list[
             problems += [Problem(loc + p.loc, p.message, p.source) for p in nested.problems]
         else:
             message = _problem_message(item, model)
-            # "name: unknown dataset ..." from a model validator: the field joins the path
-            field, sep, rest = message.partition(": ")
-            if sep and item["type"] == "value_error" and field in (_model_at(model, loc) or []):
-                loc, message = (*loc, field), rest
+            # "name: unknown dataset ..." or "steps must be >= 1" from a model validator: the
+            # field it names joins the path ("name: " is then dropped from the message)
+            found = re.match(r"(\w+)(: | )", message)
+            if found and item["type"] == "value_error" and found.group(1) in (_model_at(model, loc) or []):
+                loc = (*loc, found.group(1))
+                message = message[found.end():] if found.group(2) == ": " else message
             problems.append(Problem(loc, message))
     return problems
 

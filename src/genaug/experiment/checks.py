@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from genaug.checks import check_models, dataset_root_problem, pocket_mismatches, recipe_size_mismatch
+from genaug.checks import dataset_root_problem, pocket_mismatches, recipe_size_mismatch, stage_models
 from genaug.config import ConfigError, located
 from genaug.experiment.config import ExperimentConfig, source_of_key
+from genaug.generation.models import resolve_model
 from genaug.warn import warn_once
 
 __all__ = ["Preflight", "preflight"]
@@ -45,16 +46,19 @@ def preflight(experiment: ExperimentConfig, needed, jobs, load_data: bool = Fals
     root = dataset_root_problem(experiment.dataset)
     if root:
         result.problems.append(located(root, source_of_key(experiment, "dataset.root")))
+    models: dict[tuple[str, str | None], list[str]] = {}  # each model is resolved once, for every key naming it
     for node in needed:
         prefix = f"stages.{node.name}."
         result.warnings += pocket_mismatches(node.config, experiment.dataset, prefix)
-        if node.is_done():
-            continue
+        if not node.is_done():
+            for key, reference, revision in stage_models(node.config):
+                models.setdefault((reference, revision), []).append(prefix + key)
+    for (reference, revision), keys in models.items():
         try:
-            check_models(node.config, prefix)
-        except ConfigError as error:  # the key is at the start of the message
-            key = str(error).split(":", 1)[0]
-            result.problems.append(located(error, source_of_key(experiment, key)))
+            resolve_model(reference, revision, field=keys[0])
+        except ConfigError as error:
+            also = f" (also set at {', '.join(keys[1:])})" if keys[1:] else ""
+            result.problems.append(located(f"{error}{also}", source_of_key(experiment, keys[0])))
     for job in jobs:
         mismatch = recipe_size_mismatch(experiment.dataset, job.config)
         if mismatch and mismatch not in result.warnings:

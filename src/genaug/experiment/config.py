@@ -220,7 +220,7 @@ def check_set_ref(ref: str, stages: dict[str, StageSpec], where: str) -> str:
     base, _, method = ref.partition("/")
     if base not in stages:
         raise ValueError(
-            f"{where}: no stage named '{base}'{did_you_mean(base, stages)}; stages: {', '.join(stages) or '(none)'}"
+            f"{where}: no stage named '{base}'{did_you_mean(base, stages)} (stages: {', '.join(stages) or 'none'})"
         )
     stage = stages[base]
     if stage.kind == "mix":
