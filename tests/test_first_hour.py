@@ -220,6 +220,22 @@ def test_a_stage_command_tells_a_file_key_from_a_command_line_key(photos, monkey
     assert not Path("sets").exists()
 
 
+def test_a_recipe_that_does_not_fit_its_overrides_fails_before_training_naming_the_file(photos, monkeypatch, capsys):
+    Path("t.yaml").write_text("output: runs/t\ntrain: {recipe: pocket, augmentation: {image_size: 8}}\n")
+    code, _, err = genaug(monkeypatch, capsys, "train", "t.yaml")
+    assert code == 2 and one_error_line(err) == (
+        "error: in t.yaml: recipe 'pocket' with these overrides is invalid: "
+        "augmentation.crop: crop 16 does not fit in image_size 8 + 2 * padding 1"
+    )
+    assert not Path("runs").exists()
+
+
+def test_quick_arms_that_are_not_arms_name_the_file(photos, monkeypatch, capsys):
+    Path("mine.yaml").write_text(EXPERIMENT + "quick: {arms: [baseline, edit]}\n")
+    code, _, err = genaug(monkeypatch, capsys, "run", "mine.yaml", "--dry-run", "--quick")
+    assert code == 2 and one_error_line(err) == "error: in mine.yaml: quick.arms names unknown arms: edit"
+
+
 def test_train_help_lists_the_recipes_and_every_field(monkeypatch, capsys):
     from genaug.config import AugmentationConfig, TrainConfig
     from genaug.training.recipes import RECIPES
@@ -285,6 +301,20 @@ def test_warnings_for_a_recipe_size_pocket_models_and_prompts_short_classes_and_
         "warning: dataset.labels_per_class is 20 but 3 of 3 classes hold fewer training images (after the validation "
         "hold-out): 'blue' 9, 'green' 9, 'red' 9; they train on all they have"
     ]
+
+
+def test_genaug_train_warns_about_the_recipe_size_and_keeps_the_warning_in_its_folder(photos, monkeypatch, capsys):
+    code, out, err = genaug(
+        monkeypatch, capsys, "train", "output=runs/t", *FOLDER, "train.recipe=pocket", "train.epochs=1", "train.width=0.125",
+        "train.logging.progress=false", "train.logging.tensorboard=false",
+    )  # fmt: skip
+    message = (
+        "dataset.image_size is 64 but the 'pocket' recipe trains at 16 px (images are resized to 16 x 16); "
+        "set train.augmentation.image_size=64 and train.augmentation.crop=64 to train at the dataset's size"
+    )
+    assert code == 0 and "(val weights, epoch 1)" in out
+    assert err.splitlines() == [f"warning: {message}"]
+    assert Path("runs/t/warnings.log").read_text().splitlines() == [message]
 
 
 def test_a_matching_setup_warns_about_nothing(photos, monkeypatch, capsys):

@@ -27,6 +27,7 @@ __all__ = [
     "dataset_root_problem",
     "pocket_mismatches",
     "preflight_stage",
+    "preflight_train",
     "recipe_size_mismatch",
     "stage_models",
 ]
@@ -124,3 +125,18 @@ def preflight_stage(config: Any, path: str | Path | None = None, overrides: list
         key = str(error).split(":", 1)[0]
         raise type(error)(located(error, source_of(key, path, overrides))) from None
     return warnings
+
+
+def preflight_train(run: Any, path: str | Path | None = None, overrides: list[str] | None = None) -> list[str]:
+    """Before ``genaug train`` writes anything: the recipe must fit its overrides; warn when its
+    image size is not the dataset's. Returns the warnings shown."""
+    from genaug.config import ConfigError, located, source_of
+    from genaug.warn import warn_once
+
+    try:
+        mismatch = recipe_size_mismatch(run.dataset, run.train)
+    except ConfigError as error:
+        raise ConfigError(located(error, source_of("train", path, overrides))) from None
+    for message in [mismatch] if mismatch else []:
+        warn_once(message)
+    return [mismatch] if mismatch else []

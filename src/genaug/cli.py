@@ -152,15 +152,27 @@ def _stage_config(model, config: Path | None, overrides: list[str] | None, check
     """
     from genaug.config import load_config
 
-    text = str(config) if config is not None else ""
-    if "=" in text and "/" not in text.split("=", 1)[0] and not config.is_file():
-        overrides, config = [text, *(overrides or [])], None  # no file, only key=value overrides
+    config, overrides = _file_and_overrides(config, overrides)
     stage = load_config(model, config, overrides)
     if check:
         from genaug.checks import preflight_stage
 
         preflight_stage(stage, config, overrides)
     return stage
+
+
+def _file_and_overrides(config: Path | None, overrides: list[str] | None) -> tuple[Path | None, list[str] | None]:
+    """The config file argument may be the first ``key=value`` override instead."""
+    text = str(config) if config is not None else ""
+    if "=" in text and "/" not in text.split("=", 1)[0] and not config.is_file():
+        return None, [text, *(overrides or [])]  # no file, only key=value overrides
+    return config, overrides
+
+
+def _preflight_train(run, config: Path | None, overrides: list[str] | None) -> list[str]:
+    from genaug.checks import preflight_train
+
+    return preflight_train(run, *_file_and_overrides(config, overrides))
 
 
 def _quiet_model_loading() -> None:
@@ -190,16 +202,13 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
 
     Example: ``genaug train output=runs/baseline train.recipe=pocket``.
     """
-    from genaug.checks import recipe_size_mismatch
     from genaug.config import TrainRunConfig
     from genaug.data import load_splits
     from genaug.training import train as run_training
-    from genaug.warn import WARNINGS_LOG, record_warnings, warn_once
+    from genaug.warn import WARNINGS_LOG, record_warnings
 
     run = _stage_config(TrainRunConfig, config, overrides)
-    warnings = [message for message in [recipe_size_mismatch(run.dataset, run.train)] if message]
-    for message in warnings:
-        warn_once(message)
+    warnings = _preflight_train(run, config, overrides)
     splits = load_splits(run.dataset)
     synthetic = None
     if run.synthetic:
@@ -294,7 +303,7 @@ def filter_command(config: ConfigFile = None, overrides: Overrides = None) -> No
 def _sdi_config(config: Path | None, overrides: list[str] | None):
     from genaug.config import SdiConfig
 
-    return _stage_config(SdiConfig, config, overrides)
+    return _stage_config(SdiConfig, config, overrides, check=True)
 
 
 @sdi_app.command("embed")

@@ -60,7 +60,13 @@ def preflight(experiment: ExperimentConfig, needed, jobs, load_data: bool = Fals
             also = f" (also set at {', '.join(keys[1:])})" if keys[1:] else ""
             result.problems.append(located(f"{error}{also}", source_of_key(experiment, keys[0])))
     for job in jobs:
-        mismatch = recipe_size_mismatch(experiment.dataset, job.config)
+        try:
+            mismatch = recipe_size_mismatch(experiment.dataset, job.config)
+        except ConfigError as error:  # the recipe's values with the file's overrides do not fit
+            problem = located(f"arm '{job.arm}': {error}", source_of_key(experiment, "train"))
+            if problem not in result.problems:
+                result.problems.append(problem)
+            continue
         if mismatch and mismatch not in result.warnings:
             result.warnings.append(mismatch)
     for message in result.warnings:

@@ -328,7 +328,10 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None, quick:
             from genaug.warn import warn_once
 
             warn_once(f"{path} has no quick: section; --quick runs the file as it is")
-        data = apply_quick(data)
+        try:
+            data = apply_quick(data)
+        except ConfigError as error:
+            raise ConfigError(f"in {path}: {error}") from None
     data.pop("quick", None)
     experiment = parse_with_overrides(ExperimentConfig, data, overrides, str(path))
     experiment._source, experiment._overrides = str(path), list(overrides or [])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genaug.config import ConfigError, TrainConfig
+from genaug.config import ConfigError, TrainConfig, parse_config
 
 CIFAR_MEAN = (129.3 / 255, 124.1 / 255, 112.4 / 255)
 CIFAR_STD = (68.2 / 255, 65.4 / 255, 70.4 / 255)
@@ -125,9 +125,10 @@ def resolve_recipe(config: TrainConfig) -> TrainConfig:
         elif data[name] is None:
             data[name] = value
     try:
-        return TrainConfig.model_validate(data)
-    except ValueError as error:
-        raise ConfigError(f"recipe '{config.recipe}' with these overrides is invalid: {error}") from None
+        return parse_config(TrainConfig, data, source=None)
+    except ConfigError as error:
+        problems = "; ".join(problem.line() for problem in error.problems) or str(error)
+        raise ConfigError(f"recipe '{config.recipe}' with these overrides is invalid: {problems}") from None
 
 
 def is_resolved(config: TrainConfig) -> bool:
