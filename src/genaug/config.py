@@ -251,11 +251,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
     result = dict(data)
     for override in overrides or []:
         if "=" not in override:
-            raise ConfigError(f"{COMMAND_LINE}: override '{override}' is not of the form key.sub=value")
+            raise ConfigError(f"on {COMMAND_LINE}: override '{override}' is not of the form key.sub=value")
         key, raw = override.split("=", 1)
         parts = [part for part in key.strip().split(".") if part]
         if not parts:
-            raise ConfigError(f"{COMMAND_LINE}: override '{override}' has an empty key")
+            raise ConfigError(f"on {COMMAND_LINE}: override '{override}' has an empty key")
         value = yaml.safe_load(raw) if raw.strip() else ""
         node = result
         for i, part in enumerate(parts[:-1]):
@@ -263,7 +263,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
             if child is None:
                 child = {}
             elif not isinstance(child, dict):
-                raise ConfigError(f"{COMMAND_LINE}: override '{override}': '{'.'.join(parts[: i + 1])}' is not a section")
+                raise ConfigError(f"on {COMMAND_LINE}: override '{override}': '{'.'.join(parts[: i + 1])}' is not a section")
             node[part] = child = dict(child)
             node = child
         node[parts[-1]] = value

@@ -59,16 +59,19 @@ def preflight(experiment: ExperimentConfig, needed, jobs, load_data: bool = Fals
         except ConfigError as error:
             also = f" (also set at {', '.join(keys[1:])})" if keys[1:] else ""
             result.problems.append(located(f"{error}{also}", source_of_key(experiment, keys[0])))
+    recipe_errors: dict[str, list[str]] = {}  # one problem per distinct error, naming the arms it concerns
     for job in jobs:
         try:
             mismatch = recipe_size_mismatch(experiment.dataset, job.config)
         except ConfigError as error:  # the recipe's values with the file's overrides do not fit
-            problem = located(f"arm '{job.arm}': {error}", source_of_key(experiment, "train"))
-            if problem not in result.problems:
-                result.problems.append(problem)
+            arms = recipe_errors.setdefault(str(error), [])
+            arms += [job.arm] if job.arm not in arms else []
             continue
         if mismatch and mismatch not in result.warnings:
             result.warnings.append(mismatch)
+    for error, arms in recipe_errors.items():
+        named = ", ".join(f"'{arm}'" for arm in arms)
+        result.problems.append(located(f"train (arms {named}): {error}", source_of_key(experiment, "train")))
     for message in result.warnings:
         warn_once(message)
     if load_data and not result.problems:

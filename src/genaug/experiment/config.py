@@ -40,10 +40,10 @@ from pydantic import Field, PrivateAttr, model_validator
 from genaug.config import (
     ConfigError,
     DatasetConfig,
-    Problem,
     FilterConfig,
     GenerateConfig,
     MixConfig,
+    Problem,
     SdiConfig,
     StrictModel,
     TrainConfig,
@@ -271,12 +271,15 @@ def train_config(experiment: ExperimentConfig, arm: ArmConfig, seed: int, index:
     try:
         return parse_config(TrainConfig, data, source=None)
     except ConfigError as error:
-        problems = [
-            Problem(("arms", index, *((ARM_KEYS[p.loc[0]],) if p.loc and p.loc[0] in ARM_KEYS else ("train", *p.loc[:1])), *p.loc[1:]),
-                    p.message)
-            for p in error.problems
-        ]  # fmt: skip
+        problems = [Problem(("arms", index, *_arm_key(problem.loc)), problem.message) for problem in error.problems]
         raise ConfigError(problems[0].line(), problems) from None
+
+
+def _arm_key(loc: tuple) -> tuple:
+    """Where an arm wrote a TrainConfig field: ``policy`` for ``data_policy``, ``train.<field>`` for the rest."""
+    if loc and loc[0] in ARM_KEYS:
+        return (ARM_KEYS[loc[0]], *loc[1:])
+    return ("train", *loc)
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
