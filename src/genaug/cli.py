@@ -176,11 +176,16 @@ def _preflight_train(run, config: Path | None, overrides: list[str] | None) -> l
 
 
 def _quiet_model_loading() -> None:
-    """No per-file "Loading pipeline components" bars: they would bury the stage and training progress."""
+    """No per-file "Loading pipeline components" / "Loading weights" bars: they would bury the
+    stage and training progress (the libraries read the variable only when first imported)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import diffusers
+    import huggingface_hub
+    import transformers
 
     diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
 
 
 class _TrainCommand(typer.core.TyperCommand):
