@@ -236,6 +236,18 @@ def test_quick_arms_that_are_not_arms_name_the_file(photos, monkeypatch, capsys)
     assert code == 2 and one_error_line(err) == "error: in mine.yaml: quick.arms names unknown arms: edit"
 
 
+def test_command_line_options_name_themselves_with_a_close_match(photos, monkeypatch, capsys):
+    Path("mine.yaml").write_text(EXPERIMENT)
+    code, _, err = genaug(monkeypatch, capsys, "run", "mine.yaml", "--dry-run", "--only", "basline")
+    assert code == 2 and one_error_line(err) == (
+        "error: on the command line: --only: no arm named 'basline'; did you mean 'baseline'? (arms: baseline, edits)"
+    )
+    code, _, err = genaug(monkeypatch, capsys, "data", "info", "foldr", "root=photos", "image_size=64")
+    assert code == 2 and one_error_line(err).startswith(
+        "error: invalid configuration on the command line: name: unknown dataset 'foldr'; did you mean 'folder'?"
+    )
+
+
 def test_train_help_lists_the_recipes_and_every_field(monkeypatch, capsys):
     from genaug.config import AugmentationConfig, TrainConfig
     from genaug.training.recipes import RECIPES

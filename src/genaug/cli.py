@@ -71,9 +71,9 @@ def data_info(
     if name.endswith((".yaml", ".yml")):
         config = load_config(DatasetConfig, name, overrides)
     else:
-        from genaug.config import apply_overrides
+        from genaug.config import COMMAND_LINE, apply_overrides
 
-        config = parse_config(DatasetConfig, apply_overrides({"name": name}, overrides), "command line")
+        config = parse_config(DatasetConfig, apply_overrides({"name": name}, overrides), COMMAND_LINE)
     info = dataset_info(load_splits(config))
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -371,8 +371,19 @@ def run(
     from genaug.experiment import load_experiment
 
     experiment = load_experiment(config, overrides, quick=quick)
+    _check_only(experiment, only)
     _quiet_model_loading()
     _run_and_print(experiment, out or Path("runs") / experiment.name, only, _parse_seeds(seeds), dry_run, artifacts)
+
+
+def _check_only(experiment, only: list[str] | None) -> None:
+    from genaug.config import COMMAND_LINE, ConfigError
+
+    for name in only or []:
+        try:
+            experiment.arm(name)
+        except ConfigError as error:
+            raise ConfigError(f"on {COMMAND_LINE}: --only: {error}") from None
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:
@@ -383,7 +394,7 @@ def _parse_seeds(text: str | None) -> list[int] | None:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
+        raise ConfigError(f"on the command line: --seeds must be comma-separated integers, got {text!r}") from None
 
 
 def _run_and_print(experiment, out: Path, only, seeds, dry_run: bool, artifacts: Path | None) -> None:

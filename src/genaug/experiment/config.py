@@ -190,7 +190,8 @@ class ExperimentConfig(StrictModel):
         for arm in self.arms:
             if arm.name == name:
                 return arm
-        raise ConfigError(f"no arm named '{name}'; arms: {', '.join(a.name for a in self.arms)}")
+        names = [a.name for a in self.arms]
+        raise ConfigError(f"no arm named '{name}'{did_you_mean(name, names)} (arms: {', '.join(names)})")
 
 
 def _check_stage(name: str, stage: StageSpec, stages: dict[str, StageSpec]) -> None:
