@@ -329,6 +329,17 @@ def test_genaug_train_warns_about_the_recipe_size_and_keeps_the_warning_in_its_f
     assert Path("runs/t/warnings.log").read_text().splitlines() == [message]
 
 
+@pytest.mark.slow
+def test_a_run_keeps_the_warnings_it_printed_in_its_folder(photos, monkeypatch, capsys):
+    Path("mine.yaml").write_text(EXPERIMENT.replace("image_size: 64}", "image_size: 64, labels_per_class: 20}"))
+    code, out, err = genaug(monkeypatch, capsys, "run", "mine.yaml", "--quick", "--only", "baseline", "--out", "runs/mine",
+                            "train.width=0.125", "train.epochs=1", "train.logging.tensorboard=false")  # fmt: skip
+    assert code == 0, err
+    printed = [line.removeprefix("warning: ") for line in err.splitlines() if line.startswith("warning: ")]
+    assert [line.split(" ")[0] for line in printed] == ["mine.yaml", "dataset.image_size", "dataset.labels_per_class"]
+    assert Path("runs/mine/warnings.log").read_text().splitlines() == printed
+
+
 def test_a_matching_setup_warns_about_nothing(photos, monkeypatch, capsys):
     Path("mine.yaml").write_text(
         EXPERIMENT.replace("epochs: 2}", "epochs: 2, augmentation: {image_size: 64, crop: 64}}")

@@ -42,7 +42,7 @@ def preflight(experiment: ExperimentConfig, needed, jobs, load_data: bool = Fals
     also reads the dataset once (a real run), so that its warnings (``labels_per_class``)
     are shown here once and not by every training process.
     """
-    result = Preflight()
+    result = Preflight(warnings=list(experiment._warnings))  # shown when the file was read
     root = dataset_root_problem(experiment.dataset)
     if root:
         result.problems.append(located(root, source_of_key(experiment, "dataset.root")))
@@ -73,7 +73,7 @@ def preflight(experiment: ExperimentConfig, needed, jobs, load_data: bool = Fals
         named = ", ".join(f"'{arm}'" for arm in arms)
         result.problems.append(located(f"train (arms {named}): {error}", source_of_key(experiment, "train")))
     for message in result.warnings:
-        warn_once(message)
+        warn_once(message)  # those shown already are not shown again
     if load_data and not result.problems:
         from genaug.data import load_splits
         from genaug.warn import shown_warnings

@@ -140,6 +140,7 @@ class ExperimentConfig(StrictModel):
     #: Where the experiment was read from (file, overrides), to name the source of later errors.
     _source: str | None = PrivateAttr(default=None)
     _overrides: list[str] = PrivateAttr(default_factory=list)
+    _warnings: list[str] = PrivateAttr(default_factory=list)  # shown while reading it (for the run's warnings.log)
 
     @model_validator(mode="before")
     @classmethod
@@ -327,18 +328,20 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None, quick:
     path = Path(path)
     data = read_yaml_mapping(path, what="experiment file")
     data = resolve_extends(data, path, seen=(path.resolve(),))
+    warnings = []
     if quick:
         if not data.get("quick"):
             from genaug.warn import warn_once
 
-            warn_once(f"{path} has no quick: section; --quick runs the file as it is")
+            warnings.append(f"{path} has no quick: section; --quick runs the file as it is")
+            warn_once(warnings[-1])
         try:
             data = apply_quick(data)
         except ConfigError as error:
             raise ConfigError(f"in {path}: {error}") from None
     data.pop("quick", None)
     experiment = parse_with_overrides(ExperimentConfig, data, overrides, str(path))
-    experiment._source, experiment._overrides = str(path), list(overrides or [])
+    experiment._source, experiment._overrides, experiment._warnings = str(path), list(overrides or []), warnings
     return experiment
 
 
