@@ -71,9 +71,10 @@ def pocket_mismatches(config: Any, dataset: DatasetConfig, prefix: str = "") -> 
     messages = []
     for key, reference, _ in stage_models(config):
         if reference.startswith(POCKET_SCHEME):
+            effect = "its scores mean little on other images" if reference == f"{POCKET_SCHEME}clip" else "expect digit-like images"
             messages.append(
                 f"{prefix}{key} is {reference}, a pocket model trained on 16 px digits, but the dataset is "
-                f"'{dataset.name}': expect digit-like images; set {prefix}{key} to a hub id or a local model folder"
+                f"'{dataset.name}': {effect}; set {prefix}{key} to a hub id or a local model folder"
             )
     if isinstance(config, GenerateConfig):
         prompts = config.prompts  # the default follows the model: pocket prompts only for pocket models
