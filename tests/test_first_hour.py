@@ -436,3 +436,18 @@ def test_the_getting_started_folder_example_runs_as_written(photos, monkeypatch,
     assert [arm["name"] for arm in results["arms"]] == ["baseline", "diffusemix"]
     assert results["arms"][1]["synthetic_samples"] == 27
     assert Path("runs/my_photos/report/index.html").is_file()
+
+
+def test_pocket_mismatches_name_every_pocket_model_of_each_stage_kind():
+    from genaug.checks import pocket_mismatches
+    from genaug.config import DatasetConfig, FilterConfig, MixConfig, SdiConfig
+
+    photos, digits = DatasetConfig(name="folder", root="photos", image_size=64), DatasetConfig()
+    mix = MixConfig(generated="g", output="o", methods=["concat", "shb"])
+    sdi = SdiConfig(work_dir="w", model="runwayml/stable-diffusion-v1-5")
+    filters = FilterConfig(set_dir="s", filters=[{"name": "frames"}])
+    assert [m.split(" is ")[0] for m in pocket_mismatches(mix, photos, "stages.m.")] == ["stages.m.shb.clip"]
+    assert "its scores mean little on other images" in pocket_mismatches(mix, photos)[0]
+    assert [m.split(" is ")[0] for m in pocket_mismatches(sdi, photos)] == ["clip"]  # the SD model is a hub id
+    assert pocket_mismatches(filters, photos) == []  # the frames filter uses no CLIP
+    assert pocket_mismatches(mix, digits) == pocket_mismatches(sdi, digits) == []
