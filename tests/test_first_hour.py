@@ -276,6 +276,15 @@ def test_a_dry_run_checks_that_the_dataset_root_exists(photos, monkeypatch, caps
     assert code == 0 and "error" not in err
 
 
+@pytest.mark.parametrize("command", ["train", "generate", "mix"])
+def test_stage_commands_check_the_dataset_root_before_writing(photos, monkeypatch, capsys, command):
+    Path("stage.yaml").write_text("dataset: {name: folder, root: fotos, image_size: 64}\noutput: out\n"
+                                  + ("generated: sets/edits\n" if command == "mix" else ""))
+    code, _, err = genaug(monkeypatch, capsys, command, "stage.yaml")
+    assert code == 2 and one_error_line(err) == "error: in stage.yaml: dataset.root: fotos does not exist"
+    assert not Path("out").exists()
+
+
 def test_a_dry_run_checks_that_models_resolve(photos, no_hub_cache, unreachable_hub, monkeypatch, capsys):
     Path("mine.yaml").write_text(EXPERIMENT.replace("prompts: diffusemix", f"prompts: diffusemix, editor: {{model: {HUB_ID}}}"))
     code, out, err = genaug(monkeypatch, capsys, "run", "mine.yaml", "--dry-run", "dataset.root=nowhere")

@@ -117,6 +117,7 @@ def preflight_stage(config: Any, path: str | Path | None = None, overrides: list
     from genaug.warn import warn_once
 
     dataset = getattr(config, "dataset", None)
+    _check_root(dataset, path, overrides)
     warnings = pocket_mismatches(config, dataset) if isinstance(dataset, DatasetConfig) else []
     for message in warnings:
         warn_once(message)
@@ -134,6 +135,7 @@ def preflight_train(run: Any, path: str | Path | None = None, overrides: list[st
     from genaug.config import ConfigError, located, source_of
     from genaug.warn import warn_once
 
+    _check_root(run.dataset, path, overrides)
     try:
         mismatch = recipe_size_mismatch(run.dataset, run.train)
     except ConfigError as error:
@@ -141,3 +143,11 @@ def preflight_train(run: Any, path: str | Path | None = None, overrides: list[st
     for message in [mismatch] if mismatch else []:
         warn_once(message)
     return [mismatch] if mismatch else []
+
+
+def _check_root(dataset: DatasetConfig | None, path: str | Path | None, overrides: list[str] | None) -> None:
+    from genaug.config import ConfigError, located, source_of
+
+    problem = dataset_root_problem(dataset) if isinstance(dataset, DatasetConfig) else None
+    if problem:
+        raise ConfigError(located(problem, source_of("dataset.root", path, overrides)))
