@@ -165,9 +165,9 @@ def write_trainer_run(run_dir: Path, arm: str, seed: int) -> None:
         out.writerow(columns)
         for epoch in range(EPOCHS):
             val = 20 + 10 * epoch + gain + 3 * seed
-            out.writerow([epoch, 0.1, 2.0 / (epoch + 1), val + 5, 1.5 / (epoch + 1), val, val - 1, 100, 40 if gain else 0, 0.5, 200.0])
+            out.writerow([epoch + 1, 0.1, 2.0 / (epoch + 1), val + 5, 1.5 / (epoch + 1), val, val - 1, 100, 40 if gain else 0, 0.5, 200.0])
     result = {"model": "preactresnet18", "test": {"top1": 60 + gain + seed, "balanced_accuracy": 59 + gain + seed},
-              "best_epoch": EPOCHS - 1, "selection": "val", "epochs": EPOCHS}
+              "best_epoch": EPOCHS, "selection": "val", "epochs": EPOCHS}
     (run_dir / "metrics.json").write_text(json.dumps(result), encoding="utf-8")
 
 

@@ -19,10 +19,26 @@ def invoke(*args: str):
 
 
 @pytest.mark.parametrize("name", ["cifar100_diffusemix.yaml", "cub_sdi.yaml", "flowers102_sdi.yaml", "pets_sdi.yaml"])
-def test_real_scale_configs_dry_run(tmp_path, name):
-    result = invoke("run", CONFIGS / name, "--dry-run", "--out", tmp_path / "run")
-    assert result.exit_code == 0, result.output
-    assert "training runs:" in result.output and "to run" in result.output
+def test_real_scale_configs_dry_run(tmp_path, name, monkeypatch, capsys):
+    """The plan prints; then, offline with an empty Hugging Face cache and no dataset, the dry
+    run names what the real run would lack (the dataset root, each hub model) and exits 2."""
+    import huggingface_hub.constants as constants
+
+    from genaug.experiment import load_experiment
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("sys.argv", ["genaug", "run", str(CONFIGS / name), "--dry-run", "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert "training runs:" in out and "to run" in out
+    experiment = load_experiment(CONFIGS / name)
+    assert f"in {CONFIGS / name}: dataset.root: {experiment.dataset.root} does not exist" in err
+    assert "is not in the Hugging Face cache" in err and "(HF_HUB_OFFLINE is set)" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
 

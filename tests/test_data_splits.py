@@ -120,7 +120,7 @@ def test_val_and_train_are_disjoint_for_an_array_dataset(tmp_path):
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"name": "imagenet"}, "unknown dataset 'imagenet'; known: cars, cifar10"),
+        ({"name": "imagenet"}, r"unknown dataset 'imagenet' \(allowed: cars, cifar10"),
         ({"name": "folder"}, "needs a 'root'"),
         ({"name": "cifar10", "root": ".", "split": "pretrain"}, "split 'pretrain' is not available for 'cifar10'"),
         ({"name": "pocket_digits", "classes": ["a"]}, "classes is only used by: npz"),

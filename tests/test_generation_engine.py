@@ -12,7 +12,7 @@ from genaug.config import ConfigError, EngineConfig, GenerateConfig, parse_confi
 from genaug.generation.degenerate import BLACK_LEVEL, WHITE_LEVEL, is_degenerate
 from genaug.generation.engine import BatchRenderer, plan_batches, run_job
 from genaug.generation.items import WorkItem, sanitize_id
-from genaug.generation.models import resolve_model, weights_hash
+from genaug.generation.models import ModelError, resolve_model, weights_hash
 from genaug.generation.prompts import DIFFUSEMIX_PROMPTS, POCKET_INSTRUCTIONS, fill_template, prompt_indices, resolve_prompts
 from genaug.generation.runtime import Shard, parse_shard, resolve_shard, select_device
 from genaug.generation.seeds import derive_seed
@@ -303,7 +303,7 @@ def test_hub_model_identity_records_id_and_cached_commit(tmp_path, monkeypatch):
 
 def test_uncached_hub_model_is_pinned_to_the_hubs_commit(tmp_path, monkeypatch):
     """Not cached yet: the commit comes from the hub before the download, and the download is
-    pinned to it; with no answer from the hub the hash stays unknown and the revision as given."""
+    pinned to it; when the hub cannot be reached it is a ModelError."""
     import huggingface_hub
     import huggingface_hub.constants as constants
     from huggingface_hub.errors import OfflineModeIsEnabled
@@ -324,6 +324,8 @@ def test_uncached_hub_model_is_pinned_to_the_hubs_commit(tmp_path, monkeypatch):
     def offline(self, repo_id, revision=None, **kw):
         raise OfflineModeIsEnabled("offline")
 
+    # Not cached and no hub: nothing could load it, so it is an error naming the remedies.
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", offline)
-    ref = resolve_model("org/other-sd", revision="v2")
-    assert ref.revision == "v2" and ref.identity["hash"] is None
+    with pytest.raises(ModelError, match=r"^editor.model: model 'org/other-sd' is not in the Hugging Face cache .*"
+                                         r"\(HF_HUB_OFFLINE is set\); use a local pipeline folder .*\(hf download org/other-sd\)$"):
+        resolve_model("org/other-sd", revision="v2", field="editor.model")

@@ -58,7 +58,7 @@ def test_a_run_writes_its_config_metrics_weights_and_checkpoint(tmp_path, splits
         "test_loss", "test_top1", "test_top5", "test_balanced_accuracy",
         "real_samples", "synthetic_samples", "epoch_seconds", "samples_per_second",
     ]  # fmt: skip
-    assert [int(row["epoch"]) for row in rows] == [0, 1, 2]
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3]  # numbered from 1, as the progress bar counts
     assert all(int(row["real_samples"]) == 50 and int(row["synthetic_samples"]) == 0 for row in rows)
     per_class = read_csv(run / "per_class_val.csv")
     assert list(per_class[0]) == ["epoch", *splits["train"].class_names] and len(per_class) == 3
@@ -67,7 +67,8 @@ def test_a_run_writes_its_config_metrics_weights_and_checkpoint(tmp_path, splits
     stored = json.loads((run / "metrics.json").read_text())
     assert set(stored["test"]) == {"loss", "top1", "top5", "balanced_accuracy", "per_class"}
     assert len(stored["test"]["per_class"]) == 10
-    assert stored["selection"] == "val" and 0 <= stored["best_epoch"] < 3
+    best_row = max(rows, key=lambda row: (float(row["val_top1"]), -int(row["epoch"])))  # ties keep the earlier
+    assert stored["selection"] == "val" and stored["best_epoch"] == int(best_row["epoch"])
     assert set(stored["reference"]) == {"best_test_top1", "median_last10_test_top1"}
     assert stored["reference"]["best_test_top1"] == max(float(row["test_top1"]) for row in rows)
     assert RunResult.load(run).test == result.test
@@ -97,7 +98,7 @@ def test_the_test_split_is_evaluated_once_without_report_reference(tmp_path, spl
 def test_without_a_validation_split_the_last_weights_are_tested(tmp_path, splits):
     no_val = {"train": splits["train"], "test": splits["test"]}
     result = train(quick(epochs=2), no_val, tmp_path / "run", model=tiny_net())
-    assert (result.selection, result.best_epoch, result.best_val) == ("last", 1, None)
+    assert (result.selection, result.best_epoch, result.best_val) == ("last", 2, None)
     assert "val_top1" not in read_csv(tmp_path / "run" / "metrics.csv")[0]
     assert (tmp_path / "run" / "best.safetensors").is_file()
 

@@ -76,9 +76,9 @@ def data_info(
     if name.endswith((".yaml", ".yml")):
         config = load_config(DatasetConfig, name, overrides)
     else:
-        from genaug.config import apply_overrides
+        from genaug.config import COMMAND_LINE, apply_overrides
 
-        config = parse_config(DatasetConfig, apply_overrides({"name": name}, overrides), "command line")
+        config = parse_config(DatasetConfig, apply_overrides({"name": name}, overrides), COMMAND_LINE)
     info = dataset_info(load_splits(config))
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -150,20 +150,63 @@ def pocket_info_command(
     typer.echo(json.dumps(info, indent=2, default=str) if as_json else format_pocket_info(info))
 
 
-def _stage_config(model, config: Path | None, overrides: list[str] | None):
-    """A stage's typed config from an optional YAML file and ``key=value`` overrides."""
+def _stage_config(model, config: Path | None, overrides: list[str] | None, check: bool = False):
+    """A stage's typed config from an optional YAML file and ``key=value`` overrides.
+
+    ``check``: resolve its models and warn about mismatches now, before anything is written.
+    """
     from genaug.config import load_config
 
+    config, overrides = _file_and_overrides(config, overrides)
+    stage = load_config(model, config, overrides)
+    if check:
+        from genaug.checks import preflight_stage
+
+        preflight_stage(stage, config, overrides)
+    return stage
+
+
+def _file_and_overrides(config: Path | None, overrides: list[str] | None) -> tuple[Path | None, list[str] | None]:
+    """The config file argument may be the first ``key=value`` override instead."""
     text = str(config) if config is not None else ""
     if "=" in text and "/" not in text.split("=", 1)[0] and not config.is_file():
-        overrides, config = [text, *(overrides or [])], None  # no file, only key=value overrides
-    return load_config(model, config, overrides)
+        return None, [text, *(overrides or [])]  # no file, only key=value overrides
+    return config, overrides
+
+
+def _preflight_train(run, config: Path | None, overrides: list[str] | None) -> list[str]:
+    from genaug.checks import preflight_train
+
+    return preflight_train(run, *_file_and_overrides(config, overrides))
+
+
+def _quiet_model_loading() -> None:
+    """No per-file "Loading pipeline components" / "Loading weights" bars: they would bury the
+    stage and training progress (the libraries read the variable only when first imported)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import diffusers
+    import huggingface_hub
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
+
+
+class _TrainCommand(typer.core.TyperCommand):
+    """``genaug train --help`` ends with the recipes and the fields (built when asked for)."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from genaug.training.recipes import train_help
+
+        self.epilog = train_help()
+        super().format_help(ctx, formatter)
 
 
 # ------------------------------------------------------------------------- the stages
 
 
-@app.command()
+@app.command(cls=_TrainCommand)
 def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
     """Train one classifier (``dataset``, ``train`` recipe fields, optional ``synthetic`` sets, ``output``).
 
@@ -172,8 +215,10 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
     from genaug.config import TrainRunConfig
     from genaug.data import load_splits
     from genaug.training import train as run_training
+    from genaug.warn import WARNINGS_LOG, record_warnings
 
     run = _stage_config(TrainRunConfig, config, overrides)
+    warnings = _preflight_train(run, config, overrides)
     splits = load_splits(run.dataset)
     synthetic = None
     if run.synthetic:
@@ -185,6 +230,7 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
     if not (run.output / "metrics.json").is_file() and checkpoint_epochs(run.output) is not None:
         typer.echo(f"resuming from {run.output} (after {checkpoint_epochs(run.output)} epochs)")
     result = run_training(run.train, splits, run.output, synthetic)
+    record_warnings(run.output / WARNINGS_LOG, warnings)
     typer.echo(
         f"test top-1 {result.test['top1']:.2f} %, balanced accuracy {result.test['balanced_accuracy']:.2f} % "
         f"({result.selection} weights, epoch {result.best_epoch}); {run.output / 'metrics.json'}"
@@ -199,7 +245,9 @@ def generate(config: ConfigFile = None, overrides: Overrides = None, shard: Shar
     from genaug.config import GenerateConfig
     from genaug.generation import generate as run_generate
 
-    report = run_generate(_stage_config(GenerateConfig, config, _with_shard(overrides, shard, "engine.shard")))
+    stage = _stage_config(GenerateConfig, config, _with_shard(overrides, shard, "engine.shard"), check=True)
+    _quiet_model_loading()
+    report = run_generate(stage)
     _echo_job(report)
 
 
@@ -228,7 +276,7 @@ def mix(config: ConfigFile = None, overrides: Overrides = None) -> None:
     from genaug.config import MixConfig
     from genaug.mixing.stage import mix as run_mix
 
-    for method, report in run_mix(_stage_config(MixConfig, config, overrides)).items():
+    for method, report in run_mix(_stage_config(MixConfig, config, overrides, check=True)).items():
         typer.echo(f"{method}: {report.made} made, {report.already_done} already there -> {report.set_dir}")
         if report.skipped_without_source:
             typer.echo(f"  {len(report.skipped_without_source)} records without a real source were skipped")
@@ -264,7 +312,7 @@ def filter_command(config: ConfigFile = None, overrides: Overrides = None) -> No
     from genaug.config import FilterConfig
     from genaug.filtering import filter_set
 
-    report = filter_set(_stage_config(FilterConfig, config, overrides))
+    report = filter_set(_stage_config(FilterConfig, config, overrides, check=True))
     counts = ", ".join(f"{name} dropped {len(ids)}" for name, ids in report.dropped.items())
     typer.echo(f"kept {report.kept} of {report.total} ({counts}) in {report.seconds:.1f} s -> {report.set_dir}")
 
@@ -272,7 +320,7 @@ def filter_command(config: ConfigFile = None, overrides: Overrides = None) -> No
 def _sdi_config(config: Path | None, overrides: list[str] | None):
     from genaug.config import SdiConfig
 
-    return _stage_config(SdiConfig, config, overrides)
+    return _stage_config(SdiConfig, config, overrides, check=True)
 
 
 @sdi_app.command("embed")
@@ -335,7 +383,19 @@ def run(
     from genaug.experiment import load_experiment
 
     experiment = load_experiment(config, overrides, quick=quick)
+    _check_only(experiment, only)
+    _quiet_model_loading()
     _run_and_print(experiment, out or Path("runs") / experiment.name, only, _parse_seeds(seeds), dry_run, artifacts)
+
+
+def _check_only(experiment, only: list[str] | None) -> None:
+    from genaug.config import COMMAND_LINE, ConfigError
+
+    for name in only or []:
+        try:
+            experiment.arm(name)
+        except ConfigError as error:
+            raise ConfigError(f"on {COMMAND_LINE}: --only: {error}") from None
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:
@@ -346,7 +406,7 @@ def _parse_seeds(text: str | None) -> list[int] | None:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
+        raise ConfigError(f"on the command line: --seeds must be comma-separated integers, got {text!r}") from None
 
 
 def _run_and_print(experiment, out: Path, only, seeds, dry_run: bool, artifacts: Path | None) -> None:
@@ -391,12 +451,6 @@ def demo(
     from genaug.experiment import load_experiment
     from genaug.home import packaged_config
 
-    # The pocket models load from the package in milliseconds: their per-file loading bars
-    # would only bury the stage and training progress.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import diffusers
-
-    diffusers.utils.logging.disable_progress_bar()
-
+    _quiet_model_loading()
     experiment = load_experiment(packaged_config("demo.yaml"), quick=quick)
     _run_and_print(experiment, out or Path("runs") / ("demo-quick" if quick else "demo"), None, None, dry_run, None)

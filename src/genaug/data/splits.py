@@ -94,11 +94,27 @@ def _train_and_val(config: DatasetConfig, parts: dict[str, RealDataset]) -> tupl
     else:
         pool, val = hold_out(parts["train"], val_fraction(config, spec), config.seed, stream=_VAL_STREAM)
     per_class = labels_per_class(config, spec)
+    if per_class is not None:
+        warn_short_classes(pool, per_class)
     if per_class is None:
         train = replace(pool, split="train")
     else:
         train = pool.subset(per_class_subset(pool.labels, per_class, config.seed), split="train")
     return train, replace(val, split="val")
+
+
+def warn_short_classes(pool: RealDataset, per_class: int) -> None:
+    """Warn (once) when ``labels_per_class`` asks for more images than a class holds."""
+    counts = pool.class_counts()
+    short = [f"'{pool.class_names[c]}' {int(n)}" for c, n in enumerate(counts) if n < per_class]
+    if short:
+        from genaug.warn import warn_once
+
+        shown = ", ".join(short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
+        warn_once(
+            f"dataset.labels_per_class is {per_class} but {len(short)} of {len(counts)} classes hold fewer training "
+            f"images (after the validation hold-out): {shown}; they train on all they have"
+        )
 
 
 def val_fraction(config: DatasetConfig, spec: DatasetSpec) -> float:

@@ -35,7 +35,7 @@ import copy
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from genaug.config import (
     ConfigError,
@@ -43,11 +43,13 @@ from genaug.config import (
     FilterConfig,
     GenerateConfig,
     MixConfig,
+    Problem,
     SdiConfig,
     StrictModel,
     TrainConfig,
-    apply_overrides,
+    did_you_mean,
     parse_config,
+    parse_with_overrides,
     read_yaml_mapping,
 )
 
@@ -135,6 +137,10 @@ class ExperimentConfig(StrictModel):
     arms: list[ArmConfig]
     baseline: str | None = None
     workers: int = 1
+    #: Where the experiment was read from (file, overrides), to name the source of later errors.
+    _source: str | None = PrivateAttr(default=None)
+    _overrides: list[str] = PrivateAttr(default_factory=list)
+    _warnings: list[str] = PrivateAttr(default_factory=list)  # shown while reading it (for the run's warnings.log)
 
     @model_validator(mode="before")
     @classmethod
@@ -172,18 +178,21 @@ class ExperimentConfig(StrictModel):
             if "/" in name or not name:
                 raise ValueError(f"stages: stage name {name!r} may not be empty or contain '/'")
             _check_stage(name, stage, self.stages)
-            stage_config(stage, self.dataset, _PLACEHOLDER, _PLACEHOLDER, source=f"stages.{name}")
-        for arm in self.arms:
+            stage_config(stage, self.dataset, _PLACEHOLDER, _PLACEHOLDER, name=name)
+        # The shared block first, so that its mistakes are named there and not in every arm.
+        parse_config(TrainConfig, copy.deepcopy(self.train), source=None, prefix=("train",))
+        for index, arm in enumerate(self.arms):
             for ref in arm.data_refs:
-                check_set_ref(ref, self.stages, f"arm '{arm.name}'")
-            train_config(self, arm, self.seeds[0])
+                check_set_ref(ref, self.stages, f"arms[{index}].data")
+            train_config(self, arm, self.seeds[0], index=index)
         return self
 
     def arm(self, name: str) -> ArmConfig:
         for arm in self.arms:
             if arm.name == name:
                 return arm
-        raise ConfigError(f"no arm named '{name}'; arms: {', '.join(a.name for a in self.arms)}")
+        names = [a.name for a in self.arms]
+        raise ConfigError(f"no arm named '{name}'{did_you_mean(name, names)} (arms: {', '.join(names)})")
 
 
 def _check_stage(name: str, stage: StageSpec, stages: dict[str, StageSpec]) -> None:
@@ -212,7 +221,9 @@ def check_set_ref(ref: str, stages: dict[str, StageSpec], where: str) -> str:
     """Validate ``stage`` or ``stage/method``; return the stage name."""
     base, _, method = ref.partition("/")
     if base not in stages:
-        raise ValueError(f"{where}: no stage named '{base}'; stages: {', '.join(stages) or '(none)'}")
+        raise ValueError(
+            f"{where}: no stage named '{base}'{did_you_mean(base, stages)} (stages: {', '.join(stages) or 'none'})"
+        )
     stage = stages[base]
     if stage.kind == "mix":
         methods = stage.params.get("methods", MixConfig.model_fields["methods"].default)
@@ -225,8 +236,8 @@ def check_set_ref(ref: str, stages: dict[str, StageSpec], where: str) -> str:
     return base
 
 
-def stage_config(stage: StageSpec, dataset: DatasetConfig, output: Path, input_dir: Path | None, source: str):
-    """The stage's typed config with the runner's fields filled in."""
+def stage_config(stage: StageSpec, dataset: DatasetConfig, output: Path, input_dir: Path | None, name: str):
+    """The stage's typed config with the runner's fields filled in (errors name ``stages.<name>.<key>``)."""
     data = copy.deepcopy(stage.params)
     train_split = dataset.model_dump(mode="json") | {"split": "train"}
     if stage.kind == "generate":
@@ -237,13 +248,18 @@ def stage_config(stage: StageSpec, dataset: DatasetConfig, output: Path, input_d
         data |= {"dataset": train_split, "work_dir": str(output)}
     else:
         data |= {"set_dir": str(output), "dataset": train_split}
-    return parse_config(STAGE_MODELS[stage.kind], data, source)
+    return parse_config(STAGE_MODELS[stage.kind], data, source=None, prefix=("stages", name))
 
 
-def train_config(experiment: ExperimentConfig, arm: ArmConfig, seed: int) -> TrainConfig:
+#: TrainConfig fields that an arm sets under its own key.
+ARM_KEYS = {"data_policy": "policy", "data_policy_kwargs": "policy_kwargs", "mixer": "mixer", "mixer_kwargs": "mixer_kwargs"}
+
+
+def train_config(experiment: ExperimentConfig, arm: ArmConfig, seed: int, index: int | None = None) -> TrainConfig:
     """The arm's TrainConfig: experiment defaults, the arm's own fields, its policy, mixer and seed.
 
-    A finished run keeps only its selected weights unless the file sets ``keep_checkpoint``.
+    Errors name the arm's key (``arms[<index>].train.<field>``, ``arms[<index>].policy``). A finished
+    run keeps only its selected weights unless the file sets ``keep_checkpoint``.
     """
     data = {"keep_checkpoint": False} | copy.deepcopy(experiment.train) | copy.deepcopy(arm.train)
     data |= {
@@ -253,7 +269,20 @@ def train_config(experiment: ExperimentConfig, arm: ArmConfig, seed: int) -> Tra
         "mixer": arm.mixer,
         "mixer_kwargs": arm.mixer_kwargs,
     }
-    return parse_config(TrainConfig, data, f"arm '{arm.name}'")
+    if index is None:
+        index = next((i for i, other in enumerate(experiment.arms) if other.name == arm.name), 0)
+    try:
+        return parse_config(TrainConfig, data, source=None)
+    except ConfigError as error:
+        problems = [Problem(("arms", index, *_arm_key(problem.loc)), problem.message) for problem in error.problems]
+        raise ConfigError(problems[0].line(), problems) from None
+
+
+def _arm_key(loc: tuple) -> tuple:
+    """Where an arm wrote a TrainConfig field: ``policy`` for ``data_policy``, ``train.<field>`` for the rest."""
+    if loc and loc[0] in ARM_KEYS:
+        return (ARM_KEYS[loc[0]], *loc[1:])
+    return ("train", *loc)
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -300,7 +329,27 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None, quick:
     path = Path(path)
     data = read_yaml_mapping(path, what="experiment file")
     data = resolve_extends(data, path, seen=(path.resolve(),))
+    warnings = []
     if quick:
-        data = apply_quick(data)
+        if not data.get("quick"):
+            from genaug.warn import warn_once
+
+            warnings.append(f"{path} has no quick: section; --quick runs the file as it is")
+            warn_once(warnings[-1])
+        try:
+            data = apply_quick(data)
+        except ConfigError as error:
+            raise ConfigError(f"in {path}: {error}") from None
     data.pop("quick", None)
-    return parse_config(ExperimentConfig, apply_overrides(data, overrides), str(path))
+    experiment = parse_with_overrides(ExperimentConfig, data, overrides, str(path))
+    experiment._source, experiment._overrides, experiment._warnings = str(path), list(overrides or []), warnings
+    return experiment
+
+
+def source_of_key(experiment: ExperimentConfig, key: str) -> str:
+    """The file or the command line that set ``key`` of ``experiment`` (``config`` when built in Python)."""
+    from genaug.config import source_of
+
+    if experiment._source is None:
+        return "config"
+    return source_of(key, experiment._source, experiment._overrides)

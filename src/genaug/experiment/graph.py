@@ -137,8 +137,8 @@ def build_graph(
         data = {split: identity[split] for split in splits_read(spec) if split in (identity or {})}
         key = stage_key(spec, experiment, input_key, {split: entry["digest"] for split, entry in data.items()})
         folder = artifacts / f"{spec.kind}-{key}"
-        config = stage_config(spec, experiment.dataset, folder, input_dir, source=f"stages.{name}")
-        nodes[name] = StageNode(name, spec.kind, key, folder, spec.input, config, data)
+        config = stage_config(spec, experiment.dataset, folder, input_dir, name=name)
+        nodes[name] = StageNode(name=name, kind=spec.kind, key=key, dir=folder, input=spec.input, config=config, data=data)
     return nodes
 
 

@@ -35,10 +35,12 @@ from typing import Any
 from genaug.config import ConfigError, TrainConfig, dump_config
 from genaug.data import DatasetError, load_splits
 from genaug.data.identity import splits_identity
+from genaug.experiment.checks import preflight
 from genaug.experiment.config import ExperimentConfig, train_config
 from genaug.experiment.graph import StageNode, build_graph, dataset_identity, resolve_ref, upstream
 from genaug.experiment.stages import run_stage
 from genaug.files import write_json_atomic, write_text_atomic
+from genaug.warn import WARNINGS_LOG, record_warnings, shown_warnings
 
 __all__ = ["TrainJob", "plan_jobs", "run_experiment", "results_table", "warning_lines", "RESULTS_JSON", "RESULTS_CSV"]
 
@@ -111,13 +113,17 @@ def run_experiment(
     artifacts = Path(artifacts) if artifacts is not None else out_dir / "artifacts"
     arms = [experiment.arm(name) for name in only] if only else list(experiment.arms)
     seeds = list(seeds) if seeds else list(experiment.seeds)
+    # The dataset is read once, here: its warnings (labels_per_class, skipped files) go to the
+    # run's warnings.log with the preflight's, and its content identity into every key.
+    shown_before = len(shown_warnings())
+    unreadable: DatasetError | None = None
     try:
         splits = load_splits(experiment.dataset)
     except DatasetError as error:
-        if not dry_run:
-            raise
-        splits = None  # a dry run still shows the plan of a dataset not yet on this machine
-        echo(f"dataset not readable, so the keys below leave its content out: {error}")
+        splits, unreadable = None, error  # a dry run still shows the plan of a dataset not yet here
+        if dry_run:
+            echo(f"dataset not readable, so the keys below leave its content out: {error}")
+    data_warnings = shown_warnings()[shown_before:]
     identity = splits_identity(splits) if splits is not None else {}
     skipped = skipped_line(splits) if splits is not None else None
     if skipped:
@@ -126,11 +132,19 @@ def run_experiment(
     needed = upstream(nodes, [ref for arm in arms for ref in arm.data_refs])
     jobs = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds, identity)
 
+    # Inputs are checked before anything is written: a run that cannot start leaves nothing behind.
+    checked = preflight(experiment, needed, [job for job in jobs if not job.done])
+    checked.warnings += data_warnings
     if dry_run:
         echo(describe_plan(experiment, needed, jobs, out_dir))
+        checked.raise_problems()
         return None
+    checked.raise_problems()
+    if unreadable is not None:
+        raise unreadable
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    record_warnings(out_dir / WARNINGS_LOG, checked.warnings)
     write_text_atomic(out_dir / "experiment.yaml", dump_config(experiment))
     ran: set[str] = set()
     for node in needed:

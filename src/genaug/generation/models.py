@@ -14,9 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genaug.config import ConfigError, did_you_mean
 from genaug.home import cache_dir
 
 POCKET_SCHEME = "pocket:"
+
+
+class ModelError(ConfigError):
+    """A model reference that cannot be used: an unknown pocket model, a missing folder, or
+    a hub id that is neither in the local cache nor reachable. The message names the field."""
 
 
 @dataclass(frozen=True)
@@ -28,28 +34,41 @@ class ModelRef:
     identity: dict[str, Any]
 
 
-def resolve_model(reference: str, revision: str | None = None) -> ModelRef:
-    """Resolve ``reference`` (folder, hub id or ``pocket:clip|sd|ip2p``) and describe its weights."""
+def resolve_model(reference: str, revision: str | None = None, field: str = "model") -> ModelRef:
+    """Resolve ``reference`` (folder, hub id or ``pocket:clip|sd|ip2p``) and describe its weights.
+
+    Raises :class:`ModelError` naming ``field`` (the config key the reference came from)
+    when the reference cannot be used, before anything is loaded or written: an unknown
+    pocket model, a path that is no folder, or a hub id that is not cached while the hub
+    cannot be reached.
+    """
     if reference.startswith(POCKET_SCHEME):
-        folder = _pocket_folder(reference[len(POCKET_SCHEME):])
+        folder = _pocket_folder(reference[len(POCKET_SCHEME):], field)
         return ModelRef(str(folder), None, {"id": reference, "path": str(folder), "hash": weights_hash(folder)})
     folder = Path(reference).expanduser()
     if folder.is_dir():
         folder = folder.resolve()
         return ModelRef(str(folder), None, {"path": str(folder), "hash": weights_hash(folder)})
-    if folder.exists() or reference.startswith((".", "/", "~")):
-        raise ValueError(f"model {reference!r} is neither a pipeline folder nor a hub id")
+    if folder.exists() or reference.startswith((".", "/", "~")) or reference.count("/") > 1:
+        raise ModelError(
+            f"{field}: {reference!r} is no folder (a model is a pipeline folder saved with save_pretrained, "
+            "a hub id such as 'timbrooks/instruct-pix2pix', or pocket:clip|sd|ip2p)"
+        )
     # Pin the commit: the weights loaded are then exactly those the records name, even when
     # the branch moves on the hub between this call and the download.
-    commit = _hub_commit(reference, revision) or _remote_commit(reference, revision)
+    commit = _hub_commit(reference, revision) or _remote_commit(reference, revision, field)
     return ModelRef(reference, commit or revision, {"id": reference, "revision": revision or "main", "hash": commit})
 
 
-def _pocket_folder(name: str) -> Path:
-    try:
-        from genaug.pocket import pocket_model_dir
-    except ImportError:
-        raise ValueError(f"pocket model {name!r} asked for, but genaug.pocket provides no pocket_model_dir yet") from None
+def _pocket_folder(name: str, field: str) -> Path:
+    from genaug.pocket.store import MODEL_NAMES, pocket_model_dir
+
+    if name not in MODEL_NAMES:
+        allowed = [f"{POCKET_SCHEME}{known}" for known in MODEL_NAMES]
+        raise ModelError(
+            f"{field}: unknown pocket model '{POCKET_SCHEME}{name}'{did_you_mean(POCKET_SCHEME + name, allowed)} "
+            f"(allowed: {', '.join(allowed)})"
+        )
     return Path(pocket_model_dir(name))
 
 
@@ -65,15 +84,38 @@ def _hub_commit(repo_id: str, revision: str | None) -> str | None:
     return Path(snapshot).name
 
 
-def _remote_commit(repo_id: str, revision: str | None) -> str | None:
-    """The hub's commit for ``revision`` of ``repo_id`` (None offline or when the hub cannot say)."""
+def _remote_commit(repo_id: str, revision: str | None, field: str = "model") -> str | None:
+    """The hub's commit for ``revision`` of ``repo_id`` (None when the hub answers without one).
+
+    The model is not in the local cache here, so it would have to be downloaded: when the
+    hub cannot be reached (``HF_HUB_OFFLINE``, no network: any transport error) or says the
+    repository or revision does not exist, this is a :class:`ModelError` naming the remedies.
+    """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError
 
     try:
         return HfApi().model_info(repo_id, revision=revision).sha
-    except (HfHubHTTPError, OfflineModeIsEnabled, OSError, ValueError):
-        return None
+    except (RepositoryNotFoundError, RevisionNotFoundError) as error:
+        what = f"revision '{revision}' of '{repo_id}'" if isinstance(error, RevisionNotFoundError) else f"'{repo_id}'"
+        raise ModelError(f"{field}: the Hugging Face hub has no model {what} (or it is private)") from None
+    except OfflineModeIsEnabled:
+        reason = "HF_HUB_OFFLINE is set"
+    except HfHubHTTPError:
+        return None  # the hub answered, but not with the commit: loading will say more
+    except Exception as error:  # noqa: BLE001  any transport error: no network, DNS, proxy, timeout
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no answer'}"
+    raise ModelError(
+        f"{field}: model '{repo_id}' is not in the Hugging Face cache ({_hub_cache()}) and the hub cannot be "
+        f"reached ({reason}); use a local pipeline folder ({field}=/path/to/folder, saved with save_pretrained) "
+        f"or download it first where a network exists (hf download {repo_id})"
+    ) from None
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
 
 
 def weights_hash(folder: str | Path) -> str:

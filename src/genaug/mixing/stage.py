@@ -129,7 +129,7 @@ def load_resources(config: MixConfig) -> MixResources:
         from genaug.sdi.models import load_clip_model
 
         device, _ = select_device(config.shb.device, "fp32")
-        resources.clip, resources.clip_identity = load_clip_model(config.shb.clip, device=device, stage="mix shb")
+        resources.clip, resources.clip_identity = load_clip_model(config.shb.clip, device=device, stage="mix shb", field="shb.clip")
     return resources
 
 

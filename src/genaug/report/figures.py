@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from genaug.report.run import Curve
 
@@ -89,6 +90,7 @@ def accuracy_figure(curves: dict[str, Curve], baseline: str | None, path: Path) 
         axes[index // columns][index % columns].set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("epoch", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers, from 1
     for row in axes:
         row[0].set_ylabel("val top-1 (%)", fontsize=9)
     if reference is not None and len(curves) > 1:

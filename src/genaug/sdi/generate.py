@@ -72,7 +72,7 @@ class SdiRenderer(Editor):
         super().__init__(settings, device=device, dtype=dtype)
         self.vectors = torch.as_tensor(vectors, dtype=torch.float32)
         self.eta = eta
-        self.vae = resolve_model(vae) if vae else None
+        self.vae = resolve_model(vae, field="generate.vae") if vae else None
         self.prompt = prompt
 
     def _load_pipeline(self):

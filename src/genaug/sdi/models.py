@@ -53,7 +53,7 @@ def load_frozen_diffusion(reference: str, revision: str | None = None, device: s
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    model = resolve_model(reference, revision)
+    model = resolve_model(reference, revision, field="model")
     location, rev = model.location, model.revision
     tokenizer = CLIPTokenizer.from_pretrained(location, subfolder="tokenizer", revision=rev)
     text_encoder = CLIPTextModel.from_pretrained(location, subfolder="text_encoder", revision=rev, use_safetensors=True)
@@ -76,12 +76,13 @@ def clip_reference(name: str) -> str:
     return f"{POCKET_SCHEME}clip" if name == "pocket" else name
 
 
-def load_clip_model(name: str, device: str | torch.device = "cpu", stage: str | None = None):
+def load_clip_model(name: str, device: str | torch.device = "cpu", stage: str | None = None, field: str = "clip"):
     """``(Clip, identity)``: the :class:`genaug.clip.Clip` wrapper and what goes into provenance.
 
-    ``stage`` names the stage in the wrapper's out-of-memory errors.
+    ``stage`` names the stage in the wrapper's out-of-memory errors; ``field`` the config key
+    named when the model does not resolve.
     """
     from genaug.clip import Clip
 
-    ref = resolve_model(clip_reference(name))
+    ref = resolve_model(clip_reference(name), field=field)
     return Clip.from_pretrained(ref.location, device=device, revision=ref.revision, stage=stage), ref.identity

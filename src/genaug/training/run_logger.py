@@ -1,8 +1,9 @@
 """Per-epoch metrics of a run: ``metrics.csv`` always, TensorBoard (``tb/``) and wandb optional.
 
-Only rank 0 logs. On resume from a checkpoint at epoch k, rows of later epochs (written
-before the process died) are dropped from the CSV files and TensorBoard purges its events
-from step k + 1 on, so the logs read as one uninterrupted run.
+Epochs are numbered from 1 (the first epoch's row is epoch 1). Only rank 0 logs. On
+resume from a checkpoint after k epochs, rows of later epochs (written before the process
+died) are dropped from the CSV files and TensorBoard purges its events from step k + 1 on,
+so the logs read as one uninterrupted run.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class RunLogger:
         if config.logging.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=start_epoch if start_epoch else None)
+            self._tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=start_epoch + 1 if start_epoch else None)
         if config.logging.wandb != "off":
             self._wandb = _start_wandb(self.out_dir, config)
 
@@ -78,13 +79,13 @@ class RunLogger:
 
     @staticmethod
     def _start_csv(path: Path, header: list[str], start_epoch: int) -> None:
-        """Write the header, keeping earlier rows of epochs before ``start_epoch`` on resume."""
+        """Write the header, keeping on resume the rows of the ``start_epoch`` epochs finished (1 to start_epoch)."""
         kept: list[list[str]] = []
         if start_epoch > 0 and path.is_file():
             with open(path, newline="", encoding="utf-8") as handle:
                 rows = list(csv.reader(handle))
             if rows and rows[0] == header:
-                kept = [row for row in rows[1:] if row and int(row[0]) < start_epoch]
+                kept = [row for row in rows[1:] if row and int(row[0]) <= start_epoch]
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(header)

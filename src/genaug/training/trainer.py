@@ -124,8 +124,8 @@ class RunResult:
 class RunProgress:
     """Everything about the run so far that is not model or optimiser state (checkpointed)."""
 
-    epoch: int = 0  # the next epoch to train
-    best_epoch: int = -1
+    epoch: int = 0  # epochs finished (the 0-based index of the next one to train)
+    best_epoch: int = -1  # number (from 1) of the epoch whose weights are kept; -1 before any
     best_val_top1: float = -math.inf
     best_val: dict[str, Any] | None = None
     test_top1_history: list[float] = field(default_factory=list)
@@ -268,7 +268,7 @@ def run_recipe(
             seconds = time.perf_counter() - started
             record_epoch(progress, stats, test_metrics, seconds)
             row = epoch_row(lr, stats, val_metrics, test_metrics, seconds)
-            logger.log_epoch(epoch, row, val_metrics["per_class"] if val_metrics else None)
+            logger.log_epoch(epoch + 1, row, val_metrics["per_class"] if val_metrics else None)  # numbered from 1
             progress.epoch = epoch + 1
             if is_checkpoint_epoch(config, epoch):
                 write_checkpoint(out_dir, model, optimizer, scheduler, scaler, progress, dist)
@@ -698,10 +698,10 @@ def keep_best_weights(
     if val_metrics is None or not val_metrics["top1"] > progress.best_val_top1:
         return
     progress.best_val_top1 = val_metrics["top1"]
-    progress.best_epoch = epoch
+    progress.best_epoch = epoch + 1  # epochs are numbered from 1 wherever people read them
     progress.best_val = val_metrics
     if dist.is_main:
-        save_weights(out_dir / BEST_FILE, model.state_dict(), {"epoch": str(epoch)})
+        save_weights(out_dir / BEST_FILE, model.state_dict(), {"epoch": str(progress.best_epoch)})
 
 
 def record_epoch(progress: RunProgress, stats: dict, test_metrics: dict | None, seconds: float) -> None:
@@ -744,7 +744,7 @@ def select_final_weights(
     if has_val and progress.best_epoch >= 0:
         model.load_state_dict(load_weights(best))
         return "val"
-    progress.best_epoch = progress.epoch - 1
+    progress.best_epoch = progress.epoch  # the last epoch, numbered from 1
     if dist.is_main:
         save_weights(best, model.state_dict(), {"epoch": str(progress.best_epoch)})
     dist.barrier()

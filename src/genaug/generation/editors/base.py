@@ -54,7 +54,7 @@ class Editor(ABC):
         self.config = config
         self.sources = sources
         self.device, self.dtype = select_device(device, dtype)
-        self.model = resolve_model(config.model or self.default_model, config.revision)
+        self.model = resolve_model(config.model or self.default_model, config.revision, field="editor.model")
         check_pipeline(self.stage, self.model, self.unet_inputs)  # from config files, before anything loads
         self._pipeline = None
         self._text_embeddings: dict[str, torch.Tensor] = {}

@@ -1,0 +1,153 @@
+"""Checks before work starts: the models a config names, and mismatches worth a warning.
+
+- :func:`stage_models` lists the model references of a stage config (with the key each
+  came from); :func:`check_models` resolves them all, so that a model that is neither
+  cached, reachable nor a folder is one :class:`~genaug.generation.models.ModelError`
+  before any output exists.
+- :func:`pocket_mismatches` finds pocket models and pocket prompts used on a dataset
+  that is not the pocket digits (they were trained on 16 px digits; on photos they make
+  pocket digits).
+- :func:`recipe_size_mismatch` finds a training recipe whose image size is not the
+  dataset's (the pocket recipe would train 64 px photos at 16 px).
+
+Warnings are returned as messages; callers show them with :func:`genaug.warn.warn_once`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from genaug.config import DatasetConfig, FilterConfig, GenerateConfig, MixConfig, SdiConfig, TrainConfig
+from genaug.generation.models import POCKET_SCHEME, ModelRef, resolve_model
+
+__all__ = [
+    "POCKET_DATASET",
+    "check_models",
+    "dataset_root_problem",
+    "pocket_mismatches",
+    "preflight_stage",
+    "preflight_train",
+    "recipe_size_mismatch",
+    "stage_models",
+]
+
+#: The dataset the pocket models and prompts were made for.
+POCKET_DATASET = "pocket_digits"
+#: Filters that score with CLIP.
+CLIP_FILTERS = ("clip_rank", "clip_posneg")
+
+
+def stage_models(config: Any) -> list[tuple[str, str, str | None]]:
+    """``(key, reference, revision)`` of every model ``config`` will load (pocket CLIP as ``pocket:clip``)."""
+
+    def clip(name: str) -> str:
+        return f"{POCKET_SCHEME}clip" if name == "pocket" else name
+
+    if isinstance(config, GenerateConfig):
+        from genaug.generation.editors import EDITORS
+
+        return [("editor.model", config.editor.model or EDITORS[config.editor.name].default_model, config.editor.revision)]
+    if isinstance(config, MixConfig):
+        return [("shb.clip", clip(config.shb.clip), None)] if "shb" in config.methods else []
+    if isinstance(config, SdiConfig):
+        models = [("clip", clip(config.clip), None), ("model", config.model, config.revision)]
+        return models + ([("generate.vae", config.generate.vae, None)] if config.generate.vae else [])
+    if isinstance(config, FilterConfig):
+        uses_clip = any(spec.get("name") in CLIP_FILTERS for spec in config.filters)
+        return [("clip", clip(config.clip), None)] if uses_clip else []
+    return []
+
+
+def check_models(config: Any, prefix: str = "") -> list[ModelRef]:
+    """Resolve every model of ``config``; the first that cannot be used raises ModelError naming ``prefix + key``."""
+    return [resolve_model(reference, revision, field=prefix + key) for key, reference, revision in stage_models(config)]
+
+
+def pocket_mismatches(config: Any, dataset: DatasetConfig, prefix: str = "") -> list[str]:
+    """Warnings for pocket models or pocket prompts in ``config`` when ``dataset`` is not the pocket digits."""
+    if dataset.name == POCKET_DATASET:
+        return []
+    messages = []
+    for key, reference, _ in stage_models(config):
+        if reference.startswith(POCKET_SCHEME):
+            effect = "its scores mean little on other images" if reference == f"{POCKET_SCHEME}clip" else "expect digit-like images"
+            messages.append(
+                f"{prefix}{key} is {reference}, a pocket model trained on 16 px digits, but the dataset is "
+                f"'{dataset.name}': {effect}; set {prefix}{key} to a hub id or a local model folder"
+            )
+    if isinstance(config, GenerateConfig):
+        prompts = config.prompts  # the default follows the model: pocket prompts only for pocket models
+        if isinstance(prompts, str) and prompts.startswith("pocket"):
+            messages.append(
+                f"{prefix}prompts is the '{prompts}' preset, written for the pocket digits, but the dataset is "
+                f"'{dataset.name}'; set {prefix}prompts to 'diffusemix', 'class_template' or a list of your own"
+            )
+    return messages
+
+
+def recipe_size_mismatch(dataset: DatasetConfig, train: TrainConfig, where: str = "train") -> str | None:
+    """A warning when the dataset's ``image_size`` is not the size the recipe trains at."""
+    from genaug.training import resolve_recipe
+
+    size = resolve_recipe(train).augmentation.image_size
+    if dataset.image_size is None or size is None or dataset.image_size == size:
+        return None
+    return (
+        f"dataset.image_size is {dataset.image_size} but the '{train.recipe}' recipe trains at {size} px "
+        f"(images are resized to {size} x {size}); set {where}.augmentation.image_size={dataset.image_size} "
+        f"and {where}.augmentation.crop={dataset.image_size} to train at the dataset's size"
+    )
+
+
+def dataset_root_problem(dataset: DatasetConfig) -> str | None:
+    """``dataset.root: ... does not exist`` when the dataset has a root that is not there."""
+    if dataset.root is not None and not Path(dataset.root).expanduser().exists():
+        return f"dataset.root: {dataset.root} does not exist"
+    return None
+
+
+def preflight_stage(config: Any, path: str | Path | None = None, overrides: list[str] | None = None) -> list[str]:
+    """Before a stage command writes anything: warn about pocket mismatches, resolve its models.
+
+    ``path`` / ``overrides``: where the config came from, so that an unusable model is
+    named with the file or the command line that set it. Returns the warnings shown.
+    """
+    from genaug.config import ConfigError, located, source_of
+    from genaug.warn import warn_once
+
+    dataset = getattr(config, "dataset", None)
+    _check_root(dataset, path, overrides)
+    warnings = pocket_mismatches(config, dataset) if isinstance(dataset, DatasetConfig) else []
+    for message in warnings:
+        warn_once(message)
+    try:
+        check_models(config)
+    except ConfigError as error:  # "<key>: ..." names the key
+        key = str(error).split(":", 1)[0]
+        raise type(error)(located(error, source_of(key, path, overrides))) from None
+    return warnings
+
+
+def preflight_train(run: Any, path: str | Path | None = None, overrides: list[str] | None = None) -> list[str]:
+    """Before ``genaug train`` writes anything: the recipe must fit its overrides; warn when its
+    image size is not the dataset's. Returns the warnings shown."""
+    from genaug.config import ConfigError, located, source_of
+    from genaug.warn import warn_once
+
+    _check_root(run.dataset, path, overrides)
+    try:
+        mismatch = recipe_size_mismatch(run.dataset, run.train)
+    except ConfigError as error:
+        raise ConfigError(located(error, source_of("train", path, overrides))) from None
+    for message in [mismatch] if mismatch else []:
+        warn_once(message)
+    return [mismatch] if mismatch else []
+
+
+def _check_root(dataset: DatasetConfig | None, path: str | Path | None, overrides: list[str] | None) -> None:
+    from genaug.config import ConfigError, located, source_of
+
+    problem = dataset_root_problem(dataset) if isinstance(dataset, DatasetConfig) else None
+    if problem:
+        raise ConfigError(located(problem, source_of("dataset.root", path, overrides)))
