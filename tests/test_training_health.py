@@ -1,4 +1,4 @@
-"""Warnings when training goes wrong (run.log, metrics.json, results, report), and keep_checkpoint."""
+"""Warnings when training goes wrong (warnings.log, metrics.json, results, report), and keep_checkpoint."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from genaug.data import load_splits
 from genaug.data.base import RealDataset
 from genaug.training import train
 from genaug.training.health import (
-    RUN_LOG,
     add_warning,
     loss_warning,
     uniform_loss,
@@ -22,6 +21,7 @@ from genaug.training.health import (
     warmup_warning,
 )
 from genaug.training.losses import create_loss
+from genaug.warn import WARNINGS_LOG
 from training_helpers import pocket_splits, tiny_net
 
 QUIET = {"logging": {"tensorboard": False, "progress": False}, "cpu_threads": 1}
@@ -78,7 +78,7 @@ def test_warmup_warning_when_warmup_is_as_long_as_training():
 # ---------------------------------------------------------------------------- in a run
 
 
-def test_a_diverging_run_with_a_thin_validation_split_says_so_in_run_log_and_metrics(tmp_path):
+def test_a_diverging_run_with_a_thin_validation_split_says_so_in_warnings_log_and_metrics(tmp_path):
     splits = pocket_splits(labels_per_class=3, val_per_class=1)
     run = tmp_path / "run"
     result = train(config(lr=1e6, lr_schedule="step", warmup_epochs=3, epochs=3), splits, run, model=tiny_net())
@@ -86,12 +86,12 @@ def test_a_diverging_run_with_a_thin_validation_split_says_so_in_run_log_and_met
     assert any(w.startswith("the validation split has fewer than 2 images in 10 class(es)") for w in result.warnings)
     assert any(w.startswith("warmup_epochs (3) >= epochs (3)") for w in result.warnings)
     assert any(k in ("training loss diverged", "training loss is not finite (nan)") for k in kinds), result.warnings
-    logged = (run / RUN_LOG).read_text().splitlines()
-    assert logged == [f"warning: {w}" for w in result.warnings]
+    logged = (run / WARNINGS_LOG).read_text().splitlines()
+    assert logged == result.warnings
     assert json.loads((run / "metrics.json").read_text())["warnings"] == result.warnings
 
     healthy = train(config(), pocket_splits(), tmp_path / "healthy", model=tiny_net())
-    assert healthy.warnings == [] and (tmp_path / "healthy" / RUN_LOG).read_text() == ""
+    assert healthy.warnings == [] and (tmp_path / "healthy" / WARNINGS_LOG).read_text() == ""
 
 
 def test_skipped_images_are_counted_in_the_run(tmp_path):
@@ -106,7 +106,7 @@ def test_skipped_images_are_counted_in_the_run(tmp_path):
     result = train(config(augmentation={"image_size": 16}), splits, tmp_path / "run", model=tiny_net(num_classes=2))
     assert result.skipped_images == 2
     assert "2 input file(s) were skipped while loading the dataset" in result.warnings[0]
-    assert "skipped while loading" in (tmp_path / "run" / RUN_LOG).read_text()
+    assert "skipped while loading" in (tmp_path / "run" / WARNINGS_LOG).read_text()
 
 
 def test_keep_checkpoint_false_keeps_only_the_selected_weights(tmp_path):

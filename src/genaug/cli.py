@@ -235,8 +235,6 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
         f"test top-1 {result.test['top1']:.2f} %, balanced accuracy {result.test['balanced_accuracy']:.2f} % "
         f"({result.selection} weights, epoch {result.best_epoch}); {run.output / 'metrics.json'}"
     )
-    for warning in result.warnings:
-        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()

@@ -123,7 +123,7 @@ TEMPLATE = """<!DOCTYPE html>
 {% if warnings %}
 <section id="warnings">
   <h2>Warnings</h2>
-  <p class="lead">What the runs found that makes their numbers less trustworthy (also in each run's <code>run.log</code>).</p>
+  <p class="lead">What the runs found that makes their numbers less trustworthy (also in each run's <code>warnings.log</code>).</p>
   <ul class="warnings">
   {% for warning in warnings %}<li>{{ warning }}</li>
   {% endfor %}

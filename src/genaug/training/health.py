@@ -12,16 +12,14 @@ Each check is a pure function returning the warning's text, or None when all is 
 - :func:`skipped_warning`: input files skipped while loading the dataset.
 
 The trainer keeps each warning once (in its checkpointed progress, so a resumed run
-neither loses nor repeats them), logs it, rewrites ``run.log`` in the run folder with all
-of them, and stores them in ``metrics.json``; the experiment's results and report list them.
+neither loses nor repeats them), prints it once (:func:`genaug.warn.warn_once`), keeps it in
+the run folder's ``warnings.log`` beside the warnings about its configuration and data, and
+stores them in ``metrics.json``; the experiment's results and report list them.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +29,6 @@ from genaug.config import TrainConfig
 from genaug.data.base import RealDataset
 
 __all__ = [
-    "RUN_LOG",
     "DIVERGENCE_FACTOR",
     "loss_warning",
     "validation_warning",
@@ -39,12 +36,8 @@ __all__ = [
     "skipped_warning",
     "uniform_loss",
     "add_warning",
-    "write_run_log",
 ]
 
-log = logging.getLogger("genaug.training")
-
-RUN_LOG = "run.log"
 DIVERGENCE_FACTOR = 3.0
 _NOT_FINITE = "training loss is not finite"
 _DIVERGED = "training loss diverged"
@@ -117,13 +110,4 @@ def add_warning(warnings: list[str], message: str | None) -> bool:
     if message in warnings:
         return False
     warnings.append(message)
-    log.warning(message)
     return True
-
-
-def write_run_log(out_dir: Path, warnings: list[str]) -> None:
-    """``run.log``: one line per warning of the run (rewritten whole, atomically)."""
-    path = Path(out_dir) / RUN_LOG
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"warning: {message}\n" for message in warnings), encoding="utf-8")
-    os.replace(tmp, path)

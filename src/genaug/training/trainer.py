@@ -52,14 +52,12 @@ from genaug.training.checkpoint import (
 )
 from genaug.training.distributed import Distributed, setup_distributed, shard
 from genaug.training.health import (
-    RUN_LOG,
     add_warning,
     loss_warning,
     skipped_warning,
     uniform_loss,
     validation_warning,
     warmup_warning,
-    write_run_log,
 )
 from genaug.training.losses import LossFn, create_loss
 from genaug.training.lr_schedule import make_lr_scheduler
@@ -69,6 +67,7 @@ from genaug.training.policies import DataPolicy, TrainPool, create_policy
 from genaug.training.recipes import resolve_recipe
 from genaug.training.run_logger import METRICS_CSV, PER_CLASS_CSV, RunLogger, check_loggers
 from genaug.training.seeding import derive_seed, generator_for
+from genaug.warn import WARNINGS_LOG, record_warnings, warn_once
 
 CONFIG_FILE = "config.yaml"
 RESULT_FILE = "metrics.json"
@@ -89,7 +88,7 @@ class RunResult:
     ``median_last10_test_top1`` as the reference code reports them. ``model`` is the
     config's model name, or ``custom:<class>`` when ``train`` was given a module.
     ``skipped_images``: input files skipped while loading the dataset; ``warnings``: what
-    :mod:`genaug.training.health` found (also in ``run.log``).
+    :mod:`genaug.training.health` found (also in the run folder's ``warnings.log``).
     """
 
     out_dir: Path
@@ -239,9 +238,10 @@ def run_recipe(
     if checkpoint is not None:
         progress = restore_training_state(checkpoint, model, optimizer, scheduler, scaler, out_dir, dist)
     for warning in (validation_warning(val_set), warmup_warning(config), skipped_warning(skipped_count(splits))):
-        add_warning(progress.warnings, warning)
+        if add_warning(progress.warnings, warning) and dist.is_main:
+            warn_once(warning)
     if dist.is_main:
-        write_run_log(out_dir, progress.warnings)
+        keep_warnings(out_dir, progress.warnings)
     uniform = uniform_loss(loss_fn, num_classes)
     learner = Learner(dist.wrap(model), optimizer, scaler, loss_fn, mixer)
     data = TrainData(pool, policy, pipeline, num_classes)
@@ -257,9 +257,9 @@ def run_recipe(
             lr = optimizer.param_groups[0]["lr"]
             stats = train_one_epoch(learner, data, config, epoch, dist)
             stats["train_seconds"] = time.perf_counter() - started
-            if add_warning(progress.warnings, loss_warning(stats["train_loss"], uniform, epoch, config.epochs)):
-                if dist.is_main:
-                    write_run_log(out_dir, progress.warnings)
+            warning = loss_warning(stats["train_loss"], uniform, epoch, config.epochs)
+            if add_warning(progress.warnings, warning) and dist.is_main:
+                warn_once(warning, log=out_dir / WARNINGS_LOG)
             scheduler.step()
             dist.sync_buffers(model)
             val_metrics = evaluate_split(val) if val is not None and is_eval_epoch(config, epoch) else None
@@ -419,10 +419,16 @@ def check_same_config(out_dir: Path, config: TrainConfig) -> None:
         )
 
 
+def keep_warnings(out_dir: Path, warnings: list[str]) -> None:
+    """The run folder's ``warnings.log`` holds ``warnings`` (each once; the file exists, empty when none)."""
+    (out_dir / WARNINGS_LOG).touch()
+    record_warnings(out_dir / WARNINGS_LOG, warnings)
+
+
 def clear_run_files(out_dir: Path) -> None:
     """Remove a previous run's outputs (only the files a run writes)."""
     remove_checkpoints(out_dir)
-    for name in (METRICS_CSV, PER_CLASS_CSV, RESULT_FILE, BEST_FILE, CONFIG_FILE, DATA_FILE, RUN_LOG):
+    for name in (METRICS_CSV, PER_CLASS_CSV, RESULT_FILE, BEST_FILE, CONFIG_FILE, DATA_FILE, WARNINGS_LOG):
         (out_dir / name).unlink(missing_ok=True)
     shutil.rmtree(out_dir / "tb", ignore_errors=True)
 
