@@ -9,6 +9,12 @@ its wall time, from forward hooks and timers, into:
   decoder for every output), writes (``SetWriter.add``: PNG, rename, record, fsyncs),
 - the rest (scheduler steps, latent preparation, guidance arithmetic, uint8 conversion).
 
+Two variants run alternately in one process, on the same items: ``before`` restores the
+earlier engine's per-image costs (each new prompt encoded alone, cached across batches;
+each image and each record fsynced on its own: ``SetWriter.add``), ``after`` is the engine
+as it is (a batch's distinct prompts in one encoder call; one file-system sync for a batch's
+images, then one manifest fsync: ``SetWriter.add_batch``).
+
     .venv/bin/python benchmarks/engine_overhead.py [--model pocket:sd|pocket:ip2p] [--preset fast]
         [--scheduler dpmsolver --steps 8 --precision bf16] [--images 200] [--batch-size 50]
 """
@@ -37,25 +43,53 @@ def module_timer(module: torch.nn.Module) -> UNetTimer:
     return UNetTimer(module)
 
 
+class EarlierEngine:
+    """The earlier per-image costs, patched in for the ``before`` variant (see the module doc)."""
+
+    def __init__(self, editor) -> None:
+        self.editor, self.cache = editor, {}
+
+    def text_embeddings(self, texts):
+        pipeline = self.editor.pipeline
+        for text in dict.fromkeys(texts):
+            if text not in self.cache:
+                tokens = pipeline.tokenizer([text], padding="max_length", max_length=pipeline.tokenizer.model_max_length,
+                                            truncation=True, return_tensors="pt")
+                with torch.inference_mode():
+                    self.cache[text] = pipeline.text_encoder(tokens.input_ids)[0]
+        return torch.cat([self.cache[text] for text in texts])
+
+    def __enter__(self):
+        self.cache.clear()
+        self.editor.text_embeddings = self.text_embeddings
+        self._add_batch = SetWriter.add_batch
+        SetWriter.add_batch = lambda writer, entries: [writer.add(record, image) for record, image in entries]
+        return self
+
+    def __exit__(self, *exc):
+        del self.editor.text_embeddings
+        SetWriter.add_batch = self._add_batch
+
+
 class WriteTimer:
-    """Time spent in ``SetWriter.add`` (PNG + rename + record + fsyncs)."""
+    """Time spent in ``SetWriter.add_batch`` (the engine's only write call): PNGs, renames, records, syncs."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        self._add = SetWriter.add
+        self._add_batch = SetWriter.add_batch
         timer = self
 
-        def add(writer, record, image):
+        def add_batch(writer, entries):
             started = time.perf_counter()
             try:
-                return timer._add(writer, record, image)
+                return timer._add_batch(writer, entries)
             finally:
                 timer.seconds += time.perf_counter() - started
 
-        SetWriter.add = add
+        SetWriter.add_batch = add_batch
 
     def remove(self) -> None:
-        SetWriter.add = self._add
+        SetWriter.add_batch = self._add_batch
 
 
 def main() -> None:
@@ -87,31 +121,40 @@ def main() -> None:
     engine = EngineConfig(batch_size=args.batch_size, progress=False, max_regenerations=0)
     with context:
         editor.render(workload.items[:2], [item.seed for item in workload.items[:2]])  # warm-up
-    best = None
+    best: dict[str, tuple] = {}
     for repeat in range(args.repeats):
-        for timer in timers.values():
-            timer.reset()
-        writes = WriteTimer()
-        started = time.perf_counter()
-        with context:
-            report = run_job(workload.items, editor, workdir / f"set{repeat}", experiment_seed=0, engine=engine,
-                             model=editor.model.identity)
-        seconds = time.perf_counter() - started
-        writes.remove()
-        shares = {name: timer.seconds for name, timer in timers.items()} | {"writes (PNG, record, fsync)": writes.seconds}
-        if best is None or seconds < best[0]:
-            best = (seconds, shares, report.made)
-    seconds, shares, made = best
+        for variant in ("before", "after"):
+            for timer in timers.values():
+                timer.reset()
+            patch = EarlierEngine(editor) if variant == "before" else nullcontext()
+            with patch:
+                writes = WriteTimer()  # wraps whatever add / add_batch the variant uses
+                started = time.perf_counter()
+                with context:
+                    report = run_job(workload.items, editor, workdir / f"{variant}{repeat}", experiment_seed=0, engine=engine,
+                                     model=editor.model.identity)
+                seconds = time.perf_counter() - started
+                writes.remove()
+            shares = {name: timer.seconds for name, timer in timers.items()} | {"writes (PNG, record, syncs)": writes.seconds}
+            if variant not in best or seconds < best[variant][0]:
+                best[variant] = (seconds, shares, report.made)
     params = editor.params()
-    print(f"model: {args.model} ({generator}); {made} images, batch {args.batch_size}; {params['scheduler']} "
+    print(f"model: {args.model} ({generator}); {args.images} images, batch {args.batch_size}; {params['scheduler']} "
           f"{params['steps']} steps, autocast {params.get('autocast') or (args.precision if not args.preset else 'none')}, "
           f"torch threads {torch.get_num_threads()}")
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end (shared machine)")
-    print(f"engine wall time {seconds:.2f} s, {made / seconds:.2f} images/s (best of {args.repeats})")
-    rest = seconds - sum(shares.values())
-    for name, value in [*shares.items(), ("rest (scheduler, latents, guidance, uint8)", rest)]:
-        print(f"  {name:<44}{value:>8.3f} s {value / seconds:>7.1%}")
-    print(f"outside the UNet: {1 - shares['UNet'] / seconds:.1%}")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end (shared machine); "
+          f"best of {args.repeats} runs of each variant, alternated")
+    print(f"{'':<46}" + "".join(f"{v:>18}" for v in best))
+    seconds = {v: best[v][0] for v in best}
+    print(f"{'engine wall time (s), images/s':<46}" + "".join(f"{seconds[v]:>9.2f}{best[v][2] / seconds[v]:>9.2f}" for v in best))
+    names = [*best["after"][1], "rest (scheduler, latents, guidance, uint8)"]
+    for name in names:
+        cells = []
+        for v in best:
+            value = best[v][1].get(name, seconds[v] - sum(best[v][1].values()))
+            cells.append(f"{value:>9.3f}{value / seconds[v]:>9.1%}")
+        print(f"  {name:<44}" + "".join(cells))
+    print(f"{'outside the UNet':<46}" + "".join(f"{1 - best[v][1]['UNet'] / seconds[v]:>18.1%}" for v in best))
 
 
 if __name__ == "__main__":

@@ -178,3 +178,19 @@ def test_a_small_sweep_measures_speed_and_judged_quality(tmp_path):
     assert "| scheduler | steps |" in paths["table"].read_text()
     entries = frontier.preset_entries(result)
     assert entries["reference"]["num_inference_steps"] == 50 and "images_per_second" in entries["fast"]["figures"]
+
+
+@pytest.mark.parametrize("name", ["sd", "ip2p"])
+def test_a_speed_only_sweep_runs_on_any_pipeline_folder(tmp_path, name):
+    """Any diffusers folder (here tiny random pipelines; the real-architecture stand-ins alike):
+    images/s per setting, the generator read from model_index.json, no judging."""
+    from genaug.pocket.tiny import make_tiny_pocket
+
+    folder = str(make_tiny_pocket(tmp_path / "models", models=[name])[name])
+    points = [frontier.SweepPoint("dpmsolver", 2, "fp32", 4), frontier.SweepPoint("unipc", 2, "bf16", 4)]
+    result = frontier.sweep_sampling(folder, points, images=4, quality=False, reference_batch_size=4, device="cpu")
+    assert result.meta["generator"] == {"sd": "txt2img", "ip2p": "instruct"}[name] and result.fast is None
+    assert [row["scheduler"] for row in result.rows[1:]] == ["DPMSolverMultistepScheduler", "UniPCMultistepScheduler"]
+    assert all(row["images"] == 4 and row["images_per_second"] > 0 and "digit_fidelity" not in row for row in result.rows)
+    paths = frontier.write_sweep(result, tmp_path / "out")
+    assert "figure" not in paths and "images/s" in paths["table"].read_text()
