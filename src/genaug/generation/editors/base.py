@@ -9,6 +9,7 @@ images handed over as one tensor, the whole batch decoded at once, no progress b
 from __future__ import annotations
 
 import inspect
+from functools import cached_property
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -85,7 +86,7 @@ class Editor(ABC):
         """Where this editor's sampling presets are stored: ``<editor>/<model reference>``."""
         return f"{self.name}/{self.config.model or self.default_model}"
 
-    @property
+    @cached_property
     def preset(self) -> dict[str, Any] | None:
         """The settings of ``config.preset`` (``genaug.generation.sampling_preset``), or None."""
         name = getattr(self.config, "preset", None)
