@@ -33,14 +33,9 @@ import torch
 from genaug.config import EditorConfig, EngineConfig
 from genaug.generation.editors import create_editor
 from genaug.generation.engine import run_job
-from genaug.generation.frontier import UNetTimer, infer_generator, pocket_workload
+from genaug.generation.frontier import ForwardTimer, infer_generator, pocket_workload
 from genaug.generation.runtime import autocast_context
 from genaug.manifest import SetWriter
-
-
-def module_timer(module: torch.nn.Module) -> UNetTimer:
-    """Forward-hook timer of any module (the same hooks as the UNet's)."""
-    return UNetTimer(module)
 
 
 class EarlierEngine:
@@ -116,8 +111,8 @@ def main() -> None:
     editor = create_editor(config, sources=workload.sources, device="cpu", dtype="fp32")
     pipeline = editor.pipeline
     context = context or autocast_context(args.precision, editor.device)
-    timers = {"UNet": UNetTimer(pipeline.unet), "text encoder": module_timer(pipeline.text_encoder),
-              "VAE decoder": module_timer(pipeline.vae.decoder), "VAE encoder": module_timer(pipeline.vae.encoder)}
+    timers = {"UNet": ForwardTimer(pipeline.unet), "text encoder": ForwardTimer(pipeline.text_encoder),
+              "VAE decoder": ForwardTimer(pipeline.vae.decoder), "VAE encoder": ForwardTimer(pipeline.vae.encoder)}
     engine = EngineConfig(batch_size=args.batch_size, progress=False, max_regenerations=0)
     with context:
         editor.render(workload.items[:2], [item.seed for item in workload.items[:2]])  # warm-up

@@ -164,12 +164,12 @@ def _item(item_id: str, seed: int, label: int, class_name: str, prompt: str, sou
 # ---------------------------------------------------------------------------- rendering
 
 
-class UNetTimer:
-    """Wall time spent inside ``unet.forward`` (forward pre- and post-hooks)."""
+class ForwardTimer:
+    """Wall time spent inside a module's ``forward`` (the UNet's here), from forward pre- and post-hooks."""
 
-    def __init__(self, unet: torch.nn.Module) -> None:
+    def __init__(self, module: torch.nn.Module) -> None:
         self.seconds, self.calls, self._start = 0.0, 0, 0.0
-        self._handles = [unet.register_forward_pre_hook(self._before), unet.register_forward_hook(self._after)]
+        self._handles = [module.register_forward_pre_hook(self._before), module.register_forward_hook(self._after)]
 
     def _before(self, *args) -> None:
         self._start = time.perf_counter()
@@ -202,8 +202,8 @@ def make_editor(workload: Workload, point: SweepPoint | None, device: str = "aut
     fields: dict[str, Any] = {"name": workload.generator, "model": workload.model, "size": size, "guidance_scale": guidance_scale}
     if point is not None:
         fields.update(steps=point.steps, scheduler=point.scheduler)
-    dtype = "fp16" if point is not None and point.precision == "fp16" else "fp32"
-    return create_editor(EditorConfig(**fields), sources=workload.sources, device=device, dtype=dtype)
+    # fp32 weights at every point: bf16 / fp16 are autocast around the call (precision_context).
+    return create_editor(EditorConfig(**fields), sources=workload.sources, device=device, dtype="fp32")
 
 
 def reference_point(workload: Workload, device: str = "auto", batch_size: int = 50) -> tuple[SweepPoint, Any]:
@@ -245,7 +245,7 @@ def settings_for(points: Sequence[SweepPoint], workload: Workload, pipeline, dev
     return settings
 
 
-def render_round_robin(settings: Sequence[TimedSetting], items: Sequence[WorkItem], timer: UNetTimer,
+def render_round_robin(settings: Sequence[TimedSetting], items: Sequence[WorkItem], timer: ForwardTimer,
                        log: Callable[[str], None] | None = None) -> None:
     """Render every item at every setting, timing each batch, interleaved.
 
@@ -367,7 +367,7 @@ def sweep_sampling(
     judges = Judges.for_workload(workload, seed) if quality else None
 
     reference, editor = reference_point(workload, device, reference_batch_size)
-    timer = UNetTimer(editor.pipeline.unet)
+    timer = ForwardTimer(editor.pipeline.unet)
     settings = settings_for([reference, *[p for p in points if p != reference]], workload, editor.pipeline, device, size)
     render_round_robin(settings, workload.items, timer, log)
     timer.remove()
