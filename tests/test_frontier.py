@@ -194,3 +194,43 @@ def test_a_speed_only_sweep_runs_on_any_pipeline_folder(tmp_path, name):
     assert all(row["images"] == 4 and row["images_per_second"] > 0 and "digit_fidelity" not in row for row in result.rows)
     paths = frontier.write_sweep(result, tmp_path / "out")
     assert "figure" not in paths and "images/s" in paths["table"].read_text()
+
+
+def test_a_speed_only_sdi_sweep_renders_the_sampled_vectors(tmp_path):
+    """SDI's reference is DDIM at the config's steps; every point renders the same sampled vectors."""
+    from test_sdi_generate import random_samples
+    from test_sdi_helpers import sdi_config
+
+    from genaug.sdi.sample import samples_path
+
+    config = sdi_config(tmp_path / "work", generate={"steps": 3})
+    random_samples(samples_path(config.work_dir, config.sample.sampler))
+    with pytest.raises(ValueError, match="needs the SDI config"):
+        frontier.check_sweep(config.model, "sdi", quality=False)
+    points = [frontier.SweepPoint("dpmsolver", 2, "fp32", 3)]
+    result = frontier.sweep_sampling(config.model, points, generator="sdi", images=6, quality=False,
+                                     reference_batch_size=3, device="cpu", sdi=config)
+    assert [(row["scheduler"], row["num_inference_steps"]) for row in result.rows] == [("DDIMScheduler", 3), ("DPMSolverMultistepScheduler", 2)]
+    assert all(row["images"] == 6 for row in result.rows) and frontier.preset_key(result) == f"sdi/{config.model}"
+
+
+def test_sdi_generation_takes_scheduler_steps_and_autocast_from_its_preset(tmp_path, monkeypatch):
+    from test_sdi_generate import random_samples
+    from test_sdi_helpers import sdi_config
+
+    import genaug.generation.presets as presets
+    from genaug.sdi.generate import build_renderer
+
+    monkeypatch.setattr(presets, "PRESETS_FILE", tmp_path / "presets.json")
+    table = random_samples(tmp_path / "samples.safetensors")
+    model = sdi_config(tmp_path / "work").model
+    fast = {"scheduler": "UniPCMultistepScheduler", "num_inference_steps": 4, "precision": "bf16"}
+    store_presets(f"sdi/{model}", {"fast": fast}, {})
+    config = sdi_config(tmp_path / "work")
+    config.generate = type(config.generate)(preset="fast")  # no steps given: the preset's
+    renderer = build_renderer(config, table)
+    assert renderer.steps == 4 and type(renderer.pipeline.scheduler).__name__ == "UniPCMultistepScheduler"
+    assert renderer.autocast == "bf16" and renderer.params()["preset"] == "fast"
+    assert build_renderer(sdi_config(tmp_path / "work", generate={"preset": "fast", "steps": 7}), table).steps == 7  # given steps win
+    with pytest.raises(ConfigError, match="allowed"):
+        parse_config(type(sdi_config(tmp_path / "work")), {"work_dir": str(tmp_path), "model": model, "generate": {"preset": "slow"}})

@@ -404,7 +404,8 @@ def _csv(text: str, cast=str) -> list:
 @bench_app.command("sampling")
 def bench_sampling(
     model: Annotated[str, typer.Argument(help="pocket:sd, pocket:ip2p, a diffusers pipeline folder or a hub id")],
-    generator: Annotated[Optional[str], typer.Option(help="txt2img or instruct (default: from the model)")] = None,
+    generator: Annotated[Optional[str], typer.Option(help="txt2img, instruct or sdi (default: from the model)")] = None,
+    sdi_config: Annotated[Optional[Path], typer.Option(help="for --generator sdi: the SDI config whose sampled vectors are rendered")] = None,
     schedulers: Annotated[str, typer.Option(help="comma-separated: ddim, dpmsolver (DPM-Solver++ 2M), unipc, euler_ancestral, ...")] = "ddim,dpmsolver,unipc,euler_ancestral",
     steps: Annotated[str, typer.Option(help="comma-separated step counts")] = "4,6,8,12,20",
     precisions: Annotated[str, typer.Option(help="comma-separated: fp32, bf16 (autocast), fp16 (CUDA)")] = "fp32",
@@ -418,12 +419,13 @@ def bench_sampling(
     write_presets: Annotated[bool, typer.Option("--write-presets", help="store reference and fast in genaug's presets file")] = False,
 ) -> None:
     """Sweep schedulers x steps x precision x batch size: images/s, class fidelity, colour, FD (CLIP)."""
-    from genaug.config import ConfigError
+    from genaug.config import ConfigError, SdiConfig, load_config
     from genaug.generation import frontier
     from genaug.generation.presets import store_presets
 
+    sdi = load_config(SdiConfig, sdi_config) if sdi_config else None
     try:
-        frontier.check_sweep(model, generator, not speed_only)
+        frontier.check_sweep(model, generator, not speed_only, sdi)
         points = frontier.sweep_grid(_csv(schedulers), _csv(steps, int), _csv(precisions), _csv(batch_sizes, int))
         points += [frontier.parse_point(text, int(_csv(batch_sizes, int)[0])) for text in _csv(extra)]
         if images < 2:
@@ -431,7 +433,7 @@ def bench_sampling(
     except ValueError as error:
         raise ConfigError(str(error)) from None
     result = frontier.sweep_sampling(model, points, generator=generator, images=images, quality=not speed_only,
-                                     device=device, size=size, log=typer.echo)
+                                     device=device, size=size, sdi=sdi, log=typer.echo)
     paths = frontier.write_sweep(result, out)
     typer.echo(paths["table"].read_text())
     for name, path in paths.items():

@@ -85,6 +85,7 @@ class Workload:
     fg: np.ndarray | None = None  # the colours it must have (palette indices)
     bg: np.ndarray | None = None
     ideal: np.ndarray | None = None  # uint8 (N, 16, 16, 3): the real image each item asks for
+    sdi: tuple[Any, Any] | None = None  # SDI: (SdiConfig, sampled FeatureTable)
 
     @property
     def judged(self) -> bool:
@@ -161,6 +162,33 @@ def _item(item_id: str, seed: int, label: int, class_name: str, prompt: str, sou
                     source_id=None if source_index is None else f"pocket/test/{source_index}", source_index=source_index)
 
 
+def sdi_workload(config, n: int, seed: int = 0, judged: bool = True) -> Workload:
+    """``n`` of SDI's sampled vectors (spread evenly over the samples table, so over the
+    classes), as ``genaug sdi generate`` plans them. Judged: the digit is the sample's class;
+    colours are not prompted, so not judged; the ideal images are real downstream test
+    digits of the class in their own styles."""
+    from genaug.pocket.render import load_digits, pocket_pools, styled_digits
+    from genaug.sdi.conditioning import NEGATIVE_PROMPT
+    from genaug.sdi.generate import plan_items
+    from genaug.sdi.sample import samples_path
+    from genaug.sdi.tables import load_table
+
+    path = samples_path(config.work_dir, config.sample.sampler)
+    table = load_table(path)
+    planned = plan_items(table, path, config.generate.seed, config.generate.negative_prompt or NEGATIVE_PROMPT)
+    if n > len(planned):
+        raise ValueError(f"images: at most {len(planned)} (the sampled vectors in {path}), got {n}")
+    items = [planned[int(i)] for i in np.unique(np.linspace(0, len(planned) - 1, n).round().astype(int))]
+    workload = Workload("sdi", config.model, items, sdi=(config, table))
+    if judged:
+        digits = np.array([item.label for item in items])
+        test = pocket_pools(seed)["test"]
+        labels = load_digits().labels
+        chosen = np.array([test[labels[test] == d][i // 10 % int((labels[test] == d).sum())] for i, d in enumerate(digits)])
+        workload.digits, workload.ideal = digits, styled_digits(chosen, seed)[0]
+    return workload
+
+
 # ---------------------------------------------------------------------------- rendering
 
 
@@ -206,10 +234,29 @@ def make_editor(workload: Workload, point: SweepPoint | None, device: str = "aut
     return create_editor(EditorConfig(**fields), sources=workload.sources, device=device, dtype="fp32")
 
 
+def make_renderer(workload: Workload, point: SweepPoint | None, device: str = "auto", size: int | None = None):
+    """An editor (:func:`make_editor`), or for SDI an :class:`~genaug.sdi.generate.SdiRenderer`
+    with the config's settings and ``point``'s scheduler and steps."""
+    if workload.generator != "sdi":
+        return make_editor(workload, point, device, size)
+    from genaug.sdi.conditioning import NEGATIVE_PROMPT
+    from genaug.sdi.generate import RenderSettings, SdiRenderer
+
+    config, table = workload.sdi
+    gen = config.generate
+    settings = RenderSettings(
+        model=config.model, revision=config.revision, steps=point.steps if point else gen.steps,
+        guidance_scale=gen.guidance_scale, size=size or gen.size, negative_prompt=gen.negative_prompt or NEGATIVE_PROMPT,
+        scheduler=point.scheduler if point else "ddim",
+    )
+    return SdiRenderer(settings, table.features, eta=gen.eta, vae=gen.vae, device=device, dtype="fp32")
+
+
 def reference_point(workload: Workload, device: str = "auto", batch_size: int = 50) -> tuple[SweepPoint, Any]:
     """The method's own settings: the editor's defaults (instruct: Euler ancestral, the pipeline's
-    100 steps; txt2img: the folder's scheduler, 50 steps); returns the point and the loaded editor."""
-    editor = make_editor(workload, None, device=device)
+    100 steps; txt2img: the folder's scheduler, 50 steps; SDI: DDIM, the config's 50 steps);
+    returns the point and the loaded editor."""
+    editor = make_renderer(workload, None, device=device)
     scheduler = editor.scheduler_name or scheduler_name(type(editor.pipeline.scheduler).__name__)
     return SweepPoint(scheduler, int(editor.steps), "fp32", batch_size), editor
 
@@ -239,7 +286,7 @@ def settings_for(points: Sequence[SweepPoint], workload: Workload, pipeline, dev
     base = dict(pipeline.scheduler.config)
     settings = []
     for point in points:
-        editor = make_editor(workload, point, device, size)
+        editor = make_renderer(workload, point, device, size)
         editor.pipeline = pipeline
         settings.append(TimedSetting(point, editor, getattr(diffusers, SCHEDULERS[point.scheduler]).from_config(base)))
     return settings
@@ -298,14 +345,16 @@ class Judges:
         from genaug.pocket.quality import estimate_colors
 
         predicted = self.judge.predict(images)
-        fg, bg = estimate_colors(images)
-        return {
-            "digit_fidelity": float((predicted == workload.digits).mean()),
-            "colour_realised": float(((fg == workload.fg) & (bg == workload.bg)).mean()),
-            "fg_realised": float((fg == workload.fg).mean()),
-            "bg_realised": float((bg == workload.bg).mean()),
-            "fd_clip": frechet_distance(self.ideal_features, self.clip.image_embeds(images).numpy()),
-        }
+        measured = {"digit_fidelity": float((predicted == workload.digits).mean())}
+        if workload.fg is not None:  # colours asked for (not by SDI)
+            fg, bg = estimate_colors(images)
+            measured.update({
+                "colour_realised": float(((fg == workload.fg) & (bg == workload.bg)).mean()),
+                "fg_realised": float((fg == workload.fg).mean()),
+                "bg_realised": float((bg == workload.bg).mean()),
+            })
+        measured["fd_clip"] = frechet_distance(self.ideal_features, self.clip.image_embeds(images).numpy())
+        return measured
 
 
 # ---------------------------------------------------------------------------- the sweep
@@ -317,11 +366,17 @@ def sweep_grid(schedulers: Sequence[str] = DEFAULT_SCHEDULERS, steps: Sequence[i
     return [SweepPoint(s, n, p, b) for s, p, b, n in itertools.product(schedulers, precisions, batch_sizes, sorted(steps))]
 
 
-def check_sweep(model: str, generator: str | None, quality: bool) -> str:
-    """The generator to sweep (given or inferred); judged sweeps need a pocket model."""
+def check_sweep(model: str, generator: str | None, quality: bool, sdi=None) -> str:
+    """The generator to sweep (given or inferred); judged sweeps need a pocket model; SDI
+    needs its config (``sdi``: an ``SdiConfig`` whose samples are drawn) for ``model``."""
     generator = generator or infer_generator(model)
-    if generator not in GENERATORS:
-        raise ValueError(f"generator must be one of {sorted(GENERATORS)}, got {generator!r}")
+    if generator not in (*GENERATORS, "sdi"):
+        raise ValueError(f"generator must be one of {sorted([*GENERATORS, 'sdi'])}, got {generator!r}")
+    if generator == "sdi":
+        if sdi is None:
+            raise ValueError("generator sdi needs the SDI config whose sampled vectors it renders (--sdi-config)")
+        if sdi.model != model:
+            raise ValueError(f"the SDI config's model is {sdi.model!r}, not {model!r}")
     if quality and model not in POCKET_MODELS:
         raise ValueError(f"quality is judged on pocket models only ({sorted(POCKET_MODELS)}); for {model!r} use quality=False (--speed-only)")
     return generator
@@ -352,18 +407,23 @@ def sweep_sampling(
     fidelity_tolerance: float = 0.01,
     colour_tolerance: float = 0.02,
     keep_images: bool = False,
+    sdi=None,
     log: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Measure images/s (and, with ``quality``, judged quality) at the reference and every point.
 
     ``model``: ``pocket:sd``, ``pocket:ip2p``, a diffusers pipeline folder or a hub id.
-    Judged sweeps need a pocket model (the judges know pocket digits only).
+    Judged sweeps need a pocket model (the judges know pocket digits only). ``sdi``: for
+    ``generator="sdi"``, the ``SdiConfig`` whose sampled vectors are rendered.
     """
     log = log or (lambda message: None)
-    generator = check_sweep(model, generator, quality)
+    generator = check_sweep(model, generator, quality, sdi)
     points = list(points) if points is not None else sweep_grid()
     load_before = os.getloadavg()
-    workload = pocket_workload(generator, model, images, seed, judged=quality)
+    if generator == "sdi":
+        workload = sdi_workload(sdi, images, seed, judged=quality)
+    else:
+        workload = pocket_workload(generator, model, images, seed, judged=quality)
     judges = Judges.for_workload(workload, seed) if quality else None
 
     reference, editor = reference_point(workload, device, reference_batch_size)
@@ -431,7 +491,7 @@ def choose_fast(rows: list[dict[str, Any]], fidelity_tolerance: float = 0.01, co
     eligible = [
         row for row in rows
         if row["digit_fidelity"] >= reference["digit_fidelity"] - fidelity_tolerance - 1e-12
-        and row["colour_realised"] >= reference["colour_realised"] - colour_tolerance - 1e-12
+        and ("colour_realised" not in reference or row["colour_realised"] >= reference["colour_realised"] - colour_tolerance - 1e-12)
     ]
     return max(eligible, key=lambda row: row["images_per_second"])
 
