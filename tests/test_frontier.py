@@ -106,17 +106,22 @@ def test_sampling_preset_reads_its_file_and_names_the_allowed_values(tmp_path):
 
 def test_shipped_presets_hold_reference_and_fast_with_their_figures():
     presets = load_presets()
-    assert {"txt2img/pocket:sd", "instruct/pocket:ip2p"} <= set(presets), PRESETS_FILE
+    assert {"txt2img/pocket:sd", "instruct/pocket:ip2p", "sdi/pocket:sd"} <= set(presets), PRESETS_FILE
     for key, entry in presets.items():
         reference, fast = entry["presets"]["reference"], entry["presets"]["fast"]
+        coloured = not key.startswith("sdi/")  # SDI prompts no colour
         for preset in (reference, fast):
             assert preset["scheduler"].endswith("Scheduler") and preset["num_inference_steps"] >= 1
-            assert {"images_per_second", "digit_fidelity", "colour_realised", "fd_clip", "machine", "date"} <= set(preset["figures"])
+            assert {"images_per_second", "digit_fidelity", "fd_clip", "machine", "date"} <= set(preset["figures"])
+            assert ("colour_realised" in preset["figures"]) == coloured
             assert preset["figures"]["images"] >= 200
         assert fast["figures"]["digit_fidelity"] >= reference["figures"]["digit_fidelity"] - 0.01
-        assert fast["figures"]["colour_realised"] >= reference["figures"]["colour_realised"] - 0.02
+        if coloured:
+            assert fast["figures"]["colour_realised"] >= reference["figures"]["colour_realised"] - 0.02
     assert presets["instruct/pocket:ip2p"]["presets"]["reference"]["scheduler"] == "EulerAncestralDiscreteScheduler"
     assert presets["instruct/pocket:ip2p"]["presets"]["reference"]["num_inference_steps"] == 100
+    assert presets["sdi/pocket:sd"]["presets"]["reference"]["scheduler"] == "DDIMScheduler"
+    assert presets["sdi/pocket:sd"]["presets"]["reference"]["num_inference_steps"] == 50
 
 
 def test_an_unknown_preset_is_a_config_error_naming_the_allowed_values():
