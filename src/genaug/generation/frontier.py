@@ -3,8 +3,9 @@
 :func:`sweep_sampling` reads as the measurement:
 
 1. build the workload: the generator's work items (prompts, source images, per-image
-   seeds) and, on the pocket world, what each image must show (digit, colours) and the
-   ideal real image of each item (for the Frechet distance);
+   seeds; for SDI the sampled vectors of an SDI config) and, on the pocket world, what
+   each image must show (digit, colours) and the ideal real image of each item (for the
+   Frechet distance);
 2. load the pipeline once;
 3. for every point (scheduler, steps, precision, batch size): swap in the scheduler (a
    diffusers class, built from the folder's own scheduler config), render one small batch

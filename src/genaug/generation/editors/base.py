@@ -9,8 +9,8 @@ images handed over as one tensor, the whole batch decoded at once, no progress b
 from __future__ import annotations
 
 import inspect
-from functools import cached_property
 from abc import ABC, abstractmethod
+from functools import cached_property
 from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
