@@ -91,3 +91,57 @@ def test_unknown_fields_and_a_missing_manifest_are_clear_errors(tmp_path):
     (tmp_path / "manifest.jsonl").write_text(json.dumps(line) + "\n")
     with pytest.raises(ManifestError, match="unknown field"):
         read_manifest(tmp_path)
+
+
+def test_a_batch_writes_every_image_then_every_record(tmp_path, monkeypatch):
+    """add_batch: all images on disk (one sync) before the first record is appended."""
+    import genaug.manifest as manifest
+
+    synced = []
+    real_sync = manifest.sync_files
+
+    def spy(paths):
+        assert not (tmp_path / "manifest.jsonl").read_text()  # no record before the sync of every image
+        synced.append([p.name for p in paths])
+        real_sync(paths)
+
+    monkeypatch.setattr(manifest, "sync_files", spy)
+    images = [np.full((8, 8, 3), value, np.uint8) for value in (10, 20, 30)]
+    with SetWriter(tmp_path) as writer:
+        writer.add_batch([(_record(f"b-{i}", writer), image) for i, image in enumerate(images)])
+        assert set(writer.done) == {"b-0", "b-1", "b-2"}
+    assert synced == [["b-0.png", "b-1.png", "b-2.png"]]
+    records = read_manifest(tmp_path)
+    assert [r.id for r in records] == ["b-0", "b-1", "b-2"]
+    from PIL import Image
+
+    assert [int(np.asarray(Image.open(tmp_path / r.path))[0, 0, 0]) for r in records] == [10, 20, 30]
+    assert not list(tmp_path.glob("images/*/.*tmp*"))
+
+
+def test_a_batch_whose_image_cannot_be_placed_writes_no_record(tmp_path):
+    image = np.zeros((4, 4, 3), np.uint8)
+    set_dir, outside = tmp_path / "set", tmp_path / "outside"
+    outside.mkdir()
+    (set_dir / "images").mkdir(parents=True)
+    (set_dir / "images" / "evil").symlink_to(outside, target_is_directory=True)
+    with SetWriter(set_dir) as writer:
+        good, bad = _record("good", writer), _record("bad", writer, class_name="evil")
+        with pytest.raises(ValueError, match="leads outside the set"):
+            writer.add_batch([(good, image), (bad, image)])
+        assert not writer.done
+    assert read_manifest(set_dir) == [] and not list(outside.iterdir())
+
+
+def test_sync_files_falls_back_to_one_fsync_per_file(tmp_path, monkeypatch):
+    import genaug.manifest as manifest
+
+    paths = [tmp_path / f"{i}.bin" for i in range(3)]
+    for path in paths:
+        path.write_bytes(b"x")
+    fsynced = []
+    real_fsync = manifest.os.fsync
+    monkeypatch.setattr(manifest, "_syncfs", lambda fd: False)
+    monkeypatch.setattr(manifest.os, "fsync", lambda fd: (fsynced.append(fd), real_fsync(fd)))
+    manifest.sync_files(paths)
+    assert len(fsynced) == 3

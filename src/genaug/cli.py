@@ -452,3 +452,59 @@ def demo(
     _quiet_model_loading()
     experiment = load_experiment(packaged_config("demo.yaml"), quick=quick)
     _run_and_print(experiment, out or Path("runs") / ("demo-quick" if quick else "demo"), None, None, dry_run, None)
+
+
+# ------------------------------------------------------------------------ benchmarks
+
+bench_app = typer.Typer(no_args_is_help=True, help="Measure speed (and judged quality) of generation settings.")
+app.add_typer(bench_app, name="bench")
+
+
+def _csv(text: str, cast=str) -> list:
+    from genaug.config import ConfigError
+
+    try:
+        return [cast(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"expected a comma-separated list, got {text!r}") from None
+
+
+@bench_app.command("sampling")
+def bench_sampling(
+    model: Annotated[str, typer.Argument(help="pocket:sd, pocket:ip2p, a diffusers pipeline folder or a hub id")],
+    generator: Annotated[Optional[str], typer.Option(help="txt2img, instruct or sdi (default: from the model)")] = None,
+    sdi_config: Annotated[Optional[Path], typer.Option(help="for --generator sdi: the SDI config whose sampled vectors are rendered")] = None,
+    schedulers: Annotated[str, typer.Option(help="comma-separated: ddim, dpmsolver (DPM-Solver++ 2M), unipc, euler_ancestral, ...")] = "ddim,dpmsolver,unipc,euler_ancestral",
+    steps: Annotated[str, typer.Option(help="comma-separated step counts")] = "4,6,8,12,20",
+    precisions: Annotated[str, typer.Option(help="comma-separated: fp32, bf16 (autocast), fp16 (CUDA)")] = "fp32",
+    batch_sizes: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "50",
+    extra: Annotated[str, typer.Option(help="more points outside the grid: scheduler:steps:precision[:batch],...")] = "",
+    images: Annotated[int, typer.Option(help="images per setting (same prompts, sources and seeds at every setting)")] = 200,
+    speed_only: Annotated[bool, typer.Option("--speed-only", help="no judging (any model; e.g. real-architecture stand-ins)")] = False,
+    size: Annotated[Optional[int], typer.Option(help="working side length (default: the model's native size)")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
+    out: Annotated[Path, typer.Option(help="folder for sweep.json, sweep.md and pareto.png")] = Path("runs/bench-sampling"),
+    write_presets: Annotated[bool, typer.Option("--write-presets", help="store reference and fast in genaug's presets file")] = False,
+) -> None:
+    """Sweep schedulers x steps x precision x batch size: images/s, class fidelity, colour, FD (CLIP)."""
+    from genaug.config import ConfigError, SdiConfig, load_config
+    from genaug.generation import frontier
+    from genaug.generation.presets import store_presets
+
+    sdi = load_config(SdiConfig, sdi_config) if sdi_config else None
+    try:
+        frontier.check_sweep(model, generator, not speed_only, sdi)
+        points = frontier.sweep_grid(_csv(schedulers), _csv(steps, int), _csv(precisions), _csv(batch_sizes, int))
+        points += [frontier.parse_point(text, int(_csv(batch_sizes, int)[0])) for text in _csv(extra)]
+        if images < 2:
+            raise ValueError(f"--images must be >= 2, got {images}")
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    result = frontier.sweep_sampling(model, points, generator=generator, images=images, quality=not speed_only,
+                                     device=device, size=size, sdi=sdi, log=typer.echo)
+    paths = frontier.write_sweep(result, out)
+    typer.echo(paths["table"].read_text())
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path}")
+    if write_presets and not speed_only:
+        typer.echo(f"presets: {store_presets(frontier.preset_key(result), frontier.preset_entries(result), result.meta)}")

@@ -555,7 +555,10 @@ class EditorConfig(StrictModel):
     ``image_guidance_scale`` and ``scheduler`` means the editor's default (instruct: Euler
     ancestral, guidance 4, image guidance 1.5, the library's step count). ``size``: working
     side length (None = the model's native ``unet.sample_size * vae_scale_factor``; 256 in
-    the real-scale DiffuseMix config).
+    the real-scale DiffuseMix config). ``preset``: a named sampling preset of this editor and
+    model (``genaug.generation.sampling_preset``: ``reference``, ``fast``), measured by
+    ``genaug bench sampling``; it sets the scheduler, steps and autocast precision, and
+    ``steps`` / ``scheduler`` given here still win.
     """
 
     name: str = "instruct"
@@ -568,13 +571,18 @@ class EditorConfig(StrictModel):
     size: int | None = None
     scheduler: str | None = None
     negative_prompt: str | None = None
+    preset: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "EditorConfig":
-        from genaug.generation.editors import SCHEDULERS, editor_names
+        from genaug.generation.editors import EDITORS, SCHEDULERS, editor_names
 
         if self.name not in editor_names():
             raise ValueError(f"editor must be one of {editor_names()}, got {self.name!r}")
+        if self.preset is not None:
+            from genaug.generation.presets import sampling_preset
+
+            sampling_preset(f"{self.name}/{self.model or EDITORS[self.name].default_model}", self.preset)
         if self.scheduler is not None and self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {self.scheduler!r}")
         if not 0.0 < self.strength <= 1.0:
@@ -810,10 +818,14 @@ class SdiGenerateConfig(StrictModel):
     0, ``guidance_scale`` 2.0; ``size`` None = the model's native resolution (512 for SD
     1.5). ``vae``: a VAE folder or hub id replacing the pipeline's
     (``stabilityai/sd-vae-ft-mse`` in real-scale configs). ``negative_prompt`` None = SDI's.
-    ``output`` None = ``<work_dir>/generated/<sampler>``.
+    ``output`` None = ``<work_dir>/generated/<sampler>``. ``preset``: a named sampling preset
+    of SDI on this model (``genaug.generation.sampling_preset("sdi/<model>", name)``), measured
+    by ``genaug bench sampling``; it sets the scheduler, steps and autocast precision unless
+    ``steps`` is given.
     """
 
     output: Path | None = None
+    preset: str | None = None
     steps: int = 50
     guidance_scale: float = 2.0
     eta: float = 0.0
@@ -860,6 +872,10 @@ class SdiConfig(StrictModel):
     def _check(self) -> "SdiConfig":
         if self.embed_batch_size < 1:
             raise ValueError(f"embed_batch_size must be >= 1, got {self.embed_batch_size}")
+        if self.generate.preset is not None:
+            from genaug.generation.presets import sampling_preset
+
+            sampling_preset(f"sdi/{self.model}", self.generate.preset)
         return self
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -285,8 +286,9 @@ def merge_shards(set_dir: str | Path) -> list[SampleRecord]:
     return records
 
 
-def save_image_atomic(image: Image.Image | np.ndarray, path: Path) -> None:
-    """Write a PNG under a temporary name, fsync, then rename into place."""
+def save_image_atomic(image: Image.Image | np.ndarray, path: Path, sync: bool = True) -> None:
+    """Write a PNG under a temporary name, fsync (unless ``sync`` is False: the caller syncs a
+    whole batch, :func:`sync_files`), then rename into place."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,8 +296,45 @@ def save_image_atomic(image: Image.Image | np.ndarray, path: Path) -> None:
     with tmp.open("wb") as handle:
         image.save(handle, format="PNG")
         handle.flush()
-        os.fsync(handle.fileno())
+        if sync:
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def sync_files(paths: Sequence[Path]) -> None:
+    """Make written files (and their renames) durable: one ``syncfs(2)`` of their file system
+    on Linux (one call for a whole batch), else an fsync of each file."""
+    paths = list(paths)
+    if not paths:
+        return
+    fd = os.open(paths[0], os.O_RDONLY)
+    try:
+        if _syncfs(fd) and all(path.stat().st_dev == os.fstat(fd).st_dev for path in paths):
+            return
+    finally:
+        os.close(fd)
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _syncfs(fd: int) -> bool:
+    """``syncfs(fd)`` through libc; False where it does not exist or fails (then files are fsynced one by one)."""
+    try:
+        return _libc().syncfs(fd) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
 def remove_stale_temporaries(set_dir: str | Path) -> int:
@@ -347,17 +386,39 @@ class SetWriter:
     def image_path(self, item_id: str, class_name: str) -> str:
         return f"images/{safe_folder_name(class_name)}/{check_id(item_id)}.png"
 
-    def add(self, record: SampleRecord, image: Image.Image | np.ndarray) -> None:
+    def _target(self, record: SampleRecord) -> Path:
         target = self.set_dir / record.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.resolve().is_relative_to(self.set_dir.resolve()):
+            raise ValueError(f"record {record.id}: {target.parent} leads outside the set {self.set_dir} (a symbolic link?)")
+        return target
+
+    def add(self, record: SampleRecord, image: Image.Image | np.ndarray) -> None:
         with storage_errors(self.set_dir):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.parent.resolve().is_relative_to(self.set_dir.resolve()):
-                raise ValueError(f"record {record.id}: {target.parent} leads outside the set {self.set_dir} (a symbolic link?)")
-            save_image_atomic(image, target)
+            save_image_atomic(image, self._target(record))
             self._handle.write(record.to_json() + "\n")
             self._handle.flush()
             os.fsync(self._handle.fileno())
         self.done[record.id] = record
+
+    def add_batch(self, entries: Sequence[tuple[SampleRecord, Image.Image | np.ndarray]]) -> None:
+        """:meth:`add` for a batch with two syncs instead of two per image: every image is
+        written and renamed, the file system synced once (:func:`sync_files`), then every
+        record appended and the manifest fsynced once. No record is written before all the
+        batch's images are on disk under their final names; a kill loses at most the batch."""
+        if not entries:
+            return
+        with storage_errors(self.set_dir):
+            targets = []
+            for record, image in entries:
+                targets.append(self._target(record))
+                save_image_atomic(image, targets[-1], sync=False)
+            sync_files(targets)
+            self._handle.write("".join(record.to_json() + "\n" for record, _ in entries))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        for record, _ in entries:
+            self.done[record.id] = record
 
     def close(self) -> None:
         with storage_errors(self.set_dir):

@@ -3,13 +3,16 @@
 - :func:`genaug.generation.diffusemix.generate`: the DiffuseMix ``generate`` stage;
 - :func:`genaug.generation.engine.run_job`: the engine any generator reuses (SDI too);
 - :func:`genaug.generation.seeds.derive_seed`: the one seed derivation;
-- :mod:`genaug.generation.editors`: the editor registry (instruct, img2img, txt2img).
+- :mod:`genaug.generation.editors`: the editor registry (instruct, img2img, txt2img);
+- :func:`genaug.generation.sampling_preset`: measured sampling presets (``reference``, ``fast``);
+  :mod:`genaug.generation.frontier` measures them.
 """
 
 from genaug.generation.degenerate import is_degenerate
 from genaug.generation.engine import JobReport, plan_batches, run_job
 from genaug.generation.items import WorkItem, sanitize_id
 from genaug.generation.models import ModelRef, resolve_model, weights_hash
+from genaug.generation.presets import sampling_preset
 from genaug.generation.runtime import Shard, parse_shard, resolve_shard, select_device
 from genaug.generation.seeds import derive_seed, seed_generator
 
@@ -26,6 +29,7 @@ __all__ = [
     "resolve_model",
     "resolve_shard",
     "run_job",
+    "sampling_preset",
     "sanitize_id",
     "seed_generator",
     "select_device",

@@ -12,7 +12,8 @@
 4. render each batch with one pipeline call (halving the batch on out-of-memory,
    :mod:`genaug.memory`; the size used is recorded as ``params.batch_size``), regenerate
    degenerate outputs with the next derived seeds;
-5. write each image (temporary name, rename) and then its record (SetWriter);
+5. write the batch's images (temporary name, rename), sync them once, then append their
+   records and fsync the manifest once (``SetWriter.add_batch``);
 6. launched shards wait for each other and rank 0 merges the shard manifests.
 
 Why a fixed plan: on the CPU, oneDNN convolutions and small GEMMs give results that
@@ -157,6 +158,7 @@ def write_batches(
                 rendered = render_with_regeneration(render, batch, experiment_seed, engine.max_regenerations)
                 rendered.batch_size = render.batch_size
                 report.regenerated += rendered.extra_renders
+                made_before, new_records = report.made, []
                 for index, item in enumerate(batch):
                     if item.id in writer.done:  # recorded before the kill; same pixels, keep the first
                         continue
@@ -164,10 +166,11 @@ def write_batches(
                         save_image_atomic(rendered.images[index], set_dir / unreadable[item.id].path)
                     else:
                         record = make_record(item, rendered, index, renderer, writer, model, extra_params)
-                        writer.add(record, rendered.images[index])
+                        new_records.append((record, rendered.images[index]))
                     report.made += 1
                     report.degenerate += int(rendered.degenerate[index])
-                    progress.advance(1)
+                writer.add_batch(new_records)  # images, one sync, then their records
+                progress.advance(report.made - made_before)
         report.seconds = time.perf_counter() - started
         report.batch_size = render.batch_size
     finally:

@@ -34,6 +34,23 @@ def select_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.devi
     return chosen, DTYPES[dtype]
 
 
+def autocast_context(precision: str, device: torch.device):
+    """``torch.autocast`` for ``bf16`` / ``fp16`` (weights keep their dtype), nothing for ``fp32``.
+
+    bf16 autocast roughly doubles the speed of convolutions and matrix products on CPUs with
+    bf16 units (avx512_bf16, AMX) and on GPUs; fp16 autocast is CUDA only.
+    """
+    import contextlib
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in ("bf16", "fp16"):
+        raise ValueError(f"precision must be one of fp32, bf16, fp16; got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device; on the CPU use fp32 or bf16")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
 @dataclass(frozen=True)
 class Shard:
     """This process's share of a job: every ``world``-th batch starting at ``rank``.

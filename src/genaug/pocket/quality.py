@@ -94,6 +94,32 @@ def train_judge(seed: int = 0, steps: int = 600, batch_size: int = 128, lr: floa
     return judge, accuracy
 
 
+def cached_judge(seed: int = 0, steps: int = 600) -> tuple[DigitJudge, float]:
+    """:func:`train_judge` ``(seed, steps)``, trained once and kept in GENAUG_HOME as safetensors.
+
+    Benchmarks and sweeps judge many sets of images; the judge (about 30 s to train on two
+    cores) is the same function of ``(seed, steps)`` every time, so it is stored, not retrained.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from genaug.home import cache_dir
+
+    path = cache_dir("judge") / f"judge-seed{seed}-steps{steps}.safetensors"
+    judge = DigitJudge()
+    if path.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as handle:
+            accuracy = float(handle.metadata()["test_accuracy"])
+        judge.load_state_dict(load_file(str(path)))
+        return judge.eval(), accuracy
+    judge, accuracy = train_judge(seed, steps=steps)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.contiguous() for k, v in judge.state_dict().items()}, str(tmp), metadata={"test_accuracy": repr(accuracy)})
+    tmp.replace(path)
+    return judge.eval(), accuracy
+
+
 # ----------------------------------------------------------------------------- colours
 
 

@@ -244,3 +244,38 @@ def cost_figure(arms: list[str], generation_seconds: list[float], train_seconds:
     ax.grid(axis="x", alpha=0.3)
     figure.legend(loc="outside upper left", ncols=2, fontsize=8.5, frameon=False)
     return _save(figure, path)
+
+
+def sampling_frontier_figure(rows: list[dict], fast: dict | None, path: Path, title: str = "") -> Path:
+    """Images/s (log scale) against class fidelity, one marker per sampling setting; the
+    Pareto frontier joined, the reference and the fast preset ringed."""
+    from matplotlib import colormaps
+
+    figure = Figure(figsize=(7.5, 4.8))
+    axes = figure.subplots()
+    names = sorted({row["scheduler"] for row in rows})
+    colours = {name: colormaps["tab10"](i) for i, name in enumerate(names)}
+    markers = {"fp32": "o", "bf16": "s", "fp16": "^"}
+    for row in rows:
+        axes.scatter(row["images_per_second"], row["digit_fidelity"], color=colours[row["scheduler"]],
+                     marker=markers.get(row["precision"], "o"), s=28, zorder=3)
+        axes.annotate(str(row["num_inference_steps"]), (row["images_per_second"], row["digit_fidelity"]),
+                      textcoords="offset points", xytext=(4, 3), fontsize=7)
+    front = sorted((r for r in rows if r.get("frontier")), key=lambda r: r["images_per_second"])
+    if front:
+        axes.plot([r["images_per_second"] for r in front], [r["digit_fidelity"] for r in front], color="#111827",
+                  linewidth=1, zorder=2, label="Pareto frontier")
+    for row, label, colour in ((next(r for r in rows if r["reference"]), "reference", BASELINE_COLOUR), (fast, "fast", KEPT_COLOUR)):
+        if row is not None:
+            axes.scatter(row["images_per_second"], row["digit_fidelity"], s=160, facecolors="none", edgecolors=colour,
+                         linewidths=2, zorder=4, label=label)
+    handles = [Line2D([], [], color=colours[n], marker="o", linestyle="", label=plain(n)) for n in names]
+    handles += [Line2D([], [], color="#374151", marker=m, linestyle="", label=p) for p, m in markers.items()
+                if any(r["precision"] == p for r in rows)]
+    axes.legend(handles=handles + axes.get_legend_handles_labels()[0], fontsize=7, loc="lower left")
+    axes.set_xscale("log")
+    axes.set_xlabel("images per second (log scale; labels: steps)")
+    axes.set_ylabel("class fidelity (judge)")
+    axes.set_title(plain(title), fontsize=9)
+    axes.grid(alpha=0.3)
+    return _save(figure, path)

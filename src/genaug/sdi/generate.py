@@ -42,6 +42,7 @@ class RenderSettings:
     size: int | None
     negative_prompt: str
     scheduler: str = "ddim"
+    preset: str | None = None
 
 
 class SdiRenderer(Editor):
@@ -90,6 +91,12 @@ class SdiRenderer(Editor):
         pipeline.scheduler = DDIMScheduler.from_config(
             pipeline.scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1
         )
+        if self.config.scheduler != "ddim":  # a sampling preset's scheduler, on the same betas
+            import diffusers
+
+            from genaug.generation.editors.base import SCHEDULERS
+
+            pipeline.scheduler = getattr(diffusers, SCHEDULERS[self.config.scheduler]).from_config(pipeline.scheduler.config)
         pipeline.set_progress_bar_config(disable=True)
         return pipeline.to(self.device)
 
@@ -117,6 +124,8 @@ class SdiRenderer(Editor):
             "model": self.model.identity.get("hash") or self.model.location,
             "vae": self.vae.identity if self.vae is not None else None,
             "steps": self.steps,
+            "scheduler": self.config.scheduler,
+            "preset": self.config.preset,
             "guidance": self.guidance_scale,
             "size": self.config.size,
             "device": str(self.device),
@@ -125,16 +134,16 @@ class SdiRenderer(Editor):
 
     def conditioning(self, items: Sequence[WorkItem]) -> tuple[torch.Tensor, torch.Tensor]:
         """Positive contexts (the prompt's with each item's vector in the slot) and negative contexts."""
-        base = self.text_embeddings([self.prompt])
+        base, negative = self.text_embeddings([self.prompt, self.config.negative_prompt]).split(1)
         rows = torch.tensor([item.extra["row"] for item in items], dtype=torch.int64)
         tokens = self.vectors[rows].to(self.device, base.dtype)
         positive = slot_context(base, tokens, self.slot_position)
-        negative = self.text_embeddings([self.config.negative_prompt]).expand(len(items), -1, -1)
+        negative = negative.expand(len(items), -1, -1)
         return positive, negative
 
     def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
         positive, negative = self.conditioning(items)
-        output = self.pipeline(
+        output = self.call_pipeline(
             prompt_embeds=positive,
             negative_prompt_embeds=negative,
             height=self.size,
@@ -170,9 +179,18 @@ def generate_from_samples(config: SdiConfig, samples: str | Path | None = None, 
 
 def build_renderer(config: SdiConfig, table: FeatureTable) -> SdiRenderer:
     gen = config.generate
+    steps, scheduler = gen.steps, "ddim"
+    if gen.preset is not None:  # the preset's scheduler and steps; steps given in the config win
+        from genaug.generation.editors.base import scheduler_name
+        from genaug.generation.presets import sampling_preset
+
+        preset = sampling_preset(f"sdi/{config.model}", gen.preset)
+        scheduler = scheduler_name(preset["scheduler"])
+        if "steps" not in gen.model_fields_set:
+            steps = int(preset["num_inference_steps"])
     settings = RenderSettings(
-        model=config.model, revision=config.revision, steps=gen.steps, guidance_scale=gen.guidance_scale,
-        size=gen.size, negative_prompt=gen.negative_prompt or NEGATIVE_PROMPT,
+        model=config.model, revision=config.revision, steps=steps, guidance_scale=gen.guidance_scale,
+        size=gen.size, negative_prompt=gen.negative_prompt or NEGATIVE_PROMPT, scheduler=scheduler, preset=gen.preset,
     )
     return SdiRenderer(settings, table.features, eta=gen.eta, vae=gen.vae, device=gen.engine.device, dtype=gen.engine.dtype)
 

@@ -1,8 +1,8 @@
-"""The shared part of every diffusers editor: load once, encode each prompt once, batch.
+"""The shared part of every diffusers editor: load once, encode a batch's prompts in one call, batch.
 
 An editor turns a batch of work items and their seeds into uint8 images (N, H, W, 3) with
 one pipeline call: one CPU ``torch.Generator`` per image (so an image's noise depends only
-on its own seed), prompt embeddings computed once per distinct text and reused, source
+on its own seed), prompt embeddings computed once per distinct text of a batch, source
 images handed over as one tensor, the whole batch decoded at once, no progress bar.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from functools import cached_property
 from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
@@ -32,8 +33,17 @@ SCHEDULERS: dict[str, str] = {
     "ddim": "DDIMScheduler",
     "ddpm": "DDPMScheduler",
     "pndm": "PNDMScheduler",
-    "dpmsolver": "DPMSolverMultistepScheduler",
+    "dpmsolver": "DPMSolverMultistepScheduler",  # DPM-Solver++ 2M with the class defaults
+    "unipc": "UniPCMultistepScheduler",
 }
+
+
+def scheduler_name(class_name: str) -> str:
+    """The config name of a diffusers scheduler class (``"DDIMScheduler"`` -> ``"ddim"``)."""
+    for name, cls in SCHEDULERS.items():
+        if cls == class_name:
+            return name
+    raise ValueError(f"scheduler class {class_name!r} has no config name; known: {sorted(SCHEDULERS.values())}")
 
 
 class Editor(ABC):
@@ -57,7 +67,6 @@ class Editor(ABC):
         self.model = resolve_model(config.model or self.default_model, config.revision, field="editor.model")
         check_pipeline(self.stage, self.model, self.unet_inputs)  # from config files, before anything loads
         self._pipeline = None
-        self._text_embeddings: dict[str, torch.Tensor] = {}
         self._params: dict[str, Any] | None = None
 
     @property
@@ -74,6 +83,36 @@ class Editor(ABC):
             self._pipeline = self._load_pipeline()
         return self._pipeline
 
+    @pipeline.setter
+    def pipeline(self, pipeline) -> None:
+        """Use an already loaded pipeline (a sweep reuses one across settings); its scheduler is kept."""
+        self._pipeline = pipeline
+        self._params = None
+
+    @property
+    def preset_key(self) -> str:
+        """Where this editor's sampling presets are stored: ``<editor>/<model reference>``."""
+        return f"{self.name}/{self.config.model or self.default_model}"
+
+    @cached_property
+    def preset(self) -> dict[str, Any] | None:
+        """The settings of ``config.preset`` (``genaug.generation.sampling_preset``), or None."""
+        name = getattr(self.config, "preset", None)
+        if not name:
+            return None
+        from genaug.generation.presets import sampling_preset
+
+        return sampling_preset(self.preset_key, name)
+
+    @property
+    def scheduler_name(self) -> str | None:
+        """The configured scheduler, else the preset's, else the editor's default (None: the folder's own)."""
+        if self.config.scheduler is not None:
+            return self.config.scheduler
+        if self.preset is not None:
+            return scheduler_name(self.preset["scheduler"])
+        return self.default_scheduler
+
     def _load_pipeline(self):
         import diffusers
 
@@ -85,7 +124,7 @@ class Editor(ABC):
             requires_safety_checker=False,
             use_safetensors=True,
         )
-        scheduler = self.config.scheduler or self.default_scheduler
+        scheduler = self.scheduler_name
         if scheduler is not None:
             pipeline.scheduler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(pipeline.scheduler.config)
         pipeline.set_progress_bar_config(disable=True)
@@ -100,7 +139,11 @@ class Editor(ABC):
 
     @property
     def steps(self) -> int:
-        return self.config.steps or self._library_default("num_inference_steps")
+        if self.config.steps:
+            return self.config.steps
+        if self.preset is not None:
+            return int(self.preset["num_inference_steps"])
+        return self._library_default("num_inference_steps")
 
     @property
     def guidance_scale(self) -> float:
@@ -116,6 +159,25 @@ class Editor(ABC):
         pipeline = self.pipeline
         return int(pipeline.unet.config.sample_size * pipeline.vae_scale_factor)
 
+    @property
+    def autocast(self) -> str | None:
+        """The preset's autocast precision (``bf16``, ``fp16``) when it applies here, else None.
+
+        It applies when the weights are fp32 (the CPU default): a preset measured in bf16
+        autocast runs in bf16 autocast. fp16 autocast applies on CUDA only.
+        """
+        precision = self.preset.get("precision", "fp32") if self.preset is not None else "fp32"
+        if precision == "fp32" or self.dtype != torch.float32 or (precision == "fp16" and self.device.type != "cuda"):
+            return None
+        return precision
+
+    def call_pipeline(self, **kwargs):
+        """``self.pipeline(**kwargs)``, under the preset's autocast when it has one."""
+        from genaug.generation.runtime import autocast_context
+
+        with autocast_context(self.autocast or "fp32", self.device):
+            return self.pipeline(**kwargs)
+
     def params(self) -> dict[str, Any]:
         """The sampling parameters recorded in every record this editor makes (computed once)."""
         if self._params is None:
@@ -123,8 +185,9 @@ class Editor(ABC):
         return dict(self._params)
 
     def sampling_params(self) -> dict[str, Any]:
-        """Editor, steps, guidance, working size, scheduler class and dtype; editors add theirs."""
-        return {
+        """Editor, steps, guidance, working size, scheduler class and dtype (and the preset and
+        its autocast when one is used); editors add theirs."""
+        params = {
             "editor": self.name,
             "steps": self.steps,
             "guidance": self.guidance_scale,
@@ -132,6 +195,10 @@ class Editor(ABC):
             "scheduler": type(self.pipeline.scheduler).__name__,
             "dtype": str(self.dtype).replace("torch.", ""),
         }
+        if self.preset is not None:
+            params["preset"] = self.config.preset
+            params["autocast"] = self.autocast
+        return params
 
     def rate_key(self) -> dict[str, Any]:
         """What a stored generation rate depends on (no model load needed)."""
@@ -146,32 +213,36 @@ class Editor(ABC):
     # ------------------------------------------------------------------ batch helpers
 
     def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
-        """(N, L, D) text-encoder states, each text encoded once, alone, and cached.
+        """(N, L, D) text-encoder states of ``texts``: the distinct texts encoded together in one call.
 
-        Encoding alone (batch of one) keeps an embedding independent of which other texts
-        happen to be new in the same batch. Tokenisation copied from diffusers'
-        ``StableDiffusionPipeline.encode_prompt`` (max-length padding, truncation).
+        The distinct texts go through the encoder as one batch, in sorted order, on every call:
+        an embedding then depends only on the texts of this call (one engine batch, fixed by
+        the batch plan), never on what earlier batches encoded, so resumed and sharded runs
+        stay bit-identical, and a batch of prompts costs one encoder call instead of one per
+        text. Tokenisation copied from diffusers' ``StableDiffusionPipeline.encode_prompt``
+        (max-length padding, truncation).
         """
         pipeline = self.pipeline
-        for text in dict.fromkeys(texts):
-            if text in self._text_embeddings:
-                continue
-            tokens = pipeline.tokenizer(
-                [text], padding="max_length", max_length=pipeline.tokenizer.model_max_length,
-                truncation=True, return_tensors="pt",
-            )
-            use_mask = getattr(pipeline.text_encoder.config, "use_attention_mask", False)
-            mask = tokens.attention_mask.to(self.device) if use_mask else None
-            with torch.inference_mode():
-                states = pipeline.text_encoder(tokens.input_ids.to(self.device), attention_mask=mask)[0]
-            self._text_embeddings[text] = states.to(dtype=pipeline.text_encoder.dtype)
-        return torch.cat([self._text_embeddings[text] for text in texts])
+        distinct = sorted(set(texts))
+        tokens = pipeline.tokenizer(
+            distinct, padding="max_length", max_length=pipeline.tokenizer.model_max_length,
+            truncation=True, return_tensors="pt",
+        )
+        use_mask = getattr(pipeline.text_encoder.config, "use_attention_mask", False)
+        mask = tokens.attention_mask.to(self.device) if use_mask else None
+        with torch.inference_mode():
+            states = pipeline.text_encoder(tokens.input_ids.to(self.device), attention_mask=mask)[0]
+        states = states.to(dtype=pipeline.text_encoder.dtype)
+        rows = torch.tensor([distinct.index(text) for text in texts], device=states.device)
+        return states.index_select(0, rows)
 
     def prompt_embeddings(self, items: Sequence[WorkItem]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positive and negative conditioning of a batch (negative: the item's, the config's, or "")."""
-        positive = self.text_embeddings([item.prompt or "" for item in items])
+        """Positive and negative conditioning of a batch (negative: the item's, the config's, or ""),
+        encoded in one text-encoder call."""
+        positives = [item.prompt or "" for item in items]
         negatives = [item.negative_prompt or self.config.negative_prompt or "" for item in items]
-        return positive, self.text_embeddings(negatives)
+        states = self.text_embeddings(positives + negatives)
+        return states[: len(items)], states[len(items) :]
 
     def source_batch(self, items: Sequence[WorkItem]) -> torch.Tensor:
         """The items' source images at the working size, float (N, 3, S, S) in [0, 1]."""

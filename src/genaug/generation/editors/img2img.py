@@ -27,7 +27,7 @@ class Img2ImgEditor(Editor):
 
     def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
         positive, negative = self.prompt_embeddings(items)
-        output = self.pipeline(
+        output = self.call_pipeline(
             image=self.source_batch(items),
             strength=self.config.strength,
             prompt_embeds=positive,

@@ -37,7 +37,7 @@ class InstructEditor(Editor):
 
     def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
         positive, negative = self.prompt_embeddings(items)
-        output = self.pipeline(
+        output = self.call_pipeline(
             image=self.source_batch(items),
             prompt_embeds=positive,
             negative_prompt_embeds=negative,

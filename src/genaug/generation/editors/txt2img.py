@@ -25,7 +25,7 @@ class Txt2ImgEditor(Editor):
 
     def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
         positive, negative = self.prompt_embeddings(items)
-        output = self.pipeline(
+        output = self.call_pipeline(
             prompt_embeds=positive,
             negative_prompt_embeds=negative,
             height=self.size,
