@@ -93,6 +93,9 @@ def run_experiment(
 
     if dry_run:
         echo(describe_plan(experiment, needed, jobs, out_dir))
+        from genaug.rehearsal.cost import plan_cost_text
+
+        echo(plan_cost_text(experiment, [arm.name for arm in arms], seeds))
         return None
 
     out_dir.mkdir(parents=True, exist_ok=True)

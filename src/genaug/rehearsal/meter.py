@@ -40,6 +40,7 @@ class StageMeter:
     flops_by_model: dict[str, int] = field(default_factory=dict)
     unet_calls: int = 0
     unet_seconds: float = 0.0
+    unet_call_seconds: list[float] = field(default_factory=list)
 
     @contextmanager
     def measure(self):
@@ -77,7 +78,19 @@ class StageMeter:
             "flops_by_model": self.flops_by_model,
             "unet_calls": self.unet_calls,
             "unet_seconds": self.unet_seconds,
+            "unet_steady_call_seconds": self.steady_call_seconds,
         }
+
+    @property
+    def steady_call_seconds(self) -> float | None:
+        """Seconds of one UNet call once warm: the median of the calls after the first
+        (the first call of a process pays kernel selection and first-touch allocation);
+        the only call when there was one."""
+        calls = self.unet_call_seconds
+        if not calls:
+            return None
+        warm = sorted(calls[1:] or calls)
+        return warm[len(warm) // 2]
 
 
 def top_level_flops(counts: dict[str, dict[Any, int]]) -> dict[str, int]:
@@ -113,8 +126,10 @@ def _time_unet(meter: StageMeter):
             finally:
                 if cuda:
                     torch.cuda.synchronize()
-                meter.unet_seconds += time.perf_counter() - started
+                seconds = time.perf_counter() - started
+                meter.unet_seconds += seconds
                 meter.unet_calls += 1
+                meter.unet_call_seconds.append(seconds)
 
         return forward
 
