@@ -146,6 +146,9 @@ def test_cost_estimate_of_cub_sdi_counts_each_part():
     assert generate["flops_per_item"] == 50 * cost.unet_flops(SD15, 64, 2) + decode
     assert rows[("txt2img", None)]["items"] == n
     assert rows[("sdi_filtered", None)]["items"] == 40 * n
+    # the filtered arm trains on the real images and the half of the SDI set the filter keeps
+    assert rows[("train:sdi", None)]["items"] == 100 * 3 * (n + 20 * n)
+    assert rows[("train:sdi_unfiltered", None)]["items"] == 100 * 3 * (n + 40 * n)
     assert estimate["flops"] == sum(row["flops"] for row in estimate["rows"])
     table = cost.cost_table(estimate, {"flops_per_second": 1e11, "source": "test"})
     assert "total" in table and "h A100" in table and "assumption" in table

@@ -12,7 +12,8 @@ are then the stage's recipe of calls (METHODS.md):
   encode per image at the projector's resolution), projector training (``epochs x
   ceil(N / batch)`` steps of ``batch`` UNet forward + backward, counted), generation
   (``multiplier x N`` images of ``steps`` UNet calls on 2 latents + a VAE decode);
-- ``filter``: one CLIP image forward per image of its input set (CLIP filters);
+- ``filter``: one CLIP image forward per image of its input set (CLIP filters); the arms
+  reading it train on the share its rank filters keep (``keep_ratio``);
 - ``mix``: SHB scores every patch of the patch grid of both images with CLIP, plus each
   class prompt once (negligible); concat / rect / fractal use no model;
 - ``train``: per arm and seed, ``epochs x samples`` of forward + backward of the classifier
@@ -225,7 +226,11 @@ def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, 
     if node.kind == "filter":
         base = node.input.split("/", 1)[0]
         items = sizes.get(base, n_train)
-        sizes[node.name] = items
+        kept = items
+        for spec in config.filters:  # rank filters keep a share; the others keep (almost) everything
+            if "keep_ratio" in spec:
+                kept = int(round(kept * float(spec["keep_ratio"])))
+        sizes[node.name] = kept
         uses_clip = any(str(f.get("name", "")).startswith("clip") for f in config.filters)
         per_item = vit_flops(config.clip) if uses_clip and config.clip in STANDINS else 0
         return [{**row, "part": None, "items": items, "flops_per_item": per_item, "flops": items * per_item, "what": "CLIP image forward"}]
