@@ -67,9 +67,9 @@ KNOWN_DATASETS: dict[str, dict[str, int]] = {
 
 def count_flops(fn) -> int:
     """FLOPs of ``fn()`` as ``FlopCounterMode`` counts them (2 per multiply-add)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from genaug.rehearsal.meter import flop_counter
 
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         fn()
     return int(counter.get_total_flops())
 

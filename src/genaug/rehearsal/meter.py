@@ -49,11 +49,7 @@ class StageMeter:
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        counter = None
-        if self.count_flops:
-            from torch.utils.flop_counter import FlopCounterMode
-
-            counter = FlopCounterMode(display=False)
+        counter = flop_counter() if self.count_flops else None
         started = time.perf_counter()
         sampler.start()
         try:
@@ -91,6 +87,31 @@ class StageMeter:
             return None
         warm = sorted(calls[1:] or calls)
         return warm[len(warm) // 2]
+
+
+def flop_counter():
+    """A ``FlopCounterMode`` that also counts the CPU's fused attention kernel.
+
+    torch's formulas cover the CUDA flash / memory-efficient attention kernels but not
+    ``_scaled_dot_product_flash_attention_for_cpu`` (forward and backward), which SDPA runs on
+    the CPU: without these entries every attention layer would count as zero there. The
+    formulas are torch's own for the other SDPA kernels (same arguments: query, key, value).
+    """
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+    def forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_backward_flop_count(grad_out, query, key, value)
+
+    aten = torch.ops.aten
+    mapping = {}
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu] = forward
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
+        mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = backward
+    return FlopCounterMode(display=False, custom_mapping=mapping)
 
 
 def top_level_flops(counts: dict[str, dict[Any, int]]) -> dict[str, int]:
