@@ -160,7 +160,9 @@ def generation(label: str, editor_name: str, hub_id: str, size: int, args, dtype
 
     branches = 3 if editor_name == "instruct" else 2
     flops_loop = loop_calls * unet_flops(hub_id, size // 8, branches)
-    flops_engine = sum(unet_flops(hub_id, size // 8, branches * len(b)) for b in _batches(len(items), args.batch)) * args.steps
+    # The scheduler decides the calls per image (PNDM makes steps + 1): FLOPs follow the calls counted.
+    batches = _batches(len(items), args.batch)
+    flops_engine = engine_calls / len(batches) * sum(unet_flops(hub_id, size // 8, branches * len(b)) for b in batches)
     n = len(items)
     row(label, "per-image loop", n / loop_seconds, loop_unet / loop_seconds, flops_loop / loop_unet / 1e12, peak)
     row("", f"engine (batch {args.batch})", n / engine_seconds, engine_unet / engine_seconds, flops_engine / engine_unet / 1e12, peak)

@@ -216,3 +216,28 @@ def test_rehearsals_of_the_real_scale_experiments(tmp_path):
 
 def standins_used(result) -> list[str]:
     return list(result["standins"].values())
+
+
+def test_a_failing_stage_is_reported_and_what_reads_it_is_skipped(tmp_path):
+    from genaug.experiment.config import ExperimentConfig
+    from genaug.rehearsal import rehearse
+
+    missing = tmp_path / "no-such-pipeline"
+    experiment = ExperimentConfig.model_validate({
+        "name": "broken",
+        "dataset": {"name": "pocket_digits", "labels_per_class": 10},
+        "seeds": [0],
+        "train": {"recipe": "pocket"},
+        "stages": {
+            "edits": {"kind": "generate", "editor": {"name": "instruct", "model": str(missing)}},
+            "mixed": {"kind": "mix", "input": "edits", "methods": ["concat"]},
+        },
+        "arms": [{"name": "baseline"}, {"name": "dm", "data": "mixed/concat"}],
+    })
+    result = rehearse(experiment, tmp_path / "rehearsal", count_flops=False, echo=lambda line: None)
+    rows = {row["stage"]: row for row in result["stages"]}
+    assert list(result["failed"]) == ["edits"] and "no-such-pipeline" in result["failed"]["edits"]
+    assert rows["mixed"]["skipped"] == "its input edits did not run"
+    assert rows["train:dm"]["skipped"] == "stage mixed did not run"
+    assert rows["train:baseline"]["items"] == 2 and rows["train:baseline"]["seconds"] > 0
+    assert "FAILED: edits" in (tmp_path / "rehearsal" / "rehearsal.md").read_text()

@@ -351,9 +351,11 @@ def _rehearse(experiment, out: Path | None, steps: int, flops: bool) -> None:
     from genaug.rehearsal.run import REHEARSAL_JSON, REHEARSAL_MD, rehearse as rehearse_experiment
 
     out = out or Path("runs") / f"{experiment.name}-rehearsal"
-    rehearse_experiment(experiment, out, steps=steps, count_flops=flops, echo=typer.echo)
+    result = rehearse_experiment(experiment, out, steps=steps, count_flops=flops, echo=typer.echo)
     typer.echo((out / REHEARSAL_MD).read_text(encoding="utf-8"))
     typer.echo(f"rehearsal: {out / REHEARSAL_JSON}")
+    if result["failed"]:
+        raise SystemExit(1)
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:

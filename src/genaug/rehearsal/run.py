@@ -90,13 +90,30 @@ def rehearse(
     real_nodes = build_graph(experiment, out_dir / ".real-config")  # configs only: nothing is written there
 
     rows: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}  # stage or arm -> what went wrong (a rehearsal reports every failure)
+    broken: set[str] = set()  # stages that failed or could not run: what reads them is skipped
     for name, node in nodes.items():
         real_steps = stage_real_steps(real_nodes[name])
         for part, run in stage_parts(node, nodes):
-            echo(f"stage {name}{'/' + part if part else ''} ({node.kind}) ...")
+            label = f"{name}{'/' + part if part else ''}"
+            blocked = _blocked_by(node, broken) or (name in broken and f"an earlier part of {name} failed")
+            if blocked:
+                broken.add(name)
+                rows.append(skipped_row(name, node.kind, part, blocked))
+                echo(f"stage {label}: skipped ({blocked})")
+                continue
+            echo(f"stage {label} ({node.kind}) ...")
             meter = StageMeter(count_flops=count_flops)
-            with meter.measure():
-                made = run()
+            try:
+                with meter.measure():
+                    made = run()
+            except Exception as error:  # noqa: BLE001 - reported in the rehearsal, the other stages go on
+                failed[name] = f"{type(error).__name__}: {error}"
+                broken.add(name)
+                rows.append(skipped_row(name, node.kind, part, None, error=failed[name]))
+                echo(f"  FAILED: {failed[name]}")
+                gc.collect()
+                continue
             row = stage_row(name, node.kind, part, made, meter, steps if part in ("", "generate") else None, real_steps.get(part or "generate"))
             rows.append(row)
             echo(f"  {_summary(row)}")
@@ -104,10 +121,23 @@ def rehearse(
 
     jobs = plan_jobs(small, nodes, out_dir, [arm.name for arm in small.arms], list(small.seeds))
     for job in jobs:
+        name = f"train:{job.arm}"
+        arm = small.arm(job.arm)
+        blocked = next((f"stage {ref.split('/')[0]} did not run" for ref in arm.data_refs if ref.split("/")[0] in broken), None)
+        if blocked:
+            rows.append(skipped_row(name, "train", "", blocked))
+            echo(f"train {job.arm}: skipped ({blocked})")
+            continue
         echo(f"train {job.arm} ...")
-        meter, note = _train_measured(job, count_flops)
+        try:
+            meter, note = _train_measured(job, count_flops)
+        except Exception as error:  # noqa: BLE001
+            failed[name] = f"{type(error).__name__}: {error}"
+            rows.append(skipped_row(name, "train", "", None, error=failed[name]))
+            echo(f"  FAILED: {failed[name]}")
+            continue
         samples = _train_samples(job.run_dir)
-        row = stage_row(f"train:{job.arm}", "train", "", samples, meter, None, None)
+        row = stage_row(name, "train", "", samples, meter, None, None)
         if note:
             row["note"] = note
         row["train_samples_seen"] = samples
@@ -123,6 +153,7 @@ def rehearse(
         "standins": standins,
         "dataset_standin": str(data_root),
         "stages": rows,
+        "failed": failed,
         "seconds": time.perf_counter() - started,
         "process_peak_rss_bytes": process_peak_rss_bytes(),
         "note": (
@@ -339,6 +370,19 @@ def editor_steps(editor) -> float:
     return float(steps) * (editor.strength if editor.name == "img2img" else 1.0)
 
 
+def _blocked_by(node, broken: set[str]) -> str | None:
+    """Why ``node`` cannot run: the stage it reads failed or was skipped."""
+    if node.input is None:
+        return None
+    base = node.input.split("/", 1)[0]
+    return f"its input {base} did not run" if base in broken else None
+
+
+def skipped_row(name: str, kind: str, part: str, reason: str | None, error: str | None = None) -> dict[str, Any]:
+    """The row of a stage that failed (``error``) or did not run (``reason``)."""
+    return {"stage": name, "kind": kind, "part": part or None, "items": 0, "error": error, "skipped": reason}
+
+
 def stage_row(name: str, kind: str, part: str, items: int, meter: StageMeter, rehearsed_steps: int | None, real_steps: float | None) -> dict[str, Any]:
     """One row of ``rehearsal.json`` (module doc)."""
     measured = meter.as_dict()
@@ -438,6 +482,9 @@ def rehearsal_table(result: dict[str, Any]) -> str:
     ]
     for row in result["stages"]:
         name = row["stage"] + (f"/{row['part']}" if row["part"] else "")
+        if row.get("error") or row.get("skipped"):
+            lines.append(f"| {name} | FAILED: {row['error']} |" if row.get("error") else f"| {name} | skipped: {row['skipped']} |")
+            continue
         real = f"{row['seconds_per_item_at_real_steps']:.1f} ({row['real_steps']:g} steps)" if row["extrapolated"] else "-"
         lines.append(
             f"| {name} | {row['items']} | {row['seconds']:.1f} | {row['seconds_per_item']:.2f} | {real} | "
@@ -445,4 +492,7 @@ def rehearsal_table(result: dict[str, Any]) -> str:
         )
     lines.append("")
     lines.append(result["note"] + ".")
+    if result.get("failed"):
+        lines.append("")
+        lines.append(f"FAILED: {', '.join(result['failed'])}")
     return "\n".join(lines) + "\n"
