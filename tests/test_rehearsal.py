@@ -154,6 +154,21 @@ def test_cost_estimate_of_cub_sdi_counts_each_part():
     assert "total" in table and "h A100" in table and "assumption" in table
 
 
+def test_cpu_throughput_comes_from_the_rehearsals_generation_stages(tmp_path):
+    def row(flops, calls, steady, real_steps=50):
+        return {"flops_by_model": {"UNet2DConditionModel": flops}, "unet_calls": calls,
+                "unet_steady_call_seconds": steady, "real_steps": real_steps}
+
+    stages = [row(8e12, 4, 10.0), row(6e12, 2, 20.0), row(3e12, 3, 5.0),
+              row(9e12, 1, 1.0, real_steps=None)]  # projector training: forward time, forward+backward FLOPs
+    path = tmp_path / "rehearsal.json"
+    path.write_text(json.dumps({"stages": stages, "created": "then", "machine": {"load_average": [1.0]}}))
+    measured = cost.cpu_throughput(path)
+    assert measured["flops_per_second"] == 2e11  # median of 2e11, 1.5e11, 2e11
+    assert str(path) in measured["source"]
+    assert cost.cpu_throughput(tmp_path / "missing.json") == cost.CPU_MEASURED
+
+
 def test_dry_run_prints_the_cost(tmp_path):
     from typer.testing import CliRunner
 

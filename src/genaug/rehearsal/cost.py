@@ -17,7 +17,8 @@ are then the stage's recipe of calls (METHODS.md):
 - ``mix``: SHB scores every patch of the patch grid of both images with CLIP, plus each
   class prompt once (negligible); concat / rect / fractal use no model;
 - ``train``: per arm and seed, ``epochs x samples`` of forward + backward of the classifier
-  at its training crop (counted).
+  at its training crop (counted); an epoch holds real + synthetic under ``concat``, real +
+  ``multiples x`` real under ``multiples``, the real set's length under the other policies.
 
 Hours: FLOPs / (peak FLOP/s x efficiency). For this machine the throughput is measured
 (the latest ``rehearsal.json``'s UNet FLOPs per UNet second, else :data:`CPU_MEASURED`);
@@ -188,8 +189,10 @@ def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, 
         from genaug.generation.prompts import resolve_prompts
         from genaug.generation.diffusemix import default_prompts
 
+        from genaug.generation.editors import EDITORS
+
         editor = config.editor
-        model = editor.model
+        model = editor.model or EDITORS[editor.name].default_model
         prompts = resolve_prompts(config.prompts or default_prompts(editor))
         items = n_train * (len(prompts) if config.regime == "all" else 1)
         sizes[node.name] = items
@@ -260,7 +263,14 @@ def train_estimate(experiment, arm, seeds: list[int], n_train: int, n_classes: i
 
     config = resolve_recipe(train_config(experiment, arm, seeds[0]))
     synthetic = sum(sizes.get(ref, sizes.get(ref.split("/", 1)[0], 0)) for ref in arm.data_refs)
-    samples = n_train + (synthetic if arm.policy == "concat" else 0)
+    # concat: every epoch is real + synthetic; multiples: real + k x real of synthetic; the
+    # other policies keep the real set's epoch length (they replace, not add).
+    if arm.policy == "concat":
+        samples = n_train + synthetic
+    elif arm.policy == "multiples":
+        samples = n_train + min(synthetic, round(float(arm.policy_kwargs.get("multiples", 1.0)) * n_train))
+    else:
+        samples = n_train
     size = config.augmentation.crop or config.augmentation.image_size or 224
     per_sample = classifier_train_flops(config.model, config.width or 1.0, n_classes, size)
     steps = config.epochs * samples * len(seeds)
@@ -273,14 +283,21 @@ def train_estimate(experiment, arm, seeds: list[int], n_train: int, n_classes: i
 
 
 def cpu_throughput(rehearsal: str | Path | None = None) -> dict[str, Any]:
-    """This machine's FLOP/s: UNet FLOPs over UNet seconds of a rehearsal.json, else :data:`CPU_MEASURED`."""
+    """This machine's FLOP/s: the UNet's in the generation stages of a rehearsal.json (FLOPs per
+    call over the steady call time, median over stages), else :data:`CPU_MEASURED`."""
     path = Path(rehearsal) if rehearsal else None
     if path is not None and path.is_file():
         result = json.loads(path.read_text(encoding="utf-8"))
-        flops = sum(row["flops_by_model"].get("UNet2DConditionModel", 0) for row in result["stages"] if row["unet_calls"])
-        seconds = sum(row["unet_seconds"] for row in result["stages"] if row["unet_calls"])
-        if flops and seconds:
-            return {"flops_per_second": flops / seconds, "source": f"measured by the rehearsal {path}"}
+        rates = sorted(
+            row["flops_by_model"]["UNet2DConditionModel"] / row["unet_calls"] / row["unet_steady_call_seconds"]
+            for row in result["stages"]
+            if row.get("real_steps") and row.get("unet_calls") and row.get("unet_steady_call_seconds")
+            and row.get("flops_by_model", {}).get("UNet2DConditionModel")
+        )
+        if rates:
+            load = result.get("machine", {}).get("load_average")
+            return {"flops_per_second": rates[len(rates) // 2],
+                    "source": f"UNet in the rehearsal {path} ({result.get('created')}, load average {load})"}
     return dict(CPU_MEASURED)
 
 
