@@ -123,6 +123,17 @@ def test_rehearsal_experiment_swaps_every_hub_model_and_keeps_the_shapes(tmp_pat
     assert Image.open(next((root / "train").rglob("*.png"))).size == (500, 375)
 
 
+def test_unet_calls_at_the_real_step_count_keep_the_schedulers_extra_call():
+    from genaug.rehearsal.run import real_unet_calls
+
+    # PNDM: 2 steps made 3 calls for one batch of 2 items -> 50 steps make 51 calls, half each
+    assert real_unet_calls(3, 2, 2, 50) == 25.5
+    # Euler / DDIM: calls == steps; 3 items in batches of 2 -> 2 batches
+    assert real_unet_calls(1, 2, 1, 100) == 50
+    assert real_unet_calls(4, 3, 2, 50) == 2 * 50 / 3
+    assert real_unet_calls(0, 2, 1, 50) is None and real_unet_calls(2, 2, None, 50) is None
+
+
 # ---------------------------------------------------------------------------- cost estimate
 
 

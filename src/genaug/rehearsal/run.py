@@ -18,8 +18,9 @@ FLOPs by model (counted), UNet calls and seconds. From these, per stage:
 
 - ``seconds_per_item``: measured;
 - ``seconds_per_item_at_real_steps`` (**extrapolated**): the non-UNet part of an item as
-  measured plus its UNet time scaled by ``real_steps / rehearsed_steps``;
-- ``flops_per_item_at_real_steps``: the same scaling on the counted FLOPs.
+  measured plus its UNet calls at the real step count (:func:`real_unet_calls`) at the steady
+  call time (the median of the calls after the first);
+- ``flops_per_item_at_real_steps``: the same with the counted FLOPs per UNet call.
 
 ``rehearsal.json`` holds it all; ``rehearsal.md`` is the table. The stage outputs (real
 manifests and images) stay in ``OUT/artifacts``.
@@ -31,6 +32,7 @@ import copy
 import gc
 import inspect
 import json
+import math
 import os
 import platform
 import time
@@ -46,6 +48,8 @@ from genaug.rehearsal.meter import StageMeter, process_peak_rss_bytes
 from genaug.rehearsal.standins import STANDINS, standin_dir
 
 REHEARSAL_JSON = "rehearsal.json"
+#: The engine's batch size in a rehearsal (the classifier-free guidance branches come on top).
+REHEARSAL_BATCH = 2
 REHEARSAL_MD = "rehearsal.md"
 
 #: Native image size (height, width) of the stand-in dataset's images, by dataset name; others 375 x 500.
@@ -94,6 +98,7 @@ def rehearse(
     broken: set[str] = set()  # stages that failed or could not run: what reads them is skipped
     for name, node in nodes.items():
         real_steps = stage_real_steps(real_nodes[name])
+        rehearsed = stage_real_steps(node)  # the same rule on the rehearsal's config (img2img: x strength)
         for part, run in stage_parts(node, nodes):
             label = f"{name}{'/' + part if part else ''}"
             blocked = _blocked_by(node, broken) or (name in broken and f"an earlier part of {name} failed")
@@ -114,7 +119,8 @@ def rehearse(
                 echo(f"  FAILED: {failed[name]}")
                 gc.collect()
                 continue
-            row = stage_row(name, node.kind, part, made, meter, steps if part in ("", "generate") else None, real_steps.get(part or "generate"))
+            step_part = part or "generate"
+            row = stage_row(name, node.kind, part, made, meter, rehearsed.get(step_part), real_steps.get(step_part))
             rows.append(row)
             echo(f"  {_summary(row)}")
             gc.collect()
@@ -158,9 +164,9 @@ def rehearse(
         "process_peak_rss_bytes": process_peak_rss_bytes(),
         "note": (
             "seconds_per_item_at_real_steps and flops_per_item_at_real_steps are extrapolated from the "
-            "rehearsed steps: UNet calls scaled by real_steps / rehearsed_steps at the steady call time (the "
-            "median of the calls after the first; with 1 step the one call, which includes first-call "
-            "overheads), the rest as measured"
+            "rehearsed steps: the item's UNet calls at the real step count (the scheduler's extra calls "
+            "kept) at the steady call time (the median of the calls after the first; with 1 step the one "
+            "call, which includes first-call overheads) and the counted FLOPs per call, the rest as measured"
         ),
     }
     write_json_atomic(out_dir / REHEARSAL_JSON, result)
@@ -238,7 +244,7 @@ def small_stage_params(kind: str, params: dict[str, Any], steps: int) -> dict[st
     params = copy.deepcopy(params)
     if kind == "generate":
         params["editor"] = {**params.get("editor", {}), "steps": steps}
-        params["engine"] = {**params.get("engine", {}), "batch_size": 2, "progress": False}
+        params["engine"] = {**params.get("engine", {}), "batch_size": REHEARSAL_BATCH, "progress": False}
         if params.get("regime") == "all":
             from genaug.generation.diffusemix import default_prompts
             from genaug.generation.prompts import resolve_prompts
@@ -248,7 +254,7 @@ def small_stage_params(kind: str, params: dict[str, Any], steps: int) -> dict[st
             params["prompts"] = resolve_prompts(prompts)[:1]
     elif kind == "sdi":
         generate = params.get("generate", {})
-        params["generate"] = {**generate, "steps": steps, "engine": {**generate.get("engine", {}), "batch_size": 2, "progress": False}}
+        params["generate"] = {**generate, "steps": steps, "engine": {**generate.get("engine", {}), "batch_size": REHEARSAL_BATCH, "progress": False}}
         params["sample"] = {**params.get("sample", {}), "multiplier": 1}
         params["train"] = {**params.get("train", {}), "max_steps": 1, "batch_size": 2, "progress": False, "checkpoint_every": 1}
         params["embed_batch_size"] = 2
@@ -400,18 +406,43 @@ def stage_row(name: str, kind: str, part: str, items: int, meter: StageMeter, re
         "rehearsed_steps": rehearsed_steps,
         "real_steps": real_steps,
     }
-    scale = real_steps / rehearsed_steps if rehearsed_steps and real_steps else 1.0
-    unet_seconds = meter.unet_seconds / items_
+    return extrapolate_row(row)
+
+
+def extrapolate_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Add the ``*_at_real_steps`` fields to a measured row (module doc): at the real step count an
+    item makes :func:`real_unet_calls` UNet calls, each at the steady (warm) call time and the
+    counted FLOPs per call; everything else (loading, text encoding, VAE, writing) as measured."""
+    items_ = max(row["items"], 1)
     unet_flops = row["unet_flops_per_item"]
-    # At the real step count an item's UNet time is its share of the calls, each at the
-    # steady (warm) call time; everything else (loading, encoding, decoding, writing) as measured.
-    steady = meter.steady_call_seconds
-    unet_real = steady * meter.unet_calls / items_ * scale if steady is not None else 0.0
-    row["seconds_per_item_at_real_steps"] = row["seconds_per_item"] - unet_seconds + unet_real
-    row["flops_per_item_at_real_steps"] = row["flops_per_item"] - unet_flops + unet_flops * scale
-    row["unet_flops_per_item_at_real_steps"] = unet_flops * scale
-    row["extrapolated"] = scale != 1.0
+    calls = row["unet_calls"]
+    real_calls = real_unet_calls(calls, row["items"], row["rehearsed_steps"], row["real_steps"])
+    row["real_unet_calls_per_item"] = real_calls
+    if real_calls is None or not row.get("unet_steady_call_seconds"):
+        row.update(seconds_per_item_at_real_steps=row["seconds_per_item"], flops_per_item_at_real_steps=row["flops_per_item"],
+                   unet_flops_per_item_at_real_steps=unet_flops, extrapolated=False)
+        return row
+    per_call_flops = unet_flops * items_ / calls
+    unet_seconds = row["unet_seconds"] / items_
+    row["seconds_per_item_at_real_steps"] = row["seconds_per_item"] - unet_seconds + row["unet_steady_call_seconds"] * real_calls
+    row["unet_flops_per_item_at_real_steps"] = per_call_flops * real_calls
+    row["flops_per_item_at_real_steps"] = row["flops_per_item"] - unet_flops + row["unet_flops_per_item_at_real_steps"]
+    row["extrapolated"] = True
     return row
+
+
+def real_unet_calls(calls: int, items: int, rehearsed_steps: float | None, real_steps: float | None) -> float | None:
+    """UNet calls per item at ``real_steps``, from ``calls`` made for ``items`` at ``rehearsed_steps``.
+
+    Items go through in batches of :data:`REHEARSAL_BATCH`; a batch makes ``steps + offset``
+    calls, where the offset is the scheduler's (PNDM repeats one timestep: +1; DDIM and Euler: 0)
+    and is read off the rehearsal: ``calls / batches - rehearsed_steps``.
+    """
+    if not calls or not items or not rehearsed_steps or not real_steps:
+        return None
+    batches = math.ceil(items / REHEARSAL_BATCH)
+    offset = calls / batches - rehearsed_steps
+    return batches * (real_steps + offset) / items
 
 
 def _train_count(config) -> int:
