@@ -402,7 +402,8 @@ def stage_row(name: str, kind: str, part: str, items: int, meter: StageMeter, re
         "seconds_per_item": meter.seconds / items_,
         "flops_per_item": meter.flops / items_,
         "unet_flops_per_item": meter.flops_by_model.get("UNet2DConditionModel", 0) / items_,
-        "vit_flops_per_item": sum(v for k, v in meter.flops_by_model.items() if k.startswith("CLIP")) / items_,
+        # CLIP models other than SD's text encoder (CLIPModel, CLIPVisionModel...): the ViT's work
+        "vit_flops_per_item": sum(v for k, v in meter.flops_by_model.items() if k.startswith("CLIP") and k != "CLIPTextModel") / items_,
         "rehearsed_steps": rehearsed_steps,
         "real_steps": real_steps,
     }
