@@ -267,3 +267,12 @@ def test_a_failing_stage_is_reported_and_what_reads_it_is_skipped(tmp_path):
     assert rows["train:dm"]["skipped"] == "stage mixed did not run"
     assert rows["train:baseline"]["items"] == 2 and rows["train:baseline"]["seconds"] > 0
     assert "FAILED: edits" in (tmp_path / "rehearsal" / "rehearsal.md").read_text()
+
+
+def test_cost_of_shb_is_one_clip_pass_per_patch_of_the_generated_image():
+    experiment = load_experiment(CONFIGS / "cifar100_diffusemix.yaml")
+    rows = {row["stage"]: row for row in cost.estimate_experiment(experiment, arms=["shb"])["rows"]}
+    # 256 px with 32 px patches at stride 16: a 15 x 15 grid
+    assert rows["mix_random"]["flops_per_item"] == 15 * 15 * cost.vit_flops("openai/clip-vit-base-patch32")
+    assert rows["edit_random"]["items"] == 45000 and "edit_all" not in rows
+    assert rows["train:shb"]["items"] == 300 * 3 * (45000 + 45000)

@@ -14,7 +14,7 @@ are then the stage's recipe of calls (METHODS.md):
   (``multiplier x N`` images of ``steps`` UNet calls on 2 latents + a VAE decode);
 - ``filter``: one CLIP image forward per image of its input set (CLIP filters); the arms
   reading it train on the share its rank filters keep (``keep_ratio``);
-- ``mix``: SHB scores every patch of the patch grid of both images with CLIP, plus each
+- ``mix``: SHB scores every patch of the generated image's patch grid with CLIP, plus each
   class prompt once (negligible); concat / rect / fractal use no model;
 - ``train``: per arm and seed, ``epochs x samples`` of forward + backward of the classifier
   at its training crop (counted); an epoch holds real + synthetic under ``concat``, real +
@@ -254,8 +254,8 @@ def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, 
             side = config.shb.size or 256
             patch, stride = (config.shb.patch, config.shb.stride) if config.shb.patch else scale_patch(side)
             rows, cols = grid_shape(side, side, patch, stride or max(1, patch // 2))
-            per_item = 2 * rows * cols * vit_flops(config.shb.clip)
-            what = f"SHB: 2 x {rows}x{cols} patches x CLIP image forward"
+            per_item = rows * cols * vit_flops(config.shb.clip)
+            what = f"SHB: {rows}x{cols} patches of the generated image x CLIP image forward"
         return [{**row, "part": None, "items": items, "flops_per_item": per_item, "flops": items * per_item, "what": what}]
     return [{**row, "part": None, "items": 0, "flops_per_item": 0, "flops": 0, "what": "unknown stage kind"}]
 
