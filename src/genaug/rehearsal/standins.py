@@ -65,8 +65,10 @@ def standin_dir(hub_id: str, seed: int = 0) -> Path:
         staging = Path(tmp) / "model"
         build_standin(template, staging, seed)
         (staging / COMPLETE).write_text(json.dumps({"hub_id": hub_id, "seed": seed, "version": BUILD_VERSION}), encoding="utf-8")
+        if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")).get("version") == BUILD_VERSION:
+            return out  # another process finished the same build meanwhile: keep its folder
         if out.exists():
-            shutil.rmtree(out)
+            shutil.rmtree(out)  # an unfinished or outdated build
         staging.rename(out)
     return out
 
