@@ -45,11 +45,11 @@ GPU_PEAKS: dict[str, float] = {"T4": 65.0, "V100": 125.0, "A10": 125.0, "L4": 12
 #: convolution + attention workloads at batch 8-32) until benchmarks/gpu_generation.py measures it.
 GPU_EFFICIENCY = 0.35
 #: This machine's fp32 FLOP/s on the SD 1.5 UNet (a warm call on 4 latents of 64x64), measured
-#: here by ``genaug rehearse configs/cub_sdi.yaml --steps 2`` with the 2 cores shared by other
-#: jobs (load average 4-6; benchmarks/RESULTS.md): used when no rehearsal.json is at hand.
+#: here by ``genaug rehearse configs/cub_sdi.yaml --steps 2`` on the 2 cores at load average
+#: 1.7 (benchmarks/RESULTS.md): used when no rehearsal.json is at hand.
 CPU_MEASURED = {
-    "flops_per_second": 7.3e10,
-    "source": "SD 1.5 UNet stand-in, fp32, 2 cores under load average 4-6, genaug rehearse configs/cub_sdi.yaml --steps 2",
+    "flops_per_second": 1.85e11,
+    "source": "SD 1.5 UNet stand-in, fp32, 2 cores at load average 1.7, genaug rehearse configs/cub_sdi.yaml --steps 2",
 }
 #: The last rehearsal.json written on this machine (a copy in GENAUG_HOME/rehearsal/).
 LATEST_REHEARSAL = "latest-rehearsal.json"
