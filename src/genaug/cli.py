@@ -376,6 +376,9 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the stage graph, what is cached and an estimate")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="apply the file's quick: section")] = False,
     artifacts: Annotated[Optional[Path], typer.Option(help="stage-output folder shared between runs")] = None,
+    rehearse_: Annotated[
+        bool, typer.Option("--rehearse", help="run every stage on stand-ins of the models at real shapes (genaug rehearse)")
+    ] = False,
 ) -> None:
     """Run an experiment: stages, every arm x seed, results table and HTML report."""
     from genaug.experiment import load_experiment
@@ -383,6 +386,9 @@ def run(
     experiment = load_experiment(config, overrides, quick=quick)
     _check_only(experiment, only)
     _quiet_model_loading()
+    if rehearse_:
+        _rehearse(experiment, out, steps=1, flops=True)
+        return
     _run_and_print(experiment, out or Path("runs") / experiment.name, only, _parse_seeds(seeds), dry_run, artifacts)
 
 
@@ -394,6 +400,32 @@ def _check_only(experiment, only: list[str] | None) -> None:
             experiment.arm(name)
         except ConfigError as error:
             raise ConfigError(f"on {COMMAND_LINE}: --only: {error}") from None
+
+
+@app.command()
+def rehearse(
+    config: Annotated[Path, typer.Argument(help="experiment YAML (see configs/)")],
+    overrides: Overrides = None,
+    out: Annotated[Optional[Path], typer.Option(help="rehearsal folder (default: runs/<experiment name>-rehearsal)")] = None,
+    steps: Annotated[int, typer.Option(help="denoising steps per item (timings are extrapolated to the real count)")] = 1,
+    flops: Annotated[bool, typer.Option("--flops/--no-flops", help="count FLOPs (torch.utils.flop_counter)")] = True,
+) -> None:
+    """Every stage of an experiment on stand-ins of its models (real architectures, random weights):
+    1-2 items per stage at real shapes, measured; writes rehearsal.json and rehearsal.md."""
+    from genaug.experiment import load_experiment
+
+    _rehearse(load_experiment(config, overrides), out, steps=steps, flops=flops)
+
+
+def _rehearse(experiment, out: Path | None, steps: int, flops: bool) -> None:
+    from genaug.rehearsal.run import REHEARSAL_JSON, REHEARSAL_MD, rehearse as rehearse_experiment
+
+    out = out or Path("runs") / f"{experiment.name}-rehearsal"
+    result = rehearse_experiment(experiment, out, steps=steps, count_flops=flops, echo=typer.echo)
+    typer.echo((out / REHEARSAL_MD).read_text(encoding="utf-8"))
+    typer.echo(f"rehearsal: {out / REHEARSAL_JSON}")
+    if result["failed"]:
+        raise SystemExit(1)
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:

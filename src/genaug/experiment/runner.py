@@ -137,6 +137,9 @@ def run_experiment(
     checked.warnings += data_warnings
     if dry_run:
         echo(describe_plan(experiment, needed, jobs, out_dir))
+        from genaug.rehearsal.cost import plan_cost_text
+
+        echo(plan_cost_text(experiment, [arm.name for arm in arms], seeds))
         checked.raise_problems()
         return None
     checked.raise_problems()
