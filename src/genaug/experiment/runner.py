@@ -134,7 +134,8 @@ def run_experiment(
 
     # Inputs are checked before anything is written: a run that cannot start leaves nothing behind.
     checked = preflight(experiment, needed, [job for job in jobs if not job.done])
-    checked.warnings += data_warnings
+    shown = shown_warnings()  # kept in the order they were printed
+    checked.warnings = sorted(dict.fromkeys(checked.warnings + data_warnings), key=lambda w: shown.index(w) if w in shown else len(shown))
     if dry_run:
         echo(describe_plan(experiment, needed, jobs, out_dir))
         from genaug.rehearsal.cost import plan_cost_text

@@ -165,7 +165,7 @@ def estimate_experiment(experiment, seeds: list[int] | None = None, arms: list[s
     seeds = list(seeds or experiment.seeds)
     chosen = [experiment.arm(name) for name in arms] if arms else list(experiment.arms)
     n_train, n_classes, source = train_size(experiment.dataset)
-    nodes = build_graph(experiment, Path("/nonexistent/genaug-estimate"))
+    nodes = build_graph(experiment, Path("/nonexistent/genaug-estimate"), identity={})  # keys are not needed here
     needed = upstream(nodes, [ref for arm in chosen for ref in arm.data_refs])
     sizes: dict[str, int] = {}  # images in each stage's set(s), by ref
     rows = []

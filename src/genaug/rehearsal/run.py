@@ -91,7 +91,7 @@ def rehearse(
     small = rehearsal_experiment(experiment, standins, data_root, steps)
     write_text_atomic(out_dir / "experiment.yaml", _dump(small))
     nodes = build_graph(small, out_dir / "artifacts")
-    real_nodes = build_graph(experiment, out_dir / ".real-config")  # configs only: nothing is written there
+    real_nodes = build_graph(experiment, out_dir / ".real-config", identity={})  # configs only: nothing is written or read
 
     rows: list[dict[str, Any]] = []
     failed: dict[str, str] = {}  # stage or arm -> what went wrong (a rehearsal reports every failure)
