@@ -32,31 +32,11 @@ from genaug.config import GenerateConfig
 from genaug.data.base import RealDataset
 from genaug.generation.diffusemix import dataset_sources, generate, plan_edit_items
 from genaug.generation.editors import create_editor
+from genaug.generation.frontier import ForwardTimer
 from genaug.generation.prompts import POCKET_INSTRUCTIONS
 from genaug.manifest import read_manifest, record_file
 from genaug.pocket.render import DIGIT_NAMES, styled_digits
 from genaug.pocket.tiny import make_tiny_pocket
-
-
-class UNetTimer:
-    """Wall time spent inside ``unet.forward``, from forward pre- and post-hooks."""
-
-    def __init__(self, unet: torch.nn.Module) -> None:
-        self.seconds = 0.0
-        self.calls = 0
-        self._start = 0.0
-        unet.register_forward_pre_hook(self._before)
-        unet.register_forward_hook(self._after)
-
-    def _before(self, *args) -> None:
-        self._start = time.perf_counter()
-
-    def _after(self, *args) -> None:
-        self.seconds += time.perf_counter() - self._start
-        self.calls += 1
-
-    def reset(self) -> None:
-        self.seconds, self.calls = 0.0, 0
 
 
 def pick_model(workdir: Path) -> tuple[str, str]:
@@ -118,7 +98,7 @@ def main() -> None:
     )
     editor = create_editor(config.editor, sources=dataset_sources(dataset))
     pipeline = editor.pipeline  # loaded once, outside both timings
-    timer = UNetTimer(pipeline.unet)
+    timer = ForwardTimer(pipeline.unet)
     items = plan_edit_items(dataset, "instruct", config.prompts, config)
 
     # warm-up of both paths (first-call allocations, kernel selection), untimed

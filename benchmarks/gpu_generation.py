@@ -78,29 +78,6 @@ def peak_of(device_name: str) -> float | None:
     return None
 
 
-class ModuleTimer:
-    """Wall time inside a module's forward (synchronised on CUDA), from forward hooks."""
-
-    def __init__(self, module, cuda: bool) -> None:
-        import torch
-
-        self.seconds, self.calls, self._start, self.cuda = 0.0, 0, 0.0, cuda
-        self._sync = torch.cuda.synchronize if cuda else (lambda: None)
-        self.handles = [module.register_forward_pre_hook(self._before), module.register_forward_hook(self._after)]
-
-    def _before(self, *args) -> None:
-        self._sync()
-        self._start = time.perf_counter()
-
-    def _after(self, *args) -> None:
-        self._sync()
-        self.seconds += time.perf_counter() - self._start
-        self.calls += 1
-
-    def reset(self) -> None:
-        self.seconds, self.calls = 0.0, 0
-
-
 def standin_images(n: int, size: int):
     import numpy as np
 
@@ -118,6 +95,7 @@ def generation(label: str, editor_name: str, hub_id: str, size: int, args, dtype
     from genaug.config import GenerateConfig
     from genaug.generation.diffusemix import dataset_sources, generate, plan_edit_items, plan_text_items
     from genaug.generation.editors import create_editor
+    from genaug.generation.frontier import ForwardTimer
     from genaug.rehearsal.cost import unet_flops
     from genaug.rehearsal.standins import standin_dir
 
@@ -131,7 +109,7 @@ def generation(label: str, editor_name: str, hub_id: str, size: int, args, dtype
     editor = create_editor(config.editor, sources=dataset_sources(dataset), device=args.device, dtype=dtype)
     pipeline = editor.pipeline
     cuda = args.device == "cuda"
-    timer = ModuleTimer(pipeline.unet, cuda)
+    timer = ForwardTimer(pipeline.unet, cuda)
     planner = plan_edit_items if editor.needs_source else plan_text_items
     prompts = list(config.prompts)
     items = planner(dataset, editor_name, prompts, config)
@@ -180,6 +158,7 @@ def shb(label: str, args, peak) -> None:
     import torch
 
     from genaug.clip import Clip
+    from genaug.generation.frontier import ForwardTimer
     from genaug.mixing import semantic_hybrid_blend
     from genaug.rehearsal.cost import vit_flops
     from genaug.rehearsal.standins import standin_dir
@@ -188,7 +167,7 @@ def shb(label: str, args, peak) -> None:
     clip = Clip.from_pretrained(str(standin_dir(hub_id)), device=args.device,
                                 dtype=torch.float16 if args.device == "cuda" else torch.float32)
     vision = clip.model.vision_model
-    timer = ModuleTimer(vision, args.device == "cuda")
+    timer = ForwardTimer(vision, args.device == "cuda")
     generator = torch.Generator().manual_seed(0)
     originals = torch.randint(0, 256, (args.pairs, 3, 256, 256), dtype=torch.uint8, generator=generator)
     generated = torch.randint(0, 256, (args.pairs, 3, 256, 256), dtype=torch.uint8, generator=generator)

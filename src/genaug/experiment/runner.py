@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genaug.config import ConfigError, TrainConfig, dump_config
+from genaug.config import TrainConfig, dump_config
 from genaug.data import DatasetError, load_splits
 from genaug.data.identity import splits_identity
 from genaug.experiment.checks import preflight

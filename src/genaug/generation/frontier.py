@@ -194,16 +194,23 @@ def sdi_workload(config, n: int, seed: int = 0, judged: bool = True) -> Workload
 
 
 class ForwardTimer:
-    """Wall time spent inside a module's ``forward`` (the UNet's here), from forward pre- and post-hooks."""
+    """Wall time spent inside a module's ``forward`` (the UNet's here), from forward pre- and post-hooks.
 
-    def __init__(self, module: torch.nn.Module) -> None:
+    ``cuda``: synchronise the device at both hooks, so that asynchronous kernels count
+    where they run (the GPU benchmark); on the CPU the calls are synchronous already.
+    """
+
+    def __init__(self, module: torch.nn.Module, cuda: bool = False) -> None:
         self.seconds, self.calls, self._start = 0.0, 0, 0.0
+        self._sync = torch.cuda.synchronize if cuda else (lambda: None)
         self._handles = [module.register_forward_pre_hook(self._before), module.register_forward_hook(self._after)]
 
     def _before(self, *args) -> None:
+        self._sync()
         self._start = time.perf_counter()
 
     def _after(self, *args) -> None:
+        self._sync()
         self.seconds += time.perf_counter() - self._start
         self.calls += 1
 
