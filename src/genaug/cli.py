@@ -524,6 +524,7 @@ def bench_sampling(
     from genaug.generation.presets import store_presets
 
     sdi = load_config(SdiConfig, sdi_config) if sdi_config else None
+    _quiet_model_loading()
     try:
         frontier.check_sweep(model, generator, not speed_only, sdi)
         points = frontier.sweep_grid(_csv(schedulers), _csv(steps, int), _csv(precisions), _csv(batch_sizes, int))
