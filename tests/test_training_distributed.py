@@ -36,7 +36,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     # rank 0 wrote the run; no rank wrote a second copy of anything
     run = tmp_path / "two"
     assert {p.name for p in run.iterdir()} == {
-        "config.yaml", "metrics.csv", "per_class_val.csv", "metrics.json", "best.safetensors", "checkpoint", "tb"
+        "config.yaml", "dataset.json", "warnings.log", "metrics.csv", "per_class_val.csv", "metrics.json",
+        "best.safetensors", "checkpoint", "tb",
     }  # fmt: skip
     assert len(list((run / "tb").iterdir())) == 1
     assert len((run / "metrics.csv").read_text().splitlines()) == 1 + 3
