@@ -30,7 +30,7 @@ import torch
 
 from genaug.config import GenerateConfig
 from genaug.data.base import RealDataset
-from genaug.generation.diffusemix import dataset_sources, generate, plan_edit_items
+from genaug.generation.stage import dataset_sources, generate, plan_edit_items
 from genaug.generation.editors import create_editor
 from genaug.generation.frontier import ForwardTimer
 from genaug.generation.prompts import POCKET_INSTRUCTIONS

@@ -93,7 +93,7 @@ def generation(label: str, editor_name: str, hub_id: str, size: int, args, dtype
     import torch
 
     from genaug.config import GenerateConfig
-    from genaug.generation.diffusemix import dataset_sources, generate, plan_edit_items, plan_text_items
+    from genaug.generation.stage import dataset_sources, generate, plan_edit_items, plan_text_items
     from genaug.generation.editors import create_editor
     from genaug.generation.frontier import ForwardTimer
     from genaug.rehearsal.cost import unet_flops

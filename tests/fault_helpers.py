@@ -286,7 +286,7 @@ def write_figures(path: Path, stage: str, figures: dict[str, Any]) -> None:
 def generate_worker(set_dir: str, model: str, images: int) -> None:
     """DiffuseMix generation with the tiny InstructPix2Pix pipeline on ``images`` pocket digits, batches of 2."""
     from genaug.config import GenerateConfig
-    from genaug.generation.diffusemix import generate
+    from genaug.generation.stage import generate
 
     from generation_helpers import pocket_dataset
 

@@ -16,7 +16,7 @@ import torch
 
 from genaug.config import GenerateConfig
 from genaug.generation.architecture import ArchitectureError
-from genaug.generation.diffusemix import generate
+from genaug.generation.stage import generate
 from genaug.pocket.tiny import make_tiny_pocket, write_tiny_models
 from genaug.sdi import build_bank, generate_from_samples, train_projector
 from genaug.sdi.embed import embed_training_images, embeds_path

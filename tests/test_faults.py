@@ -45,7 +45,7 @@ pytestmark = pytest.mark.slow
 KILLS = 10
 PRELOAD = (
     "numpy", "torch", "PIL.Image", "safetensors.torch", "transformers", "diffusers", "genaug.cli", "genaug.config",
-    "genaug.manifest", "genaug.generation.diffusemix", "genaug.mixing.stage", "genaug.filtering", "genaug.sdi.train",
+    "genaug.manifest", "genaug.generation.stage", "genaug.mixing.stage", "genaug.filtering", "genaug.sdi.train",
     "genaug.sdi.embed", "genaug.training", "genaug.pocket.build", "genaug.experiment", "genaug.experiment.runner",
     "generation_helpers", "training_helpers", "test_sdi_helpers", "fault_helpers",
 )

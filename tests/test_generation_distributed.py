@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(
     import sys
     sys.path.insert(0, {tests!r})
     from genaug.config import GenerateConfig
-    from genaug.generation.diffusemix import generate
+    from genaug.generation.stage import generate
     from generation_helpers import pocket_dataset
 
     config = GenerateConfig(

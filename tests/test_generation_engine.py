@@ -105,7 +105,7 @@ def test_configs_name_the_bad_field():
 def test_planned_items_carry_the_editor_negative_prompt():
     """Records state the negative prompt the pipeline was given, not only the stage config."""
     from genaug.data.base import RealDataset
-    from genaug.generation.diffusemix import plan_edit_items, plan_text_items
+    from genaug.generation.stage import plan_edit_items, plan_text_items
 
     images = np.zeros((3, 8, 8, 3), dtype=np.uint8)
     dataset = RealDataset("t", "train", ["a", "b"], np.array([0, 1, 1]), ["x0", "x1", "x2"], images=images)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from genaug.config import GenerateConfig, MixConfig
-from genaug.generation.diffusemix import dataset_sources, generate, plan_edit_items
+from genaug.generation.stage import dataset_sources, generate, plan_edit_items
 from genaug.generation.editors import create_editor
 from genaug.manifest import MANIFEST, read_manifest, record_file
 from genaug.mixing.stage import mix

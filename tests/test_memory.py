@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from genaug.config import GenerateConfig
-from genaug.generation.diffusemix import generate
+from genaug.generation.stage import generate
 from genaug.manifest import read_manifest
 from genaug.memory import BatchBackoff, DoesNotFitError, format_bytes, is_out_of_memory, memory_needed
 from genaug.pocket.tiny import make_tiny_pocket

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from genaug.registry import Registry
+
 if TYPE_CHECKING:
-    from genaug.config import DatasetConfig
+    from genaug.data.config import DatasetConfig
     from genaug.data.base import RealDataset
 
 Loader = Callable[["DatasetConfig", frozenset[str]], dict[str, "RealDataset"]]
@@ -51,7 +53,8 @@ class DatasetSpec:
     prepare: Preparer | None = None
 
 
-_REGISTRY: dict[str, DatasetSpec] = {}
+#: Dataset name -> its :class:`DatasetSpec` (the loader modules of :mod:`genaug.data` fill it).
+DATASETS = Registry("dataset", key="name", discover=("genaug.data",))
 
 
 def register_dataset(
@@ -67,9 +70,7 @@ def register_dataset(
     """Decorator registering ``loader`` under ``name`` (see the module docstring)."""
 
     def decorator(loader: Loader) -> Loader:
-        if name in _REGISTRY:
-            raise ValueError(f"dataset '{name}' is registered twice")
-        _REGISTRY[name] = DatasetSpec(
+        DATASETS.register(name, DatasetSpec(
             name=name,
             load=loader,
             needs_root=needs_root,
@@ -78,7 +79,7 @@ def register_dataset(
             default_val_fraction=default_val_fraction,
             default_labels_per_class=default_labels_per_class,
             options=frozenset(options),
-        )
+        ))
         return loader
 
     return decorator
@@ -88,8 +89,8 @@ def register_preparer(name: str) -> Callable[[Preparer], Preparer]:
     """Decorator attaching a download-and-extract function to the registered dataset ``name``."""
 
     def decorator(prepare: Preparer) -> Preparer:
-        spec = dataset_spec(name)
-        _REGISTRY[name] = replace(spec, prepare=prepare)
+        entry = DATASETS.spec(name)
+        entry.target = replace(entry.target, prepare=prepare)
         return prepare
 
     return decorator
@@ -97,12 +98,11 @@ def register_preparer(name: str) -> Callable[[Preparer], Preparer]:
 
 def dataset_names() -> list[str]:
     """Every registered dataset name, sorted."""
-    return sorted(_REGISTRY)
+    return DATASETS.names()
 
 
 def dataset_spec(name: str) -> DatasetSpec:
     """The registration of ``name``; an unknown name is an error listing the known ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset '{name}'; known: {', '.join(dataset_names())}") from None
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset '{name}'; known: {', '.join(dataset_names())}")
+    return DATASETS.get(name)

@@ -6,7 +6,25 @@
 - :mod:`genaug.experiment.runner` - :func:`run_experiment`: stages, training, results.
 """
 
-from genaug.experiment.config import ArmConfig, ExperimentConfig, load_experiment
-from genaug.experiment.runner import run_experiment, results_table
+from __future__ import annotations
 
-__all__ = ["ArmConfig", "ExperimentConfig", "load_experiment", "run_experiment", "results_table"]
+from typing import Any
+
+_LAZY = {
+    "ArmConfig": "genaug.experiment.config",
+    "ExperimentConfig": "genaug.experiment.config",
+    "load_experiment": "genaug.experiment.config",
+    "run_experiment": "genaug.experiment.runner",
+    "results_table": "genaug.experiment.runner",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use: loading an experiment file does not import torch
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,58 +20,49 @@ quick:                             # merged over this file by `--quick`; `arms` 
   arms: [baseline, diffusemix]
 ```
 
-A stage's keys other than ``kind`` and ``input`` are the fields of that stage's config
-(:class:`~genaug.config.GenerateConfig`, :class:`~genaug.config.MixConfig`,
-:class:`~genaug.config.SdiConfig`, :class:`~genaug.config.FilterConfig`) without the ones the
-runner fills in (the dataset, where to read and where to write). ``input`` names the stage
-whose set this one reads: a ``generate`` stage for ``mix``; any set for ``filter``, written
-``stage`` or ``stage/method`` for one method of a ``mix`` stage. An arm's ``data`` names one
+``kind`` is a registered stage kind (:data:`genaug.registry.STAGES`: generate, mix, sdi,
+filter, ...; each subsystem registers its own with :func:`genaug.registry.register_stage`).
+A stage's keys other than ``kind`` and ``input`` are the fields of that kind's config class
+(e.g. :class:`~genaug.config.GenerateConfig`, :class:`~genaug.config.MixConfig`) without the
+ones the runner fills in (the dataset, where to read and where to write). ``input`` names
+the stage whose set this one reads, as the kind says (``reads``): a ``generate`` stage for
+``mix``; any set for ``filter``, written ``stage`` or ``stage/method`` for one set of a
+stage that makes several (a ``mix`` stage, one per method). An arm's ``data`` names one
 set (or a list, trained on together) the same way; no ``data`` means real images only.
+
+Reading a file checks every name against the registry that owns it (stage kinds, mix
+methods, editors, mixers, policies, ...) and imports no torch.
 """
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, PrivateAttr, model_validator
 
 from genaug.config import (
     ConfigError,
-    DatasetConfig,
-    FilterConfig,
-    GenerateConfig,
-    MixConfig,
     Problem,
-    SdiConfig,
     StrictModel,
-    TrainConfig,
     did_you_mean,
     parse_config,
     parse_with_overrides,
     read_yaml_mapping,
 )
+from genaug.data.config import DatasetConfig
+from genaug.registry import stage_kind
+from genaug.training.config import TrainConfig
 
 __all__ = [
     "ArmConfig",
     "ExperimentConfig",
     "StageSpec",
-    "STAGE_KINDS",
     "load_experiment",
     "stage_config",
 ]
 
-StageKind = Literal["generate", "mix", "sdi", "filter"]
-STAGE_KINDS: tuple[str, ...] = ("generate", "mix", "sdi", "filter")
-#: Fields of each stage's config that the runner sets (a stage in the file may not).
-RUNNER_FIELDS = {
-    "generate": ("dataset", "output"),
-    "mix": ("dataset", "output", "generated"),
-    "sdi": ("dataset", "work_dir"),
-    "filter": ("set_dir", "dataset"),
-}
-STAGE_MODELS = {"generate": GenerateConfig, "mix": MixConfig, "sdi": SdiConfig, "filter": FilterConfig}
 #: Placeholder paths used only to validate a stage's fields when the file is read.
 _PLACEHOLDER = Path("/nonexistent/genaug-placeholder")
 
@@ -79,9 +70,14 @@ _PLACEHOLDER = Path("/nonexistent/genaug-placeholder")
 class StageSpec(StrictModel):
     """One named stage: its kind, the stage it reads (``input``), and its own fields."""
 
-    kind: StageKind
+    kind: str
     input: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "StageSpec":
+        stage_kind(self.kind)  # a registered kind (the error names 'kind' and the allowed ones)
+        return self
 
 
 class ArmConfig(StrictModel):
@@ -196,15 +192,18 @@ class ExperimentConfig(StrictModel):
 
 
 def _check_stage(name: str, stage: StageSpec, stages: dict[str, StageSpec]) -> None:
-    for field in RUNNER_FIELDS[stage.kind]:
+    kind = stage_kind(stage.kind)
+    for field in kind.runner_fields:
         if field in stage.params:
             raise ValueError(f"stages.{name}.{field} is set by the runner; remove it")
-    if stage.kind in ("mix", "filter"):
+    if kind.reads is not None:
         if stage.input is None:
             raise ValueError(f"stages.{name}: a {stage.kind} stage needs 'input' (the stage whose set it reads)")
         base = check_set_ref(stage.input, stages, f"stages.{name}.input")
-        if stage.kind == "mix" and stages[base].kind != "generate":
-            raise ValueError(f"stages.{name}.input: a mix stage reads a generate stage, '{base}' is {stages[base].kind}")
+        if kind.reads != "*" and stages[base].kind != kind.reads:
+            raise ValueError(
+                f"stages.{name}.input: a {stage.kind} stage reads a {kind.reads} stage, '{base}' is {stages[base].kind}"
+            )
     elif stage.input is not None:
         raise ValueError(f"stages.{name}: a {stage.kind} stage reads the real dataset; remove 'input'")
     seen = {name}
@@ -225,8 +224,9 @@ def check_set_ref(ref: str, stages: dict[str, StageSpec], where: str) -> str:
             f"{where}: no stage named '{base}'{did_you_mean(base, stages)} (stages: {', '.join(stages) or 'none'})"
         )
     stage = stages[base]
-    if stage.kind == "mix":
-        methods = stage.params.get("methods", MixConfig.model_fields["methods"].default)
+    kind = stage_kind(stage.kind)
+    if kind.sets is not None:
+        methods = kind.sets(stage.params)
         if not method and len(methods) != 1:
             raise ValueError(f"{where}: '{base}' makes several sets ({', '.join(methods)}); write '{base}/<method>'")
         if method and method not in methods:
@@ -238,17 +238,10 @@ def check_set_ref(ref: str, stages: dict[str, StageSpec], where: str) -> str:
 
 def stage_config(stage: StageSpec, dataset: DatasetConfig, output: Path, input_dir: Path | None, name: str):
     """The stage's typed config with the runner's fields filled in (errors name ``stages.<name>.<key>``)."""
-    data = copy.deepcopy(stage.params)
+    kind = stage_kind(stage.kind)
     train_split = dataset.model_dump(mode="json") | {"split": "train"}
-    if stage.kind == "generate":
-        data |= {"dataset": train_split, "output": str(output)}
-    elif stage.kind == "mix":
-        data |= {"dataset": train_split, "output": str(output), "generated": str(input_dir)}
-    elif stage.kind == "sdi":
-        data |= {"dataset": train_split, "work_dir": str(output)}
-    else:
-        data |= {"set_dir": str(output), "dataset": train_split}
-    return parse_config(STAGE_MODELS[stage.kind], data, source=None, prefix=("stages", name))
+    data = kind.fill(copy.deepcopy(stage.params), train_split, output, input_dir)
+    return parse_config(kind.config, data, source=None, prefix=("stages", name))
 
 
 #: TrainConfig fields that an arm sets under its own key.

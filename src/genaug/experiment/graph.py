@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from genaug.experiment.config import ExperimentConfig, StageSpec, stage_config
+from genaug.registry import stage_kind
 
 __all__ = ["StageNode", "build_graph", "set_dir", "stage_order", "upstream"]
 
@@ -144,19 +145,16 @@ def build_graph(
 
 def splits_read(stage: StageSpec) -> tuple[str, ...]:
     """The real splits a stage reads: ``train`` for every kind (generation, mixing and SDI
-    draw on the training images, filters compare with them), plus the ``splits`` of a
-    ``dedupe`` filter (train and test by default: it checks for leakage into the test set).
+    draw on the training images, filters compare with them), plus what its kind's
+    ``splits`` says (the ``splits`` of a ``dedupe`` filter: train and test by default).
 
     SDI's ``pretrain`` pool (pocket digits only) is the pocket world's, fixed by its spec,
     whose hash is already in the key.
     """
     reads = {"train"}
-    if stage.kind == "filter":
-        from genaug.filtering.filters import DedupeParams
-
-        for spec in stage.params.get("filters", []):  # the default filters (frames, clip_rank) read train only
-            if isinstance(spec, dict) and spec.get("name") == "dedupe":
-                reads.update(spec.get("splits", DedupeParams.model_fields["splits"].default))
+    kind = stage_kind(stage.kind)
+    if kind.splits is not None:
+        reads.update(kind.splits(stage.params))
     return tuple(split for split in ("train", "val", "test") if split in reads)
 
 
@@ -169,14 +167,8 @@ def dataset_identity(experiment: ExperimentConfig) -> dict[str, Any]:
 
 
 def set_dir(node: StageNode, method: str | None = None) -> Path:
-    """The synthetic set a node writes (``method`` picks one set of a mix stage)."""
-    if node.kind == "mix":
-        methods = node.config.methods
-        return node.dir / (method or methods[0])
-    if node.kind == "sdi":
-        generate = node.config.generate
-        return Path(generate.output) if generate.output else node.dir / "generated" / node.config.sample.sampler
-    return node.dir
+    """The synthetic set a node writes (``method`` picks one set of a stage that makes several)."""
+    return stage_kind(node.kind).folder_of(node.config, node.dir, method)
 
 
 def resolve_ref(nodes: dict[str, StageNode], ref: str) -> tuple[StageNode, Path]:

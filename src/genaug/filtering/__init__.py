@@ -12,18 +12,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from genaug.filtering.filters import DEDUPE_THRESHOLDS, clip_rank_filter, fill_class
-from genaug.filtering.registry import FILTERS, Filter, create_filter, filter_names, register_filter
-from genaug.filtering.scores import (
-    classifier_scores,
-    clip_class_scores,
-    confidence_verdict,
-    max_cosine,
-    pixel_features,
-    positive_probability,
-    top_fraction_per_class,
-)
-from genaug.filtering.stage import FilterReport, filter_set
+_LAZY = {
+    "DEDUPE_THRESHOLDS": "genaug.filtering.filters",
+    "clip_rank_filter": "genaug.filtering.filters",
+    "fill_class": "genaug.filtering.filters",
+    "FILTERS": "genaug.filtering.registry",
+    "Filter": "genaug.filtering.registry",
+    "create_filter": "genaug.filtering.registry",
+    "filter_names": "genaug.filtering.registry",
+    "register_filter": "genaug.filtering.registry",
+    "classifier_scores": "genaug.filtering.scores",
+    "clip_class_scores": "genaug.filtering.scores",
+    "confidence_verdict": "genaug.filtering.scores",
+    "max_cosine": "genaug.filtering.scores",
+    "pixel_features": "genaug.filtering.scores",
+    "positive_probability": "genaug.filtering.scores",
+    "top_fraction_per_class": "genaug.filtering.scores",
+    "FilterReport": "genaug.filtering.stage",
+    "filter_set": "genaug.filtering.stage",
+    "FilterConfig": "genaug.filtering.config",
+    "load_classifier": "genaug.filtering.classifier",
+    "Classifier": "genaug.filtering.classifier",
+}
 
 __all__ = [
     "DEDUPE_THRESHOLDS",
@@ -48,8 +58,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("load_classifier", "Classifier"):
-        from genaug.filtering import classifier
+    # imported on first use: reading a config (genaug.filtering.config) stays light
+    if name in _LAZY:
+        import importlib
 
-        return getattr(classifier, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'genaug.filtering' has no attribute '{name}'")

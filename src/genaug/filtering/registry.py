@@ -7,8 +7,9 @@ in the number of records:
 - ``decide(scores, labels, candidates)``: the verdict over the whole set from the score
   columns, among the records the previous filters kept (``candidates``); True = keep.
 
-Adding a filter = one class decorated with :func:`register_filter` (and its module
-imported at the bottom of this file). Importing this module needs no torch.
+Adding a filter = one class decorated with :func:`register_filter` in a module the
+registry discovers (``genaug.filtering.filters``, or any module imported before use).
+Importing this module needs no torch.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from genaug.registry import Registry
+
 if TYPE_CHECKING:
     from genaug.filtering.stage import FilterContext, ImageChunk
 
-FILTERS: dict[str, type["Filter"]] = {}
+#: Filter name -> its :class:`Filter` class (``params``: the class's ``Params`` model).
+FILTERS = Registry("filter", key="name", discover=("genaug.filtering.filters",))
 
 
 class Filter(ABC):
@@ -52,14 +56,12 @@ class Filter(ABC):
 
 def register_filter(cls: type[Filter]) -> type[Filter]:
     """Class decorator: make ``cls`` available under ``cls.name``."""
-    if cls.name in FILTERS:
-        raise ValueError(f"a filter named {cls.name!r} is already registered")
-    FILTERS[cls.name] = cls
+    FILTERS.register(cls.name, cls, params=cls.Params)
     return cls
 
 
-def filter_names() -> list[str]:
-    return sorted(FILTERS)
+def filter_names(pattern: str | None = None) -> list[str]:
+    return FILTERS.names(pattern)
 
 
 def parse_filter_spec(spec: dict[str, Any]) -> tuple[str, BaseModel]:
@@ -71,7 +73,7 @@ def parse_filter_spec(spec: dict[str, Any]) -> tuple[str, BaseModel]:
         raise ValueError(f"unknown filter {name!r}; filters: {filter_names()}")
     params = {key: value for key, value in spec.items() if key != "name"}
     try:
-        return name, FILTERS[name].Params.model_validate(params)
+        return name, FILTERS.spec(name).params.model_validate(params)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise ValueError(f"filter {name!r}: {problems}") from None
@@ -90,5 +92,3 @@ def create_filter(spec: dict[str, Any]) -> Filter:
     name, params = parse_filter_spec(spec)
     return FILTERS[name](params)
 
-
-from genaug.filtering import filters  # noqa: E402,F401  (registrations)

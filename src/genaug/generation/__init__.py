@@ -1,46 +1,49 @@
 """Generation: the engine (work items, seeds, batches, shards, resume) and the editors.
 
-- :func:`genaug.generation.diffusemix.generate`: the DiffuseMix ``generate`` stage;
+- :func:`genaug.generation.stage.generate`: the ``generate`` stage of every editor;
 - :func:`genaug.generation.engine.run_job`: the engine any generator reuses (SDI too);
 - :func:`genaug.generation.seeds.derive_seed`: the one seed derivation;
-- :mod:`genaug.generation.editors`: the editor registry (instruct, img2img, txt2img);
+- :mod:`genaug.generation.editors`: the editor registry (instruct, img2img, txt2img, ...);
+- :mod:`genaug.generation.config`: the stage's configs and its stage registration;
 - :func:`genaug.generation.sampling_preset`: measured sampling presets (``reference``, ``fast``);
   :mod:`genaug.generation.frontier` measures them.
+
+Names are imported on first use, so reading a config does not import torch.
 """
 
-from genaug.generation.degenerate import is_degenerate
-from genaug.generation.engine import JobReport, plan_batches, run_job
-from genaug.generation.items import WorkItem, sanitize_id
-from genaug.generation.models import ModelRef, resolve_model, weights_hash
-from genaug.generation.presets import sampling_preset
-from genaug.generation.runtime import Shard, parse_shard, resolve_shard, select_device
-from genaug.generation.seeds import derive_seed, seed_generator
+from __future__ import annotations
 
-__all__ = [
-    "JobReport",
-    "ModelRef",
-    "Shard",
-    "WorkItem",
-    "derive_seed",
-    "generate",
-    "is_degenerate",
-    "parse_shard",
-    "plan_batches",
-    "resolve_model",
-    "resolve_shard",
-    "run_job",
-    "sampling_preset",
-    "sanitize_id",
-    "seed_generator",
-    "select_device",
-    "weights_hash",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "is_degenerate": "genaug.generation.degenerate",
+    "JobReport": "genaug.generation.engine",
+    "plan_batches": "genaug.generation.engine",
+    "run_job": "genaug.generation.engine",
+    "WorkItem": "genaug.generation.items",
+    "sanitize_id": "genaug.generation.items",
+    "ModelRef": "genaug.generation.models",
+    "resolve_model": "genaug.generation.models",
+    "weights_hash": "genaug.generation.models",
+    "sampling_preset": "genaug.generation.presets",
+    "Shard": "genaug.generation.runtime",
+    "parse_shard": "genaug.generation.runtime",
+    "resolve_shard": "genaug.generation.runtime",
+    "select_device": "genaug.generation.runtime",
+    "derive_seed": "genaug.generation.seeds",
+    "seed_generator": "genaug.generation.seeds",
+    "generate": "genaug.generation.stage",
+}
+
+__all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    # generate pulls in the config and data layers; import it on first use.
-    if name == "generate":
-        from genaug.generation.diffusemix import generate
-
-        return generate
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from genaug.generation.seeds import derive_seed, seed_rng
 from genaug.pocket.render import COLOR_NAMES
+from genaug.registry import Registry
 
 DIFFUSEMIX_PROMPTS: tuple[str, ...] = (
     "Autumn",
@@ -34,13 +35,13 @@ POCKET_ALL_INSTRUCTIONS: tuple[str, ...] = (
 POCKET_CAPTIONS: tuple[str, ...] = tuple(f"a photo of the digit {{class}}, {fg} on {bg}" for fg, bg in _POCKET_PAIRS)
 CLASS_TEMPLATE: tuple[str, ...] = ("a photo of a {class}",)
 
-PROMPT_PRESETS: dict[str, tuple[str, ...]] = {
-    "diffusemix": DIFFUSEMIX_PROMPTS,
-    "pocket": POCKET_INSTRUCTIONS,
-    "pocket_all": POCKET_ALL_INSTRUCTIONS,
-    "pocket_captions": POCKET_CAPTIONS,
-    "class_template": CLASS_TEMPLATE,
-}
+#: Prompt preset name -> its prompt templates (``prompts: <name>`` in a generate stage).
+PROMPT_PRESETS = Registry("prompt preset", key="prompts")
+PROMPT_PRESETS.register("diffusemix", DIFFUSEMIX_PROMPTS)
+PROMPT_PRESETS.register("pocket", POCKET_INSTRUCTIONS)
+PROMPT_PRESETS.register("pocket_all", POCKET_ALL_INSTRUCTIONS)
+PROMPT_PRESETS.register("pocket_captions", POCKET_CAPTIONS)
+PROMPT_PRESETS.register("class_template", CLASS_TEMPLATE)
 
 
 def resolve_prompts(prompts: str | list[str] | tuple[str, ...]) -> list[str]:

@@ -9,9 +9,12 @@ attempt 0 is the item's own seed, attempt k its k-th replacement.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 SEED_BITS = 63  # fits torch.Generator.manual_seed, numpy and JSON integers without sign games
 
@@ -31,6 +34,8 @@ def seed_generator(seed: int) -> torch.Generator:
     Always on the CPU, whatever device runs the model: diffusers draws the noise on the
     CPU and moves it, so an image's starting noise is the same on every device.
     """
+    import torch
+
     return torch.Generator(device="cpu").manual_seed(int(seed))
 
 

@@ -8,66 +8,46 @@ from __future__ import annotations
 
 from typing import Any
 
-from genaug.mixing.concat import (
-    feathered_halves,
-    feathered_mask,
-    mask_coverage,
-    random_orientation,
-    random_rect_mask,
-    random_rects,
-    rect_mix,
-)
-from genaug.mixing.fractals import (
-    fractal_bank,
-    fractal_blend,
-    make_fractals,
-    sample_fractals,
-    save_fractal_pngs,
-)
-from genaug.mixing.shb import (
-    HybridBlend,
-    hybrid_blend,
-    patch_grid,
-    scale_patch,
-    semantic_hybrid_blend,
-    shb_mask,
-)
-
-# The online mixers import the training-loop side of genaug; load them on first use so
-# the pure operations above stay light to import.
-_ONLINE = ("create_mixer", "list_mixers", "OnlineMixer")
+_LAZY = {
+    "feathered_halves": "genaug.mixing.concat",
+    "feathered_mask": "genaug.mixing.concat",
+    "mask_coverage": "genaug.mixing.concat",
+    "random_orientation": "genaug.mixing.concat",
+    "random_rect_mask": "genaug.mixing.concat",
+    "random_rects": "genaug.mixing.concat",
+    "rect_mix": "genaug.mixing.concat",
+    "fractal_bank": "genaug.mixing.fractals",
+    "fractal_blend": "genaug.mixing.fractals",
+    "make_fractals": "genaug.mixing.fractals",
+    "sample_fractals": "genaug.mixing.fractals",
+    "save_fractal_pngs": "genaug.mixing.fractals",
+    "HybridBlend": "genaug.mixing.shb",
+    "hybrid_blend": "genaug.mixing.shb",
+    "patch_grid": "genaug.mixing.shb",
+    "scale_patch": "genaug.mixing.shb",
+    "semantic_hybrid_blend": "genaug.mixing.shb",
+    "shb_mask": "genaug.mixing.shb",
+    "create_mixer": "genaug.mixing.online",
+    "list_mixers": "genaug.mixing.online",
+    "OnlineMixer": "genaug.mixing.online",
+    "register_mixer": "genaug.mixing.online",
+    "MIXERS": "genaug.mixing.registry",
+    "MIX_METHODS": "genaug.mixing.registry",
+    "MixConfig": "genaug.mixing.config",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _ONLINE:
-        from genaug.mixing import online
+    # imported on first use: the operations need torch, reading a config does not
+    if name in _LAZY:
+        import importlib
 
-        return getattr(online, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_ONLINE))
+    return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = [
-    "feathered_halves",
-    "feathered_mask",
-    "random_orientation",
-    "random_rect_mask",
-    "random_rects",
-    "rect_mix",
-    "mask_coverage",
-    "fractal_blend",
-    "make_fractals",
-    "fractal_bank",
-    "sample_fractals",
-    "save_fractal_pngs",
-    "patch_grid",
-    "scale_patch",
-    "shb_mask",
-    "hybrid_blend",
-    "semantic_hybrid_blend",
-    "HybridBlend",
-    *_ONLINE,
-]
+__all__ = sorted(_LAZY)

@@ -18,7 +18,6 @@ The math is in pure functions (:func:`sample_lambda`, :func:`mix_targets`,
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from scipy.special import betaincinv
 from torch import Tensor, nn
 
+from genaug.mixing.registry import MIXERS
 from genaug.mixing.puzzlemix import BLOCK_NUMS, input_saliency, puzzlemix_mask, valid_block_nums
 from genaug.models.layers import MANIFOLD_MIX_LAYERS, ManifoldMix
 
@@ -41,36 +41,29 @@ class OnlineMixer(Protocol):
     ) -> tuple[Tensor, Tensor]: ...
 
 
-# --- registry ---------------------------------------------------------------------------
+# --- registry (genaug.mixing.registry.MIXERS) --------------------------------------------
 
 MixerClass = TypeVar("MixerClass", bound=type)
-_MIXERS: dict[str, type] = {}
 
 
-def register_mixer(name: str) -> Callable[[MixerClass], MixerClass]:
-    """Class decorator: make the mixer available as ``create_mixer(name, **kw)``."""
-
-    def register(cls: MixerClass) -> MixerClass:
-        if name in _MIXERS:
-            raise ValueError(f"mixer '{name}' is registered twice")
-        _MIXERS[name] = cls
-        return cls
-
-    return register
+def register_mixer(name: str, params: type | None = None, **needs: object) -> Callable[[MixerClass], MixerClass]:
+    """Class decorator: make the mixer available as ``create_mixer(name, **kw)`` and as
+    ``mixer: name`` in a config; ``params``: the pydantic model of its YAML keyword
+    arguments; ``needs``: what the trainer hands it (``needs_normalisation=True``: the
+    batches' ``mean``/``std``; ``needs_fractal_bank=True``: ``fractals`` from ``bank``)."""
+    return MIXERS.register(name, params=params, **needs)
 
 
 def list_mixers(pattern: str = "*") -> list[str]:
     """Registered mixer names matching the shell-style ``pattern``, sorted."""
-    return sorted(fnmatch.filter(_MIXERS, pattern))
+    return MIXERS.names(pattern)
 
 
 def create_mixer(name: str, **kwargs) -> OnlineMixer:
     """The online mixer ``name`` built with ``kwargs`` (its constructor's parameters)."""
-    try:
-        cls = _MIXERS[name]
-    except KeyError:
-        raise ValueError(f"unknown mixer '{name}'; known mixers: {', '.join(list_mixers())}") from None
-    return cls(**kwargs)
+    if name not in MIXERS:
+        raise ValueError(f"unknown mixer '{name}'; known mixers: {', '.join(list_mixers())}")
+    return MIXERS.get(name)(**kwargs)
 
 
 # --- pure helpers -----------------------------------------------------------------------
@@ -155,7 +148,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
 # --- mixers -----------------------------------------------------------------------------
 
 
-@register_mixer("none")
 class NoMix:
     """No mixing: the plain forward pass and the targets unchanged."""
 
@@ -166,7 +158,6 @@ class NoMix:
         return model(images), targets
 
 
-@register_mixer("mixup")
 class Mixup:
     """Input mixup (Zhang et al. 2018): ``x' = lam x + (1 - lam) x[perm]``, lam ~ Beta(alpha, alpha)."""
 
@@ -183,7 +174,6 @@ class Mixup:
         return model(mixed), mix_targets(targets, perm, lam)
 
 
-@register_mixer("manifold_mixup")
 class ManifoldMixup:
     """Manifold mixup (Verma et al. 2019): mixup of the hidden state at a random layer.
 
@@ -215,7 +205,6 @@ class ManifoldMixup:
         return logits, mix_targets(targets, perm, lam)
 
 
-@register_mixer("cutmix")
 class CutMix:
     """CutMix (Yun et al. 2019): one box of the partner pasted into each image.
 
@@ -237,7 +226,6 @@ class CutMix:
         return model(mixed), mix_targets(targets, perm, kept_area(box, h, w))
 
 
-@register_mixer("puzzlemix")
 class PuzzleMix:
     """PuzzleMix (Kim et al. 2020), see :mod:`genaug.mixing.puzzlemix` for the method.
 
@@ -297,7 +285,6 @@ class PuzzleMix:
         return model(result.mixed), mix_targets(targets, perm, result.ratio)
 
 
-@register_mixer("fractal")
 class FractalMix:
     """Online fractal mixing (METHODS.md 2.4): ``x' = l * fractal + (1 - l) * x``, l ~ U(low, high).
 

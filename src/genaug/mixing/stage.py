@@ -35,6 +35,7 @@ from genaug.generation.runtime import Shard
 from genaug.generation.seeds import derive_seed, seed_rng
 from genaug.manifest import SampleRecord, SetWriter, check_relative_path, read_manifest, record_file, save_image_atomic
 from genaug.mixing.concat import feathered_halves, mask_coverage, random_orientation, random_rect_mask, rect_mix
+from genaug.mixing.registry import MIX_METHODS
 from genaug.mixing.fractals import fractal_bank, fractal_blend, resize_images, save_fractal_pngs
 from genaug.mixing.shb import semantic_hybrid_blend
 
@@ -113,18 +114,20 @@ def mix(config: MixConfig, dataset: RealDataset | None = None) -> dict[str, MixR
     resources = load_resources(config)
     reports = {}
     for method in config.methods:
-        mixer = MIXERS[method]
+        mixer = MIX_METHODS.get(method)
         reports[method] = write_mixed_set(method, mixer, pairs, real, config, resources)
         reports[method].skipped_without_source = without_source
     return reports
 
 
 def load_resources(config: MixConfig) -> MixResources:
-    """The fractal bank if ``fractal`` is asked for, the SHB CLIP if ``shb`` is."""
+    """What the methods asked for declare they need (``resources`` of their registration):
+    the fractal bank (``bank``, for ``fractal``), the SHB CLIP (``clip``, for ``shb``)."""
     resources = MixResources()
-    if "fractal" in config.methods:
+    needs = {need for method in config.methods for need in MIX_METHODS.spec(method).metadata.get("resources", ())}
+    if "bank" in needs:
         resources.bank = load_bank(config.fractals)
-    if "shb" in config.methods:
+    if "clip" in needs:
         from genaug.generation.runtime import select_device
         from genaug.sdi.models import load_clip_model
 
@@ -340,7 +343,6 @@ def heatmap_png(heatmap: torch.Tensor) -> np.ndarray:
     return (heatmap.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
-MIXERS: dict[str, Mixer] = {"concat": concat_mixer, "rect": rect_mixer, "fractal": fractal_mixer, "shb": shb_mixer}
 
 
 # ---------------------------------------------------------------------------- fractal banks

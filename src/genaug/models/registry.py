@@ -7,29 +7,27 @@ the keyword arguments it was given, and :func:`list_models` discovers the names.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from typing import TypeVar
 
 from torch import nn
 
+from genaug.registry import Registry
+
 EntryPoint = TypeVar("EntryPoint", bound=Callable[..., nn.Module])
 
-_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
+#: Model name -> ``entrypoint(num_classes, **kw) -> nn.Module``.
+MODELS = Registry("model", key="model")
 
 
 def register_model(entrypoint: EntryPoint) -> EntryPoint:
     """Register ``entrypoint(num_classes, **kw) -> nn.Module`` under its function name."""
-    name = entrypoint.__name__
-    if name in _ENTRYPOINTS:
-        raise ValueError(f"model '{name}' is registered twice")
-    _ENTRYPOINTS[name] = entrypoint
-    return entrypoint
+    return MODELS.register(entrypoint.__name__)(entrypoint)
 
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching the shell-style ``pattern``, sorted."""
-    return sorted(fnmatch.filter(_ENTRYPOINTS, pattern))
+    return MODELS.names(pattern)
 
 
 def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
@@ -38,10 +36,9 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     Keyword arguments go to the entrypoint; all of them accept ``width`` (channel
     multiplier, default 1.0) and ``in_channels`` (default 3).
     """
-    try:
-        entrypoint = _ENTRYPOINTS[name]
-    except KeyError:
-        raise ValueError(f"unknown model '{name}'; known models: {', '.join(list_models())}") from None
+    if name not in MODELS:
+        raise ValueError(f"unknown model '{name}'; known models: {', '.join(list_models())}")
+    entrypoint = MODELS.get(name)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     return entrypoint(num_classes=num_classes, **kwargs)

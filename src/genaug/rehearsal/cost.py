@@ -190,7 +190,7 @@ def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, 
     row = {"stage": node.name, "kind": node.kind}
     if node.kind == "generate":
         from genaug.generation.prompts import resolve_prompts
-        from genaug.generation.diffusemix import default_prompts
+        from genaug.generation.stage import default_prompts
 
         from genaug.generation.editors import EDITORS
 

@@ -246,7 +246,7 @@ def small_stage_params(kind: str, params: dict[str, Any], steps: int) -> dict[st
         params["editor"] = {**params.get("editor", {}), "steps": steps}
         params["engine"] = {**params.get("engine", {}), "batch_size": REHEARSAL_BATCH, "progress": False}
         if params.get("regime") == "all":
-            from genaug.generation.diffusemix import default_prompts
+            from genaug.generation.stage import default_prompts
             from genaug.generation.prompts import resolve_prompts
             from genaug.config import EditorConfig
 

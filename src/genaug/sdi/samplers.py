@@ -25,27 +25,35 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar
 
 import numpy as np
+from pydantic import Field
+
+from genaug.config import StrictModel
+from genaug.registry import Registry
 
 #: The reference's covariance regulariser (added to every covariance).
 JITTER = 1e-6
 
-SAMPLERS: dict[str, Callable[..., "Sampler"]] = {}
+#: Sampler name -> its fitting function ``fit(features, **kw) -> Sampler``; ``params``: the ``kw``.
+SAMPLERS = Registry("sampler", key="sampler")
 
 
-def register_sampler(name: str) -> Callable:
-    """Decorator: make a fitting function available as ``fit_sampler(features, name, **kw)``."""
-
-    def decorate(fit: Callable[..., "Sampler"]) -> Callable[..., "Sampler"]:
-        if name in SAMPLERS:
-            raise ValueError(f"a sampler named {name!r} is already registered")
-        SAMPLERS[name] = fit
-        return fit
-
-    return decorate
+class GaussianParams(StrictModel):
+    jitter: float = Field(default=JITTER, ge=0.0)
 
 
-def sampler_names() -> list[str]:
-    return sorted(SAMPLERS)
+class MixtureParams(StrictModel):
+    reg_covar: float = Field(default=JITTER, ge=0.0)
+    random_state: int = 0
+
+
+def register_sampler(name: str, params: type | None = None) -> Callable:
+    """Decorator: make a fitting function available as ``fit_sampler(features, name, **kw)``;
+    ``params``: the pydantic model of ``kw`` (``sampler_kwargs``), checked when a config is loaded."""
+    return SAMPLERS.register(name, params=params)
+
+
+def sampler_names(pattern: str | None = None) -> list[str]:
+    return SAMPLERS.names(pattern)
 
 
 def fit_sampler(features, kind: str = "gaussian", **kw: Any) -> "Sampler":
@@ -57,7 +65,7 @@ def fit_sampler(features, kind: str = "gaussian", **kw: Any) -> "Sampler":
         raise ValueError(f"features must be a non-empty (N, D) array, got shape {features.shape}")
     if not np.isfinite(features).all():
         raise ValueError("features contain NaN or infinite values")
-    return SAMPLERS[kind](features, **kw)
+    return SAMPLERS.get(kind)(features, **kw)
 
 
 class Sampler(ABC):
@@ -137,7 +145,7 @@ class GaussianSampler(Sampler):
         return self.mean + z @ self.factor.T + np.sqrt(self.jitter) * w
 
 
-@register_sampler("gaussian")
+@register_sampler("gaussian", params=GaussianParams)
 def fit_gaussian(features: np.ndarray, jitter: float = JITTER) -> GaussianSampler:
     """Mean and unbiased covariance + ``jitter I``; exact low-rank sampling when N_c <= D."""
     mean, factor = class_mean_and_factor(features)
@@ -149,7 +157,7 @@ def fit_gaussian(features: np.ndarray, jitter: float = JITTER) -> GaussianSample
 # ---------------------------------------------------------------------------- shrinkage
 
 
-@register_sampler("shrinkage")
+@register_sampler("shrinkage", params=GaussianParams)
 def fit_shrinkage(features: np.ndarray, jitter: float = JITTER) -> GaussianSampler:
     """``N(mu, LW + eps I)``: scikit-learn's Ledoit-Wolf covariance ``LW = (1 - a) S_ml + a (tr S_ml / D) I``
     (``S_ml`` the maximum-likelihood covariance, ``a`` the estimated optimal shrinkage)."""
@@ -206,7 +214,7 @@ def fit_mixture(features: np.ndarray, n_components: int, reg_covar: float = JITT
 
 
 def _register_mixture(k: int) -> None:
-    @register_sampler(f"gmm-{k}")
+    @register_sampler(f"gmm-{k}", params=MixtureParams)
     def fit(features: np.ndarray, reg_covar: float = JITTER, random_state: int = 0) -> MixtureSampler:
         return fit_mixture(features, k, reg_covar=reg_covar, random_state=random_state)
 

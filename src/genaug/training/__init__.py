@@ -5,33 +5,45 @@ returns a :class:`RunResult`; ``resolve_recipe(config)`` shows the fully specifi
 a preset plus overrides amounts to.
 """
 
-from genaug.config import AugmentationConfig, TrainConfig, TrainLoggingConfig
-from genaug.training.losses import bce_softmax, create_loss, soft_cross_entropy
-from genaug.training.lr_schedule import cosine_factor, lr_factor, step_factor
-from genaug.training.pipeline import InputPipeline, pack_dataset
-from genaug.training.policies import DataPolicy, EpochPlan, TrainPool, create_policy, register_policy
-from genaug.training.recipes import RECIPES, resolve_recipe
-from genaug.training.trainer import RunResult, train
+from __future__ import annotations
 
-__all__ = [
-    "AugmentationConfig",
-    "DataPolicy",
-    "EpochPlan",
-    "InputPipeline",
-    "RECIPES",
-    "RunResult",
-    "TrainConfig",
-    "TrainLoggingConfig",
-    "TrainPool",
-    "bce_softmax",
-    "cosine_factor",
-    "create_loss",
-    "create_policy",
-    "lr_factor",
-    "pack_dataset",
-    "register_policy",
-    "resolve_recipe",
-    "soft_cross_entropy",
-    "step_factor",
-    "train",
-]
+from typing import Any
+
+_LAZY = {
+    "AugmentationConfig": "genaug.training.config",
+    "TrainConfig": "genaug.training.config",
+    "TrainLoggingConfig": "genaug.training.config",
+    "bce_softmax": "genaug.training.losses",
+    "create_loss": "genaug.training.losses",
+    "soft_cross_entropy": "genaug.training.losses",
+    "cosine_factor": "genaug.training.lr_schedule",
+    "lr_factor": "genaug.training.lr_schedule",
+    "step_factor": "genaug.training.lr_schedule",
+    "InputPipeline": "genaug.training.pipeline",
+    "pack_dataset": "genaug.training.pipeline",
+    "DataPolicy": "genaug.training.policies",
+    "EpochPlan": "genaug.training.policies",
+    "TrainPool": "genaug.training.policies",
+    "create_policy": "genaug.training.policies",
+    "register_policy": "genaug.training.policies",
+    "RECIPES": "genaug.training.recipes",
+    "resolve_recipe": "genaug.training.recipes",
+    "RunResult": "genaug.training.trainer",
+    "train": "genaug.training.trainer",
+    "TrainRunConfig": "genaug.training.config",
+    "LOSSES": "genaug.training.registry",
+    "LR_SCHEDULES": "genaug.training.registry",
+    "POLICIES": "genaug.training.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use: reading a config (genaug.training.config) does not import torch
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

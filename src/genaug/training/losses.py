@@ -28,12 +28,10 @@ def bce_softmax(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy(torch.softmax(logits.float(), dim=1), targets.float())
 
 
-LOSSES: dict[str, LossFn] = {"ce": soft_cross_entropy, "bce_softmax": bce_softmax}
-
-
 def create_loss(name: str) -> LossFn:
-    """The loss called ``name`` (``ce`` or ``bce_softmax``)."""
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise ValueError(f"loss: unknown loss '{name}'; allowed: {', '.join(LOSSES)}") from None
+    """The loss called ``name`` (a name of :data:`genaug.training.registry.LOSSES`: ``ce``, ``bce_softmax``)."""
+    from genaug.training.registry import LOSSES
+
+    if name not in LOSSES:
+        raise ValueError(f"loss: unknown loss '{name}'; allowed: {', '.join(LOSSES.names())}")
+    return LOSSES.get(name)

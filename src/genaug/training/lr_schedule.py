@@ -37,13 +37,21 @@ def cosine_factor(epoch: int, epochs: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
+def step_schedule(config: TrainConfig, epoch: int) -> float:
+    """``lr_schedule: step``: :func:`step_factor` with the config's warm-up and milestones."""
+    return step_factor(epoch, config.warmup_epochs, config.warmup_factor, config.milestones, config.lr_decay)
+
+
+def cosine_schedule(config: TrainConfig, epoch: int) -> float:
+    """``lr_schedule: cosine``: :func:`cosine_factor` over ``config.epochs``."""
+    return cosine_factor(epoch, config.epochs)
+
+
 def lr_factor(config: TrainConfig, epoch: int) -> float:
-    """The factor on ``config.lr`` during ``epoch`` for a resolved config."""
-    if config.lr_schedule == "step":
-        return step_factor(epoch, config.warmup_epochs, config.warmup_factor, config.milestones, config.lr_decay)
-    if config.lr_schedule == "cosine":
-        return cosine_factor(epoch, config.epochs)
-    raise ValueError(f"lr_schedule: unknown schedule '{config.lr_schedule}'; allowed: step, cosine")
+    """The factor on ``config.lr`` during ``epoch`` for a resolved config (``LR_SCHEDULES``)."""
+    from genaug.training.registry import LR_SCHEDULES
+
+    return LR_SCHEDULES.get(config.lr_schedule)(config, epoch)
 
 
 def make_lr_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:

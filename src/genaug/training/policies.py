@@ -15,8 +15,9 @@ real and how many synthetic, so budgets can be compared fairly.
 Replacement pairs a real sample with a synthetic sample made from it when the pool records
 one (``TrainPool.source``), else with a synthetic sample of its class.
 
-Adding a policy = one class with ``plan`` + ``@register_policy("name")`` (and its name in
-``genaug.config.DataPolicyName``).
+Adding a policy = one class with ``plan`` decorated with ``@register_policy("name", params=...)``;
+the built-in ones are registered by path in :mod:`genaug.training.registry` (so that a
+config naming them is checked without importing torch).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from genaug.config import ConfigError
+from genaug.training.registry import POLICIES
 from genaug.training.schedules import blend_ratio
 from genaug.training.seeding import derive_seed
 
@@ -90,13 +92,13 @@ class DataPolicy(ABC):
         """The ordered pool positions of ``epoch`` (0-based, of ``total_epochs``)."""
 
 
-POLICIES: dict[str, type[DataPolicy]] = {}
+def register_policy(name: str, params: type | None = None, **metadata: object) -> Callable[[type[DataPolicy]], type[DataPolicy]]:
+    """Class decorator: make the policy available as ``data_policy: name``; ``params``: the
+    pydantic model of its keyword arguments, checked when a config is loaded."""
 
-
-def register_policy(name: str) -> Callable[[type[DataPolicy]], type[DataPolicy]]:
     def register(cls: type[DataPolicy]) -> type[DataPolicy]:
         cls.name = name
-        POLICIES[name] = cls
+        POLICIES.register(name, cls, params=params, **metadata)
         return cls
 
     return register
@@ -104,34 +106,34 @@ def register_policy(name: str) -> Callable[[type[DataPolicy]], type[DataPolicy]]
 
 def create_policy(name: str, **kwargs: object) -> DataPolicy:
     """The policy called ``name``, built with ``kwargs`` (a :class:`ConfigError` names a bad one)."""
-    try:
-        cls = POLICIES[name]
-    except KeyError:
-        raise ConfigError(f"data_policy: unknown policy '{name}'; allowed: {', '.join(sorted(POLICIES))}") from None
+    if name not in POLICIES:
+        raise ConfigError(f"data_policy: unknown policy '{name}'; allowed: {', '.join(POLICIES.names())}")
+    cls = POLICIES.get(name)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"data_policy_kwargs of '{name}': {error}") from None
 
 
-@register_policy("real_only")
 class RealOnly(DataPolicy):
     """The real training set, shuffled; synthetic samples are never used."""
+
+    name = "real_only"
 
     def plan(self, epoch: int, total_epochs: int, pool: TrainPool, generator: torch.Generator) -> EpochPlan:
         return EpochPlan(torch.randperm(pool.num_real, generator=generator), real=pool.num_real, synthetic=0)
 
 
-@register_policy("concat")
 class Concat(DataPolicy):
     """Real and synthetic joined and shuffled (reference flag ``--enlarge_dataset``)."""
+
+    name = "concat"
 
     def plan(self, epoch: int, total_epochs: int, pool: TrainPool, generator: torch.Generator) -> EpochPlan:
         order = torch.randperm(len(pool), generator=generator)
         return EpochPlan(order, real=pool.num_real, synthetic=pool.num_synthetic)
 
 
-@register_policy("subset")
 class Subset(DataPolicy):
     """The reference's default (no ``--enlarge_dataset``): a fixed random ``labels_per_class``
     positions per class drawn from the union of real and synthetic, shuffled every epoch.
@@ -144,6 +146,8 @@ class Subset(DataPolicy):
     on about half of the real images, so it warns whenever synthetic images displace real
     ones; it is offered only to reproduce the reference's numbers.
     """
+
+    name = "subset"
 
     def __init__(self, labels_per_class: int | None = None, seed: int = 0):
         if labels_per_class is not None and labels_per_class < 1:
@@ -187,7 +191,6 @@ class Subset(DataPolicy):
             )
 
 
-@register_policy("curriculum")
 class Curriculum(DataPolicy):
     """Progressive scheduling: an epoch as long as the real set, each real sample replaced
     by a synthetic one with probability rho(t) = ``blend_ratio(schedule, t, T, **params)``.
@@ -200,6 +203,8 @@ class Curriculum(DataPolicy):
     class folders, an arbitrary image of the class.
     """
 
+    name = "curriculum"
+
     def __init__(self, schedule: str = "linear", **schedule_params: object):
         blend_ratio(schedule, 0, 1, **schedule_params)  # an unknown schedule or parameter fails here
         self.schedule = schedule
@@ -211,11 +216,12 @@ class Curriculum(DataPolicy):
         return EpochPlan.from_indices(replace_with_synthetic(pool, order, rho, generator), pool)
 
 
-@register_policy("synthetic_probability")
 class SyntheticProbability(DataPolicy):
     """DA-Fusion's sampling: every access to a real sample returns, with probability ``p``,
     a synthetic image made from it (else of its class) instead; the epoch keeps the real
     set's length. The same replacement as ``curriculum`` with a constant rho."""
+
+    name = "synthetic_probability"
 
     def __init__(self, p: float = 0.5):
         if not 0.0 <= p <= 1.0:
@@ -227,7 +233,6 @@ class SyntheticProbability(DataPolicy):
         return EpochPlan.from_indices(replace_with_synthetic(pool, order, self.p, generator), pool)
 
 
-@register_policy("multiples")
 class Multiples(DataPolicy):
     """SDI's budget: the real set plus, per class, ``multiples x`` its real count of synthetic
     images (rounded), drawn once with ``seed`` and shuffled with the real ones every epoch.
@@ -237,6 +242,8 @@ class Multiples(DataPolicy):
     class does not depend on the others. A class with real images but no synthetic one is
     an error: the budget could not be met.
     """
+
+    name = "multiples"
 
     def __init__(self, multiples: float = 1.0, seed: int = 0):
         if not multiples > 0:

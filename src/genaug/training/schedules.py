@@ -17,32 +17,28 @@ import math
 from collections.abc import Callable, Sequence
 from numbers import Real
 
+from genaug.registry import Registry
+
 Schedule = Callable[..., float]
-_SCHEDULES: dict[str, Schedule] = {}
+#: Blend schedule name -> ``fn(epoch, total_epochs, **params) -> float``.
+BLEND_SCHEDULES = Registry("rho schedule", key="schedule")
 
 
 def register_schedule(name: str) -> Callable[[Schedule], Schedule]:
     """Register ``fn(epoch, total_epochs, **params) -> float`` under ``name``."""
-
-    def register(fn: Schedule) -> Schedule:
-        if name in _SCHEDULES:
-            raise ValueError(f"schedule {name!r} is already registered")
-        _SCHEDULES[name] = fn
-        return fn
-
-    return register
+    return BLEND_SCHEDULES.register(name)
 
 
-def list_schedules() -> list[str]:
+def list_schedules(pattern: str | None = None) -> list[str]:
     """The registered schedule names, sorted."""
-    return sorted(_SCHEDULES)
+    return BLEND_SCHEDULES.names(pattern)
 
 
 def schedule_parameters(name: str) -> set[str]:
     """The keyword parameters schedule ``name`` takes (besides ``epoch`` and ``total_epochs``)."""
-    if name not in _SCHEDULES:
+    if name not in BLEND_SCHEDULES:
         raise ValueError(f"unknown rho schedule {name!r}; known: {', '.join(list_schedules())}")
-    return {p for p in inspect.signature(_SCHEDULES[name]).parameters if p not in ("epoch", "total_epochs")}
+    return {p for p in inspect.signature(BLEND_SCHEDULES.get(name)).parameters if p not in ("epoch", "total_epochs")}
 
 
 def blend_ratio(name: str, epoch: float, total_epochs: int, **kw: object) -> float:
@@ -50,13 +46,13 @@ def blend_ratio(name: str, epoch: float, total_epochs: int, **kw: object) -> flo
 
     ``epoch`` must lie in [0, total_epochs]; ``kw`` are the schedule's parameters.
     """
-    if name not in _SCHEDULES:
+    if name not in BLEND_SCHEDULES:
         raise ValueError(f"unknown rho schedule {name!r}; known: {', '.join(list_schedules())}")
     if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1:
         raise ValueError(f"total_epochs must be a positive int, got {total_epochs!r}")
     if isinstance(epoch, bool) or not isinstance(epoch, Real) or not 0 <= epoch <= total_epochs:
         raise ValueError(f"epoch must be a number in [0, {total_epochs}], got {epoch!r}")
-    fn = _SCHEDULES[name]
+    fn = BLEND_SCHEDULES.get(name)
     try:
         inspect.signature(fn).bind(epoch, total_epochs, **kw)
     except TypeError:

@@ -478,21 +478,21 @@ def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractCo
 
 
 def build_mixer(config: TrainConfig) -> Callable | None:
-    """The online mixer named by ``config.mixer`` (``none``: plain forward passes).
+    """The online mixer named by ``config.mixer`` (a ``plain`` one, ``none``: plain forward passes).
 
     ``config.mixer_kwargs`` are the mixer's parameters, except what YAML cannot hold and
-    the trainer knows: the normalisation of its batches (``mean``/``std`` from
-    ``augmentation``) for the mixers that compare or add pixel values, and the fractal
-    mixer's bank, built from ``mixer_kwargs["bank"]`` (:class:`FractalBankConfig` fields).
+    the trainer knows, as the mixer's registration declares (``genaug.mixing.registry``):
+    the normalisation of its batches (``needs_normalisation``: ``mean``/``std`` from
+    ``augmentation``) and a fractal bank (``needs_fractal_bank``: built from
+    ``mixer_kwargs["bank"]``, :class:`FractalBankConfig` fields).
     """
-    if config.mixer == "none":
+    from genaug.mixing.registry import MIXERS
+
+    entry = MIXERS.spec(config.mixer, key="mixer")
+    if entry.metadata.get("plain"):
         return None
-    try:
-        from genaug.mixing.online import create_mixer
-    except ImportError as error:
-        raise ConfigError(f"mixer: '{config.mixer}' needs genaug.mixing.online, which failed: {error}") from None
     kwargs = dict(config.mixer_kwargs)
-    if config.mixer in MIXERS_GIVEN_NORMALISATION:
+    if entry.metadata.get("needs_normalisation"):
         given = sorted({"mean", "std"} & set(kwargs))
         if given:
             raise ConfigError(
@@ -500,16 +500,14 @@ def build_mixer(config: TrainConfig) -> Callable | None:
                 "(the normalisation of the batches it mixes); remove them from mixer_kwargs"
             )
         kwargs.update(mean=tuple(config.augmentation.mean), std=tuple(config.augmentation.std))
-    if config.mixer == "fractal":
+    if entry.metadata.get("needs_fractal_bank"):
         kwargs["fractals"] = build_fractal_bank(kwargs.pop("bank", {}))
     try:
-        return create_mixer(config.mixer, **kwargs)
+        return entry.load()(**kwargs)
+    except ImportError as error:
+        raise ConfigError(f"mixer: '{config.mixer}' needs {entry.target}, which failed: {error}") from None
     except (KeyError, ValueError, TypeError) as error:
         raise ConfigError(f"mixer: {error}") from None
-
-
-#: Online mixers whose batches' normalisation the trainer passes as ``mean``/``std``.
-MIXERS_GIVEN_NORMALISATION = ("puzzlemix", "fractal")
 
 
 def build_fractal_bank(bank: dict[str, Any]) -> torch.Tensor:

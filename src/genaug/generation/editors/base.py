@@ -13,37 +13,41 @@ from abc import ABC, abstractmethod
 from functools import cached_property
 from typing import Any, Callable, ClassVar, Sequence
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
 
 from genaug.generation.architecture import UnetInputs, check_pipeline
-from genaug.generation.items import WorkItem
 from genaug.generation.models import resolve_model
-from genaug.generation.runtime import select_device
-from genaug.generation.seeds import seed_generator
+from genaug.registry import Registry
+
+if TYPE_CHECKING:  # the editor modules import without torch (a config naming one is checked without it)
+    import torch
+
+    from genaug.generation.items import WorkItem
 
 #: A function giving the source image of a work item, uint8 (H, W, 3) or PIL.
-SourceFetcher = Callable[[WorkItem], "np.ndarray | Image.Image"]
+SourceFetcher = Callable[["WorkItem"], "np.ndarray | Image.Image"]
 
-#: Scheduler names accepted in configs -> diffusers classes.
-SCHEDULERS: dict[str, str] = {
-    "euler_ancestral": "EulerAncestralDiscreteScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "ddim": "DDIMScheduler",
-    "ddpm": "DDPMScheduler",
-    "pndm": "PNDMScheduler",
-    "dpmsolver": "DPMSolverMultistepScheduler",  # DPM-Solver++ 2M with the class defaults
-    "unipc": "UniPCMultistepScheduler",
-}
+#: Scheduler names accepted in configs -> diffusers class names.
+SCHEDULERS = Registry("scheduler", key="scheduler")
+SCHEDULERS.register("euler_ancestral", "EulerAncestralDiscreteScheduler")
+SCHEDULERS.register("euler", "EulerDiscreteScheduler")
+SCHEDULERS.register("ddim", "DDIMScheduler")
+SCHEDULERS.register("ddpm", "DDPMScheduler")
+SCHEDULERS.register("pndm", "PNDMScheduler")
+SCHEDULERS.register("dpmsolver", "DPMSolverMultistepScheduler")  # DPM-Solver++ 2M with the class defaults
+SCHEDULERS.register("unipc", "UniPCMultistepScheduler")
 
 
 def scheduler_name(class_name: str) -> str:
     """The config name of a diffusers scheduler class (``"DDIMScheduler"`` -> ``"ddim"``)."""
-    for name, cls in SCHEDULERS.items():
-        if cls == class_name:
+    for name in SCHEDULERS.names():
+        if SCHEDULERS[name] == class_name:
             return name
-    raise ValueError(f"scheduler class {class_name!r} has no config name; known: {sorted(SCHEDULERS.values())}")
+    known = sorted(SCHEDULERS[name] for name in SCHEDULERS.names())
+    raise ValueError(f"scheduler class {class_name!r} has no config name; known: {known}")
 
 
 class Editor(ABC):
@@ -63,6 +67,8 @@ class Editor(ABC):
             raise ValueError(f"editor {self.name!r} edits real images: give it a source fetcher")
         self.config = config
         self.sources = sources
+        from genaug.generation.runtime import select_device
+
         self.device, self.dtype = select_device(device, dtype)
         self.model = resolve_model(config.model or self.default_model, config.revision, field="editor.model")
         check_pipeline(self.stage, self.model, self.unet_inputs)  # from config files, before anything loads
@@ -166,6 +172,8 @@ class Editor(ABC):
         It applies when the weights are fp32 (the CPU default): a preset measured in bf16
         autocast runs in bf16 autocast. fp16 autocast applies on CUDA only.
         """
+        import torch
+
         precision = self.preset.get("precision", "fp32") if self.preset is not None else "fp32"
         if precision == "fp32" or self.dtype != torch.float32 or (precision == "fp16" and self.device.type != "cuda"):
             return None
@@ -222,6 +230,8 @@ class Editor(ABC):
         text. Tokenisation copied from diffusers' ``StableDiffusionPipeline.encode_prompt``
         (max-length padding, truncation).
         """
+        import torch
+
         pipeline = self.pipeline
         distinct = sorted(set(texts))
         tokens = pipeline.tokenizer(
@@ -246,12 +256,16 @@ class Editor(ABC):
 
     def source_batch(self, items: Sequence[WorkItem]) -> torch.Tensor:
         """The items' source images at the working size, float (N, 3, S, S) in [0, 1]."""
+        import torch
+
         size = self.size
         arrays = [_resize_rgb(self.sources(item), size) for item in items]
         batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
         return batch.to(device=self.device, dtype=torch.float32).div_(255.0).to(self.dtype)
 
     def generators(self, seeds: Sequence[int]) -> list[torch.Generator]:
+        from genaug.generation.seeds import seed_generator
+
         return [seed_generator(seed) for seed in seeds]
 
     def to_uint8(self, images: np.ndarray) -> np.ndarray:

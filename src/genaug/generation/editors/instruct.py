@@ -7,13 +7,15 @@ output resized back to it.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from genaug.generation.editors import register_editor
 from genaug.generation.editors.base import Editor
-from genaug.generation.items import WorkItem
+
+if TYPE_CHECKING:
+    from genaug.generation.items import WorkItem
 
 
 @register_editor

@@ -6,13 +6,15 @@ records have no source ids.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from genaug.generation.editors import register_editor
 from genaug.generation.editors.base import Editor
-from genaug.generation.items import WorkItem
+
+if TYPE_CHECKING:
+    from genaug.generation.items import WorkItem
 
 
 @register_editor

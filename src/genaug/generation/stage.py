@@ -1,8 +1,10 @@
-"""The DiffuseMix ``generate`` stage (METHODS.md 2.1): edit every training image.
+"""The ``generate`` stage of every editor (DiffuseMix's edits, METHODS.md 2.1, and any
+registered editor): make images from every training image, or per class.
 
 ``generate`` reads as the method: load the real training set, pick the editor and the
 prompt list, plan one work item per (image, prompt) under the prompt regime, and let the
 engine make the images resumably. The mixing that follows is ``genaug.mixing.stage.mix``.
+Its config and stage registration are in :mod:`genaug.generation.config`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,106 @@
+"""The ``filter`` stage's config (:class:`FilterConfig`; METHODS.md 5.5) and its registration
+as a stage kind: a list of registered filters (:data:`genaug.filtering.registry.FILTERS`)
+applied in order to a copy of any synthetic set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from genaug.config import StrictModel
+from genaug.data.config import DatasetConfig
+from genaug.registry import register_stage
+
+__all__ = ["FilterConfig", "link_set"]
+
+
+class FilterConfig(StrictModel):
+    """The ``filter`` stage (METHODS.md 5.5); ``genaug.filtering.filter_set``.
+
+    ``filters`` are applied in order, each to the records the previous ones kept: a list of
+    ``{"name": <filter>, <parameter>: <value>, ...}`` with names from
+    ``genaug.filtering.filter_names()`` (frames, clip_rank, clip_posneg, classifier,
+    dedupe). ``clip`` serves every CLIP filter; ``dataset`` is the real dataset the
+    ``dedupe`` filter compares against (its train and test splits). Images are read and
+    scored in chunks of ``batch_size``.
+    """
+
+    set_dir: Path
+    filters: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "frames"}, {"name": "clip_rank"}])
+    clip: str = "pocket"
+    dataset: DatasetConfig | None = None
+    batch_size: int = 256
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "FilterConfig":
+        from genaug.filtering.registry import validate_filter_specs
+
+        validate_filter_specs(self.filters)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.dataset is None and any(spec.get("name") == "dedupe" for spec in self.filters):
+            raise ValueError("the dedupe filter compares against a real dataset: set 'dataset'")
+        return self
+
+
+
+
+def _filter_splits(params: dict[str, Any]) -> set[str]:
+    """The ``splits`` of a ``dedupe`` filter (train and test by default: it checks for leakage
+    into the test set); the default filters (frames, clip_rank) read train only."""
+    from genaug.filtering.filters import DedupeParams
+
+    reads: set[str] = set()
+    for spec in params.get("filters", []):
+        if isinstance(spec, dict) and spec.get("name") == "dedupe":
+            reads.update(spec.get("splits", DedupeParams.model_fields["splits"].default))
+    return reads
+
+
+@register_stage(
+    "filter",
+    config=FilterConfig,
+    output_field="set_dir",
+    reads="*",
+    splits=_filter_splits,
+    description="score and mark the records of a set with registered filters",
+)
+def run_filter_stage(node, nodes) -> tuple[int, dict]:
+    """Filter a copy of the input set: its manifest is copied, its images linked, never touched.
+
+    Two arms may read one set unfiltered and filtered (or filtered two ways): scores and
+    verdicts go into this node's own manifest only.
+    """
+    from genaug.experiment.graph import resolve_ref
+    from genaug.filtering import filter_set
+
+    _, source = resolve_ref(nodes, node.input)
+    link_set(source, node.dir)
+    report = filter_set(node.config)
+    return 0, {"total": report.total, "kept": report.kept, "filter_seconds": report.seconds}
+
+
+def link_set(source: Path, target: Path) -> None:
+    """``target`` shows ``source``'s images (relative symlinks) with its own copy of the manifest."""
+    from genaug.manifest import MANIFEST
+
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        if entry.name.startswith(".") or entry.name.startswith("manifest"):
+            continue
+        if entry.name in ("filter.json", "stage.json"):
+            continue
+        link = target / entry.name
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(Path(os.path.relpath(entry.resolve(), target.resolve())))
+    if not (target / MANIFEST).is_file():
+        tmp = target / f".{MANIFEST}.tmp"
+        shutil.copyfile(source / MANIFEST, tmp)
+        tmp.replace(target / MANIFEST)

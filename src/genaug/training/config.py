@@ -1,0 +1,213 @@
+"""The configs of classifier training: :class:`TrainConfig` (one run's recipe and settings),
+:class:`AugmentationConfig`, :class:`TrainLoggingConfig` and :class:`TrainRunConfig`
+(``genaug train CONFIG``).
+
+Every recipe field defaults to None = "take the value of the preset named by ``recipe``";
+:func:`genaug.training.resolve_recipe` fills them in, and the fully resolved config is what
+a run writes beside itself (config.yaml). Names (``loss``, ``lr_schedule``,
+``data_policy``, ``mixer``) and their keyword arguments are checked by the registries
+that own them (:mod:`genaug.training.registry`, :mod:`genaug.mixing.registry`) without
+importing torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from genaug.config import ConfigError, Problem, StrictModel
+from genaug.data.config import DatasetConfig
+
+__all__ = ["AugmentationConfig", "TrainLoggingConfig", "TrainConfig", "TrainRunConfig"]
+
+
+Triple = tuple[float, float, float]
+
+
+class AugmentationConfig(StrictModel):
+    """The train-time input pipeline (METHODS.md 1.1 / 1.2), applied batched on tensors.
+
+    Images are packed once at ``image_size`` x ``image_size`` (resized if they differ);
+    training takes a random ``crop`` after ``padding`` on every side (``padding_mode`` as
+    torchvision's: ``constant`` zeros, ``edge`` or ``reflect``), a random
+    ``rotation`` in [-rotation, rotation] degrees before cropping and a random horizontal
+    ``flip``; evaluation takes the centre ``crop``. Then ``(x / 255 - mean) / std``.
+    """
+
+    image_size: int | None = None
+    crop: int | None = None
+    padding: int | None = None
+    padding_mode: Literal["constant", "edge", "reflect"] | None = None
+    flip: bool | None = None
+    rotation: float | None = None
+    mean: Triple | None = None
+    std: Triple | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "AugmentationConfig":
+        for name in ("image_size", "crop"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.padding is not None and self.padding < 0:
+            raise ValueError(f"padding must be >= 0, got {self.padding}")
+        if self.rotation is not None and not 0.0 <= self.rotation <= 180.0:
+            raise ValueError(f"rotation must be in [0, 180] degrees, got {self.rotation}")
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+        if self.image_size is not None and self.crop is not None and self.padding is not None:
+            if self.crop > self.image_size + 2 * self.padding:
+                raise ValueError(
+                    f"crop {self.crop} does not fit in image_size {self.image_size} + 2 * padding {self.padding}"
+                )
+        return self
+
+
+class TrainLoggingConfig(StrictModel):
+    """Where per-epoch metrics go: metrics.csv always, TensorBoard (``tb/``) and wandb optional."""
+
+    tensorboard: bool = True
+    wandb: Literal["off", "online", "offline"] = "off"
+    wandb_project: str = "genaug"
+    progress: bool = True
+
+
+class TrainConfig(StrictModel):
+    """One classifier training run (``genaug.training.train``): a recipe preset plus overrides.
+
+    ``recipe`` names a preset (``cifar``: METHODS.md 1.1; ``finegrained``: 1.2; ``pocket``:
+    the 16x16 pocket digits); every field from ``model`` to ``augmentation`` left at None
+    takes the preset's value, any value given wins, field by field.
+    ``lr_schedule``: ``step`` (linear warm-up over ``warmup_epochs`` from ``warmup_factor``,
+    then x ``lr_decay`` at each of ``milestones``) or ``cosine`` (to 0 over ``epochs``);
+    stepped once per epoch. ``loss``: ``ce`` or ``bce_softmax`` (the reference's).
+
+    ``batch_size`` is the GLOBAL batch: with several processes each one takes
+    ``batch_size / world_size`` samples of every batch, so a recipe means the same thing
+    on 1 or 8 devices (the CIFAR recipe's 128 is one GPU's batch; the SDI recipe's "128
+    per device" is reproduced by setting ``batch_size = 128 * devices``).
+
+    Run settings (not in presets, except ``cpu_threads`` = 1 for ``pocket``): validation
+    every ``eval_every`` epochs; ``report_reference`` also tests every epoch for the
+    reference-style best / median-of-last-10 test top-1; ``precision`` fp32, bf16
+    (autocast, CPU or CUDA) or fp16 (CUDA, with gradient scaling); ``channels_last``;
+    ``device``; ``cpu_threads`` (None = torch's default); ``seed`` (every epoch's
+    randomness derives from it and the epoch); ``mixer`` + ``mixer_kwargs``
+    (``genaug.mixing.online``, ``none`` = plain forward; the trainer supplies what YAML
+    cannot hold: ``puzzlemix`` and ``fractal`` get ``augmentation.mean``/``std``, and
+    ``fractal`` its bank from ``mixer_kwargs.bank``, the fields of
+    :class:`FractalBankConfig`: ``count``, ``size``, ``seed`` or ``folder``);
+    ``data_policy`` + ``data_policy_kwargs`` (``genaug.training.policies``, METHODS.md 1.3):
+
+    - ``real_only``, ``concat``: no kwargs;
+    - ``subset``: ``labels_per_class`` (None = each class's real count), ``seed`` (0);
+    - ``curriculum``: ``schedule`` (linear, step, warmup, cosine, constant) and that
+      schedule's parameters (``milestones``/``values``, ``warmup_epochs``, ``p``);
+    - ``synthetic_probability``: ``p`` (0.5);
+    - ``multiples``: ``multiples`` (1.0), ``seed`` (0).
+
+    ``logging``; ``checkpoint_every`` epochs (and always after the last). ``keep_checkpoint``:
+    keep the last checkpoint (weights, optimiser state) of a finished run; ``false`` keeps only
+    the selected weights (``best.safetensors``) once ``metrics.json`` is written (the default
+    in experiments, where it does not enter the run's key).
+    """
+
+    recipe: str = "cifar"
+    model: str | None = None
+    width: float | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    weight_decay: float | None = None
+    lr_schedule: str | None = None
+    warmup_epochs: int | None = None
+    warmup_factor: float | None = None
+    milestones: list[int] | None = None
+    lr_decay: float | None = None
+    loss: str | None = None
+    augmentation: AugmentationConfig = AugmentationConfig()
+
+    eval_every: int = 1
+    report_reference: bool = False
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int | None = None
+    seed: int = 0
+    mixer: str = "none"
+    mixer_kwargs: dict[str, Any] = {}
+    data_policy: str = "real_only"
+    data_policy_kwargs: dict[str, Any] = {}
+    logging: TrainLoggingConfig = TrainLoggingConfig()
+    checkpoint_every: int = 1
+    keep_checkpoint: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        positive = ("epochs", "batch_size", "eval_every", "checkpoint_every", "cpu_threads")
+        for name in positive:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.width is not None and self.width <= 0:
+            raise ValueError(f"width must be > 0, got {self.width}")
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("momentum", "weight_decay", "warmup_epochs"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        if self.warmup_factor is not None and not 0.0 < self.warmup_factor <= 1.0:
+            raise ValueError(f"warmup_factor must be in (0, 1], got {self.warmup_factor}")
+        if self.milestones is not None and sorted(self.milestones) != list(self.milestones):
+            raise ValueError(f"milestones must be increasing, got {self.milestones}")
+        self._check_names()
+        return self
+
+    def _check_names(self) -> None:
+        """Names and keyword arguments against the registries that own them (no torch needed)."""
+        from genaug.mixing.registry import MIXERS
+        from genaug.training.recipes import RECIPES
+        from genaug.training.registry import LOSSES, LR_SCHEDULES, POLICIES
+
+        if self.recipe not in RECIPES:
+            from genaug.config import did_you_mean
+
+            raise ValueError(
+                f"recipe: unknown recipe '{self.recipe}'{did_you_mean(self.recipe, RECIPES)} (allowed: {', '.join(RECIPES)})"
+            )
+        if self.loss is not None:
+            LOSSES.spec(self.loss, key="loss")
+        if self.lr_schedule is not None:
+            LR_SCHEDULES.spec(self.lr_schedule, key="lr_schedule")
+        POLICIES.validate(self.data_policy, self.data_policy_kwargs, key="data_policy", kwargs_key="data_policy_kwargs")
+        mixer = MIXERS.spec(self.mixer, key="mixer")
+        if mixer.metadata.get("needs_normalisation"):
+            given = sorted({"mean", "std"} & set(self.mixer_kwargs))
+            if given:
+                message = (
+                    f"{given} of '{self.mixer}' come from augmentation.mean/std "
+                    "(the normalisation of the batches it mixes); remove them from mixer_kwargs"
+                )
+                raise ConfigError(f"mixer_kwargs: {message}", [Problem(("mixer_kwargs",), message)])
+        MIXERS.validate(self.mixer, self.mixer_kwargs, key="mixer", kwargs_key="mixer_kwargs")
+
+
+
+class TrainRunConfig(StrictModel):
+    """``genaug train CONFIG``: one classifier run on a real dataset, optionally with synthetic sets.
+
+    ``synthetic``: set folders (manifest.jsonl + images) whose kept records join the
+    training pool, used as ``train.data_policy`` says.
+    """
+
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    synthetic: list[Path] = Field(default_factory=list)
+    output: Path
+
+
