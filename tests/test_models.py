@@ -22,9 +22,10 @@ def n_parameters(model):
 
 
 def test_registry_lists_every_model():
-    assert list_models() == ALL_MODELS
-    assert list_models("wrn*") == ["wrn28_10", "wrn28_2"]
-    assert list_models("*resnet*") == ["preactresnet18", "preactresnet34", "resnet50"]
+    assert set(ALL_MODELS) <= set(list_models()) and list_models() == sorted(list_models())
+    assert {"wrn28_10", "wrn28_2"} <= set(list_models("wrn*"))
+    assert all(name.startswith("wrn") for name in list_models("wrn*"))
+    assert {"preactresnet18", "preactresnet34", "resnet50"} <= set(list_models("*resnet*"))
 
 
 def test_unknown_model_names_the_known_ones():

@@ -102,7 +102,7 @@ class Registry:
 
     def _add(self, entry: Entry) -> None:
         if entry.name in self._entries:
-            raise ValueError(f"{self.kind} '{entry.name}' is registered twice")
+            raise ValueError(f"{self.kind} '{entry.name}' is already registered")
         self._entries[entry.name] = entry
 
     def unregister(self, name: str) -> None:
