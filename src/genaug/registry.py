@@ -230,12 +230,15 @@ class StageKind:
         return self.set_dir(config, folder, method) if self.set_dir else folder
 
 
-#: Stage kinds; each subsystem's ``config`` module registers its own.
-STAGES = Registry(
-    "stage kind",
-    key="kind",
-    discover=("genaug.generation.config", "genaug.mixing.config", "genaug.sdi.config", "genaug.filtering.config"),
-)
+def _config_modules() -> tuple[str, ...]:
+    """``genaug.<package>.config`` for every subpackage holding a ``config.py`` (found on disk,
+    nothing imported): where subsystems register their stage kinds."""
+    root = Path(__file__).resolve().parent
+    return tuple(f"genaug.{path.parent.name}.config" for path in sorted(root.glob("*/config.py")))
+
+
+#: Stage kinds; each subsystem's ``config`` module registers its own (found without a list).
+STAGES = Registry("stage kind", key="kind", discover=_config_modules())
 
 
 def register_stage(name: str, *, config: type[BaseModel], **facts: Any) -> Callable[[Callable], Callable]:

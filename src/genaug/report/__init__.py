@@ -10,7 +10,7 @@ The run folder (the contract between the experiment runner and this report)::
 
     RUN_DIR/
       experiment.yaml          the resolved experiment config: ``name:``, and ``dataset:`` with the
-                               fields of genaug.config.DatasetConfig (used to load the real images)
+                               fields of genaug.data.config.DatasetConfig (used to load the real images)
       results.json             summary, below
       results.csv              one row per arm (the same numbers)
       artifacts/<kind>-<key>/  stage outputs. Synthetic sets (generate / mix / sdi / filter outputs)
