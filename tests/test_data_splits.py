@@ -145,7 +145,7 @@ def test_a_loader_that_drops_a_part_is_reported(monkeypatch):
     from genaug.data import registry
 
     spec = registry.dataset_spec("pocket_digits")
-    monkeypatch.setitem(registry._REGISTRY, "pocket_digits", dataclasses.replace(spec, load=lambda config, parts: {}))
+    monkeypatch.setattr(registry.DATASETS.spec("pocket_digits"), "target", dataclasses.replace(spec, load=lambda config, parts: {}))
     with pytest.raises(ValueError, match="did not return part"):
         load_dataset("pocket_digits", split="test")
     assert isinstance(spec.load(DatasetConfig(), frozenset({"test"}))["test"], RealDataset)
