@@ -89,6 +89,12 @@ class MixConfig(StrictModel):
     original), ``fractal`` (a fractal blended in with alpha 0.2; ``fractal_on: concat``
     blends the feathered concatenation as DiffuseMix does, ``generated`` the edit alone),
     ``shb`` (CLIP-guided semantic hybrid blending, parameters in ``shb``).
+
+    ``methods`` are names of :data:`genaug.mixing.registry.MIX_METHODS`. A method's
+    parameters may be written as its block, checked by its params model: ``concat:
+    {band}``, ``rect: {ratio}``, ``fractal: {alpha, on}`` set ``band``, ``rect_ratio``,
+    ``fractal_alpha``, ``fractal_on``; ``shb`` is its own field; the block of any other
+    registered method is kept in ``method_params`` (read with :meth:`params_of`).
     """
 
     generated: Path
