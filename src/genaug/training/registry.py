@@ -9,8 +9,6 @@ params model there too. A policy of one's own is one class decorated with
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import ConfigDict, Field, model_validator
 
 from genaug.config import StrictModel
