@@ -435,7 +435,7 @@ def run_warnings(runs: list[dict[str, Any]]) -> list[str]:
 
 def stage_row(node: StageNode, out_dir: Path, cached: bool) -> dict[str, Any]:
     record = node.record()
-    method = node.config.methods[0] if node.kind == "mix" else node.kind
+    method = next(iter(record["sets"]), node.kind)  # the first set a stage wrote (its kind's name if one)
     return {
         "kind": node.kind,
         "name": node.name,
