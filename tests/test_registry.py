@@ -147,7 +147,7 @@ def _experiment(tmp_path: Path, stages=None, arms=None) -> Path:
     ("stages", "arms", "expected"),
     [
         (None, [{"name": "a", "mixer": "cutmx"}],
-         "arms[0].mixer: unknown mixer 'cutmx'; did you mean 'cutmix'? (allowed: cutmix, fractal, manifold_mixup,"),
+         "arms[0].mixer: unknown mixer 'cutmx'; did you mean 'cutmix'? (allowed: {mixers})"),
         (None, [{"name": "a", "mixer": "mixup", "mixer_kwargs": {"alhpa": 1}}],
          "arms[0].mixer_kwargs.alhpa: unknown key 'alhpa'; did you mean 'alpha'? (allowed: alpha)"),
         (None, [{"name": "a", "mixer": "fractal", "mixer_kwargs": {"bank": {"cont": 3}}}],
@@ -155,20 +155,25 @@ def _experiment(tmp_path: Path, stages=None, arms=None) -> Path:
         (None, [{"name": "a", "mixer": "puzzlemix", "mixer_kwargs": {"mean": [0.5, 0.5, 0.5]}}],
          "arms[0].mixer_kwargs: ['mean'] of 'puzzlemix' come from augmentation.mean/std"),
         ({"e": {"kind": "generat"}}, None,
-         "stages.e.kind: unknown stage kind 'generat'; did you mean 'generate'? (allowed: filter, generate, mix, sdi"),
+         "stages.e.kind: unknown stage kind 'generat'; did you mean 'generate'? (allowed: {stages})"),
         ({"e": {"kind": "generate"}, "m": {"kind": "mix", "input": "e", "methods": ["fractal"], "fractal": {"alpah": 0.2}}}, None,
          "stages.m.fractal.alpah: unknown key 'alpah'; did you mean 'alpha'? (allowed: alpha, on)"),
         ({"e": {"kind": "generate"}, "m": {"kind": "mix", "input": "e", "methods": ["fractl"]}}, None,
-         "stages.m.methods: unknown mix method 'fractl'; did you mean 'fractal'? (allowed: concat, fractal, rect, shb"),
+         "stages.m.methods: unknown mix method 'fractl'; did you mean 'fractal'? (allowed: {methods})"),
         ({"e": {"kind": "generate", "editor": {"name": "instruct", "scheduler": "dddim"}}}, None,
          "stages.e.editor.scheduler: unknown scheduler 'dddim'; did you mean 'ddim'?"),
         ({"s": {"kind": "sdi", "sample": {"sampler": "gaussian", "sampler_kwargs": {"jiter": 0.1}}}}, None,
          "stages.s.sample.sampler_kwargs.jiter: unknown key 'jiter'; did you mean 'jitter'?"),
         (None, [{"name": "a", "data": "edits", "policy": "curriculum", "policy_kwargs": {"schedule": "lnear"}}],
-         "arms[0].policy_kwargs.schedule: unknown rho schedule 'lnear'; did you mean 'linear'? (allowed: constant,"),
+         "arms[0].policy_kwargs.schedule: unknown rho schedule 'lnear'; did you mean 'linear'? (allowed: {schedules})"),
     ],
 )  # fmt: skip
 def test_unknown_names_and_parameters_fail_at_load_in_one_line(tmp_path, stages, arms, expected):
+    from genaug.mixing.registry import MIX_METHODS, MIXERS
+    from genaug.training.schedules import BLEND_SCHEDULES
+
+    allowed = {"mixers": MIXERS, "stages": STAGES, "methods": MIX_METHODS, "schedules": BLEND_SCHEDULES}
+    expected = expected.format(**{key: ", ".join(registry.names()) for key, registry in allowed.items()})
     path = _experiment(tmp_path, stages, arms)
     with pytest.raises(ConfigError) as error:
         load_experiment(path)
