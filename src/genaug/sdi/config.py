@@ -16,7 +16,6 @@ from genaug.registry import register_stage
 
 __all__ = ["ProjectorTrainConfig", "SdiSampleConfig", "SdiGenerateConfig", "SdiConfig"]
 
-SdiPresetName = Literal["sd15", "pocket"]
 SdiPool = Literal["train", "pretrain"]
 
 
@@ -35,7 +34,7 @@ class ProjectorTrainConfig(StrictModel):
     optimiser steps.
     """
 
-    preset: SdiPresetName | None = None
+    preset: str | None = None
     hidden: int | None = None
     epochs: int | None = None
     max_steps: int | None = None
@@ -54,6 +53,15 @@ class ProjectorTrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "ProjectorTrainConfig":
+        if self.preset is not None:
+            from genaug.config import did_you_mean
+            from genaug.sdi.presets import SDI_PRESETS
+
+            if self.preset not in SDI_PRESETS:
+                raise ValueError(
+                    f"preset: unknown SDI preset '{self.preset}'{did_you_mean(self.preset, SDI_PRESETS)} "
+                    f"(allowed: {', '.join(SDI_PRESETS)})"
+                )
         for name in ("hidden", "epochs", "max_steps", "batch_size", "resolution"):
             value = getattr(self, name)
             if value is not None and value < 1:
