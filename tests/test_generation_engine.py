@@ -13,7 +13,8 @@ from genaug.generation.degenerate import BLACK_LEVEL, WHITE_LEVEL, is_degenerate
 from genaug.generation.engine import BatchRenderer, plan_batches, run_job
 from genaug.generation.items import WorkItem, sanitize_id
 from genaug.generation.models import ModelError, resolve_model, weights_hash
-from genaug.generation.prompts import DIFFUSEMIX_PROMPTS, POCKET_INSTRUCTIONS, fill_template, prompt_indices, resolve_prompts
+from genaug.data.names import class_prompt
+from genaug.generation.prompts import DIFFUSEMIX_PROMPTS, POCKET_INSTRUCTIONS, prompt_indices, resolve_prompts
 from genaug.generation.runtime import Shard, parse_shard, resolve_shard, select_device
 from genaug.generation.seeds import derive_seed
 from genaug.manifest import read_manifest
@@ -88,7 +89,7 @@ def test_prompt_regimes_and_presets():
     drawn = [prompt_indices("random", 9, 0, f"img{i}")[0] for i in range(200)]
     assert drawn == [prompt_indices("random", 9, 0, f"img{i}")[0] for i in range(200)]
     assert set(drawn) == set(range(9))
-    assert fill_template("a photo of a {class}", "golden_retriever") == "a photo of a golden retriever"
+    assert class_prompt("a photo of a {class}", "golden_retriever") == "a photo of a golden retriever"
     with pytest.raises(ValueError):
         prompt_indices("single", 2, 0, "a", prompt_index=5)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genaug.filtering.filters import DEDUPE_THRESHOLDS, clip_rank_filter, fill_class
+from genaug.filtering.filters import DEDUPE_THRESHOLDS, clip_rank_filter
 from genaug.filtering.registry import FILTERS, Filter, create_filter, filter_names, register_filter
 from genaug.filtering.scores import (
     classifier_scores,
@@ -35,7 +35,6 @@ __all__ = [
     "clip_rank_filter",
     "confidence_verdict",
     "create_filter",
-    "fill_class",
     "filter_names",
     "filter_set",
     "load_classifier",

@@ -105,9 +105,9 @@ class FilterContext:
     @property
     def clip(self):
         if self._clip is None:
-            from genaug.sdi.models import load_clip_model
+            from genaug.clip import Clip
 
-            self._clip, _ = load_clip_model(self.config.clip, device=self.device, stage="filter")
+            self._clip = Clip.from_reference(self.config.clip, self.device, stage="filter")
         return self._clip
 
     @property

@@ -19,7 +19,8 @@ from genaug.generation.editors import Editor, create_editor
 from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem, unique_ids
 from genaug.generation.models import POCKET_SCHEME
-from genaug.generation.prompts import fill_template, prompt_indices, resolve_prompts
+from genaug.data.names import class_prompt
+from genaug.generation.prompts import prompt_indices, resolve_prompts
 from genaug.generation.seeds import derive_seed
 
 
@@ -61,9 +62,7 @@ def dataset_sources(dataset: RealDataset):
     """The source fetcher of an editor: a work item's real image, by its dataset row."""
 
     def source(item: WorkItem):
-        if dataset.images is not None:
-            return dataset.images[item.source_index]
-        return dataset.image(item.source_index)
+        return dataset.rgb(item.source_index)
 
     return source
 
@@ -94,7 +93,7 @@ def plan_edit_items(dataset: RealDataset, editor_name: str, prompts: list[str], 
                     seed=derive_seed(config.seed, item_id),
                     label=label,
                     class_name=class_name,
-                    prompt=fill_template(prompts[k], class_name),
+                    prompt=class_prompt(prompts[k], class_name),
                     prompt_index=k,
                     negative_prompt=config.editor.negative_prompt,
                     source_id=source_id,
@@ -125,7 +124,7 @@ def plan_text_items(dataset: RealDataset, editor_name: str, prompts: list[str], 
                         seed=derive_seed(config.seed, item_id),
                         label=label,
                         class_name=class_name,
-                        prompt=fill_template(prompts[k], class_name),
+                        prompt=class_prompt(prompts[k], class_name),
                         prompt_index=k,
                         negative_prompt=config.editor.negative_prompt,
                     )

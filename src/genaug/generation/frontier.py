@@ -340,11 +340,11 @@ class Judges:
 
     @classmethod
     def for_workload(cls, workload: Workload, seed: int = 0) -> "Judges":
-        from genaug.clip import load_clip
+        from genaug.clip import Clip
         from genaug.pocket.quality import cached_judge
 
         judge, accuracy = cached_judge(seed)
-        clip = load_clip("pocket")
+        clip = Clip.from_reference("pocket", stage="judges")
         return cls(judge, accuracy, clip, clip.image_embeds(workload.ideal).numpy())
 
     def measure(self, images: np.ndarray, workload: Workload) -> dict[str, float]:

@@ -2,7 +2,8 @@
 
 The study's question is prompt diversity: one fixed prompt for every image (``single``),
 one random prompt per image (``random``), or every prompt for every image (``all``, the
-set grows by the number of prompts). ``{class}`` in a prompt stands for the class name.
+set grows by the number of prompts). ``{class}`` in a prompt stands for the class name
+(:func:`genaug.data.names.class_prompt`).
 """
 
 from __future__ import annotations
@@ -52,11 +53,6 @@ def resolve_prompts(prompts: str | list[str] | tuple[str, ...]) -> list[str]:
     if not prompts:
         raise ValueError("the prompt list is empty")
     return list(prompts)
-
-
-def fill_template(template: str, class_name: str) -> str:
-    """``{class}`` replaced by the class name (plain replacement: other braces stay as they are)."""
-    return template.replace("{class}", class_name.replace("_", " "))
 
 
 def prompt_indices(regime: str, n_prompts: int, experiment_seed: int, base_id: str, prompt_index: int = 0) -> list[int]:

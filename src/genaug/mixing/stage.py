@@ -30,6 +30,7 @@ from PIL import Image
 
 from genaug.config import FractalBankConfig, MixConfig
 from genaug.data.base import RealDataset
+from genaug.data.names import class_prompt
 from genaug.generation.engine import GenerationProgress
 from genaug.generation.runtime import Shard
 from genaug.generation.seeds import derive_seed, seed_rng
@@ -126,10 +127,11 @@ def load_resources(config: MixConfig) -> MixResources:
         resources.bank = load_bank(config.fractals)
     if "shb" in config.methods:
         from genaug.generation.runtime import select_device
-        from genaug.sdi.models import load_clip_model
+        from genaug.clip import Clip
 
         device, _ = select_device(config.shb.device, "fp32")
-        resources.clip, resources.clip_identity = load_clip_model(config.shb.clip, device=device, stage="mix shb", field="shb.clip")
+        resources.clip = Clip.from_reference(config.shb.clip, device, stage="mix shb", field="shb.clip")
+        resources.clip_identity = resources.clip.identity
     return resources
 
 
@@ -205,18 +207,11 @@ def size_batches(pairs: list[Pair], real: RealDataset, batch_size: int) -> list[
     """Consecutive batches of pairs whose originals share one size (mixing is batched per size)."""
     by_size: dict[tuple[int, int], list[Pair]] = defaultdict(list)
     for pair in pairs:
-        by_size[_source_size(real, pair.source_row)].append(pair)
+        by_size[real.image_hw(pair.source_row)].append(pair)
     batches = []
     for group in by_size.values():
         batches += [group[start : start + batch_size] for start in range(0, len(group), batch_size)]
     return batches
-
-
-def _source_size(real: RealDataset, row: int) -> tuple[int, int]:
-    if real.images is not None:
-        return tuple(real.images.shape[1:3])
-    with Image.open(real.paths[row]) as image:
-        return image.size[1], image.size[0]
 
 
 def load_pair_batch(
@@ -224,7 +219,7 @@ def load_pair_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (N, 3, H, W) originals and the generated images resized to the originals' size,
     or both resized to ``size`` (the edits from their own files, not from a downsized copy)."""
-    originals = np.stack([_real_rgb(real, pair.source_row) for pair in batch])
+    originals = np.stack(real.rgb_batch([pair.source_row for pair in batch]))
     originals = torch.from_numpy(originals).permute(0, 3, 1, 2).contiguous()
     if size is not None:
         originals = resize_images(originals, size)
@@ -235,12 +230,6 @@ def load_pair_batch(
             array = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
         generated.append(resize_images(array.unsqueeze(0), size)[0])
     return originals, torch.stack(generated)
-
-
-def _real_rgb(real: RealDataset, row: int) -> np.ndarray:
-    if real.images is not None:
-        return real.images[row]
-    return np.asarray(real.image(row).convert("RGB"), dtype=np.uint8)
 
 
 def mixed_record(pair: Pair, method: str, params: dict[str, Any], config: MixConfig, writer: SetWriter) -> SampleRecord:
@@ -321,7 +310,7 @@ def shb_mixer(batch: MixBatch, config: MixConfig, resources: MixResources) -> Mi
         item = {
             "replaced_fraction": round(float(result.replaced_fraction[i]), 6),
             "patch": result.patch, "stride": result.stride, "percentile": shb.percentile,
-            "sigma": shb.sigma, "mode": shb.mode, "prompt": shb.prompt.format(class_name),
+            "sigma": shb.sigma, "mode": shb.mode, "prompt": class_prompt(shb.prompt, class_name),
             "clip": resources.clip_identity, "size": int(batch.originals.shape[-1]),
         }
         if result.clip_batch_size is not None:

@@ -152,7 +152,7 @@ def clip_zero_shot(clip_dir, seed: int = 0) -> dict[str, float]:
     """Pocket CLIP's zero-shot accuracy on the downstream test split (module doc)."""
     from genaug.clip import Clip
 
-    model = Clip.from_pretrained(clip_dir)
+    model = Clip.from_reference(str(clip_dir), stage="pocket quality")
     images, labels, fg, bg = styled_digits(pocket_pools(seed)["test"], seed)
     img = model.image_embeds(images)
     digit_prompts = [f"a photo of the digit {d}" for d in DIGIT_NAMES]

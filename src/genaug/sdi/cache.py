@@ -94,7 +94,7 @@ def build_latent_cache(vae, dataset: RealDataset, resolution: int, batch_size: i
 
     def encode(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = range(start, stop)
-        images = [resize_center_crop(dataset.images[i] if dataset.images is not None else dataset.image(i), resolution) for i in rows]
+        images = [resize_center_crop(image, resolution) for image in dataset.rgb_batch(rows)]
         return encode_latent_distribution(vae, vae_pixels(images))
 
     backoff = BatchBackoff("sdi train (latent cache)", batch_size, next(vae.parameters()).device)
