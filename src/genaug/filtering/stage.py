@@ -21,7 +21,6 @@ report). Time and memory are linear in the number of records.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from genaug.config import FilterConfig
+from genaug.files import write_json_atomic
 from genaug.filtering.registry import Filter, create_filter
 from genaug.manifest import SampleRecord, merge_shards, read_manifest, record_file, shard_manifests, write_manifest
 
@@ -277,10 +277,7 @@ def write_report(set_dir: Path, report: FilterReport, config: FilterConfig) -> P
         "clip": config.clip,
         **report.to_json(),
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, data, indent=1)
 
 
 # ---------------------------------------------------------------------------- reading images

@@ -7,7 +7,6 @@ engine make the images resumably. The mixing that follows is ``genaug.mixing.sta
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -15,11 +14,12 @@ import numpy as np
 
 from genaug.config import EditorConfig, GenerateConfig, dump_config
 from genaug.data.base import RealDataset
+from genaug.data.names import class_prompt
+from genaug.files import write_text_atomic
 from genaug.generation.editors import Editor, create_editor
 from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem, unique_ids
 from genaug.generation.models import POCKET_SCHEME
-from genaug.data.names import class_prompt
 from genaug.generation.prompts import prompt_indices, resolve_prompts
 from genaug.generation.seeds import derive_seed
 
@@ -136,7 +136,4 @@ def write_stage_config(config: GenerateConfig) -> Path:
     """The resolved config beside the set (``generate.yaml``), for provenance."""
     path = Path(config.output) / "generate.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(dump_config(config), encoding="utf-8")
-    os.replace(tmp, path)  # shards may write it at once: each write is whole
-    return path
+    return write_text_atomic(path, dump_config(config))  # shards may write it at once: each write is whole

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from genaug.files import write_json_atomic
 from genaug.generation.degenerate import is_degenerate
 from genaug.generation.items import WorkItem, check_unique_ids
 from genaug.generation.runtime import Shard, resolve_shard, wait_for_all
@@ -349,9 +349,7 @@ def stored_rate(renderer: Renderer, engine) -> float | None:
 
 def store_rate(renderer: Renderer, engine, images_per_second: float) -> None:
     path = _rate_file(renderer, engine)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"images_per_second": images_per_second, "key": renderer.rate_key()}, default=str))
-    os.replace(tmp, path)
+    write_json_atomic(path, {"images_per_second": images_per_second, "key": renderer.rate_key()}, indent=None)
 
 
 def estimate_job(todo: list[list[WorkItem]], renderer: Renderer, report: JobReport, engine) -> JobReport:

@@ -14,8 +14,6 @@ used instead.
 from __future__ import annotations
 
 import colorsys
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from genaug.files import save_safetensors
 from genaug.home import cache_dir
 from genaug.mixing.concat import RNG, convex_combination, numpy_rng
 
@@ -252,16 +251,7 @@ def _read_cached_bank(path: Path, n: int, size: int) -> torch.Tensor | None:
 
 def _write_bank(bank: torch.Tensor, path: Path) -> None:
     """Write under a temporary name in the same folder, then rename into place."""
-    from safetensors.torch import save_file
-
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file({"fractals": bank.contiguous()}, tmp, metadata={"format": BANK_FORMAT})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_safetensors(path, {"fractals": bank}, {"format": BANK_FORMAT})
 
 
 def load_fractal_folder(folder: str | Path, size: int, n: int | None = None) -> torch.Tensor:

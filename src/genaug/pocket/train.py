@@ -12,7 +12,6 @@ import contextlib
 import copy
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genaug.files import atomic_path
 from genaug.pocket import captions as cap
 from genaug.pocket.models import clip_pixel_values
 from genaug.pocket.render import COLOR_NAMES, DIGIT_NAMES, load_digits, pocket_pools, render, sample_styles
@@ -153,9 +153,8 @@ def save_checkpoint(path: Path, run: StageRun, step: int, elapsed: float) -> Non
         "optimizer": run.optimizer.state_dict(),
         "ema": run.ema.module.state_dict() if run.ema else None,
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

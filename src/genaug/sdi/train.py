@@ -32,7 +32,6 @@ import contextlib
 import csv
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 
 from genaug.config import ConfigError, ProjectorTrainConfig, SdiConfig
 from genaug.data.base import RealDataset
+from genaug.files import write_json_atomic
 from genaug.generation.architecture import check_pipeline, check_projector_input, check_projector_output
 from genaug.generation.models import ModelRef, resolve_model
 from genaug.sdi.cache import (
@@ -175,7 +175,7 @@ def train_projector(
         metadata = {"train": json.dumps(train.model_dump(mode="json")), "steps": str(total),
                     "model": json.dumps(diffusion.model.identity)}
         save_projector(run.path, projector, metadata)
-        _write_json(out / SUMMARY_FILE, {**asdict(run), "path": str(run.path), "steps_per_second": run.steps_per_second})
+        write_json_atomic(out / SUMMARY_FILE, {**asdict(run), "path": str(run.path), "steps_per_second": run.steps_per_second})
     dist.barrier()
     return run
 
@@ -492,7 +492,3 @@ def training_progress(train: ProjectorTrainConfig, dist: Distributed, start: int
         yield _Bar(progress, progress.add_task("projector", total=total, completed=start, loss=math.nan))
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)

@@ -23,7 +23,6 @@ import functools
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +39,7 @@ from genaug.config import ConfigError, FractalBankConfig, TrainConfig, dump_conf
 from genaug.data.base import RealDataset
 from genaug.data.identity import identity_changes, skipped_count, splits_identity
 from genaug.data.synthetic import SyntheticSet, load_synthetic_set
+from genaug.files import write_text_atomic
 from genaug.training.checkpoint import (
     BEST_FILE,
     find_checkpoint,
@@ -293,7 +293,7 @@ def run_recipe(
         warnings=list(progress.warnings),
     )
     if dist.is_main:
-        _write_text_atomic(out_dir / RESULT_FILE, result.to_json())
+        write_text_atomic(out_dir / RESULT_FILE, result.to_json())
     drop_checkpoint_if_asked(out_dir, config, dist)
     return result
 
@@ -361,9 +361,9 @@ def prepare_run_dir(
         out_dir.mkdir(parents=True, exist_ok=True)
         if checkpoint is None and not finished:
             clear_run_files(out_dir)
-        _write_text_atomic(out_dir / CONFIG_FILE, dump_config(config))
+        write_text_atomic(out_dir / CONFIG_FILE, dump_config(config))
         if data is not None:
-            _write_text_atomic(out_dir / DATA_FILE, json.dumps(data, indent=2, sort_keys=True))
+            write_text_atomic(out_dir / DATA_FILE, json.dumps(data, indent=2, sort_keys=True))
     dist.barrier()
     return checkpoint, finished
 
@@ -852,10 +852,6 @@ def progress_display(config: TrainConfig, dist: Distributed, start_epoch: int) -
 # ----------------------------------------------------------------------------- helpers
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _json_safe(value: Any) -> Any:
