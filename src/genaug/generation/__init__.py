@@ -2,7 +2,7 @@
 
 - :func:`genaug.generation.diffusemix.generate`: the DiffuseMix ``generate`` stage;
 - :func:`genaug.generation.engine.run_job`: the engine any generator reuses (SDI too);
-- :func:`genaug.generation.seeds.derive_seed`: the one seed derivation;
+- :func:`genaug.generation.seeds.item_seed`: every item's seed (:func:`genaug.seeds.derive_seed`);
 - :mod:`genaug.generation.editors`: the editor registry (instruct, img2img, txt2img);
 - :func:`genaug.generation.sampling_preset`: measured sampling presets (``reference``, ``fast``);
   :mod:`genaug.generation.frontier` measures them.
@@ -14,16 +14,16 @@ from genaug.generation.items import WorkItem, sanitize_id
 from genaug.generation.models import ModelRef, resolve_model, weights_hash
 from genaug.generation.presets import sampling_preset
 from genaug.generation.runtime import Shard, parse_shard, resolve_shard, select_device
-from genaug.generation.seeds import derive_seed, seed_generator
+from genaug.generation.seeds import item_seed, seed_generator
 
 __all__ = [
     "JobReport",
     "ModelRef",
     "Shard",
     "WorkItem",
-    "derive_seed",
     "generate",
     "is_degenerate",
+    "item_seed",
     "parse_shard",
     "plan_batches",
     "resolve_model",

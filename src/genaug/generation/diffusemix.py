@@ -21,7 +21,7 @@ from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem, unique_ids
 from genaug.generation.models import POCKET_SCHEME
 from genaug.generation.prompts import prompt_indices, resolve_prompts
-from genaug.generation.seeds import derive_seed
+from genaug.generation.seeds import item_seed
 
 
 def generate(config: GenerateConfig, dataset: RealDataset | None = None, editor: Editor | None = None) -> JobReport:
@@ -90,7 +90,7 @@ def plan_edit_items(dataset: RealDataset, editor_name: str, prompts: list[str], 
             items.append(
                 WorkItem(
                     id=item_id,
-                    seed=derive_seed(config.seed, item_id),
+                    seed=item_seed(config.seed, item_id),
                     label=label,
                     class_name=class_name,
                     prompt=class_prompt(prompts[k], class_name),
@@ -121,7 +121,7 @@ def plan_text_items(dataset: RealDataset, editor_name: str, prompts: list[str], 
                 items.append(
                     WorkItem(
                         id=item_id,
-                        seed=derive_seed(config.seed, item_id),
+                        seed=item_seed(config.seed, item_id),
                         label=label,
                         class_name=class_name,
                         prompt=class_prompt(prompts[k], class_name),

@@ -39,7 +39,7 @@ from genaug.files import write_json_atomic
 from genaug.generation.degenerate import is_degenerate
 from genaug.generation.items import WorkItem, check_unique_ids
 from genaug.generation.runtime import Shard, resolve_shard, wait_for_all
-from genaug.generation.seeds import derive_seed
+from genaug.generation.seeds import item_seed
 from genaug.home import cache_dir
 from genaug.manifest import (
     SampleRecord,
@@ -243,7 +243,7 @@ def render_with_regeneration(
     """Render a batch; remake degenerate outputs with seed attempts 1, 2, ... (at most ``max_regenerations``).
 
     Regenerations of one batch run together as a smaller batch; each uses
-    ``derive_seed(experiment seed, item id, attempt)``.
+    ``item_seed(experiment seed, item id, attempt)``.
     """
     seeds = [item.seed for item in batch]
     images = render(batch, seeds)
@@ -255,7 +255,7 @@ def render_with_regeneration(
         if redo.size == 0:
             break
         redo_items = [batch[i] for i in redo]
-        redo_seeds = [derive_seed(experiment_seed, item.id, attempt) for item in redo_items]
+        redo_seeds = [item_seed(experiment_seed, item.id, attempt) for item in redo_items]
         images[redo] = render(redo_items, redo_seeds)
         bad[redo] = is_degenerate(images[redo])
         for i, seed in zip(redo, redo_seeds):

@@ -46,7 +46,7 @@ import torch
 
 from genaug.generation.editors.base import SCHEDULERS, scheduler_name
 from genaug.generation.items import WorkItem
-from genaug.generation.seeds import derive_seed
+from genaug.generation.seeds import item_seed
 
 #: Generators the sweep can drive -> the pipeline class their models load with.
 GENERATORS = {"txt2img": "StableDiffusionPipeline", "instruct": "StableDiffusionInstructPix2PixPipeline"}
@@ -159,7 +159,7 @@ def pocket_workload(generator: str, model: str, n: int, seed: int = 0, judged: b
 
 
 def _item(item_id: str, seed: int, label: int, class_name: str, prompt: str, source_index: int | None = None) -> WorkItem:
-    return WorkItem(id=item_id, seed=derive_seed(seed, item_id), label=label, class_name=class_name, prompt=prompt,
+    return WorkItem(id=item_id, seed=item_seed(seed, item_id), label=label, class_name=class_name, prompt=prompt,
                     source_id=None if source_index is None else f"pocket/test/{source_index}", source_index=source_index)
 
 

@@ -8,7 +8,7 @@ set grows by the number of prompts). ``{class}`` in a prompt stands for the clas
 
 from __future__ import annotations
 
-from genaug.generation.seeds import derive_seed, seed_rng
+from genaug.generation.seeds import item_seed, seed_rng
 from genaug.pocket.render import COLOR_NAMES
 
 DIFFUSEMIX_PROMPTS: tuple[str, ...] = (
@@ -66,7 +66,7 @@ def prompt_indices(regime: str, n_prompts: int, experiment_seed: int, base_id: s
             raise ValueError(f"prompt_index {prompt_index} is outside the {n_prompts} prompts")
         return [prompt_index]
     if regime == "random":
-        return [int(seed_rng(derive_seed(experiment_seed, f"{base_id}/prompt")).integers(n_prompts))]
+        return [int(seed_rng(item_seed(experiment_seed, f"{base_id}/prompt")).integers(n_prompts))]
     if regime == "all":
         return list(range(n_prompts))
     raise ValueError(f"regime must be single, random or all, got {regime!r}")

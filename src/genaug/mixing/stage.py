@@ -12,7 +12,7 @@ method, each record pointing to both sources (``source_ids = [real id, generated
   pairs scored through CLIP at once; the realised replaced fraction and the SHB parameters
   recorded, and optionally the similarity map saved as ``heatmaps/<id>.png``.
 
-Every mixed item's randomness comes from ``derive_seed(mix seed, mixed id)``, and the
+Every mixed item's randomness comes from ``item_seed(mix seed, mixed id)``, and the
 mixing operations are per-sample, so a rerun skips what is recorded and remakes the rest
 bit-identically (SetWriter).
 """
@@ -33,7 +33,7 @@ from genaug.data.base import RealDataset
 from genaug.data.names import class_prompt
 from genaug.generation.engine import GenerationProgress
 from genaug.generation.runtime import Shard
-from genaug.generation.seeds import derive_seed, seed_rng
+from genaug.generation.seeds import item_seed, seed_rng
 from genaug.manifest import SampleRecord, SetWriter, check_relative_path, read_manifest, record_file, save_image_atomic
 from genaug.mixing.concat import feathered_halves, mask_coverage, random_orientation, random_rect_mask, rect_mix
 from genaug.mixing.fractals import fractal_bank, fractal_blend, resize_images, save_fractal_pngs
@@ -184,7 +184,7 @@ def write_mixed_set(
         with GenerationProgress(len(todo), Shard(), config.progress, description=f"mix {method}") as progress:
             for batch in size_batches(todo, real, config.batch_size):
                 originals, generated = load_pair_batch(batch, real, Path(config.generated), work_size)
-                rngs = [seed_rng(derive_seed(config.seed, mixed_id(pair, method))) for pair in batch]
+                rngs = [seed_rng(item_seed(config.seed, mixed_id(pair, method))) for pair in batch]
                 mixed = mixer(MixBatch(method, batch, originals, generated, rngs), config, resources)
                 for i, pair in enumerate(batch):
                     for path, image in (mixed.files[i] if mixed.files else {}).items():
@@ -245,7 +245,7 @@ def mixed_record(pair: Pair, method: str, params: dict[str, Any], config: MixCon
         prompt=source.prompt,
         negative_prompt=source.negative_prompt,
         params=params,
-        seed=derive_seed(config.seed, item_id),
+        seed=item_seed(config.seed, item_id),
         model=source.model,
         kept=source.kept,
     )

@@ -66,7 +66,7 @@ from genaug.training.pipeline import InputPipeline, epoch_batches, pack_dataset
 from genaug.training.policies import DataPolicy, TrainPool, create_policy
 from genaug.training.recipes import resolve_recipe
 from genaug.training.run_logger import METRICS_CSV, PER_CLASS_CSV, RunLogger, check_loggers
-from genaug.training.seeding import derive_seed, generator_for
+from genaug.training.seeding import generator_for, training_seed
 from genaug.warn import WARNINGS_LOG, record_warnings, warn_once
 
 CONFIG_FILE = "config.yaml"
@@ -438,7 +438,7 @@ def build_model(config: TrainConfig, num_classes: int, device: torch.device, mod
     if model is None:
         from genaug.models import create_model
 
-        torch.manual_seed(derive_seed(config.seed, "init"))
+        torch.manual_seed(training_seed(config.seed, "init"))
         try:
             model = create_model(config.model, num_classes, width=config.width)
         except ValueError as error:  # an unknown name; the message lists the known ones
@@ -610,7 +610,7 @@ def train_one_epoch(learner: Learner, data: TrainData, config: TrainConfig, epoc
     plan = data.policy.plan(epoch, config.epochs, data.pool, generator_for(config.seed, "plan", epoch))
     params = data.pipeline.draw(len(plan.indices), generator_for(config.seed, "augment", epoch))
     mixer_generator = generator_for(config.seed, "mixer", epoch, dist.rank)
-    torch.manual_seed(derive_seed(config.seed, "torch", epoch, dist.rank))  # dropout and the like
+    torch.manual_seed(training_seed(config.seed, "torch", epoch, dist.rank))  # dropout and the like
     learner.model.train()
     device = data.pool.images.device
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * n, correct, n (no per-step sync)
