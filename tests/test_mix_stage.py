@@ -12,7 +12,8 @@ from genaug.generation.seeds import item_seed, seed_rng
 from genaug.manifest import MANIFEST, SampleRecord, SetWriter, read_manifest
 from genaug.mixing.concat import feathered_halves, mask_coverage, random_orientation, random_rect_mask, rect_mix
 from genaug.mixing.fractals import fractal_bank, fractal_blend, resize_images
-from genaug.mixing.stage import make_fractal_folder, mix
+from genaug.mixing.fractals import make_fractal_folder
+from genaug.mixing.stage import mix
 
 from generation_helpers import check_set_integrity, pocket_dataset, set_pixels
 

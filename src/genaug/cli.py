@@ -298,7 +298,7 @@ def fractals_make(
 ) -> None:
     """Render a seeded bank of IFS fractals as PNGs (usable as a folder bank)."""
     from genaug.config import FractalBankConfig
-    from genaug.mixing.stage import make_fractal_folder
+    from genaug.mixing.fractals import make_fractal_folder
 
     paths = make_fractal_folder(FractalBankConfig(count=count, size=size, seed=seed), output)
     typer.echo(f"{len(paths)} fractals in {output}")

@@ -46,6 +46,7 @@ import torch
 
 from genaug.generation.editors.base import SCHEDULERS, scheduler_name
 from genaug.generation.items import WorkItem
+from genaug.generation.runtime import autocast_context
 from genaug.generation.seeds import item_seed
 
 #: Generators the sweep can drive -> the pipeline class their models load with.
@@ -222,13 +223,6 @@ class ForwardTimer:
             handle.remove()
 
 
-def precision_context(precision: str, device: torch.device):
-    """Autocast for ``bf16`` / ``fp16`` (module docstring); nothing for ``fp32``."""
-    from genaug.generation.runtime import autocast_context
-
-    return autocast_context(precision, device)
-
-
 def make_editor(workload: Workload, point: SweepPoint | None, device: str = "auto", size: int | None = None,
                 guidance_scale: float | None = None):
     """The engine's editor for ``workload`` at ``point`` (None: the editor's defaults, i.e. the reference)."""
@@ -238,7 +232,7 @@ def make_editor(workload: Workload, point: SweepPoint | None, device: str = "aut
     fields: dict[str, Any] = {"name": workload.generator, "model": workload.model, "size": size, "guidance_scale": guidance_scale}
     if point is not None:
         fields.update(steps=point.steps, scheduler=point.scheduler)
-    # fp32 weights at every point: bf16 / fp16 are autocast around the call (precision_context).
+    # fp32 weights at every point: bf16 / fp16 are autocast around the call (autocast_context).
     return create_editor(EditorConfig(**fields), sources=workload.sources, device=device, dtype="fp32")
 
 
@@ -283,7 +277,7 @@ class TimedSetting:
 
     def render(self, items: Sequence[WorkItem]) -> np.ndarray:
         self.editor.pipeline.scheduler = self.scheduler
-        with precision_context(self.point.precision, self.editor.device):
+        with autocast_context(self.point.precision, self.editor.device):
             return self.editor.render(items, [item.seed for item in items])
 
 

@@ -20,6 +20,7 @@ from genaug.mixing.concat import (
 from genaug.mixing.fractals import (
     fractal_bank,
     fractal_blend,
+    load_fractal_bank,
     make_fractals,
     sample_fractals,
     save_fractal_pngs,
@@ -61,6 +62,7 @@ __all__ = [
     "fractal_blend",
     "make_fractals",
     "fractal_bank",
+    "load_fractal_bank",
     "sample_fractals",
     "save_fractal_pngs",
     "patch_grid",

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from genaug.config import FractalBankConfig, MixConfig
+from genaug.config import MixConfig
 from genaug.data.base import RealDataset
 from genaug.data.names import class_prompt
 from genaug.generation.engine import GenerationProgress
@@ -36,7 +36,7 @@ from genaug.generation.runtime import Shard
 from genaug.generation.seeds import item_seed, seed_rng
 from genaug.manifest import SampleRecord, SetWriter, check_relative_path, read_manifest, record_file, save_image_atomic
 from genaug.mixing.concat import feathered_halves, mask_coverage, random_orientation, random_rect_mask, rect_mix
-from genaug.mixing.fractals import fractal_bank, fractal_blend, resize_images, save_fractal_pngs
+from genaug.mixing.fractals import fractal_bank_name, fractal_blend, load_fractal_bank, resize_images
 from genaug.mixing.shb import semantic_hybrid_blend
 
 
@@ -124,7 +124,7 @@ def load_resources(config: MixConfig) -> MixResources:
     """The fractal bank if ``fractal`` is asked for, the SHB CLIP if ``shb`` is."""
     resources = MixResources()
     if "fractal" in config.methods:
-        resources.bank = load_bank(config.fractals)
+        resources.bank = load_fractal_bank(config.fractals)
     if "shb" in config.methods:
         from genaug.generation.runtime import select_device
         from genaug.clip import Clip
@@ -287,7 +287,7 @@ def fractal_mixer(batch: MixBatch, config: MixConfig, resources: MixResources) -
     indices = [int(rng.integers(len(bank))) for rng in batch.rngs]
     mixed = fractal_blend(base, bank[indices], alpha=config.fractal_alpha)
     for p, index in zip(params, indices):
-        p.update({"on": config.fractal_on, "alpha": config.fractal_alpha, "fractal_index": index, "fractal_bank": _bank_name(config.fractals)})
+        p.update({"on": config.fractal_on, "alpha": config.fractal_alpha, "fractal_index": index, "fractal_bank": fractal_bank_name(config.fractals)})
     return Mixed(mixed, params)
 
 
@@ -331,24 +331,3 @@ def heatmap_png(heatmap: torch.Tensor) -> np.ndarray:
 
 MIXERS: dict[str, Mixer] = {"concat": concat_mixer, "rect": rect_mixer, "fractal": fractal_mixer, "shb": shb_mixer}
 
-
-# ---------------------------------------------------------------------------- fractal banks
-
-
-def load_bank(config: FractalBankConfig) -> torch.Tensor:
-    """The uint8 fractal bank (n, 3, size, size): a folder's images or genaug's seeded bank."""
-    if config.folder is not None:
-        return fractal_bank(None, config.size, config.seed, folder=config.folder)
-    return fractal_bank(config.count, config.size, config.seed)
-
-
-def _bank_name(config: FractalBankConfig) -> str:
-    if config.folder is not None:
-        return f"folder:{config.folder}"
-    return f"ifs:count={config.count},size={config.size},seed={config.seed}"
-
-
-def make_fractal_folder(config: FractalBankConfig, output: str | Path) -> list[Path]:
-    """``genaug fractals make``: write the seeded bank as PNGs into ``output`` (reusable as a folder bank)."""
-    bank = fractal_bank(config.count, config.size, config.seed)
-    return save_fractal_pngs(bank, output)

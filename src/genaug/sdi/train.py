@@ -45,6 +45,7 @@ from genaug.data.base import RealDataset
 from genaug.files import write_json_atomic
 from genaug.generation.architecture import check_pipeline, check_projector_input, check_projector_output
 from genaug.generation.models import ModelRef, resolve_model
+from genaug.generation.runtime import autocast_context
 from genaug.sdi.cache import (
     ContextCache,
     LatentCache,
@@ -153,7 +154,7 @@ def train_projector(
                               generator_for(train.seed, "step", step))
             part = shard(torch.arange(len(rows)), dist.rank, dist.world_size)
             local = rows[part].to(dist.device)
-            with precision_context(train.precision, dist.device):
+            with autocast_context(train.precision, dist.device, field="train.precision"):
                 loss = projector_loss(model, diffusion, latents, base_context, context.position, features[local], local,
                                       draws.rows(part), sample_latents=train.latents == "sample")
             # DDP averages gradients over processes; scaling by this share makes the result
@@ -311,15 +312,6 @@ def evaluate_diffusion_loss(
 def global_mean(local_sum: torch.Tensor, global_count: int, dist: Distributed) -> float:
     """The batch-mean loss over every process's rows."""
     return float(dist.all_reduce_sum(local_sum.reshape(1).float().cpu())[0]) / global_count
-
-
-def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 / fp16 autocast for the projector and UNet forward, or nothing for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError("train.precision: 'fp16' needs a CUDA device; on CPU use 'bf16' or 'fp32'")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def trained_projectors(work_dir: str | Path) -> list[tuple[Path, tuple[int, int]]]:

@@ -40,6 +40,7 @@ from genaug.data.base import RealDataset
 from genaug.data.identity import identity_changes, skipped_count, splits_identity
 from genaug.data.synthetic import SyntheticSet, load_synthetic_set
 from genaug.files import write_text_atomic
+from genaug.generation.runtime import autocast_context
 from genaug.training.checkpoint import (
     BEST_FILE,
     find_checkpoint,
@@ -469,14 +470,6 @@ def build_grad_scaler(config: TrainConfig, device: torch.device) -> torch.amp.Gr
     return torch.amp.GradScaler("cuda")
 
 
-def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 / fp16 autocast for the forward pass, or nothing for fp32."""
-    if config.precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def build_mixer(config: TrainConfig) -> Callable | None:
     """The online mixer named by ``config.mixer`` (``none``: plain forward passes).
 
@@ -514,15 +507,11 @@ MIXERS_GIVEN_NORMALISATION = ("puzzlemix", "fractal")
 
 def build_fractal_bank(bank: dict[str, Any]) -> torch.Tensor:
     """The uint8 fractal bank of ``mixer_kwargs["bank"]``: genaug's seeded IFS bank
-    (``count``, ``size``, ``seed``; cached in GENAUG_HOME) or a ``folder`` of images.
+    (``count``, ``size``, ``seed``; cached in GENAUG_HOME) or a ``folder`` of images
+    (:func:`genaug.mixing.fractals.load_fractal_bank`)."""
+    from genaug.mixing.fractals import load_fractal_bank
 
-    Made contiguous: a freshly rendered bank is channels-last while the cached one is not,
-    and mixed batches inherit the layout, which changes the convolution kernels' rounding;
-    a run must not depend on whether the bank was cached.
-    """
-    from genaug.mixing.stage import load_bank
-
-    return load_bank(parse_config(FractalBankConfig, bank, source="mixer_kwargs.bank")).contiguous()
+    return load_fractal_bank(parse_config(FractalBankConfig, bank, source="mixer_kwargs.bank"))
 
 
 def build_train_pool(
@@ -650,7 +639,7 @@ def train_step(
     config: TrainConfig,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Forward (plain, or through the online mixer), loss in float32, backward, SGD step."""
-    with autocast(config, images.device):
+    with autocast_context(config.precision, images.device, field="precision"):
         if learner.mixer is None:
             logits = learner.model(images)
         else:
@@ -688,7 +677,7 @@ def evaluate(
         if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = split.labels[indices]
-        with autocast(config, images.device):
+        with autocast_context(config.precision, images.device, field="precision"):
             logits = model(images)
         loss = loss_fn(logits, F.one_hot(labels, num_classes).float())
         accumulator.update(logits, labels, float(loss) * len(labels))
