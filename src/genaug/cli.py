@@ -222,9 +222,9 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
     splits = load_splits(run.dataset)
     synthetic = None
     if run.synthetic:
-        from genaug.experiment.runner import load_sets
+        from genaug.data.synthetic import load_synthetic_set
 
-        synthetic = load_sets(tuple(run.synthetic), splits["train"].class_names)
+        synthetic = load_synthetic_set(run.synthetic, splits["train"].class_names)
     from genaug.experiment.runner import checkpoint_epochs
 
     if not (run.output / "metrics.json").is_file() and checkpoint_epochs(run.output) is not None:

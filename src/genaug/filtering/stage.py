@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from PIL import Image
 
 from genaug.config import FilterConfig
+from genaug.data.images import load_rgb
 from genaug.files import write_json_atomic
 from genaug.filtering.registry import Filter, create_filter
 from genaug.manifest import SampleRecord, merge_shards, read_manifest, record_file, shard_manifests, write_manifest
@@ -192,7 +192,7 @@ def filter_set(config: FilterConfig, *, clip=None, real=None, classifier=None) -
         seconds=time.perf_counter() - started,
         clip_batch_size=context.clip_batch_size,
     )
-    write_report(set_dir, report, config)
+    write_filter_report(set_dir, report, config)
     return report
 
 
@@ -269,7 +269,7 @@ def mark_records(records: list[SampleRecord], scores: dict[str, np.ndarray], kee
         record.kept = bool(keep[i])
 
 
-def write_report(set_dir: Path, report: FilterReport, config: FilterConfig) -> Path:
+def write_filter_report(set_dir: Path, report: FilterReport, config: FilterConfig) -> Path:
     path = set_dir / REPORT_FILE
     data = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -288,10 +288,9 @@ _PLACEHOLDER = np.zeros((8, 8, 3), dtype=np.uint8)
 
 
 def read_image(path: Path) -> np.ndarray | None:
-    """An RGB uint8 array, or None when the file is missing or does not decode."""
+    """An RGB uint8 array (:func:`genaug.data.images.load_rgb`), or None when the file is missing or does not decode."""
     try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))  # a writable copy (torch warns on read-only arrays)
+        return np.array(load_rgb(path))  # a writable copy (torch warns on read-only arrays)
     except (OSError, ValueError, SyntaxError):
         return None
 

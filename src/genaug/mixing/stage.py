@@ -26,10 +26,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from PIL import Image
 
 from genaug.config import MixConfig
 from genaug.data.base import RealDataset
+from genaug.data.images import load_rgb
 from genaug.data.names import class_prompt
 from genaug.generation.engine import GenerationProgress
 from genaug.generation.runtime import Shard
@@ -226,8 +226,7 @@ def load_pair_batch(
     size = tuple(originals.shape[-2:])
     generated = []
     for pair in batch:
-        with Image.open(record_file(generated_dir, pair.record)) as image:
-            array = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+        array = torch.from_numpy(np.array(load_rgb(record_file(generated_dir, pair.record)), dtype=np.uint8)).permute(2, 0, 1)
         generated.append(resize_images(array.unsqueeze(0), size)[0])
     return originals, torch.stack(generated)
 

@@ -168,7 +168,7 @@ def train_projector(
             log.write(step, epoch, loss_value, time.perf_counter() - started)
             progress.advance(loss_value)
             if (step + 1) % train.checkpoint_every == 0 or step + 1 == total:
-                write_checkpoint(out, projector, optimizer, train, step + 1, epoch, dist)
+                write_projector_checkpoint(out, projector, optimizer, train, step + 1, epoch, dist)
     seconds = time.perf_counter() - started
 
     run = ProjectorRun(projector_path(config.work_dir), total, loss_value, seconds, start, dist.world_size)
@@ -405,7 +405,7 @@ def restore_checkpoint(out: Path, train: ProjectorTrainConfig, projector: Projec
     return int(state["step"])
 
 
-def write_checkpoint(out: Path, projector: Projector, optimizer, train: ProjectorTrainConfig, step: int, epoch: int, dist: Distributed) -> None:
+def write_projector_checkpoint(out: Path, projector: Projector, optimizer, train: ProjectorTrainConfig, step: int, epoch: int, dist: Distributed) -> None:
     """Rank 0 writes weights (safetensors) and plain training state (``torch.load(weights_only=True)``)."""
     if dist.is_main:
         state = {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(), "recipe": json.dumps(recipe_of(train))}

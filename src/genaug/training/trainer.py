@@ -190,15 +190,10 @@ def train(
     """
     config = resolve_recipe(config)
     if isinstance(synthetic, (str, Path)):
-        synthetic = read_synthetic_folder(synthetic, splits)
+        real = splits.get("train")
+        synthetic = load_synthetic_set(synthetic, class_names=real.class_names if real is not None else None)
     with cpu_threads(config.cpu_threads):
         return run_recipe(config, splits, Path(out_dir), synthetic, resume, model)
-
-
-def read_synthetic_folder(set_dir: str | Path, splits: dict[str, RealDataset]) -> SyntheticSet:
-    """The synthetic set at ``set_dir`` with labels in the real training set's class order."""
-    real = splits.get("train")
-    return load_synthetic_set(set_dir, class_names=real.class_names if real is not None else None)
 
 
 def run_recipe(
