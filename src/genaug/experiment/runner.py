@@ -302,26 +302,21 @@ class _bar:
         self.enabled, self.total = enabled, total
 
     def __enter__(self) -> "_bar":
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from genaug.progress import progress_bar
 
-            self.progress = Progress(
-                TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"),
-            )  # fmt: skip
-            self.progress.start()
-            self.task = self.progress.add_task("", total=self.total)
+        self._context = progress_bar(self.total, "training", enabled=self.enabled, detail="{task.fields[message]}",
+                                     fields={"message": ""})
+        self.bar = self._context.__enter__()
         return self
 
     def advance(self, message: str) -> None:
-        if self.enabled:
-            self.progress.update(self.task, advance=1, description=message)
+        if self.bar.shown:
+            self.bar.advance(1, message=message)
         else:
             print(message, flush=True)
 
     def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.progress.stop()
+        self._context.__exit__(*exc)
 
 
 # ---------------------------------------------------------------------------- results

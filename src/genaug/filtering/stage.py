@@ -34,6 +34,7 @@ from genaug.data.images import load_rgb
 from genaug.files import write_json_atomic
 from genaug.filtering.registry import Filter, create_filter
 from genaug.manifest import SampleRecord, merge_shards, read_manifest, record_file, shard_manifests, write_manifest
+from genaug.progress import progress_bar
 
 REPORT_FILE = "filter.json"
 
@@ -232,7 +233,8 @@ def score_records(set_dir: Path, records: list[SampleRecord], filters: list[Filt
     """Every filter's score columns over all records (one read of every image) and the readable mask."""
     columns: dict[str, np.ndarray] = {}
     readable = np.ones(len(records), dtype=bool)
-    with ChunkProgress(len(records), context.config.progress) as progress:
+    shown = context.config.progress and len(records) >= 1000  # small sets finish before a bar helps
+    with progress_bar(len(records), "filtering", enabled=shown, stderr=True, transient=True) as progress:
         for chunk in image_chunks(set_dir, records, context.batch_size):
             readable[chunk.rows] = chunk.readable
             for f in filters:
@@ -307,30 +309,3 @@ def image_chunks(set_dir: Path, records: list[SampleRecord], batch_size: int) ->
             images = list(pool.map(lambda i: read_image(record_file(set_dir, records[i])), rows))
             readable = np.array([image is not None for image in images], dtype=bool)
             yield ImageChunk(index, rows, [image if image is not None else _PLACEHOLDER for image in images], readable)
-
-
-class ChunkProgress:
-    """A rich progress bar over records (nothing shown for small sets or when disabled)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled and total >= 1000
-        self._progress = None
-
-    def __enter__(self) -> "ChunkProgress":
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(TextColumn("filtering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                      console=Console(stderr=True), transient=True)
-            self._progress.start()
-            self._task = self._progress.add_task("filter", total=self.total)
-        return self
-
-    def advance(self, count: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, count)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
@@ -52,6 +52,7 @@ from genaug.manifest import (
     storage_errors,
 )
 from genaug.memory import BatchBackoff
+from genaug.progress import progress_bar
 
 
 class Renderer(Protocol):
@@ -153,7 +154,8 @@ def write_batches(
         report = new_report(set_dir, shard, items, batches, writer.done, engine)
         render = BatchRenderer(renderer, engine.batch_size)
         started = time.perf_counter()
-        with GenerationProgress(report.shard_items - report.already_done, shard, engine.progress) as progress:
+        description = "generating" + (f" (shard {shard.rank}/{shard.world})" if shard.world > 1 else "")
+        with progress_bar(report.shard_items - report.already_done, description, enabled=engine.progress, unit="images") as progress:
             for batch in todo:
                 rendered = render_with_regeneration(render, batch, experiment_seed, engine.max_regenerations)
                 rendered.batch_size = render.batch_size
@@ -390,48 +392,3 @@ def _format_seconds(seconds: float) -> str:
 
 
 # ---------------------------------------------------------------------------- progress
-
-
-@dataclass
-class GenerationProgress:
-    """A rich progress bar with images/s and ETA (nothing shown when disabled)."""
-
-    total: int
-    shard: Shard
-    enabled: bool = True
-    description: str | None = None
-    _progress: Any = field(default=None, init=False)
-    _task: Any = field(default=None, init=False)
-
-    def __enter__(self) -> "GenerationProgress":
-        if self.enabled and self.total > 0:
-            from rich.progress import (
-                BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:.2f} images/s"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-            )
-            description = self.description or "generating"
-            if self.shard.world > 1:
-                description += f" (shard {self.shard.rank}/{self.shard.world})"
-            self._progress.start()
-            self._task = self._progress.add_task(description, total=self.total, rate=0.0)
-        return self
-
-    def advance(self, count: int) -> None:
-        if self._progress is None:
-            return
-        self._progress.advance(self._task, count)
-        task = self._progress.tasks[0]
-        self._progress.update(self._task, rate=task.completed / max(task.elapsed or 0.0, 1e-9))
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()

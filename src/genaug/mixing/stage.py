@@ -31,13 +31,12 @@ from genaug.config import MixConfig
 from genaug.data.base import RealDataset
 from genaug.data.images import load_rgb
 from genaug.data.names import class_prompt
-from genaug.generation.engine import GenerationProgress
-from genaug.generation.runtime import Shard
 from genaug.generation.seeds import item_seed, seed_rng
 from genaug.manifest import SampleRecord, SetWriter, check_relative_path, read_manifest, record_file, save_image_atomic
 from genaug.mixing.concat import feathered_halves, mask_coverage, random_orientation, random_rect_mask, rect_mix
 from genaug.mixing.fractals import fractal_bank_name, fractal_blend, load_fractal_bank, resize_images
 from genaug.mixing.shb import semantic_hybrid_blend
+from genaug.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -181,7 +180,7 @@ def write_mixed_set(
         todo = [pair for pair in pairs if mixed_id(pair, method) not in writer.done]
         report = MixReport(set_dir, method, total=len(pairs), already_done=len(pairs) - len(todo))
         work_size = (config.shb.size,) * 2 if method == "shb" and config.shb.size else None
-        with GenerationProgress(len(todo), Shard(), config.progress, description=f"mix {method}") as progress:
+        with progress_bar(len(todo), f"mix {method}", enabled=config.progress, unit="images") as progress:
             for batch in size_batches(todo, real, config.batch_size):
                 originals, generated = load_pair_batch(batch, real, Path(config.generated), work_size)
                 rngs = [seed_rng(item_seed(config.seed, mixed_id(pair, method))) for pair in batch]

@@ -24,6 +24,7 @@ from genaug.files import atomic_path
 from genaug.pocket import captions as cap
 from genaug.pocket.models import clip_pixel_values
 from genaug.pocket.render import COLOR_NAMES, DIGIT_NAMES, load_digits, pocket_pools, render, sample_styles
+from genaug.progress import progress_bar
 
 STAGE_IDS = {"clip": 1, "vae": 2, "sd": 3, "ip2p": 4, "judge": 5}
 
@@ -179,12 +180,12 @@ def train_stage(ctx: BuildContext, run: StageRun) -> float:
             ctx.log(f"{run.name}: resuming at step {start}/{run.steps}")
     if start >= run.steps:
         return elapsed
-    progress = _progress(ctx.progress)
-    task = progress.add_task(f"pocket {run.name}", total=run.steps, completed=start, loss="")
     run.model.train()
     t0, last_ckpt = time.time(), time.time()
     running: dict[str, float] = {}
-    with progress:
+    bar = progress_bar(run.steps, f"[bold]pocket {run.name}", enabled=ctx.progress, completed=start,
+                       detail="{task.fields[loss]}", fields={"loss": ""})
+    with bar as progress:
         for step in range(start, run.steps):
             lr = lr_at(step, run.steps, run.lr, run.warmup, run.final_lr_fraction)
             for group in run.optimizer.param_groups:
@@ -201,26 +202,11 @@ def train_stage(ctx: BuildContext, run: StageRun) -> float:
             if done % 5 == 0 or done == run.steps:
                 now = elapsed + time.time() - t0
                 ctx.log_json({"stage": run.name, "step": done, "lr": lr, "elapsed_s": round(now, 2), **{k: round(v, 5) for k, v in losses.items()}})
-                progress.update(task, completed=done, loss=" ".join(f"{k} {v:.4f}" for k, v in running.items()))
+                progress.update(completed=done, loss=" ".join(f"{k} {v:.4f}" for k, v in running.items()))
             if time.time() - last_ckpt > ctx.checkpoint_every_s or done == run.steps:
                 save_stage_checkpoint(path, run, done, elapsed + time.time() - t0)
                 last_ckpt = time.time()
     return elapsed + time.time() - t0
-
-
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[loss]}"),
-        disable=not enabled,
-    )
 
 
 def bf16_autocast(enabled: bool):

@@ -28,7 +28,6 @@ on CPU gloo) split each global batch; the projector is wrapped in DDP.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
@@ -46,6 +45,7 @@ from genaug.files import write_json_atomic
 from genaug.generation.architecture import check_pipeline, check_projector_input, check_projector_output
 from genaug.generation.models import ModelRef, resolve_model
 from genaug.generation.runtime import autocast_context
+from genaug.progress import progress_bar
 from genaug.sdi.cache import (
     ContextCache,
     LatentCache,
@@ -147,7 +147,10 @@ def train_projector(
 
     log = TrainLog(out / LOG_FILE, start, enabled=dist.is_main)
     started, loss_value = time.perf_counter(), math.nan
-    with log, training_progress(train, dist, start, total) as progress:
+    shown = train.progress and dist.is_main and total > start
+    bar = progress_bar(total, "training projector", enabled=shown, completed=start, detail="loss {task.fields[loss]:.4f}",
+                       fields={"loss": math.nan})
+    with log, bar as progress:
         for step in range(start, total):
             rows = batch_rows(len(embeds), train.batch_size, train.seed, step)
             draws = draw_step(len(rows), latent_shape, num_timesteps, train.embedding_dropout,
@@ -166,7 +169,9 @@ def train_projector(
             loss_value = global_mean(loss.detach() * len(part), len(rows), dist)
             epoch = step // steps_per_epoch(len(embeds), train.batch_size)
             log.write(step, epoch, loss_value, time.perf_counter() - started)
-            progress.advance(loss_value)
+            done = step + 1
+            if done % train.log_every == 0 or done == total:
+                progress.update(completed=done, loss=loss_value)
             if (step + 1) % train.checkpoint_every == 0 or step + 1 == total:
                 write_projector_checkpoint(out, projector, optimizer, train, step + 1, epoch, dist)
     seconds = time.perf_counter() - started
@@ -456,31 +461,5 @@ class TrainLog:
     def __exit__(self, *exc: object) -> None:
         if self._handle is not None:
             self._handle.close()
-
-
-@contextlib.contextmanager
-def training_progress(train: ProjectorTrainConfig, dist: Distributed, start: int, total: int):
-    """A rich progress bar with the loss on rank 0 (a no-op elsewhere or when disabled)."""
-
-    class _Bar:
-        def __init__(self, progress=None, task=None) -> None:
-            self.progress, self.task, self.count = progress, task, 0
-
-        def advance(self, loss: float) -> None:
-            self.count += 1
-            if self.progress is not None and (self.count % train.log_every == 0 or start + self.count == total):
-                self.progress.update(self.task, completed=start + self.count, loss=loss)
-
-    if not (train.progress and dist.is_main and total > start):
-        yield _Bar()
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("training projector"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(), TimeRemainingColumn(),
-    )
-    with progress:
-        yield _Bar(progress, progress.add_task("projector", total=total, completed=start, loss=math.nan))
 
 

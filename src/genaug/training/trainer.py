@@ -41,6 +41,7 @@ from genaug.data.identity import identity_changes, skipped_count, splits_identit
 from genaug.data.synthetic import SyntheticSet, load_synthetic_set
 from genaug.files import write_text_atomic
 from genaug.generation.runtime import autocast_context
+from genaug.progress import progress_bar
 from genaug.training.checkpoint import (
     BEST_FILE,
     find_checkpoint,
@@ -247,7 +248,9 @@ def run_recipe(
 
     columns = metric_columns(config, num_classes, has_val=val is not None)
     logger = RunLogger(out_dir, config, columns, train_set.class_names, progress.epoch, enabled=dist.is_main)
-    with logger, progress_display(config, dist, progress.epoch) as display:
+    bar = progress_bar(config.epochs, "[bold]epoch", enabled=config.logging.progress and dist.is_main, completed=progress.epoch,
+                       detail="loss {task.fields[loss]}  val top-1 {task.fields[val]}", fields={"loss": "-", "val": "-"})
+    with logger, bar as display:
         for epoch in range(progress.epoch, config.epochs):
             started = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
@@ -268,7 +271,8 @@ def run_recipe(
             progress.epoch = epoch + 1
             if is_checkpoint_epoch(config, epoch):
                 write_checkpoint(out_dir, model, optimizer, scheduler, scaler, progress, dist)
-            display.advance(epoch, stats["train_loss"], val_metrics["top1"] if val_metrics else None)
+            val_top1 = f"{val_metrics['top1']:.2f}" if val_metrics else "-"
+            display.update(completed=epoch + 1, loss=f"{stats['train_loss']:.4f}", val=val_top1)
 
     selection = select_final_weights(model, progress, out_dir, dist, has_val=val is not None)
     result = RunResult(
@@ -790,47 +794,6 @@ def is_eval_epoch(config: TrainConfig, epoch: int) -> bool:
 
 def is_checkpoint_epoch(config: TrainConfig, epoch: int) -> bool:
     return (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs
-
-
-class _EpochDisplay:
-    """A rich progress bar over epochs: loss, validation top-1, ETA (rank 0, unless quiet)."""
-
-    def __init__(self, progress: Any, task: Any) -> None:
-        self._progress, self._task = progress, task
-
-    def advance(self, epoch: int, loss: float, val_top1: float | None) -> None:
-        if self._progress is None:
-            return
-        val = f"{val_top1:.2f}" if val_top1 is not None else "-"
-        self._progress.update(self._task, completed=epoch + 1, loss=f"{loss:.4f}", val=val)
-
-
-@contextlib.contextmanager
-def progress_display(config: TrainConfig, dist: Distributed, start_epoch: int) -> Iterator[_EpochDisplay]:
-    if not (config.logging.progress and dist.is_main):
-        yield _EpochDisplay(None, None)
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("[bold]epoch"),
-        MofNCompleteColumn(),
-        BarColumn(),
-        TextColumn("loss {task.fields[loss]}  val top-1 {task.fields[val]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("train", total=config.epochs, completed=start_epoch, loss="-", val="-")
-        yield _EpochDisplay(progress, task)
 
 
 # ----------------------------------------------------------------------------- helpers
