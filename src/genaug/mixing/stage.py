@@ -125,8 +125,8 @@ def load_resources(config: MixConfig) -> MixResources:
     if "fractal" in config.methods:
         resources.bank = load_fractal_bank(config.fractals)
     if "shb" in config.methods:
-        from genaug.generation.runtime import select_device
         from genaug.clip import Clip
+        from genaug.generation.runtime import select_device
 
         device, _ = select_device(config.shb.device, "fp32")
         resources.clip = Clip.from_reference(config.shb.clip, device, stage="mix shb", field="shb.clip")
