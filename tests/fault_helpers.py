@@ -365,7 +365,7 @@ def cli_worker(*args: str) -> None:
 def seed_items(n: int, seed: int = 0) -> list:
     """``n`` work items over three classes, with derived seeds (for renderers without a model)."""
     from genaug.generation.items import WorkItem
-    from genaug.generation.seeds import derive_seed
+    from genaug.generation.seeds import item_seed
 
-    return [WorkItem(id=f"item-{i:03d}", seed=derive_seed(seed, f"item-{i:03d}"), label=i % 3, class_name=f"c{i % 3}")
+    return [WorkItem(id=f"item-{i:03d}", seed=item_seed(seed, f"item-{i:03d}"), label=i % 3, class_name=f"c{i % 3}")
             for i in range(n)]

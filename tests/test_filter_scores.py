@@ -15,7 +15,8 @@ from genaug.filtering import (
     positive_probability,
     top_fraction_per_class,
 )
-from genaug.filtering.filters import FramesFilter, FramesParams, fill_class
+from genaug.data.names import class_prompt
+from genaug.filtering.filters import FramesFilter, FramesParams
 from genaug.filtering.stage import ImageChunk
 from genaug.manifest import SampleRecord
 
@@ -135,6 +136,6 @@ def test_pixel_features_see_a_copy_through_brightness_and_contrast_changes():
     assert value[0] > 0.99 and value[1] < 0.3 and value[2] > 0.9
 
 
-def test_fill_class_uses_clean_class_names():
-    assert fill_class("a photo of a {class}", "001.Black_footed_Albatross") == "a photo of a Black footed Albatross"
-    assert fill_class("a photo of a {class}", "aquarium fish") == "a photo of a aquarium fish"
+def test_class_prompt_uses_clean_class_names():
+    assert class_prompt("a photo of a {class}", "001.Black_footed_Albatross") == "a photo of a Black footed Albatross"
+    assert class_prompt("a photo of a {class}", "aquarium fish") == "a photo of a aquarium fish"

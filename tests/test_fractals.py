@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from genaug.mixing import fractal_bank, fractal_blend, make_fractals
-from genaug.mixing.fractals import bank_path, sample_fractals, save_fractal_pngs
+from genaug.mixing.fractals import fractal_cache_path, sample_fractals, save_fractal_pngs
 
 
 @pytest.fixture()
@@ -63,7 +63,7 @@ def test_make_fractals_is_fast():
 
 def test_bank_cache_round_trip_and_rebuild_of_a_torn_file(home):
     bank = fractal_bank(n=6, size=16, seed=2)
-    path = bank_path(6, 16, 2)
+    path = fractal_cache_path(6, 16, 2)
     assert path == home / "fractals" / "6_16_2.safetensors" and path.is_file()
     assert torch.equal(bank, make_fractals(6, 16, seed=2))
     stamp = path.stat().st_mtime_ns

@@ -13,9 +13,10 @@ from genaug.generation.degenerate import BLACK_LEVEL, WHITE_LEVEL, is_degenerate
 from genaug.generation.engine import BatchRenderer, plan_batches, run_job
 from genaug.generation.items import WorkItem, sanitize_id
 from genaug.generation.models import ModelError, resolve_model, weights_hash
-from genaug.generation.prompts import DIFFUSEMIX_PROMPTS, POCKET_INSTRUCTIONS, fill_template, prompt_indices, resolve_prompts
+from genaug.data.names import class_prompt
+from genaug.generation.prompts import DIFFUSEMIX_PROMPTS, POCKET_INSTRUCTIONS, prompt_indices, resolve_prompts
 from genaug.generation.runtime import Shard, parse_shard, resolve_shard, select_device
-from genaug.generation.seeds import derive_seed
+from genaug.generation.seeds import item_seed
 from genaug.manifest import read_manifest
 from genaug.memory import DoesNotFitError, is_out_of_memory
 
@@ -30,7 +31,7 @@ def _home(tmp_path, monkeypatch):
 
 
 def make_items(n: int, seed: int = 0) -> list[WorkItem]:
-    return [WorkItem(id=f"item-{i:03d}", seed=derive_seed(seed, f"item-{i:03d}"), label=i % 3, class_name=f"c{i % 3}") for i in range(n)]
+    return [WorkItem(id=f"item-{i:03d}", seed=item_seed(seed, f"item-{i:03d}"), label=i % 3, class_name=f"c{i % 3}") for i in range(n)]
 
 
 def engine(**kw) -> EngineConfig:
@@ -40,13 +41,24 @@ def engine(**kw) -> EngineConfig:
 # ---------------------------------------------------------------------------- seeds and ids
 
 
-def test_derive_seed_is_a_pure_function_of_experiment_seed_id_and_attempt():
-    assert derive_seed(0, "a") == derive_seed(0, "a") == derive_seed(0, "a", 0)
-    assert len({derive_seed(0, "a"), derive_seed(1, "a"), derive_seed(0, "b"), derive_seed(0, "a", 1)}) == 4
-    assert all(0 <= derive_seed(s, "x") < 2**63 for s in range(50))
+def test_item_seed_is_a_pure_function_of_experiment_seed_id_and_attempt():
+    assert item_seed(0, "a") == item_seed(0, "a") == item_seed(0, "a", 0)
+    assert len({item_seed(0, "a"), item_seed(1, "a"), item_seed(0, "b"), item_seed(0, "a", 1)}) == 4
+    assert all(0 <= item_seed(s, "x") < 2**63 for s in range(50))
     # pinned: changing the derivation silently would change every generated set
-    assert derive_seed(0, "pocket_0000-instruct-p0") == derive_seed(0, "pocket_0000-instruct-p0")
-    assert derive_seed(7, "abc", 2) == int.from_bytes(__import__("hashlib").blake2b(b"7/abc/2", digest_size=8).digest(), "big") >> 1
+    assert item_seed(0, "pocket_0000-instruct-p0") == item_seed(0, "pocket_0000-instruct-p0")
+    assert item_seed(7, "abc", 2) == int.from_bytes(__import__("hashlib").blake2b(b"7/abc/2", digest_size=8).digest(), "big") >> 1
+
+
+def test_one_derivation_serves_items_and_training_streams():
+    from genaug.seeds import derive_seed
+    from genaug.training.seeding import training_seed
+
+    blake = lambda key: __import__("hashlib").blake2b(key, digest_size=8).digest()  # noqa: E731
+    assert item_seed(7, "abc", 2) == derive_seed(7, "abc", 2)
+    # pinned: the training streams' seeds of every existing run
+    assert training_seed(0, "augment", 7) == derive_seed(0, "augment", 7, byteorder="little")
+    assert training_seed(0, "augment", 7) == int.from_bytes(blake(b"0/augment/7"), "little") >> 1
 
 
 def test_sanitize_id_makes_valid_record_ids():
@@ -88,7 +100,7 @@ def test_prompt_regimes_and_presets():
     drawn = [prompt_indices("random", 9, 0, f"img{i}")[0] for i in range(200)]
     assert drawn == [prompt_indices("random", 9, 0, f"img{i}")[0] for i in range(200)]
     assert set(drawn) == set(range(9))
-    assert fill_template("a photo of a {class}", "golden_retriever") == "a photo of a golden retriever"
+    assert class_prompt("a photo of a {class}", "golden_retriever") == "a photo of a golden retriever"
     with pytest.raises(ValueError):
         prompt_indices("single", 2, 0, "a", prompt_index=5)
 
@@ -245,12 +257,12 @@ class BlackForSeeds(SeedRenderer):
 
 def test_degenerate_outputs_are_regenerated_with_the_next_seeds(tmp_path):
     items = make_items(4)
-    once = {derive_seed(0, "item-001", 0)}  # item 1: first attempt black
-    always = {derive_seed(0, "item-002", a) for a in range(4)}  # item 2: black every time
+    once = {item_seed(0, "item-001", 0)}  # item 1: first attempt black
+    always = {item_seed(0, "item-002", a) for a in range(4)}  # item 2: black every time
     run_job(items, BlackForSeeds(once | always), tmp_path / "s", experiment_seed=0, engine=engine(batch_size=4, max_regenerations=3))
     records = {r.id: r for r in read_manifest(tmp_path / "s")}
     assert records["item-000"].params["attempts"] == 1
-    assert records["item-001"].params["attempts"] == 2 and records["item-001"].seed == derive_seed(0, "item-001", 1)
+    assert records["item-001"].params["attempts"] == 2 and records["item-001"].seed == item_seed(0, "item-001", 1)
     assert records["item-001"].kept and "degenerate" not in records["item-001"].params
     assert records["item-002"].params["attempts"] == 4 and records["item-002"].params["degenerate"] is True
     assert records["item-002"].kept is False

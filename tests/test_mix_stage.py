@@ -8,11 +8,12 @@ import torch
 from PIL import Image
 
 from genaug.config import FractalBankConfig, MixConfig
-from genaug.generation.seeds import derive_seed, seed_rng
+from genaug.generation.seeds import item_seed, seed_rng
 from genaug.manifest import MANIFEST, SampleRecord, SetWriter, read_manifest
 from genaug.mixing.concat import feathered_halves, mask_coverage, random_orientation, random_rect_mask, rect_mix
 from genaug.mixing.fractals import fractal_bank, fractal_blend, resize_images
-from genaug.mixing.stage import make_fractal_folder, mix
+from genaug.mixing.fractals import make_fractal_folder
+from genaug.mixing.stage import mix
 
 from generation_helpers import check_set_integrity, pocket_dataset, set_pixels
 
@@ -69,7 +70,7 @@ def test_mixed_sets_point_to_their_sources_and_can_be_recomputed(tmp_path):
             assert record.method == method and record.source_ids[0] in dataset.ids
             assert record.id == f"{record.source_ids[1]}-{method}" and record.prompt == "snowy"
             original, edited = originals_and_generated(tmp_path, dataset, record)
-            rng = seed_rng(derive_seed(config.seed, record.id))
+            rng = seed_rng(item_seed(config.seed, record.id))
             if method == "concat":
                 orientation = random_orientation(rng)
                 assert record.params == {"orientation": orientation, "band": 4}

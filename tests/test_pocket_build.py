@@ -32,7 +32,7 @@ def _train_vae(tmp_path, stop_at=None):
 
         run.step_fn = killed
     ctx = pt.BuildContext(tmp_path, tmp_path / "work", checkpoint_every_s=0.0, progress=False, hashes={"vae": "h"})
-    pt.run_stage(ctx, run)
+    pt.train_stage(ctx, run)
     return vae
 
 
@@ -40,7 +40,7 @@ def test_killed_stage_resumes_to_identical_weights(tmp_path):
     reference = _train_vae(tmp_path / "a")
     with pytest.raises(KeyboardInterrupt):
         _train_vae(tmp_path / "b", stop_at=3)
-    assert pt.load_checkpoint(tmp_path / "b" / "work" / "vae-h.ckpt")["step"] == 3
+    assert pt.load_stage_checkpoint(tmp_path / "b" / "work" / "vae-h.ckpt")["step"] == 3
     resumed = _train_vae(tmp_path / "b")  # fresh process state, same checkpoint folder
     for (k, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), k

@@ -8,7 +8,7 @@ import torch
 
 from genaug.config import FilterConfig, SdiConfig
 from genaug.filtering import filter_set
-from genaug.generation.seeds import derive_seed, seed_generator
+from genaug.generation.seeds import item_seed, seed_generator
 from genaug.manifest import read_manifest
 from genaug.sdi import build_bank, generate_from_samples, sample_features, train_projector
 from genaug.sdi.conditioning import NEGATIVE_PROMPT, SDI_PROMPT, encode_text, slot_context
@@ -76,7 +76,7 @@ def test_generate_from_samples_writes_traceable_records_and_resumes(tmp_path):
         assert record.method == "sdi" and record.source_ids == []
         assert record.prompt == SDI_PROMPT and record.negative_prompt == NEGATIVE_PROMPT
         assert "albatross" not in record.prompt.lower() and "two" not in record.prompt
-        assert record.seed == derive_seed(5, record.id)
+        assert record.seed == item_seed(5, record.id)
         assert record.embedding == {"file": str(path.resolve()), "tensor": "features", "row": row, "sampler": "gaussian"}
         assert record.params["guidance"] == 2.0 and record.params["eta"] == 0.0 and record.params["slot_position"] == 7
         assert record.class_name == table.class_names[record.label]

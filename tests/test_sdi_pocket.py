@@ -22,7 +22,8 @@ from genaug.manifest import read_manifest, record_file
 from genaug.sdi import build_bank, generate_from_samples, sample_features, train_projector
 from genaug.sdi.cache import build_context_cache, build_latent_cache
 from genaug.sdi.embed import embed_training_images, image_embeds
-from genaug.sdi.models import load_clip_model, load_frozen_diffusion
+from genaug.clip import Clip
+from genaug.sdi.models import load_frozen_diffusion
 from genaug.sdi.train import build_projector, evaluate_diffusion_loss, load_trained_projector
 
 #: The pocket quality gates SDI's class fidelity depends on.
@@ -70,7 +71,7 @@ def test_pocket_projector_lowers_the_diffusion_loss_on_held_out_images(trained):
     config, run = trained
     held_out = load_dataset("pocket_digits", split="test")
     diffusion = load_frozen_diffusion(config.model)
-    clip, _ = load_clip_model(config.clip)
+    clip = Clip.from_reference(config.clip)
     embeds = image_embeds(clip, held_out)
     latents = build_latent_cache(diffusion.vae, held_out, 16)
     context = build_context_cache(diffusion.tokenizer, diffusion.text_encoder)

@@ -16,7 +16,8 @@ from genaug.config import ConfigError, ProjectorTrainConfig
 from genaug.sdi.cache import build_context_cache, build_latent_cache, resize_center_crop
 from genaug.sdi.conditioning import SDI_PROMPT, encode_text
 from genaug.sdi.embed import embed_training_images, embeds_path, image_embeds
-from genaug.sdi.models import load_clip_model, load_frozen_diffusion
+from genaug.clip import Clip
+from genaug.sdi.models import load_frozen_diffusion
 from genaug.sdi.presets import SDI_PRESETS, resolve_train_config
 from genaug.sdi.tables import load_table
 from genaug.sdi.train import (
@@ -71,9 +72,9 @@ def test_embeddings_are_clip_image_embeds_with_their_ids(tmp_path, data):
     config = prepared(tmp_path, data)
     table = load_table(embeds_path(tmp_path, "train"))
     assert table.ids == data["train"].ids and table.labels.tolist() == data["train"].labels.tolist()
-    clip, identity = load_clip_model(config.clip)
+    clip = Clip.from_reference(config.clip)
     torch.testing.assert_close(table.features, clip.image_embeds(data["train"].images, normalize=False))
-    assert table.info["clip"] == identity and table.info["normalized"] is False
+    assert table.info["clip"] == clip.identity and table.info["normalized"] is False
     mtime = embeds_path(tmp_path, "train").stat().st_mtime_ns
     embed_training_images(config, datasets=data)  # same ids, same CLIP: reused
     assert embeds_path(tmp_path, "train").stat().st_mtime_ns == mtime
@@ -165,7 +166,7 @@ def test_training_reduces_the_diffusion_loss_on_held_out_images(tmp_path, data):
     train_projector(config, datasets=data)
     held_out = digits(2, offset=10)
     diffusion = load_frozen_diffusion(config.model)
-    clip, _ = load_clip_model(config.clip)
+    clip = Clip.from_reference(config.clip)
     embeds = image_embeds(clip, held_out)
     latents = build_latent_cache(diffusion.vae, held_out, 16)
     context = build_context_cache(diffusion.tokenizer, diffusion.text_encoder)

@@ -166,7 +166,7 @@ def test_a_pickle_as_a_pocket_build_checkpoint_is_refused(tmp_path):
 
     marker = tmp_path / "marker"
     with pytest.raises(UntrustedFileError, match=r"vae-0123\.ckpt is not plain training state"):
-        pt.load_checkpoint(plant(tmp_path / "vae-0123.ckpt", marker))
+        pt.load_stage_checkpoint(plant(tmp_path / "vae-0123.ckpt", marker))
     assert not marker.exists()
 
 

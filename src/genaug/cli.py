@@ -222,9 +222,9 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
     splits = load_splits(run.dataset)
     synthetic = None
     if run.synthetic:
-        from genaug.experiment.runner import load_sets
+        from genaug.data.synthetic import load_synthetic_set
 
-        synthetic = load_sets(tuple(run.synthetic), splits["train"].class_names)
+        synthetic = load_synthetic_set(run.synthetic, splits["train"].class_names)
     from genaug.experiment.runner import checkpoint_epochs
 
     if not (run.output / "metrics.json").is_file() and checkpoint_epochs(run.output) is not None:
@@ -298,7 +298,7 @@ def fractals_make(
 ) -> None:
     """Render a seeded bank of IFS fractals as PNGs (usable as a folder bank)."""
     from genaug.config import FractalBankConfig
-    from genaug.mixing.stage import make_fractal_folder
+    from genaug.mixing.fractals import make_fractal_folder
 
     paths = make_fractal_folder(FractalBankConfig(count=count, size=size, seed=seed), output)
     typer.echo(f"{len(paths)} fractals in {output}")

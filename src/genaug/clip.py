@@ -1,8 +1,12 @@
 """One wrapper over transformers CLIP, used by every stage that needs CLIP.
 
-``Clip.from_pretrained(name)`` takes a hub id (``openai/clip-vit-large-patch14``), a local
-folder of a real CLIP, or ``"pocket"`` (the default: pocket CLIP, see
-:func:`genaug.pocket.store.pocket_model_dir`). Everything below is the same code for all.
+``Clip.from_reference(ref)`` is how stages load CLIP: ``ref`` is a hub id
+(``openai/clip-vit-large-patch14``), a local folder of a real CLIP, or ``"pocket"`` (the
+default: pocket CLIP, see :func:`genaug.pocket.store.pocket_model_dir`). It resolves the
+reference once (:func:`genaug.generation.models.resolve_model`) and keeps what records
+name as :attr:`Clip.identity` (``id``/``path`` and ``revision``/``hash``).
+``Clip.from_pretrained(location)`` loads a folder or hub id without that bookkeeping.
+Everything below is the same code for all.
 
 Conventions:
 
@@ -35,11 +39,13 @@ from genaug.memory import BatchBackoff
 class Clip:
     """A CLIP model with its processor: embeddings and patch-level similarity."""
 
-    def __init__(self, model, processor, device: str | torch.device = "cpu", name: str = "", stage: str | None = None):
+    def __init__(self, model, processor, device: str | torch.device = "cpu", name: str = "", stage: str | None = None,
+                 identity: dict | None = None):
         self.model = model.eval().to(device)
         self.processor = processor
         self.device = torch.device(device)
         self.name = name
+        self.identity = identity  # what provenance records name (from_reference), None otherwise
         self.stage = stage or f"CLIP {name}".strip()
         self.batch_limit: int | None = None  # set once an out-of-memory error halved a batch
 
@@ -60,6 +66,30 @@ class Clip:
         return min(asked, self.batch_limit) if self.batch_limit else asked
 
     @classmethod
+    def from_reference(
+        cls,
+        ref: str | Path = "pocket",
+        device: str | torch.device = "cpu",
+        *,
+        stage: str | None = None,
+        field: str = "clip",
+        revision: str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> "Clip":
+        """The CLIP a config names: ``"pocket"``, a hub id (at ``revision``, offline when cached) or a folder.
+
+        The reference is resolved once (:func:`genaug.generation.models.resolve_model`,
+        whose one-line error names ``field``) and its description kept as
+        :attr:`identity` for the records. ``stage`` names the stage in out-of-memory errors.
+        """
+        from genaug.generation.models import resolve_model
+
+        resolved = resolve_model(clip_reference(str(ref)), revision, field=field)
+        clip = cls.from_pretrained(resolved.location, device=device, dtype=dtype, revision=resolved.revision, stage=stage)
+        clip.identity = resolved.identity
+        return clip
+
+    @classmethod
     def from_pretrained(
         cls,
         name: str | Path = "pocket",
@@ -68,7 +98,8 @@ class Clip:
         revision: str | None = None,
         stage: str | None = None,
     ) -> "Clip":
-        """Load a CLIP: ``"pocket"``, a hub id (at ``revision``) or a local folder (offline if cached).
+        """Load a CLIP from a hub id (at ``revision``) or a local folder (offline if cached), or
+        ``"pocket"``, without resolving an identity (:meth:`from_reference` does).
 
         ``stage`` names the stage using it in out-of-memory errors (default "CLIP <name>").
         """
@@ -317,6 +348,9 @@ def _hashable(values):
     return tuple(values) if isinstance(values, list) else values
 
 
-def load_clip(name: str | Path = "pocket", device: str | torch.device = "cpu") -> Clip:
-    """Shorthand for :meth:`Clip.from_pretrained`."""
-    return Clip.from_pretrained(name, device=device)
+def clip_reference(name: str) -> str:
+    """``"pocket"`` -> ``"pocket:clip"`` (the form :func:`genaug.generation.models.resolve_model`
+    takes); other names unchanged."""
+    from genaug.generation.models import POCKET_SCHEME
+
+    return f"{POCKET_SCHEME}clip" if name == "pocket" else name

@@ -22,6 +22,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from genaug.files import atomic_path
+
 MANIFEST = "manifest.jsonl"
 SHARD_PATTERN = re.compile(r"^manifest\.(\d+)\.jsonl$")
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
@@ -265,13 +267,9 @@ def image_readable(path: Path) -> bool:
 def write_manifest(set_dir: str | Path, records: Iterable[SampleRecord], name: str = MANIFEST) -> Path:
     """Replace a manifest atomically (filters rewrite scores this way)."""
     path = Path(set_dir) / name
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as handle:
+    with atomic_path(path, fsync=True) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for record in records:
             handle.write(record.to_json() + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
     return path
 
 
@@ -292,13 +290,8 @@ def save_image_atomic(image: Image.Image | np.ndarray, path: Path, sync: bool = 
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    with tmp.open("wb") as handle:
-        image.save(handle, format="PNG")
-        handle.flush()
-        if sync:
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path, fsync=sync, suffix=".png") as tmp:
+        image.save(tmp, format="PNG")
 
 
 def sync_files(paths: Sequence[Path]) -> None:

@@ -18,7 +18,7 @@ from genaug.data import cifar, cub, folder, npz, pocket_digits, torchvision_sets
 from genaug.data.base import DatasetError, MissingDataError, RealDataset, SkippedImage
 from genaug.data.images import ImageLoadError, load_rgb
 from genaug.data.info import dataset_info
-from genaug.data.names import clean_class_name
+from genaug.data.names import class_prompt, clean_class_name
 from genaug.data.prepare import prepare_dataset
 from genaug.data.registry import dataset_names, dataset_spec, register_dataset
 from genaug.data.splits import load_dataset, load_splits
@@ -34,6 +34,7 @@ __all__ = [
     "RealDataset",
     "SkippedImage",
     "SyntheticSet",
+    "class_prompt",
     "clean_class_name",
     "concat_synthetic_sets",
     "dataset_info",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -77,6 +78,23 @@ class RealDataset:
         from genaug.data.images import load_rgb
 
         return load_rgb(self.paths[index])
+
+    def rgb(self, index: int) -> np.ndarray:
+        """Image ``index`` as a uint8 (H, W, 3) array, whether held in memory or read from its file."""
+        if self.images is not None:
+            return self.images[index]
+        return np.asarray(self.image(index), dtype=np.uint8)
+
+    def rgb_batch(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """:meth:`rgb` of each of ``indices`` (images of files may differ in size, hence a list)."""
+        return [self.rgb(int(index)) for index in indices]
+
+    def image_hw(self, index: int) -> tuple[int, int]:
+        """``(height, width)`` of image ``index`` (a file's from its header, without decoding)."""
+        if self.images is not None:
+            return int(self.images.shape[1]), int(self.images.shape[2])
+        with Image.open(self.paths[index]) as image:
+            return image.size[1], image.size[0]
 
     def subset(self, indices: np.ndarray | list[int], split: str | None = None) -> "RealDataset":
         """A new dataset holding the given indices (in that order)."""

@@ -18,7 +18,6 @@ import hashlib
 import logging
 import os
 import re
-import threading
 import zlib
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from genaug.data.base import DatasetError, RealDataset, SkippedImage
 from genaug.data.identity import file_signature
 from genaug.data.images import ImageLoadError, load_rgb
 from genaug.data.progress import map_with_progress
+from genaug.files import save_safetensors
 from genaug.home import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -168,17 +168,10 @@ def write_cache(path: Path, images: torch.Tensor) -> None:
     The cache only saves time: a failure to write it (disk full, read-only home) is logged
     and the packed tensor is still returned by the caller.
     """
-    from safetensors.torch import save_file
-
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        save_file({_TENSOR: images}, str(temporary), metadata={"format": PACK_FORMAT, "crc32": str(_crc32(images))})
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        save_safetensors(path, {_TENSOR: images}, {"format": PACK_FORMAT, "crc32": str(_crc32(images))})
     except OSError as error:
         logger.warning("could not write the packed cache %s: %s", path, error)
-        temporary.unlink(missing_ok=True)
 
 
 def _crc32(images: torch.Tensor) -> int:

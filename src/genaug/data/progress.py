@@ -36,15 +36,11 @@ def map_with_progress(
             return [function(item) for item in items]
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(function, items))
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from genaug.progress import progress_bar
 
     results: list[R] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    progress = Progress(*columns, console=Console(stderr=True), transient=True)
-    with progress, ThreadPoolExecutor(workers) as pool:
-        task = progress.add_task(description, total=len(items))
+    with progress_bar(len(items), description, stderr=True, transient=True) as bar, ThreadPoolExecutor(workers) as pool:
         for result in pool.map(function, items):
             results.append(result)
-            progress.advance(task)
+            bar.advance()
     return results

@@ -42,9 +42,13 @@ class SyntheticSet(RealDataset):
 
 
 def load_synthetic_set(
-    set_dir: str | Path, class_names: Sequence[str] | None = None, kept_only: bool = True
+    set_dir: str | Path | Sequence[str | Path], class_names: Sequence[str] | None = None, kept_only: bool = True
 ) -> SyntheticSet:
-    """The records of the set ``set_dir`` (sorted by id) as a :class:`SyntheticSet`.
+    """The records of the set ``set_dir`` (sorted by id) as a :class:`SyntheticSet`: the one
+    way a synthetic set is read for training, by the trainer, ``genaug train`` and experiments.
+
+    A list of folders is read as one set (:func:`concat_synthetic_sets`, e.g. the edits and
+    their fractal mixes); give ``class_names`` so that all share the label order.
 
     ``class_names``: the label order to use, normally the real training set's, so labels
     mean the same thing in both; a record whose class is not among them is an error naming
@@ -53,6 +57,9 @@ def load_synthetic_set(
     (headers, PNG checksums) and a missing or unusable one is an error naming the file:
     the manifest promises each image, so a gap means a damaged set, not a skip.
     """
+    if not isinstance(set_dir, (str, Path)):
+        loaded = [load_synthetic_set(one, class_names, kept_only) for one in set_dir]
+        return loaded[0] if len(loaded) == 1 else concat_synthetic_sets(loaded)
     set_dir = Path(set_dir)
     if not set_dir.is_dir():
         raise MissingDataError(f"synthetic set not found: {set_dir}")

@@ -278,6 +278,7 @@ def train_job(job: TrainJob, progress: bool) -> dict[str, Any]:
     """Train one arm x seed (also the body of a worker process)."""
     from genaug.data import load_splits
     from genaug.data.identity import identity_changes, splits_identity
+    from genaug.data.synthetic import load_synthetic_set
     from genaug.training import train
 
     splits = load_splits(job.dataset)
@@ -286,20 +287,12 @@ def train_job(job: TrainJob, progress: bool) -> dict[str, Any]:
         raise DatasetError(
             f"the dataset changed while the experiment ran ({'; '.join(changes)}); run the same command again"
         )
-    synthetic = load_sets(job.sets, splits["train"].class_names) if job.sets else None
+    synthetic = load_synthetic_set(job.sets, splits["train"].class_names) if job.sets else None
     config = job.config
     if not progress:
         config = config.model_copy(update={"logging": config.logging.model_copy(update={"progress": False})})
     result = train(config, splits, job.run_dir, synthetic)
     return {"top1": result.test["top1"], "seconds": result.wall_seconds}
-
-
-def load_sets(sets: tuple[Path, ...], class_names: list[str]):
-    """The kept records of the arm's synthetic sets, as one training set."""
-    from genaug.data.synthetic import concat_synthetic_sets, load_synthetic_set
-
-    loaded = [load_synthetic_set(path, class_names=class_names) for path in sets]
-    return loaded[0] if len(loaded) == 1 else concat_synthetic_sets(loaded)
 
 
 class _bar:
@@ -309,26 +302,21 @@ class _bar:
         self.enabled, self.total = enabled, total
 
     def __enter__(self) -> "_bar":
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from genaug.progress import progress_bar
 
-            self.progress = Progress(
-                TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"),
-            )  # fmt: skip
-            self.progress.start()
-            self.task = self.progress.add_task("", total=self.total)
+        self._context = progress_bar(self.total, "training", enabled=self.enabled, detail="{task.fields[message]}",
+                                     fields={"message": ""})
+        self.bar = self._context.__enter__()
         return self
 
     def advance(self, message: str) -> None:
-        if self.enabled:
-            self.progress.update(self.task, advance=1, description=message)
+        if self.bar.shown:
+            self.bar.advance(1, message=message)
         else:
             print(message, flush=True)
 
     def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.progress.stop()
+        self._context.__exit__(*exc)
 
 
 # ---------------------------------------------------------------------------- results

@@ -15,7 +15,6 @@ from typing import Any
 _LAZY = {
     "DEDUPE_THRESHOLDS": "genaug.filtering.filters",
     "clip_rank_filter": "genaug.filtering.filters",
-    "fill_class": "genaug.filtering.filters",
     "FILTERS": "genaug.filtering.registry",
     "Filter": "genaug.filtering.registry",
     "create_filter": "genaug.filtering.registry",
@@ -45,7 +44,6 @@ __all__ = [
     "clip_rank_filter",
     "confidence_verdict",
     "create_filter",
-    "fill_class",
     "filter_names",
     "filter_set",
     "load_classifier",

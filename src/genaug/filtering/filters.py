@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from genaug.data.names import clean_class_name
+from genaug.data.names import class_prompt
 from genaug.filtering.registry import Filter, register_filter
 from genaug.filtering.scores import (
     classifier_scores,
@@ -31,11 +31,6 @@ if TYPE_CHECKING:
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def fill_class(template: str, class_name: str) -> str:
-    """``template`` with ``{class}`` replaced by the cleaned class name (no numeric prefix, spaces)."""
-    return template.replace("{class}", clean_class_name(class_name))
 
 
 # ---------------------------------------------------------------------------- frames
@@ -100,7 +95,7 @@ class ClipRankFilter(Filter):
     Params = ClipRankParams
 
     def prepare(self, context: "FilterContext") -> None:
-        prompts = [fill_class(self.params.template, name) for name in context.class_names]
+        prompts = [class_prompt(self.params.template, name) for name in context.class_names]
         self.text = context.text_embeds(prompts)
 
     @property
@@ -144,11 +139,11 @@ class ClipPosNegFilter(Filter):
         names = context.class_names
         per_class = []
         for name in names:
-            positives = [fill_class(t, name) for t in self.params.positive]
+            positives = [class_prompt(t, name) for t in self.params.positive]
             if self.params.negative == "other_classes":
-                negatives = [fill_class(self.params.positive[0], other) for other in names if other != name]
+                negatives = [class_prompt(self.params.positive[0], other) for other in names if other != name]
             else:
-                negatives = [fill_class(t, name) for t in self.params.negative]
+                negatives = [class_prompt(t, name) for t in self.params.negative]
             per_class.append(positives + negatives)
         if not all(len(p) == len(per_class[0]) for p in per_class) or len(per_class[0]) <= len(self.params.positive):
             raise ValueError("clip_posneg needs at least one negative prompt per class (a set of one class has no other classes)")
@@ -244,7 +239,7 @@ class DedupeFilter(Filter):
         for split, dataset in context.real_splits(self.params.splits).items():
             for start in range(0, len(dataset), context.batch_size):
                 rows = range(start, min(start + context.batch_size, len(dataset)))
-                images = [np.asarray(dataset.images[i]) if dataset.images is not None else np.asarray(dataset.image(i)) for i in rows]
+                images = dataset.rgb_batch(rows)
                 banks.append(self.features_of(images, context))
             self.real_ids += [f"{split}:{image_id}" for image_id in dataset.ids]
         self.bank = np.concatenate(banks) if banks else np.zeros((0, 1), dtype=np.float32)

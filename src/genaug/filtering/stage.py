@@ -21,7 +21,6 @@ report). Time and memory are linear in the number of records.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,11 +28,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from PIL import Image
 
 from genaug.config import FilterConfig
+from genaug.data.images import load_rgb
+from genaug.files import write_json_atomic
 from genaug.filtering.registry import Filter, create_filter
 from genaug.manifest import SampleRecord, merge_shards, read_manifest, record_file, shard_manifests, write_manifest
+from genaug.progress import progress_bar
 
 REPORT_FILE = "filter.json"
 
@@ -105,9 +106,9 @@ class FilterContext:
     @property
     def clip(self):
         if self._clip is None:
-            from genaug.sdi.models import load_clip_model
+            from genaug.clip import Clip
 
-            self._clip, _ = load_clip_model(self.config.clip, device=self.device, stage="filter")
+            self._clip = Clip.from_reference(self.config.clip, self.device, stage="filter")
         return self._clip
 
     @property
@@ -192,7 +193,7 @@ def filter_set(config: FilterConfig, *, clip=None, real=None, classifier=None) -
         seconds=time.perf_counter() - started,
         clip_batch_size=context.clip_batch_size,
     )
-    write_report(set_dir, report, config)
+    write_filter_report(set_dir, report, config)
     return report
 
 
@@ -232,7 +233,8 @@ def score_records(set_dir: Path, records: list[SampleRecord], filters: list[Filt
     """Every filter's score columns over all records (one read of every image) and the readable mask."""
     columns: dict[str, np.ndarray] = {}
     readable = np.ones(len(records), dtype=bool)
-    with ChunkProgress(len(records), context.config.progress) as progress:
+    shown = context.config.progress and len(records) >= 1000  # small sets finish before a bar helps
+    with progress_bar(len(records), "filtering", enabled=shown, stderr=True, transient=True) as progress:
         for chunk in image_chunks(set_dir, records, context.batch_size):
             readable[chunk.rows] = chunk.readable
             for f in filters:
@@ -269,7 +271,7 @@ def mark_records(records: list[SampleRecord], scores: dict[str, np.ndarray], kee
         record.kept = bool(keep[i])
 
 
-def write_report(set_dir: Path, report: FilterReport, config: FilterConfig) -> Path:
+def write_filter_report(set_dir: Path, report: FilterReport, config: FilterConfig) -> Path:
     path = set_dir / REPORT_FILE
     data = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -277,10 +279,7 @@ def write_report(set_dir: Path, report: FilterReport, config: FilterConfig) -> P
         "clip": config.clip,
         **report.to_json(),
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, data, indent=1)
 
 
 # ---------------------------------------------------------------------------- reading images
@@ -291,10 +290,9 @@ _PLACEHOLDER = np.zeros((8, 8, 3), dtype=np.uint8)
 
 
 def read_image(path: Path) -> np.ndarray | None:
-    """An RGB uint8 array, or None when the file is missing or does not decode."""
+    """An RGB uint8 array (:func:`genaug.data.images.load_rgb`), or None when the file is missing or does not decode."""
     try:
-        with Image.open(path) as image:
-            return np.array(image.convert("RGB"))  # a writable copy (torch warns on read-only arrays)
+        return np.array(load_rgb(path))  # a writable copy (torch warns on read-only arrays)
     except (OSError, ValueError, SyntaxError):
         return None
 
@@ -311,30 +309,3 @@ def image_chunks(set_dir: Path, records: list[SampleRecord], batch_size: int) ->
             images = list(pool.map(lambda i: read_image(record_file(set_dir, records[i])), rows))
             readable = np.array([image is not None for image in images], dtype=bool)
             yield ImageChunk(index, rows, [image if image is not None else _PLACEHOLDER for image in images], readable)
-
-
-class ChunkProgress:
-    """A rich progress bar over records (nothing shown for small sets or when disabled)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled and total >= 1000
-        self._progress = None
-
-    def __enter__(self) -> "ChunkProgress":
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(TextColumn("filtering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                      console=Console(stderr=True), transient=True)
-            self._progress.start()
-            self._task = self._progress.add_task("filter", total=self.total)
-        return self
-
-    def advance(self, count: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, count)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()

@@ -2,9 +2,8 @@
 
 - :func:`genaug.generation.stage.generate`: the ``generate`` stage of every editor;
 - :func:`genaug.generation.engine.run_job`: the engine any generator reuses (SDI too);
-- :func:`genaug.generation.seeds.derive_seed`: the one seed derivation;
-- :mod:`genaug.generation.editors`: the editor registry (instruct, img2img, txt2img, ...);
-- :mod:`genaug.generation.config`: the stage's configs and its stage registration;
+- :func:`genaug.generation.seeds.item_seed`: every item's seed (:func:`genaug.seeds.derive_seed`);
+- :mod:`genaug.generation.editors`: the editor registry (instruct, img2img, txt2img);
 - :func:`genaug.generation.sampling_preset`: measured sampling presets (``reference``, ``fast``);
   :mod:`genaug.generation.frontier` measures them.
 
@@ -31,7 +30,7 @@ _LAZY = {
     "parse_shard": "genaug.generation.runtime",
     "resolve_shard": "genaug.generation.runtime",
     "select_device": "genaug.generation.runtime",
-    "derive_seed": "genaug.generation.seeds",
+    "item_seed": "genaug.generation.seeds",
     "seed_generator": "genaug.generation.seeds",
     "generate": "genaug.generation.stage",
 }

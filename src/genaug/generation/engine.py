@@ -28,18 +28,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from genaug.files import write_json_atomic
 from genaug.generation.degenerate import is_degenerate
 from genaug.generation.items import WorkItem, check_unique_ids
 from genaug.generation.runtime import Shard, resolve_shard, wait_for_all
-from genaug.generation.seeds import derive_seed
+from genaug.generation.seeds import item_seed
 from genaug.home import cache_dir
 from genaug.manifest import (
     SampleRecord,
@@ -52,6 +52,7 @@ from genaug.manifest import (
     storage_errors,
 )
 from genaug.memory import BatchBackoff
+from genaug.progress import progress_bar
 
 
 class Renderer(Protocol):
@@ -153,7 +154,8 @@ def write_batches(
         report = new_report(set_dir, shard, items, batches, writer.done, engine)
         render = BatchRenderer(renderer, engine.batch_size)
         started = time.perf_counter()
-        with GenerationProgress(report.shard_items - report.already_done, shard, engine.progress) as progress:
+        description = "generating" + (f" (shard {shard.rank}/{shard.world})" if shard.world > 1 else "")
+        with progress_bar(report.shard_items - report.already_done, description, enabled=engine.progress, unit="images") as progress:
             for batch in todo:
                 rendered = render_with_regeneration(render, batch, experiment_seed, engine.max_regenerations)
                 rendered.batch_size = render.batch_size
@@ -243,7 +245,7 @@ def render_with_regeneration(
     """Render a batch; remake degenerate outputs with seed attempts 1, 2, ... (at most ``max_regenerations``).
 
     Regenerations of one batch run together as a smaller batch; each uses
-    ``derive_seed(experiment seed, item id, attempt)``.
+    ``item_seed(experiment seed, item id, attempt)``.
     """
     seeds = [item.seed for item in batch]
     images = render(batch, seeds)
@@ -255,7 +257,7 @@ def render_with_regeneration(
         if redo.size == 0:
             break
         redo_items = [batch[i] for i in redo]
-        redo_seeds = [derive_seed(experiment_seed, item.id, attempt) for item in redo_items]
+        redo_seeds = [item_seed(experiment_seed, item.id, attempt) for item in redo_items]
         images[redo] = render(redo_items, redo_seeds)
         bad[redo] = is_degenerate(images[redo])
         for i, seed in zip(redo, redo_seeds):
@@ -349,9 +351,7 @@ def stored_rate(renderer: Renderer, engine) -> float | None:
 
 def store_rate(renderer: Renderer, engine, images_per_second: float) -> None:
     path = _rate_file(renderer, engine)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"images_per_second": images_per_second, "key": renderer.rate_key()}, default=str))
-    os.replace(tmp, path)
+    write_json_atomic(path, {"images_per_second": images_per_second, "key": renderer.rate_key()}, indent=None)
 
 
 def estimate_job(todo: list[list[WorkItem]], renderer: Renderer, report: JobReport, engine) -> JobReport:
@@ -389,51 +389,3 @@ def _format_seconds(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
-
-# ---------------------------------------------------------------------------- progress
-
-
-@dataclass
-class GenerationProgress:
-    """A rich progress bar with images/s and ETA (nothing shown when disabled)."""
-
-    total: int
-    shard: Shard
-    enabled: bool = True
-    description: str | None = None
-    _progress: Any = field(default=None, init=False)
-    _task: Any = field(default=None, init=False)
-
-    def __enter__(self) -> "GenerationProgress":
-        if self.enabled and self.total > 0:
-            from rich.progress import (
-                BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:.2f} images/s"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-            )
-            description = self.description or "generating"
-            if self.shard.world > 1:
-                description += f" (shard {self.shard.rank}/{self.shard.world})"
-            self._progress.start()
-            self._task = self._progress.add_task(description, total=self.total, rate=0.0)
-        return self
-
-    def advance(self, count: int) -> None:
-        if self._progress is None:
-            return
-        self._progress.advance(self._task, count)
-        task = self._progress.tasks[0]
-        self._progress.update(self._task, rate=task.completed / max(task.elapsed or 0.0, 1e-9))
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()

@@ -46,7 +46,8 @@ import torch
 
 from genaug.generation.editors.base import SCHEDULERS, scheduler_name
 from genaug.generation.items import WorkItem
-from genaug.generation.seeds import derive_seed
+from genaug.generation.runtime import autocast_context
+from genaug.generation.seeds import item_seed
 
 #: Generators the sweep can drive -> the pipeline class their models load with.
 GENERATORS = {"txt2img": "StableDiffusionPipeline", "instruct": "StableDiffusionInstructPix2PixPipeline"}
@@ -159,7 +160,7 @@ def pocket_workload(generator: str, model: str, n: int, seed: int = 0, judged: b
 
 
 def _item(item_id: str, seed: int, label: int, class_name: str, prompt: str, source_index: int | None = None) -> WorkItem:
-    return WorkItem(id=item_id, seed=derive_seed(seed, item_id), label=label, class_name=class_name, prompt=prompt,
+    return WorkItem(id=item_id, seed=item_seed(seed, item_id), label=label, class_name=class_name, prompt=prompt,
                     source_id=None if source_index is None else f"pocket/test/{source_index}", source_index=source_index)
 
 
@@ -222,13 +223,6 @@ class ForwardTimer:
             handle.remove()
 
 
-def precision_context(precision: str, device: torch.device):
-    """Autocast for ``bf16`` / ``fp16`` (module docstring); nothing for ``fp32``."""
-    from genaug.generation.runtime import autocast_context
-
-    return autocast_context(precision, device)
-
-
 def make_editor(workload: Workload, point: SweepPoint | None, device: str = "auto", size: int | None = None,
                 guidance_scale: float | None = None):
     """The engine's editor for ``workload`` at ``point`` (None: the editor's defaults, i.e. the reference)."""
@@ -238,7 +232,7 @@ def make_editor(workload: Workload, point: SweepPoint | None, device: str = "aut
     fields: dict[str, Any] = {"name": workload.generator, "model": workload.model, "size": size, "guidance_scale": guidance_scale}
     if point is not None:
         fields.update(steps=point.steps, scheduler=point.scheduler)
-    # fp32 weights at every point: bf16 / fp16 are autocast around the call (precision_context).
+    # fp32 weights at every point: bf16 / fp16 are autocast around the call (autocast_context).
     return create_editor(EditorConfig(**fields), sources=workload.sources, device=device, dtype="fp32")
 
 
@@ -283,7 +277,7 @@ class TimedSetting:
 
     def render(self, items: Sequence[WorkItem]) -> np.ndarray:
         self.editor.pipeline.scheduler = self.scheduler
-        with precision_context(self.point.precision, self.editor.device):
+        with autocast_context(self.point.precision, self.editor.device):
             return self.editor.render(items, [item.seed for item in items])
 
 
@@ -340,11 +334,11 @@ class Judges:
 
     @classmethod
     def for_workload(cls, workload: Workload, seed: int = 0) -> "Judges":
-        from genaug.clip import load_clip
+        from genaug.clip import Clip
         from genaug.pocket.quality import cached_judge
 
         judge, accuracy = cached_judge(seed)
-        clip = load_clip("pocket")
+        clip = Clip.from_reference("pocket", stage="judges")
         return cls(judge, accuracy, clip, clip.image_embeds(workload.ideal).numpy())
 
     def measure(self, images: np.ndarray, workload: Workload) -> dict[str, float]:

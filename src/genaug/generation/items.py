@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from genaug.generation.seeds import derive_seed
+from genaug.generation.seeds import item_seed
 from genaug.manifest import check_id
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -56,7 +56,7 @@ def unique_ids(texts: Sequence[str]) -> list[str]:
 class WorkItem:
     """One image to generate.
 
-    ``seed`` is :func:`derive_seed` of the experiment seed and ``id``; ``source_index`` is the
+    ``seed`` is :func:`item_seed` of the experiment seed and ``id``; ``source_index`` is the
     row of the source image in the real dataset (editors), ``extra`` carries what a
     particular generator needs beyond a prompt (e.g. an SDI embedding reference).
     """
@@ -77,7 +77,7 @@ class WorkItem:
 
     def attempt_seed(self, experiment_seed: int, attempt: int) -> int:
         """The seed of regeneration ``attempt`` (0 = :attr:`seed`)."""
-        return self.seed if attempt == 0 else derive_seed(experiment_seed, self.id, attempt)
+        return self.seed if attempt == 0 else item_seed(experiment_seed, self.id, attempt)
 
 
 def check_unique_ids(items: list[WorkItem]) -> None:

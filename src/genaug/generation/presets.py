@@ -19,9 +19,10 @@ measured ``figures`` (images/s, fidelity, colour, FD, machine, load, date).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from genaug.files import write_json_atomic
 
 PRESETS_FILE = Path(__file__).with_name("presets.json")
 
@@ -62,7 +63,4 @@ def store_presets(model: str, presets: dict[str, dict[str, Any]], measured: dict
     path = Path(path) if path is not None else PRESETS_FILE
     data = load_presets(path)
     data[model] = {"presets": presets, "measured": measured}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, data, sort_keys=True)

@@ -2,12 +2,13 @@
 
 The study's question is prompt diversity: one fixed prompt for every image (``single``),
 one random prompt per image (``random``), or every prompt for every image (``all``, the
-set grows by the number of prompts). ``{class}`` in a prompt stands for the class name.
+set grows by the number of prompts). ``{class}`` in a prompt stands for the class name
+(:func:`genaug.data.names.class_prompt`).
 """
 
 from __future__ import annotations
 
-from genaug.generation.seeds import derive_seed, seed_rng
+from genaug.generation.seeds import item_seed, seed_rng
 from genaug.pocket.render import COLOR_NAMES
 from genaug.registry import Registry
 
@@ -55,11 +56,6 @@ def resolve_prompts(prompts: str | list[str] | tuple[str, ...]) -> list[str]:
     return list(prompts)
 
 
-def fill_template(template: str, class_name: str) -> str:
-    """``{class}`` replaced by the class name (plain replacement: other braces stay as they are)."""
-    return template.replace("{class}", class_name.replace("_", " "))
-
-
 def prompt_indices(regime: str, n_prompts: int, experiment_seed: int, base_id: str, prompt_index: int = 0) -> list[int]:
     """Which prompts one source image gets under ``regime``.
 
@@ -71,7 +67,7 @@ def prompt_indices(regime: str, n_prompts: int, experiment_seed: int, base_id: s
             raise ValueError(f"prompt_index {prompt_index} is outside the {n_prompts} prompts")
         return [prompt_index]
     if regime == "random":
-        return [int(seed_rng(derive_seed(experiment_seed, f"{base_id}/prompt")).integers(n_prompts))]
+        return [int(seed_rng(item_seed(experiment_seed, f"{base_id}/prompt")).integers(n_prompts))]
     if regime == "all":
         return list(range(n_prompts))
     raise ValueError(f"regime must be single, random or all, got {regime!r}")

@@ -34,11 +34,12 @@ def select_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.devi
     return chosen, DTYPES[dtype]
 
 
-def autocast_context(precision: str, device: torch.device):
+def autocast_context(precision: str, device: torch.device, field: str | None = None):
     """``torch.autocast`` for ``bf16`` / ``fp16`` (weights keep their dtype), nothing for ``fp32``.
 
     bf16 autocast roughly doubles the speed of convolutions and matrix products on CPUs with
-    bf16 units (avx512_bf16, AMX) and on GPUs; fp16 autocast is CUDA only.
+    bf16 units (avx512_bf16, AMX) and on GPUs; fp16 autocast is CUDA only: on another device
+    it is an error, a :class:`genaug.config.ConfigError` naming ``field`` when given.
     """
     import contextlib
 
@@ -47,6 +48,10 @@ def autocast_context(precision: str, device: torch.device):
     if precision not in ("bf16", "fp16"):
         raise ValueError(f"precision must be one of fp32, bf16, fp16; got {precision!r}")
     if precision == "fp16" and device.type != "cuda":
+        if field is not None:
+            from genaug.config import ConfigError
+
+            raise ConfigError(f"{field}: 'fp16' needs a CUDA device; on CPU use 'bf16' or 'fp32'")
         raise ValueError("precision fp16 needs a CUDA device; on the CPU use fp32 or bf16")
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 

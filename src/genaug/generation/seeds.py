@@ -1,14 +1,14 @@
-"""Seed derivation: the single source of truth for every generated image's randomness.
+"""Seeds of generated images: every item's randomness, derived from the experiment seed.
 
-A work item's seed is a hash of (experiment seed, item id, attempt), so it does not depend
-on the order items are made in, on the batch they fall in, or on the shard that makes them
-(DESIGN.md 4.2). ``attempt`` counts regenerations of a rejected (degenerate) output:
-attempt 0 is the item's own seed, attempt k its k-th replacement.
+A work item's seed is :func:`genaug.seeds.derive_seed` of (experiment seed, item id,
+attempt), so it does not depend on the order items are made in, on the batch they fall
+in, or on the shard that makes them (DESIGN.md 4.2). ``attempt`` counts regenerations of a
+rejected (degenerate) output: attempt 0 is the item's own seed, attempt k its k-th
+replacement.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,16 +16,19 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-SEED_BITS = 63  # fits torch.Generator.manual_seed, numpy and JSON integers without sign games
+from genaug.seeds import SEED_BITS, derive_seed
+
+__all__ = ["SEED_BITS", "item_seed", "seed_generator", "seed_rng"]
 
 
-def derive_seed(experiment_seed: int, item_id: str, attempt: int = 0) -> int:
-    """``blake2b("<experiment seed>/<item id>/<attempt>")`` truncated to 63 bits."""
+def item_seed(experiment_seed: int, item_id: str, attempt: int = 0) -> int:
+    """``blake2b("<experiment seed>/<item id>/<attempt>")`` truncated to 63 bits.
+
+    ``item_id`` names the item, or any per-item choice (``"<base id>/prompt"``).
+    """
     if attempt < 0:
         raise ValueError(f"attempt must be >= 0, got {attempt}")
-    key = f"{int(experiment_seed)}/{item_id}/{int(attempt)}".encode("utf-8")
-    digest = hashlib.blake2b(key, digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> (64 - SEED_BITS)
+    return derive_seed(experiment_seed, item_id, int(attempt))
 
 
 def seed_generator(seed: int) -> torch.Generator:

@@ -9,7 +9,6 @@ Its config and stage registration are in :mod:`genaug.generation.config`.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -17,12 +16,14 @@ import numpy as np
 
 from genaug.config import EditorConfig, GenerateConfig, dump_config
 from genaug.data.base import RealDataset
+from genaug.data.names import class_prompt
+from genaug.files import write_text_atomic
 from genaug.generation.editors import Editor, create_editor
 from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem, unique_ids
 from genaug.generation.models import POCKET_SCHEME
-from genaug.generation.prompts import fill_template, prompt_indices, resolve_prompts
-from genaug.generation.seeds import derive_seed
+from genaug.generation.prompts import prompt_indices, resolve_prompts
+from genaug.generation.seeds import item_seed
 
 
 def generate(config: GenerateConfig, dataset: RealDataset | None = None, editor: Editor | None = None) -> JobReport:
@@ -63,9 +64,7 @@ def dataset_sources(dataset: RealDataset):
     """The source fetcher of an editor: a work item's real image, by its dataset row."""
 
     def source(item: WorkItem):
-        if dataset.images is not None:
-            return dataset.images[item.source_index]
-        return dataset.image(item.source_index)
+        return dataset.rgb(item.source_index)
 
     return source
 
@@ -93,10 +92,10 @@ def plan_edit_items(dataset: RealDataset, editor_name: str, prompts: list[str], 
             items.append(
                 WorkItem(
                     id=item_id,
-                    seed=derive_seed(config.seed, item_id),
+                    seed=item_seed(config.seed, item_id),
                     label=label,
                     class_name=class_name,
-                    prompt=fill_template(prompts[k], class_name),
+                    prompt=class_prompt(prompts[k], class_name),
                     prompt_index=k,
                     negative_prompt=config.editor.negative_prompt,
                     source_id=source_id,
@@ -124,10 +123,10 @@ def plan_text_items(dataset: RealDataset, editor_name: str, prompts: list[str], 
                 items.append(
                     WorkItem(
                         id=item_id,
-                        seed=derive_seed(config.seed, item_id),
+                        seed=item_seed(config.seed, item_id),
                         label=label,
                         class_name=class_name,
-                        prompt=fill_template(prompts[k], class_name),
+                        prompt=class_prompt(prompts[k], class_name),
                         prompt_index=k,
                         negative_prompt=config.editor.negative_prompt,
                     )
@@ -139,7 +138,4 @@ def write_stage_config(config: GenerateConfig) -> Path:
     """The resolved config beside the set (``generate.yaml``), for provenance."""
     path = Path(config.output) / "generate.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(dump_config(config), encoding="utf-8")
-    os.replace(tmp, path)  # shards may write it at once: each write is whole
-    return path
+    return write_text_atomic(path, dump_config(config))  # shards may write it at once: each write is whole

@@ -18,6 +18,7 @@ _LAZY = {
     "rect_mix": "genaug.mixing.concat",
     "fractal_bank": "genaug.mixing.fractals",
     "fractal_blend": "genaug.mixing.fractals",
+    "load_fractal_bank": "genaug.mixing.fractals",
     "make_fractals": "genaug.mixing.fractals",
     "sample_fractals": "genaug.mixing.fractals",
     "save_fractal_pngs": "genaug.mixing.fractals",

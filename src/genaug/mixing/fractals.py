@@ -14,17 +14,20 @@ used instead.
 from __future__ import annotations
 
 import colorsys
-import os
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from genaug.files import save_safetensors
 from genaug.home import cache_dir
 from genaug.mixing.concat import RNG, convex_combination, numpy_rng
+
+if TYPE_CHECKING:
+    from genaug.config import FractalBankConfig
 
 FRACTAL_ALPHA = 0.2
 BANK_SIZE = 256  # fractals in a generated bank
@@ -229,7 +232,7 @@ def make_fractals(n: int, size: int, seed: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------
 
 
-def bank_path(n: int, size: int, seed: int) -> Path:
+def fractal_cache_path(n: int, size: int, seed: int) -> Path:
     """``GENAUG_HOME/fractals/<n>_<size>_<seed>.safetensors``."""
     return cache_dir("fractals") / f"{n}_{size}_{seed}.safetensors"
 
@@ -252,16 +255,7 @@ def _read_cached_bank(path: Path, n: int, size: int) -> torch.Tensor | None:
 
 def _write_bank(bank: torch.Tensor, path: Path) -> None:
     """Write under a temporary name in the same folder, then rename into place."""
-    from safetensors.torch import save_file
-
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file({"fractals": bank.contiguous()}, tmp, metadata={"format": BANK_FORMAT})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_safetensors(path, {"fractals": bank}, {"format": BANK_FORMAT})
 
 
 def load_fractal_folder(folder: str | Path, size: int, n: int | None = None) -> torch.Tensor:
@@ -300,12 +294,37 @@ def fractal_bank(
     if folder is not None:
         return load_fractal_folder(folder, size, n)
     n = BANK_SIZE if n is None else n
-    path = bank_path(n, size, seed)
+    path = fractal_cache_path(n, size, seed)
     bank = _read_cached_bank(path, n, size) if path.exists() else None
     if bank is None:
         bank = make_fractals(n, size, seed)
         _write_bank(bank, path)
     return bank
+
+
+def load_fractal_bank(config: "FractalBankConfig") -> torch.Tensor:
+    """The uint8 fractal bank (n, 3, size, size) a config names: a ``folder``'s images, or
+    genaug's seeded bank of ``count`` fractals of side ``size`` (cached in GENAUG_HOME).
+
+    Contiguous: a freshly rendered bank and a cached one then lay out alike, and so do the
+    batches mixed with them (the layout changes convolution kernels' rounding; a run must
+    not depend on whether the bank was cached).
+    """
+    if config.folder is not None:
+        return fractal_bank(None, config.size, config.seed, folder=config.folder).contiguous()
+    return fractal_bank(config.count, config.size, config.seed).contiguous()
+
+
+def fractal_bank_name(config: "FractalBankConfig") -> str:
+    """How records name the bank: ``folder:<path>`` or ``ifs:count=<n>,size=<s>,seed=<k>``."""
+    if config.folder is not None:
+        return f"folder:{config.folder}"
+    return f"ifs:count={config.count},size={config.size},seed={config.seed}"
+
+
+def make_fractal_folder(config: "FractalBankConfig", output: str | Path) -> list[Path]:
+    """``genaug fractals make``: write the seeded bank as PNGs into ``output`` (reusable as a folder bank)."""
+    return save_fractal_pngs(fractal_bank(config.count, config.size, config.seed), output)
 
 
 def save_fractal_pngs(bank: torch.Tensor, folder: str | Path) -> list[Path]:

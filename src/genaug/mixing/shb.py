@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from genaug.clip import patch_starts
+from genaug.data.names import class_prompt
 from genaug.mixing.concat import convex_combination
 from genaug.mixing.fractals import resize_images
 
@@ -175,8 +176,9 @@ def hybrid_blend(original: torch.Tensor, generated: torch.Tensor, mask: torch.Te
 
 
 def class_prompts(class_names: Sequence[str], template: str = SHB_PROMPT) -> list[str]:
-    """Step 1's text, one per pair: ``template.format(class name)`` ("a photo of a {}")."""
-    return [template.format(name) for name in class_names]
+    """Step 1's text, one per pair: :func:`genaug.data.names.class_prompt` of ``template``
+    ("a photo of a {}") and the class name, e.g. "a photo of a Black footed Albatross"."""
+    return [class_prompt(template, name) for name in class_names]
 
 
 def score_patches(

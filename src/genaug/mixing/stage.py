@@ -12,7 +12,7 @@ method, each record pointing to both sources (``source_ids = [real id, generated
   pairs scored through CLIP at once; the realised replaced fraction and the SHB parameters
   recorded, and optionally the similarity map saved as ``heatmaps/<id>.png``.
 
-Every mixed item's randomness comes from ``derive_seed(mix seed, mixed id)``, and the
+Every mixed item's randomness comes from ``item_seed(mix seed, mixed id)``, and the
 mixing operations are per-sample, so a rerun skips what is recorded and remakes the rest
 bit-identically (SetWriter).
 """
@@ -26,18 +26,18 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from PIL import Image
 
-from genaug.config import FractalBankConfig, MixConfig
+from genaug.config import MixConfig
 from genaug.data.base import RealDataset
-from genaug.generation.engine import GenerationProgress
-from genaug.generation.runtime import Shard
-from genaug.generation.seeds import derive_seed, seed_rng
+from genaug.data.images import load_rgb
+from genaug.data.names import class_prompt
+from genaug.generation.seeds import item_seed, seed_rng
 from genaug.manifest import SampleRecord, SetWriter, check_relative_path, read_manifest, record_file, save_image_atomic
 from genaug.mixing.concat import feathered_halves, mask_coverage, random_orientation, random_rect_mask, rect_mix
 from genaug.mixing.registry import MIX_METHODS
-from genaug.mixing.fractals import fractal_bank, fractal_blend, resize_images, save_fractal_pngs
+from genaug.mixing.fractals import fractal_bank_name, fractal_blend, load_fractal_bank, resize_images
 from genaug.mixing.shb import semantic_hybrid_blend
+from genaug.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -126,13 +126,14 @@ def load_resources(config: MixConfig) -> MixResources:
     resources = MixResources()
     needs = {need for method in config.methods for need in MIX_METHODS.spec(method).metadata.get("resources", ())}
     if "bank" in needs:
-        resources.bank = load_bank(config.fractals)
+        resources.bank = load_fractal_bank(config.fractals)
     if "clip" in needs:
+        from genaug.clip import Clip
         from genaug.generation.runtime import select_device
-        from genaug.sdi.models import load_clip_model
 
         device, _ = select_device(config.shb.device, "fp32")
-        resources.clip, resources.clip_identity = load_clip_model(config.shb.clip, device=device, stage="mix shb", field="shb.clip")
+        resources.clip = Clip.from_reference(config.shb.clip, device, stage="mix shb", field="shb.clip")
+        resources.clip_identity = resources.clip.identity
     return resources
 
 
@@ -182,10 +183,10 @@ def write_mixed_set(
         todo = [pair for pair in pairs if mixed_id(pair, method) not in writer.done]
         report = MixReport(set_dir, method, total=len(pairs), already_done=len(pairs) - len(todo))
         work_size = (config.shb.size,) * 2 if method == "shb" and config.shb.size else None
-        with GenerationProgress(len(todo), Shard(), config.progress, description=f"mix {method}") as progress:
+        with progress_bar(len(todo), f"mix {method}", enabled=config.progress, unit="images") as progress:
             for batch in size_batches(todo, real, config.batch_size):
                 originals, generated = load_pair_batch(batch, real, Path(config.generated), work_size)
-                rngs = [seed_rng(derive_seed(config.seed, mixed_id(pair, method))) for pair in batch]
+                rngs = [seed_rng(item_seed(config.seed, mixed_id(pair, method))) for pair in batch]
                 mixed = mixer(MixBatch(method, batch, originals, generated, rngs), config, resources)
                 for i, pair in enumerate(batch):
                     for path, image in (mixed.files[i] if mixed.files else {}).items():
@@ -208,18 +209,11 @@ def size_batches(pairs: list[Pair], real: RealDataset, batch_size: int) -> list[
     """Consecutive batches of pairs whose originals share one size (mixing is batched per size)."""
     by_size: dict[tuple[int, int], list[Pair]] = defaultdict(list)
     for pair in pairs:
-        by_size[_source_size(real, pair.source_row)].append(pair)
+        by_size[real.image_hw(pair.source_row)].append(pair)
     batches = []
     for group in by_size.values():
         batches += [group[start : start + batch_size] for start in range(0, len(group), batch_size)]
     return batches
-
-
-def _source_size(real: RealDataset, row: int) -> tuple[int, int]:
-    if real.images is not None:
-        return tuple(real.images.shape[1:3])
-    with Image.open(real.paths[row]) as image:
-        return image.size[1], image.size[0]
 
 
 def load_pair_batch(
@@ -227,23 +221,16 @@ def load_pair_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (N, 3, H, W) originals and the generated images resized to the originals' size,
     or both resized to ``size`` (the edits from their own files, not from a downsized copy)."""
-    originals = np.stack([_real_rgb(real, pair.source_row) for pair in batch])
+    originals = np.stack(real.rgb_batch([pair.source_row for pair in batch]))
     originals = torch.from_numpy(originals).permute(0, 3, 1, 2).contiguous()
     if size is not None:
         originals = resize_images(originals, size)
     size = tuple(originals.shape[-2:])
     generated = []
     for pair in batch:
-        with Image.open(record_file(generated_dir, pair.record)) as image:
-            array = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+        array = torch.from_numpy(np.array(load_rgb(record_file(generated_dir, pair.record)), dtype=np.uint8)).permute(2, 0, 1)
         generated.append(resize_images(array.unsqueeze(0), size)[0])
     return originals, torch.stack(generated)
-
-
-def _real_rgb(real: RealDataset, row: int) -> np.ndarray:
-    if real.images is not None:
-        return real.images[row]
-    return np.asarray(real.image(row).convert("RGB"), dtype=np.uint8)
 
 
 def mixed_record(pair: Pair, method: str, params: dict[str, Any], config: MixConfig, writer: SetWriter) -> SampleRecord:
@@ -259,7 +246,7 @@ def mixed_record(pair: Pair, method: str, params: dict[str, Any], config: MixCon
         prompt=source.prompt,
         negative_prompt=source.negative_prompt,
         params=params,
-        seed=derive_seed(config.seed, item_id),
+        seed=item_seed(config.seed, item_id),
         model=source.model,
         kept=source.kept,
     )
@@ -301,7 +288,7 @@ def fractal_mixer(batch: MixBatch, config: MixConfig, resources: MixResources) -
     indices = [int(rng.integers(len(bank))) for rng in batch.rngs]
     mixed = fractal_blend(base, bank[indices], alpha=config.fractal_alpha)
     for p, index in zip(params, indices):
-        p.update({"on": config.fractal_on, "alpha": config.fractal_alpha, "fractal_index": index, "fractal_bank": _bank_name(config.fractals)})
+        p.update({"on": config.fractal_on, "alpha": config.fractal_alpha, "fractal_index": index, "fractal_bank": fractal_bank_name(config.fractals)})
     return Mixed(mixed, params)
 
 
@@ -324,7 +311,7 @@ def shb_mixer(batch: MixBatch, config: MixConfig, resources: MixResources) -> Mi
         item = {
             "replaced_fraction": round(float(result.replaced_fraction[i]), 6),
             "patch": result.patch, "stride": result.stride, "percentile": shb.percentile,
-            "sigma": shb.sigma, "mode": shb.mode, "prompt": shb.prompt.format(class_name),
+            "sigma": shb.sigma, "mode": shb.mode, "prompt": class_prompt(shb.prompt, class_name),
             "clip": resources.clip_identity, "size": int(batch.originals.shape[-1]),
         }
         if result.clip_batch_size is not None:
@@ -344,24 +331,3 @@ def heatmap_png(heatmap: torch.Tensor) -> np.ndarray:
 
 
 
-
-# ---------------------------------------------------------------------------- fractal banks
-
-
-def load_bank(config: FractalBankConfig) -> torch.Tensor:
-    """The uint8 fractal bank (n, 3, size, size): a folder's images or genaug's seeded bank."""
-    if config.folder is not None:
-        return fractal_bank(None, config.size, config.seed, folder=config.folder)
-    return fractal_bank(config.count, config.size, config.seed)
-
-
-def _bank_name(config: FractalBankConfig) -> str:
-    if config.folder is not None:
-        return f"folder:{config.folder}"
-    return f"ifs:count={config.count},size={config.size},seed={config.seed}"
-
-
-def make_fractal_folder(config: FractalBankConfig, output: str | Path) -> list[Path]:
-    """``genaug fractals make``: write the seeded bank as PNGs into ``output`` (reusable as a folder bank)."""
-    bank = fractal_bank(config.count, config.size, config.seed)
-    return save_fractal_pngs(bank, output)

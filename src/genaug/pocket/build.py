@@ -222,7 +222,7 @@ def train_clip(ctx: pt.BuildContext, spec: dict, pool: pt.PretrainPool, clip_dir
     torch.manual_seed(spec["seed"] * 100 + pt.STAGE_IDS["clip"])
     clip = pm.make_clip(spec["clip"]["arch"], tokenizer)
     ctx.log(f"clip: {pm.count_params(clip) / 1e6:.2f} M parameters")
-    seconds = pt.run_stage(ctx, pt.clip_stage(clip, tokenizer, pool, spec["clip"]["train"], spec["seed"]))
+    seconds = pt.train_stage(ctx, pt.clip_stage(clip, tokenizer, pool, spec["clip"]["train"], spec["seed"]))
     export_clip(clip, tokenizer, clip_dir)
     sizes["clip"] = {"params": pm.count_params(clip), "train_seconds": round(seconds, 1)}
     ctx.log(f"clip: trained {seconds:.0f} s, saved to {clip_dir}")
@@ -235,7 +235,7 @@ def train_vae(ctx: pt.BuildContext, spec: dict, pool: pt.PretrainPool, sd_dir: P
 
     torch.manual_seed(spec["seed"] * 100 + pt.STAGE_IDS["vae"])
     vae = pm.make_vae(spec["vae"]["arch"])
-    seconds = pt.run_stage(ctx, pt.vae_stage(vae, pool, spec["vae"]["train"], spec["seed"]))
+    seconds = pt.train_stage(ctx, pt.vae_stage(vae, pool, spec["vae"]["train"], spec["seed"]))
     vae.eval()
     scale = pt.latent_scaling_factor(vae, pool, spec["seed"])
     vae.register_to_config(scaling_factor=scale)
@@ -252,12 +252,12 @@ def train_sd(ctx, spec, pool, clip_dir: Path, vae, tokenizer, sd_dir: Path, size
     from transformers import CLIPTextModel
 
     text_encoder = CLIPTextModel.from_pretrained(clip_dir, dtype=torch.float32).eval().requires_grad_(False)
-    contexts = pt.ContextCache(text_encoder, tokenizer, pt.all_sd_texts())
+    contexts = pt.TextStateCache(text_encoder, tokenizer, pt.all_sd_texts())
     torch.manual_seed(spec["seed"] * 100 + pt.STAGE_IDS["sd"])
     unet = pm.make_unet(spec["sd"]["arch"], cross_attention_dim=text_encoder.config.hidden_size)
     ctx.log(f"sd: UNet {pm.count_params(unet) / 1e6:.2f} M parameters")
     run = pt.sd_stage(unet, vae, contexts, pm.make_ddpm_scheduler(), pool, spec["sd"]["train"], spec["seed"])
-    seconds = pt.run_stage(ctx, run)
+    seconds = pt.train_stage(ctx, run)
     export_sd(vae, text_encoder, tokenizer, run.ema.module if run.ema else unet, sd_dir)
     sizes["sd_unet"] = {"params": pm.count_params(unet), "train_seconds": round(seconds, 1)}
     ctx.log(f"sd: trained {seconds:.0f} s, saved to {sd_dir}")
@@ -269,10 +269,10 @@ def train_ip2p(ctx, spec, pool, sd_dir: Path, ip2p_dir: Path, sizes: dict) -> No
 
     sd = StableDiffusionPipeline.from_pretrained(sd_dir, dtype=torch.float32)
     sd.vae.requires_grad_(False)
-    contexts = pt.ContextCache(sd.text_encoder, sd.tokenizer, pt.all_instruction_texts())
+    contexts = pt.TextStateCache(sd.text_encoder, sd.tokenizer, pt.all_instruction_texts())
     unet = pm.ip2p_unet_from_sd(sd.unet)
     run = pt.ip2p_stage(unet, sd.vae, contexts, pm.make_ddpm_scheduler(), pool, spec["ip2p"]["train"], spec["seed"])
-    seconds = pt.run_stage(ctx, run)
+    seconds = pt.train_stage(ctx, run)
     export_ip2p(sd.vae, sd.text_encoder, sd.tokenizer, run.ema.module if run.ema else unet, ip2p_dir)
     sizes["ip2p_unet"] = {"params": pm.count_params(unet), "train_seconds": round(seconds, 1)}
     ctx.log(f"ip2p: trained {seconds:.0f} s, saved to {ip2p_dir}")

@@ -100,8 +100,9 @@ def cached_judge(seed: int = 0, steps: int = 600) -> tuple[DigitJudge, float]:
     Benchmarks and sweeps judge many sets of images; the judge (about 30 s to train on two
     cores) is the same function of ``(seed, steps)`` every time, so it is stored, not retrained.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
+    from genaug.files import save_safetensors
     from genaug.home import cache_dir
 
     path = cache_dir("judge") / f"judge-seed{seed}-steps{steps}.safetensors"
@@ -114,9 +115,7 @@ def cached_judge(seed: int = 0, steps: int = 600) -> tuple[DigitJudge, float]:
         judge.load_state_dict(load_file(str(path)))
         return judge.eval(), accuracy
     judge, accuracy = train_judge(seed, steps=steps)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in judge.state_dict().items()}, str(tmp), metadata={"test_accuracy": repr(accuracy)})
-    tmp.replace(path)
+    save_safetensors(path, judge.state_dict(), {"test_accuracy": repr(accuracy)})
     return judge.eval(), accuracy
 
 
@@ -152,7 +151,7 @@ def clip_zero_shot(clip_dir, seed: int = 0) -> dict[str, float]:
     """Pocket CLIP's zero-shot accuracy on the downstream test split (module doc)."""
     from genaug.clip import Clip
 
-    model = Clip.from_pretrained(clip_dir)
+    model = Clip.from_reference(str(clip_dir), stage="pocket quality")
     images, labels, fg, bg = styled_digits(pocket_pools(seed)["test"], seed)
     img = model.image_embeds(images)
     digit_prompts = [f"a photo of the digit {d}" for d in DIGIT_NAMES]

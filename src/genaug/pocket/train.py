@@ -8,11 +8,9 @@ checkpoint replays exactly the batches an uninterrupted build would have seen.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genaug.files import atomic_path
 from genaug.pocket import captions as cap
 from genaug.pocket.models import clip_pixel_values
 from genaug.pocket.render import COLOR_NAMES, DIGIT_NAMES, load_digits, pocket_pools, render, sample_styles
+from genaug.progress import progress_bar
 
 STAGE_IDS = {"clip": 1, "vae": 2, "sd": 3, "ip2p": 4, "judge": 5}
 
@@ -144,7 +144,7 @@ class BuildContext:
         return self.work_dir / f"{name}-{self.hashes.get(name, 'nohash')}.ckpt"
 
 
-def save_checkpoint(path: Path, run: StageRun, step: int, elapsed: float) -> None:
+def save_stage_checkpoint(path: Path, run: StageRun, step: int, elapsed: float) -> None:
     """Atomic checkpoint (temporary file + rename): model, EMA, optimizer, step."""
     state = {
         "step": step,
@@ -153,12 +153,11 @@ def save_checkpoint(path: Path, run: StageRun, step: int, elapsed: float) -> Non
         "optimizer": run.optimizer.state_dict(),
         "ema": run.ema.module.state_dict() if run.ema else None,
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any] | None:
+def load_stage_checkpoint(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     from genaug.training.checkpoint import load_training_state
@@ -166,10 +165,10 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     return load_training_state(path)
 
 
-def run_stage(ctx: BuildContext, run: StageRun) -> float:
+def train_stage(ctx: BuildContext, run: StageRun) -> float:
     """Train ``run`` to ``run.steps``, resuming from its checkpoint; returns training seconds."""
     path = ctx.checkpoint_path(run.name)
-    state = load_checkpoint(path)
+    state = load_stage_checkpoint(path)
     start, elapsed = 0, 0.0
     if state is not None:
         run.model.load_state_dict(state["model"])
@@ -181,12 +180,12 @@ def run_stage(ctx: BuildContext, run: StageRun) -> float:
             ctx.log(f"{run.name}: resuming at step {start}/{run.steps}")
     if start >= run.steps:
         return elapsed
-    progress = _progress(ctx.progress)
-    task = progress.add_task(f"pocket {run.name}", total=run.steps, completed=start, loss="")
     run.model.train()
     t0, last_ckpt = time.time(), time.time()
     running: dict[str, float] = {}
-    with progress:
+    bar = progress_bar(run.steps, f"[bold]pocket {run.name}", enabled=ctx.progress, completed=start,
+                       detail="{task.fields[loss]}", fields={"loss": ""})
+    with bar as progress:
         for step in range(start, run.steps):
             lr = lr_at(step, run.steps, run.lr, run.warmup, run.final_lr_fraction)
             for group in run.optimizer.param_groups:
@@ -203,30 +202,18 @@ def run_stage(ctx: BuildContext, run: StageRun) -> float:
             if done % 5 == 0 or done == run.steps:
                 now = elapsed + time.time() - t0
                 ctx.log_json({"stage": run.name, "step": done, "lr": lr, "elapsed_s": round(now, 2), **{k: round(v, 5) for k, v in losses.items()}})
-                progress.update(task, completed=done, loss=" ".join(f"{k} {v:.4f}" for k, v in running.items()))
+                progress.update(completed=done, loss=" ".join(f"{k} {v:.4f}" for k, v in running.items()))
             if time.time() - last_ckpt > ctx.checkpoint_every_s or done == run.steps:
-                save_checkpoint(path, run, done, elapsed + time.time() - t0)
+                save_stage_checkpoint(path, run, done, elapsed + time.time() - t0)
                 last_ckpt = time.time()
     return elapsed + time.time() - t0
 
 
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+def bf16_autocast(enabled: bool):
+    """bf16 autocast on the CPU when ``enabled`` (:func:`genaug.generation.runtime.autocast_context`)."""
+    from genaug.generation.runtime import autocast_context
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[loss]}"),
-        disable=not enabled,
-    )
-
-
-def autocast(enabled: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+    return autocast_context("bf16" if enabled else "fp32", torch.device("cpu"))
 
 
 # ----------------------------------------------------------------------------- CLIP
@@ -280,7 +267,7 @@ def clip_stage(clip, tokenizer, pool: PretrainPool, cfg: dict[str, Any], seed: i
         truth = torch.from_numpy(cap.caption_truth(img_attrs, cap_attrs)).float()
         pixels = clip_pixel_values(torch.from_numpy(render(digits, fg, bg)))
         ids = tokenizer(texts, padding="longest", return_tensors="pt").input_ids  # causal: padding never changes the pooled token
-        with autocast(cfg.get("bf16", True)):
+        with bf16_autocast(cfg.get("bf16", True)):
             pooled = clip.vision_model(pixel_values=pixels).pooler_output
             img = clip.visual_projection(pooled)
         txt = clip.text_projection(clip.text_model(input_ids=ids).pooler_output)  # fp32: bf16 causal attention is slow on CPU
@@ -334,7 +321,7 @@ def vae_stage(vae, pool: PretrainPool, cfg: dict[str, Any], seed: int) -> StageR
         rng = step_rng(seed, "vae", step)
         digits, _, fg, bg = draw_batch(pool, cfg["batch_size"], rng, cfg.get("max_shift", 0))
         x = to_unit_range(render(digits, fg, bg))
-        with autocast(cfg.get("bf16", True)):
+        with bf16_autocast(cfg.get("bf16", True)):
             posterior = vae.encode(x).latent_dist
             z = posterior.sample(generator=torch.Generator().manual_seed(int(rng.integers(2**31))))
             recon = vae.decode(z).sample.float()
@@ -371,7 +358,7 @@ def encode_texts(text_encoder, tokenizer, texts: list[str], batch_size: int = 25
     return torch.cat(out)
 
 
-class ContextCache:
+class TextStateCache:
     """Text-encoder outputs of every text a trainer can draw, computed once (the encoder is frozen)."""
 
     def __init__(self, text_encoder, tokenizer, texts: list[str]):
@@ -401,7 +388,7 @@ def epsilon_loss(pred: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tenso
     return per_sample.mean()
 
 
-def sd_stage(unet, vae, contexts: ContextCache, noise_scheduler, pool: PretrainPool, cfg: dict[str, Any], seed: int) -> StageRun:
+def sd_stage(unet, vae, contexts: TextStateCache, noise_scheduler, pool: PretrainPool, cfg: dict[str, Any], seed: int) -> StageRun:
     """Stable Diffusion's objective: epsilon MSE on scaled VAE latents, 10 % empty captions.
 
     ``min_snr_gamma`` (optional) weights the MSE as in :func:`epsilon_loss`.
@@ -424,7 +411,7 @@ def sd_stage(unet, vae, contexts: ContextCache, noise_scheduler, pool: PretrainP
         t = torch.randint(0, len(alphas), (n,), generator=gen)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
-        with autocast(cfg.get("bf16", True)):
+        with bf16_autocast(cfg.get("bf16", True)):
             pred = unet(noisy, t, encoder_hidden_states=contexts(texts)).sample.float()
         loss = epsilon_loss(pred, noise, alphas[t], cfg.get("min_snr_gamma"))
         loss.backward()
@@ -436,7 +423,7 @@ def sd_stage(unet, vae, contexts: ContextCache, noise_scheduler, pool: PretrainP
 # ----------------------------------------------------------------------------- InstructPix2Pix UNet
 
 
-def ip2p_stage(unet, vae, contexts: ContextCache, noise_scheduler, pool: PretrainPool, cfg: dict[str, Any], seed: int) -> StageRun:
+def ip2p_stage(unet, vae, contexts: TextStateCache, noise_scheduler, pool: PretrainPool, cfg: dict[str, Any], seed: int) -> StageRun:
     """InstructPix2Pix's objective on (input, instruction, re-coloured output) triples.
 
     The UNet sees ``concat(noisy output latents, input image latents)``; the input latents
@@ -469,7 +456,7 @@ def ip2p_stage(unet, vae, contexts: ContextCache, noise_scheduler, pool: Pretrai
         t = torch.randint(0, len(alphas), (n,), generator=gen)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * target + (1 - a).sqrt() * noise
-        with autocast(cfg.get("bf16", True)):
+        with bf16_autocast(cfg.get("bf16", True)):
             pred = unet(torch.cat([noisy, source], dim=1), t, encoder_hidden_states=contexts(texts)).sample.float()
         loss = epsilon_loss(pred, noise, alphas[t], cfg.get("min_snr_gamma"))
         loss.backward()

@@ -120,7 +120,7 @@ def rehearse(
                 gc.collect()
                 continue
             step_part = part or "generate"
-            row = stage_row(name, node.kind, part, made, meter, rehearsed.get(step_part), real_steps.get(step_part))
+            row = rehearsal_row(name, node.kind, part, made, meter, rehearsed.get(step_part), real_steps.get(step_part))
             rows.append(row)
             echo(f"  {_summary(row)}")
             gc.collect()
@@ -143,7 +143,7 @@ def rehearse(
             echo(f"  FAILED: {failed[name]}")
             continue
         samples = _train_samples(job.run_dir)
-        row = stage_row(name, "train", "", samples, meter, None, None)
+        row = rehearsal_row(name, "train", "", samples, meter, None, None)
         if note:
             row["note"] = note
         row["train_samples_seen"] = samples
@@ -389,7 +389,7 @@ def skipped_row(name: str, kind: str, part: str, reason: str | None, error: str 
     return {"stage": name, "kind": kind, "part": part or None, "items": 0, "error": error, "skipped": reason}
 
 
-def stage_row(name: str, kind: str, part: str, items: int, meter: StageMeter, rehearsed_steps: int | None, real_steps: float | None) -> dict[str, Any]:
+def rehearsal_row(name: str, kind: str, part: str, items: int, meter: StageMeter, rehearsed_steps: int | None, real_steps: float | None) -> dict[str, Any]:
     """One row of ``rehearsal.json`` (module doc)."""
     measured = meter.as_dict()
     items_ = max(items, 1)

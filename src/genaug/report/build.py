@@ -223,12 +223,12 @@ def load_real_images(run: RunFolder) -> dict[str, Any] | None:
         return None
 
 
-def schedule_parameters(name: str) -> set[str] | None:
-    """The keyword parameters schedule ``name`` takes (None for an unknown schedule)."""
-    from genaug.training.schedules import schedule_parameters as parameters
+def known_schedule_parameters(name: str) -> set[str] | None:
+    """:func:`genaug.training.schedules.schedule_parameters`, None for an unknown schedule."""
+    from genaug.training.schedules import schedule_parameters
 
     try:
-        return parameters(name)
+        return schedule_parameters(name)
     except ValueError:
         return None
 
@@ -248,7 +248,7 @@ def schedule_section(run: RunFolder, figures_dir: Path) -> dict[str, Any] | None
         name = kwargs.get("schedule")
         if not isinstance(name, str):
             continue
-        parameters = schedule_parameters(name)
+        parameters = known_schedule_parameters(name)
         if parameters is None:
             notes.append(f"{arm['name']}: schedule {name!r} is not known to this genaug; not drawn.")
             continue

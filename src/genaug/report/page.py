@@ -8,12 +8,13 @@ nothing outside its folder: no CDN, no web fonts, relative image paths only.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from markupsafe import Markup
+
+from genaug.files import write_text_atomic
 
 CSS = """
 :root { --ink:#1f2933; --muted:#62707f; --line:#e2e6eb; --panel:#ffffff; --page:#f3f5f8;
@@ -220,7 +221,4 @@ def render_page(context: dict[str, Any], path: Path) -> Path:
     """Render the page with autoescape on and write it atomically."""
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     html = environment.from_string(TEMPLATE).render(css=Markup(CSS), **context)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, html)

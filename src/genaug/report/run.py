@@ -171,21 +171,23 @@ def is_sdi_work_dir(folder: Path) -> bool:
 
 
 @dataclass
-class SyntheticSet:
-    """A synthetic set of the run, its records, and the stage that wrote it."""
+class StageSet:
+    """A synthetic set a stage of the run wrote: its folder, every record (kept or not, as the
+    report shows filtering) and the stage. Training reads sets with
+    :func:`genaug.data.synthetic.load_synthetic_set` instead."""
 
     dir: Path
     records: list[SampleRecord]
     stage: StageOutput
 
 
-def synthetic_sets(run: RunFolder, kinds: set[str] | None = None) -> list[SyntheticSet]:
+def synthetic_sets(run: RunFolder, kinds: set[str] | None = None) -> list[StageSet]:
     """Every distinct synthetic set written by the run's stages of ``kinds`` (default: all)."""
-    sets: dict[Path, SyntheticSet] = {}
+    sets: dict[Path, StageSet] = {}
     for output in stage_outputs(run, kinds):
         for folder in _folders_holding(output.dir, is_synthetic_set):
             if folder not in sets:
-                sets[folder] = SyntheticSet(folder, read_manifest(folder), output)
+                sets[folder] = StageSet(folder, read_manifest(folder), output)
     return list(sets.values())
 
 

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from genaug.data.images import load_rgb
 from genaug.manifest import SampleRecord, record_file
-from genaug.report.run import RunFolder, SyntheticSet
+from genaug.report.run import RunFolder, StageSet
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +77,14 @@ class Located:
     """A record and the set it belongs to."""
 
     record: SampleRecord
-    set: SyntheticSet
+    set: StageSet
 
     @property
     def file(self) -> Path:
         return record_file(self.set.dir, self.record)
 
 
-def build_sample_grid(run: RunFolder, sets: list[SyntheticSet], report_dir: Path, real=None) -> SampleGrid | None:
+def build_sample_grid(run: RunFolder, sets: list[StageSet], report_dir: Path, real=None) -> SampleGrid | None:
     """Choose the images, write them enlarged under ``report_dir/samples`` and return the grid.
 
     ``real`` is the run's real dataset as ``{split: RealDataset}`` (None: no original column).
@@ -271,8 +272,7 @@ def colour_heatmap(heatmap: Image.Image) -> Image.Image:
 
 def _open_rgb(path: Path) -> Image.Image | None:
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
+        return load_rgb(path)
     except (OSError, ValueError) as error:
         log.warning("sample %s not shown: %s", path, error)
         return None

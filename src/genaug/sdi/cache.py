@@ -15,7 +15,6 @@ resolution and the image ids, so a step costs only the UNet.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from genaug.data.base import RealDataset
+from genaug.files import save_safetensors
 from genaug.memory import BatchBackoff
 from genaug.sdi.conditioning import SDI_PROMPT, SLOT_WORD, class_token_position, encode_text
 
@@ -94,7 +93,7 @@ def build_latent_cache(vae, dataset: RealDataset, resolution: int, batch_size: i
 
     def encode(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = range(start, stop)
-        images = [resize_center_crop(dataset.images[i] if dataset.images is not None else dataset.image(i), resolution) for i in rows]
+        images = [resize_center_crop(image, resolution) for image in dataset.rgb_batch(rows)]
         return encode_latent_distribution(vae, vae_pixels(images))
 
     backoff = BatchBackoff("sdi train (latent cache)", batch_size, next(vae.parameters()).device)
@@ -114,12 +113,7 @@ def build_context_cache(tokenizer, text_encoder, prompt: str = SDI_PROMPT, word:
 
 
 def _save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    save_safetensors(path, tensors, metadata)
 
 
 def _key(**parts) -> str:

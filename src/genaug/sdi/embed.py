@@ -11,7 +11,6 @@ embedded by the same CLIP weights.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -47,8 +46,8 @@ def embed_training_images(
         dataset = pool_dataset(config, pool, datasets)
         path = embeds_path(config.work_dir, pool)
         if clip is None:
-            clip, identity = _load_clip(config)
-        identity = identity or {"name": clip.name}
+            clip = _load_clip(config)
+        identity = identity or clip.identity or {"name": clip.name}
         if not is_current(path, dataset.ids, identity):
             features = image_embeds(clip, dataset, config.embed_batch_size)
             info = {"clip": identity, "normalized": False, "pool": pool, "dataset": dataset.name, "split": dataset.split,
@@ -64,7 +63,7 @@ def check_against_projector(config: SdiConfig, clip=None) -> None:
     tables it was fitted to."""
     from genaug.generation.architecture import check_projector_input, clip_embed_dim
     from genaug.generation.models import resolve_model
-    from genaug.sdi.models import clip_reference
+    from genaug.clip import clip_reference
     from genaug.sdi.train import trained_projectors
 
     trained = trained_projectors(config.work_dir)
@@ -92,11 +91,11 @@ def pool_dataset(config: SdiConfig, pool: str, datasets: dict[str, RealDataset] 
 
 
 def _load_clip(config: SdiConfig):
+    from genaug.clip import Clip
     from genaug.generation.runtime import select_device
-    from genaug.sdi.models import load_clip_model
 
     device, _ = select_device(config.device, "fp32")
-    return load_clip_model(config.clip, device=device, stage="sdi embed")
+    return Clip.from_reference(config.clip, device, stage="sdi embed")
 
 
 def is_current(path: Path, ids: list[str], clip_identity: dict) -> bool:
@@ -110,19 +109,12 @@ def is_current(path: Path, ids: list[str], clip_identity: dict) -> bool:
         return False
 
 
-def image_chunks(dataset: RealDataset, batch_size: int) -> Iterator[list]:
-    """The dataset's images in order, ``batch_size`` at a time (arrays, or PIL images for files)."""
-    for start in range(0, len(dataset), batch_size):
-        stop = min(start + batch_size, len(dataset))
-        if dataset.images is not None:
-            yield list(dataset.images[start:stop])
-        else:
-            yield [dataset.image(index) for index in range(start, stop)]
-
-
 def image_embeds(clip, dataset: RealDataset, batch_size: int = 64) -> torch.Tensor:
     """CLIP ``image_embeds`` (unnormalised) of every image of ``dataset``, ``(N, d_clip)`` float32."""
-    chunks = [clip.image_embeds(images, normalize=False, batch_size=batch_size) for images in image_chunks(dataset, batch_size)]
+    chunks = [
+        clip.image_embeds(dataset.rgb_batch(range(start, min(start + batch_size, len(dataset)))), normalize=False, batch_size=batch_size)
+        for start in range(0, len(dataset), batch_size)
+    ]
     if not chunks:
         return torch.zeros(0, clip.embed_dim)
     return torch.cat(chunks).float()

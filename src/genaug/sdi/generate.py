@@ -25,7 +25,7 @@ from genaug.generation.editors.base import Editor
 from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem
 from genaug.generation.models import resolve_model
-from genaug.generation.seeds import derive_seed
+from genaug.generation.seeds import item_seed
 from genaug.sdi.conditioning import NEGATIVE_PROMPT, SDI_PROMPT, SLOT_WORD, class_token_position, slot_context
 from genaug.sdi.sample import samples_path
 from genaug.sdi.tables import FeatureTable, load_table
@@ -207,7 +207,7 @@ def plan_items(table: FeatureTable, path: Path, seed: int, negative_prompt: str,
     return [
         WorkItem(
             id=sample_id,
-            seed=derive_seed(seed, sample_id),
+            seed=item_seed(seed, sample_id),
             label=int(label),
             class_name=table.class_names[int(label)],
             prompt=prompt,

@@ -1,8 +1,9 @@
-"""Loading the frozen Stable Diffusion parts SDI trains against, and CLIP.
+"""Loading the frozen Stable Diffusion parts SDI trains against (CLIP loads through
+:meth:`genaug.clip.Clip.from_reference`).
 
 A model reference is what :func:`genaug.generation.models.resolve_model` takes: a pipeline
-folder, a hub id (offline when cached) or ``pocket:sd``; CLIP is ``pocket``, a hub id or a
-folder. Everything is loaded from safetensors through ``from_pretrained``.
+folder, a hub id (offline when cached) or ``pocket:sd``. Everything is loaded from
+safetensors through ``from_pretrained``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import torch
 
-from genaug.generation.models import POCKET_SCHEME, ModelRef, resolve_model
+from genaug.generation.models import ModelRef, resolve_model
 
 
 @dataclass
@@ -70,19 +71,3 @@ def load_frozen_diffusion(reference: str, revision: str | None = None, device: s
         model=model,
     )
 
-
-def clip_reference(name: str) -> str:
-    """``"pocket"`` -> ``"pocket:clip"`` (the form :func:`resolve_model` takes); other names unchanged."""
-    return f"{POCKET_SCHEME}clip" if name == "pocket" else name
-
-
-def load_clip_model(name: str, device: str | torch.device = "cpu", stage: str | None = None, field: str = "clip"):
-    """``(Clip, identity)``: the :class:`genaug.clip.Clip` wrapper and what goes into provenance.
-
-    ``stage`` names the stage in the wrapper's out-of-memory errors; ``field`` the config key
-    named when the model does not resolve.
-    """
-    from genaug.clip import Clip
-
-    ref = resolve_model(clip_reference(name), field=field)
-    return Clip.from_pretrained(ref.location, device=device, revision=ref.revision, stage=stage), ref.identity

@@ -8,14 +8,13 @@ its 128-d CLIP and 128-d cross-attention.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 
+from genaug.files import save_safetensors
 from genaug.training.checkpoint import UntrustedFileError
 
 PROJECTOR_FILE = "projector.safetensors"
@@ -44,15 +43,7 @@ class Projector(nn.Module):
 
 def save_projector(path: str | Path, projector: Projector, metadata: dict[str, str] | None = None) -> Path:
     """Weights as safetensors (temporary name, fsync, rename); the sizes go in the metadata."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in projector.state_dict().items()}
-    save_file(tensors, str(tmp), metadata={"dims": json.dumps(projector.dims), **(metadata or {})})
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    return save_safetensors(path, projector.state_dict(), {"dims": json.dumps(projector.dims), **(metadata or {})})
 
 
 def stored_dims(path: str | Path) -> tuple[int, int] | None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from genaug.config import SdiConfig
-from genaug.generation.seeds import derive_seed
+from genaug.generation.seeds import item_seed
 from genaug.generation.architecture import check_projector_input
 from genaug.sdi.embed import embeds_path, load_embeddings
 from genaug.sdi.presets import reference_multiplier
@@ -71,8 +71,8 @@ def build_bank(config: SdiConfig, projector: torch.nn.Module | None = None) -> P
 
 
 def class_seed(seed: int, sampler: str, label: int) -> int:
-    """The seed of one class's draws (and mixture fit): ``derive_seed(seed, "sdi-sample/<sampler>/<label>")``."""
-    return derive_seed(seed, f"sdi-sample/{sampler}/{label}")
+    """The seed of one class's draws (and mixture fit): ``item_seed(seed, "sdi-sample/<sampler>/<label>")``."""
+    return item_seed(seed, f"sdi-sample/{sampler}/{label}")
 
 
 def sample_id(sampler: str, label: int, index: int) -> str:

@@ -10,7 +10,6 @@ way; a synthetic record's ``embedding`` field names a table file and a row.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+
+from genaug.files import save_safetensors
 
 
 @dataclass
@@ -56,20 +56,12 @@ class FeatureTable:
 
 def save_table(path: str | Path, table: FeatureTable) -> Path:
     """Write ``table`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     metadata = {
         "ids": json.dumps(table.ids),
         "class_names": json.dumps(table.class_names),
         "info": json.dumps(table.info, sort_keys=True, default=str),
     }
-    tensors = {"features": table.features.contiguous(), "labels": table.labels.contiguous()}
-    save_file(tensors, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    return save_safetensors(path, {"features": table.features, "labels": table.labels}, metadata)
 
 
 def load_table(path: str | Path) -> FeatureTable:

@@ -28,11 +28,9 @@ on CPU gloo) split each global batch; the projector is wrapped in DDP.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,8 +41,11 @@ import torch.nn.functional as F
 
 from genaug.config import ConfigError, ProjectorTrainConfig, SdiConfig
 from genaug.data.base import RealDataset
+from genaug.files import write_json_atomic
 from genaug.generation.architecture import check_pipeline, check_projector_input, check_projector_output
 from genaug.generation.models import ModelRef, resolve_model
+from genaug.generation.runtime import autocast_context
+from genaug.progress import progress_bar
 from genaug.sdi.cache import (
     ContextCache,
     LatentCache,
@@ -146,14 +147,17 @@ def train_projector(
 
     log = TrainLog(out / LOG_FILE, start, enabled=dist.is_main)
     started, loss_value = time.perf_counter(), math.nan
-    with log, training_progress(train, dist, start, total) as progress:
+    shown = train.progress and dist.is_main and total > start
+    bar = progress_bar(total, "training projector", enabled=shown, completed=start, detail="loss {task.fields[loss]:.4f}",
+                       fields={"loss": math.nan})
+    with log, bar as progress:
         for step in range(start, total):
             rows = batch_rows(len(embeds), train.batch_size, train.seed, step)
             draws = draw_step(len(rows), latent_shape, num_timesteps, train.embedding_dropout,
                               generator_for(train.seed, "step", step))
             part = shard(torch.arange(len(rows)), dist.rank, dist.world_size)
             local = rows[part].to(dist.device)
-            with precision_context(train.precision, dist.device):
+            with autocast_context(train.precision, dist.device, field="train.precision"):
                 loss = projector_loss(model, diffusion, latents, base_context, context.position, features[local], local,
                                       draws.rows(part), sample_latents=train.latents == "sample")
             # DDP averages gradients over processes; scaling by this share makes the result
@@ -165,9 +169,11 @@ def train_projector(
             loss_value = global_mean(loss.detach() * len(part), len(rows), dist)
             epoch = step // steps_per_epoch(len(embeds), train.batch_size)
             log.write(step, epoch, loss_value, time.perf_counter() - started)
-            progress.advance(loss_value)
+            done = step + 1
+            if done % train.log_every == 0 or done == total:
+                progress.update(completed=done, loss=loss_value)
             if (step + 1) % train.checkpoint_every == 0 or step + 1 == total:
-                write_checkpoint(out, projector, optimizer, train, step + 1, epoch, dist)
+                write_projector_checkpoint(out, projector, optimizer, train, step + 1, epoch, dist)
     seconds = time.perf_counter() - started
 
     run = ProjectorRun(projector_path(config.work_dir), total, loss_value, seconds, start, dist.world_size)
@@ -175,7 +181,7 @@ def train_projector(
         metadata = {"train": json.dumps(train.model_dump(mode="json")), "steps": str(total),
                     "model": json.dumps(diffusion.model.identity)}
         save_projector(run.path, projector, metadata)
-        _write_json(out / SUMMARY_FILE, {**asdict(run), "path": str(run.path), "steps_per_second": run.steps_per_second})
+        write_json_atomic(out / SUMMARY_FILE, {**asdict(run), "path": str(run.path), "steps_per_second": run.steps_per_second})
     dist.barrier()
     return run
 
@@ -313,15 +319,6 @@ def global_mean(local_sum: torch.Tensor, global_count: int, dist: Distributed) -
     return float(dist.all_reduce_sum(local_sum.reshape(1).float().cpu())[0]) / global_count
 
 
-def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 / fp16 autocast for the projector and UNet forward, or nothing for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError("train.precision: 'fp16' needs a CUDA device; on CPU use 'bf16' or 'fp32'")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
 def trained_projectors(work_dir: str | Path) -> list[tuple[Path, tuple[int, int]]]:
     """``(file, (in_dim, out_dim))`` of the projector and the checkpoint already in ``work_dir``."""
     folder = find_checkpoint(projector_dir(work_dir))
@@ -413,7 +410,7 @@ def restore_checkpoint(out: Path, train: ProjectorTrainConfig, projector: Projec
     return int(state["step"])
 
 
-def write_checkpoint(out: Path, projector: Projector, optimizer, train: ProjectorTrainConfig, step: int, epoch: int, dist: Distributed) -> None:
+def write_projector_checkpoint(out: Path, projector: Projector, optimizer, train: ProjectorTrainConfig, step: int, epoch: int, dist: Distributed) -> None:
     """Rank 0 writes weights (safetensors) and plain training state (``torch.load(weights_only=True)``)."""
     if dist.is_main:
         state = {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(), "recipe": json.dumps(recipe_of(train))}
@@ -466,33 +463,3 @@ class TrainLog:
             self._handle.close()
 
 
-@contextlib.contextmanager
-def training_progress(train: ProjectorTrainConfig, dist: Distributed, start: int, total: int):
-    """A rich progress bar with the loss on rank 0 (a no-op elsewhere or when disabled)."""
-
-    class _Bar:
-        def __init__(self, progress=None, task=None) -> None:
-            self.progress, self.task, self.count = progress, task, 0
-
-        def advance(self, loss: float) -> None:
-            self.count += 1
-            if self.progress is not None and (self.count % train.log_every == 0 or start + self.count == total):
-                self.progress.update(self.task, completed=start + self.count, loss=loss)
-
-    if not (train.progress and dist.is_main and total > start):
-        yield _Bar()
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("training projector"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(), TimeRemainingColumn(),
-    )
-    with progress:
-        yield _Bar(progress, progress.add_task("projector", total=total, completed=start, loss=math.nan))
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)

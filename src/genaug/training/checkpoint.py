@@ -18,7 +18,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from genaug.files import atomic_path, fsync_file, save_safetensors
 
 CHECKPOINT_DIR = "checkpoint"
 MODEL_FILE = "model.safetensors"
@@ -32,12 +34,7 @@ class UntrustedFileError(ValueError):
 
 def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write ``state_dict`` as safetensors to a temporary name, fsync, then rename into place."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state_dict.items()}
-    save_file(tensors, str(tmp), metadata=metadata)
-    _fsync(tmp)
-    os.replace(tmp, path)
+    save_safetensors(path, state_dict, metadata)
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -76,7 +73,7 @@ def save_checkpoint(
     new.mkdir(parents=True)
     save_weights(new / MODEL_FILE, model_state, {"epoch": str(training_state["epoch"])})
     torch.save(training_state, new / STATE_FILE)
-    _fsync(new / STATE_FILE)
+    fsync_file(new / STATE_FILE)
     if best is not None and best.is_file():
         _link_or_copy(best, new / BEST_FILE)
     if final.exists():
@@ -124,10 +121,8 @@ def restore_best(folder: Path, best: Path) -> None:
     after the checkpoint was written, in epochs the resumed run will replay)."""
     saved = folder / BEST_FILE
     if saved.is_file():
-        tmp = best.with_name(best.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        _link_or_copy(saved, tmp)
-        os.replace(tmp, best)
+        with atomic_path(best) as tmp:
+            _link_or_copy(saved, tmp)
     else:
         best.unlink(missing_ok=True)
 
@@ -140,7 +135,3 @@ def _link_or_copy(source: Path, target: Path) -> None:
     except OSError:
         shutil.copyfile(source, target)
 
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())

@@ -32,7 +32,7 @@ import torch
 from genaug.config import ConfigError
 from genaug.training.registry import POLICIES
 from genaug.training.schedules import blend_ratio
-from genaug.training.seeding import derive_seed
+from genaug.training.seeding import training_seed
 
 __all__ = [
     "TrainPool",
@@ -268,7 +268,7 @@ class Multiples(DataPolicy):
                     f"data_policy 'multiples': class {label} has {real_count} real images but no synthetic "
                     f"image, so {wanted} synthetic images cannot be drawn for it"
                 )
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, "multiples", label))
+            generator = torch.Generator().manual_seed(training_seed(self.seed, "multiples", label))
             if wanted <= len(members):
                 chosen.append(members[torch.randperm(len(members), generator=generator)[:wanted]])
             else:

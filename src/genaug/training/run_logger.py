@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from genaug.config import ConfigError, TrainConfig
+from genaug.files import write_text_atomic
 
 METRICS_CSV = "metrics.csv"
 PER_CLASS_CSV = "per_class_val.csv"
@@ -90,9 +90,7 @@ class RunLogger:
         writer = csv.writer(buffer)
         writer.writerow(header)
         writer.writerows(kept)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(buffer.getvalue(), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, buffer.getvalue())
 
 
 def _append_csv(path: Path, row: list[Any]) -> None:

@@ -6,17 +6,17 @@ parameters and mixer randomness the uninterrupted run drew, without replaying st
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
+from genaug.seeds import derive_seed
 
-def derive_seed(seed: int, *parts: object) -> int:
-    """A 63-bit seed from ``seed`` and any labels, e.g. ``derive_seed(0, "augment", 7)``."""
-    text = "/".join(str(part) for part in (seed, *parts))
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
+
+def training_seed(seed: int, *parts: object) -> int:
+    """A training stream's seed, e.g. ``training_seed(0, "augment", 7)``: :func:`genaug.seeds.derive_seed`
+    of ``(seed, *parts)`` with the digest read little-endian (the training convention)."""
+    return derive_seed(seed, *parts, byteorder="little")
 
 
 def generator_for(seed: int, *parts: object) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded with ``derive_seed(seed, *parts)``."""
-    return torch.Generator().manual_seed(derive_seed(seed, *parts))
+    """A CPU ``torch.Generator`` seeded with ``training_seed(seed, *parts)``."""
+    return torch.Generator().manual_seed(training_seed(seed, *parts))

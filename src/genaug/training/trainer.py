@@ -23,7 +23,6 @@ import functools
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +39,9 @@ from genaug.config import ConfigError, FractalBankConfig, TrainConfig, dump_conf
 from genaug.data.base import RealDataset
 from genaug.data.identity import identity_changes, skipped_count, splits_identity
 from genaug.data.synthetic import SyntheticSet, load_synthetic_set
+from genaug.files import write_text_atomic
+from genaug.generation.runtime import autocast_context
+from genaug.progress import progress_bar
 from genaug.training.checkpoint import (
     BEST_FILE,
     find_checkpoint,
@@ -66,7 +68,7 @@ from genaug.training.pipeline import InputPipeline, epoch_batches, pack_dataset
 from genaug.training.policies import DataPolicy, TrainPool, create_policy
 from genaug.training.recipes import resolve_recipe
 from genaug.training.run_logger import METRICS_CSV, PER_CLASS_CSV, RunLogger, check_loggers
-from genaug.training.seeding import derive_seed, generator_for
+from genaug.training.seeding import generator_for, training_seed
 from genaug.warn import WARNINGS_LOG, record_warnings, warn_once
 
 CONFIG_FILE = "config.yaml"
@@ -189,15 +191,10 @@ def train(
     """
     config = resolve_recipe(config)
     if isinstance(synthetic, (str, Path)):
-        synthetic = read_synthetic_folder(synthetic, splits)
+        real = splits.get("train")
+        synthetic = load_synthetic_set(synthetic, class_names=real.class_names if real is not None else None)
     with cpu_threads(config.cpu_threads):
         return run_recipe(config, splits, Path(out_dir), synthetic, resume, model)
-
-
-def read_synthetic_folder(set_dir: str | Path, splits: dict[str, RealDataset]) -> SyntheticSet:
-    """The synthetic set at ``set_dir`` with labels in the real training set's class order."""
-    real = splits.get("train")
-    return load_synthetic_set(set_dir, class_names=real.class_names if real is not None else None)
 
 
 def run_recipe(
@@ -251,7 +248,9 @@ def run_recipe(
 
     columns = metric_columns(config, num_classes, has_val=val is not None)
     logger = RunLogger(out_dir, config, columns, train_set.class_names, progress.epoch, enabled=dist.is_main)
-    with logger, progress_display(config, dist, progress.epoch) as display:
+    bar = progress_bar(config.epochs, "[bold]epoch", enabled=config.logging.progress and dist.is_main, completed=progress.epoch,
+                       detail="loss {task.fields[loss]}  val top-1 {task.fields[val]}", fields={"loss": "-", "val": "-"})
+    with logger, bar as display:
         for epoch in range(progress.epoch, config.epochs):
             started = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
@@ -272,7 +271,8 @@ def run_recipe(
             progress.epoch = epoch + 1
             if is_checkpoint_epoch(config, epoch):
                 write_checkpoint(out_dir, model, optimizer, scheduler, scaler, progress, dist)
-            display.advance(epoch, stats["train_loss"], val_metrics["top1"] if val_metrics else None)
+            val_top1 = f"{val_metrics['top1']:.2f}" if val_metrics else "-"
+            display.update(completed=epoch + 1, loss=f"{stats['train_loss']:.4f}", val=val_top1)
 
     selection = select_final_weights(model, progress, out_dir, dist, has_val=val is not None)
     result = RunResult(
@@ -293,7 +293,7 @@ def run_recipe(
         warnings=list(progress.warnings),
     )
     if dist.is_main:
-        _write_text_atomic(out_dir / RESULT_FILE, result.to_json())
+        write_text_atomic(out_dir / RESULT_FILE, result.to_json())
     drop_checkpoint_if_asked(out_dir, config, dist)
     return result
 
@@ -361,9 +361,9 @@ def prepare_run_dir(
         out_dir.mkdir(parents=True, exist_ok=True)
         if checkpoint is None and not finished:
             clear_run_files(out_dir)
-        _write_text_atomic(out_dir / CONFIG_FILE, dump_config(config))
+        write_text_atomic(out_dir / CONFIG_FILE, dump_config(config))
         if data is not None:
-            _write_text_atomic(out_dir / DATA_FILE, json.dumps(data, indent=2, sort_keys=True))
+            write_text_atomic(out_dir / DATA_FILE, json.dumps(data, indent=2, sort_keys=True))
     dist.barrier()
     return checkpoint, finished
 
@@ -438,7 +438,7 @@ def build_model(config: TrainConfig, num_classes: int, device: torch.device, mod
     if model is None:
         from genaug.models import create_model
 
-        torch.manual_seed(derive_seed(config.seed, "init"))
+        torch.manual_seed(training_seed(config.seed, "init"))
         try:
             model = create_model(config.model, num_classes, width=config.width)
         except ValueError as error:  # an unknown name; the message lists the known ones
@@ -467,14 +467,6 @@ def build_grad_scaler(config: TrainConfig, device: torch.device) -> torch.amp.Gr
     if device.type != "cuda":
         raise ConfigError("precision: 'fp16' needs a CUDA device; on CPU use 'bf16' or 'fp32'")
     return torch.amp.GradScaler("cuda")
-
-
-def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 / fp16 autocast for the forward pass, or nothing for fp32."""
-    if config.precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def build_mixer(config: TrainConfig) -> Callable | None:
@@ -512,15 +504,11 @@ def build_mixer(config: TrainConfig) -> Callable | None:
 
 def build_fractal_bank(bank: dict[str, Any]) -> torch.Tensor:
     """The uint8 fractal bank of ``mixer_kwargs["bank"]``: genaug's seeded IFS bank
-    (``count``, ``size``, ``seed``; cached in GENAUG_HOME) or a ``folder`` of images.
+    (``count``, ``size``, ``seed``; cached in GENAUG_HOME) or a ``folder`` of images
+    (:func:`genaug.mixing.fractals.load_fractal_bank`)."""
+    from genaug.mixing.fractals import load_fractal_bank
 
-    Made contiguous: a freshly rendered bank is channels-last while the cached one is not,
-    and mixed batches inherit the layout, which changes the convolution kernels' rounding;
-    a run must not depend on whether the bank was cached.
-    """
-    from genaug.mixing.stage import load_bank
-
-    return load_bank(parse_config(FractalBankConfig, bank, source="mixer_kwargs.bank")).contiguous()
+    return load_fractal_bank(parse_config(FractalBankConfig, bank, source="mixer_kwargs.bank"))
 
 
 def build_train_pool(
@@ -608,7 +596,7 @@ def train_one_epoch(learner: Learner, data: TrainData, config: TrainConfig, epoc
     plan = data.policy.plan(epoch, config.epochs, data.pool, generator_for(config.seed, "plan", epoch))
     params = data.pipeline.draw(len(plan.indices), generator_for(config.seed, "augment", epoch))
     mixer_generator = generator_for(config.seed, "mixer", epoch, dist.rank)
-    torch.manual_seed(derive_seed(config.seed, "torch", epoch, dist.rank))  # dropout and the like
+    torch.manual_seed(training_seed(config.seed, "torch", epoch, dist.rank))  # dropout and the like
     learner.model.train()
     device = data.pool.images.device
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * n, correct, n (no per-step sync)
@@ -648,7 +636,7 @@ def train_step(
     config: TrainConfig,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Forward (plain, or through the online mixer), loss in float32, backward, SGD step."""
-    with autocast(config, images.device):
+    with autocast_context(config.precision, images.device, field="precision"):
         if learner.mixer is None:
             logits = learner.model(images)
         else:
@@ -686,7 +674,7 @@ def evaluate(
         if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = split.labels[indices]
-        with autocast(config, images.device):
+        with autocast_context(config.precision, images.device, field="precision"):
             logits = model(images)
         loss = loss_fn(logits, F.one_hot(labels, num_classes).float())
         accumulator.update(logits, labels, float(loss) * len(labels))
@@ -806,54 +794,9 @@ def is_checkpoint_epoch(config: TrainConfig, epoch: int) -> bool:
     return (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs
 
 
-class _EpochDisplay:
-    """A rich progress bar over epochs: loss, validation top-1, ETA (rank 0, unless quiet)."""
-
-    def __init__(self, progress: Any, task: Any) -> None:
-        self._progress, self._task = progress, task
-
-    def advance(self, epoch: int, loss: float, val_top1: float | None) -> None:
-        if self._progress is None:
-            return
-        val = f"{val_top1:.2f}" if val_top1 is not None else "-"
-        self._progress.update(self._task, completed=epoch + 1, loss=f"{loss:.4f}", val=val)
-
-
-@contextlib.contextmanager
-def progress_display(config: TrainConfig, dist: Distributed, start_epoch: int) -> Iterator[_EpochDisplay]:
-    if not (config.logging.progress and dist.is_main):
-        yield _EpochDisplay(None, None)
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("[bold]epoch"),
-        MofNCompleteColumn(),
-        BarColumn(),
-        TextColumn("loss {task.fields[loss]}  val top-1 {task.fields[val]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("train", total=config.epochs, completed=start_epoch, loss="-", val="-")
-        yield _EpochDisplay(progress, task)
-
-
 # ----------------------------------------------------------------------------- helpers
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _json_safe(value: Any) -> Any:
