@@ -244,7 +244,7 @@ def class_texts(class_names: Sequence[str], template: str = "a photo of a {class
 
 def real_reference(real_train, clip, batch_size: int = 256) -> dict[str, np.ndarray]:
     """CLIP image features of the real training split (L2-normalised) with its labels."""
-    images = [np.asarray(real_train.image(i).convert("RGB")) for i in range(len(real_train))]
+    images = [np.array(real_train.image(i).convert("RGB")) for i in range(len(real_train))]
     return {
         "features": clip.image_embeds(images, batch_size=batch_size).numpy().astype(np.float64),
         "labels": np.asarray(real_train.labels, dtype=np.int64),
@@ -252,7 +252,7 @@ def real_reference(real_train, clip, batch_size: int = 256) -> dict[str, np.ndar
 
 
 def set_metrics(
-    set_dir: str | Path,
+    set_dir: str | Path | Sequence[str | Path],
     real_train,
     clip,
     classifier=None,
@@ -260,7 +260,8 @@ def set_metrics(
     batch_size: int = 256,
     reference: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Every metric of the synthetic set ``set_dir`` (its kept records) against ``real_train``
+    """Every metric of the synthetic set ``set_dir`` (its kept records; several folders are
+    measured as one set) against ``real_train``
     (a :class:`~genaug.data.base.RealDataset`, the real training split), as a JSON-able dict.
 
     Features are ``clip``'s image embeddings, L2-normalised (the space where CLIP compares
@@ -273,14 +274,16 @@ def set_metrics(
     ``recall``, ``density``, ``coverage``, ``fidelity_clip``, ``fidelity_classifier``,
     ``p_label_classifier``, ``diversity``, ``diversity_real``, ``notes``, ``seconds``.
     """
-    from genaug.data.synthetic import load_synthetic_set
+    from genaug.data.synthetic import concat_synthetic_sets, load_synthetic_set
 
     started = time.perf_counter()
     names = list(real_train.class_names)
-    synthetic = load_synthetic_set(set_dir, class_names=names)
+    dirs = [Path(set_dir)] if isinstance(set_dir, (str, Path)) else [Path(d) for d in set_dir]
+    loaded = [load_synthetic_set(folder, class_names=names) for folder in dirs]
+    synthetic = loaded[0] if len(loaded) == 1 else concat_synthetic_sets(loaded)
     if len(synthetic) == 0:
-        raise ValueError(f"synthetic set {set_dir} has no kept images to measure")
-    images = [np.asarray(synthetic.image(i).convert("RGB")) for i in range(len(synthetic))]
+        raise ValueError(f"synthetic set {', '.join(map(str, dirs))} has no kept images to measure")
+    images = [np.array(synthetic.image(i).convert("RGB")) for i in range(len(synthetic))]
     labels = np.asarray(synthetic.labels, dtype=np.int64)
     features = clip.image_embeds(images, batch_size=batch_size).numpy().astype(np.float64)
     reference = reference or real_reference(real_train, clip, batch_size)

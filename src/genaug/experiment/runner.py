@@ -35,9 +35,11 @@ from typing import Any
 from genaug.config import TrainConfig, dump_config
 from genaug.data import DatasetError, load_splits
 from genaug.data.identity import splits_identity
+from genaug.experiment.budget import arm_sets, make_budget_sets
 from genaug.experiment.checks import preflight
 from genaug.experiment.config import ExperimentConfig, train_config
-from genaug.experiment.graph import StageNode, build_graph, dataset_identity, resolve_ref, upstream
+from genaug.experiment.graph import StageNode, build_graph, dataset_identity, upstream
+from genaug.experiment.set_metrics import add_set_metrics
 from genaug.experiment.stages import run_stage
 from genaug.files import write_json_atomic, write_text_atomic
 from genaug.warn import WARNINGS_LOG, record_warnings, shown_warnings
@@ -163,6 +165,8 @@ def run_experiment(
 
     from genaug.training.recipes import resolve_recipe
 
+    train_digest = identity.get("train", {}).get("digest")
+    make_budget_sets(experiment, arms, nodes, splits["train"], train_digest, echo)
     todo = [job for job in jobs if not job.done]
     for job in todo:
         finished = checkpoint_epochs(job.run_dir)
@@ -170,6 +174,8 @@ def run_experiment(
             echo(f"resuming from {job.run_dir} (after {finished} of {resolve_recipe(job.config).epochs} epochs)")
     train_all(todo, experiment.workers, progress, echo)
     results = collect_results(experiment, nodes, out_dir, seeds, ran, splits)
+    every_job = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in experiment.arms], list(experiment.seeds), identity)
+    add_set_metrics(results, experiment, nodes, every_job, splits["train"], train_digest, out_dir, echo)
     write_results(out_dir, results)
     if report:
         from genaug.report import write_report
@@ -199,9 +205,9 @@ def plan_jobs(
     digests = {split: entry["digest"] for split, entry in identity.items()}
     for name in arms:
         arm = experiment.arm(name)
-        refs = arm.data_refs
-        sets = tuple(resolve_ref(nodes, ref)[1] for ref in refs)
-        set_keys = [f"{resolve_ref(nodes, ref)[0].key}:{ref.partition('/')[2]}" for ref in refs]
+        planned = arm_sets(experiment, arm, nodes, digests.get("train"))  # a parity arm's subsample
+        sets = tuple(folder for _, folder in planned)
+        set_keys = [key for key, _ in planned]
         for seed in seeds:
             config = train_config(experiment, arm, seed)
             train = config.model_dump(mode="json", exclude={"keep_checkpoint"})
@@ -353,7 +359,8 @@ def collect_results(
 
     splits = splits or load_splits(experiment.dataset)
     names = [arm.name for arm in experiment.arms]
-    all_jobs = plan_jobs(experiment, nodes, out_dir, names, seeds, splits_identity(splits))
+    identity = splits_identity(splits)
+    all_jobs = plan_jobs(experiment, nodes, out_dir, names, seeds, identity)
     arms = []
     for arm in experiment.arms:
         runs = []
@@ -375,14 +382,15 @@ def collect_results(
         chain = upstream(nodes, arm.data_refs)
         stage_rows = [stage_row(node, out_dir, cached=node.name not in ran) for node in chain]
         generation_seconds = sum(row["seconds"] for row in stage_rows)
-        synthetic = sum(count_kept(resolve_ref(nodes, ref)[1]) for ref in arm.data_refs)
+        sets = [folder for _, folder in arm_sets(experiment, arm, nodes, identity["train"]["digest"])]
+        synthetic = sum(count_kept(folder) for folder in sets)
         arms.append({
             "name": arm.name,
             "description": arm.description,
             "policy": {"name": arm.policy, "kwargs": arm.policy_kwargs},
             "mixer": {"name": arm.mixer, "kwargs": arm.mixer_kwargs},
             "stages": stage_rows,
-            "synthetic_set": _relative(resolve_ref(nodes, arm.data_refs[0])[1], out_dir) if arm.data_refs else None,
+            "synthetic_set": _relative(sets[0], out_dir) if sets else None,
             "runs": runs,
             **mean_std("top1", [run["top1"] for run in runs]),
             **mean_std("balanced_accuracy", [run["balanced_accuracy"] for run in runs]),
