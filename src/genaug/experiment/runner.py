@@ -44,7 +44,9 @@ from genaug.experiment.stages import run_stage
 from genaug.files import write_json_atomic, write_text_atomic
 from genaug.warn import WARNINGS_LOG, record_warnings, shown_warnings
 
-__all__ = ["TrainJob", "plan_jobs", "run_experiment", "results_table", "warning_lines", "RESULTS_JSON", "RESULTS_CSV"]
+__all__ = [
+    "TrainJob", "plan_jobs", "run_experiment", "results_table", "metrics_table", "warning_lines", "RESULTS_JSON", "RESULTS_CSV",
+]  # fmt: skip
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -52,7 +54,10 @@ CSV_COLUMNS = [
     "arm", "description", "seeds", "top1_mean", "top1_std", "balanced_accuracy_mean", "balanced_accuracy_std",
     "delta_top1", "delta_balanced_accuracy", "real_samples", "synthetic_samples",
     "generation_seconds", "train_seconds", "images_per_second",
+    "budget", "fd", "precision", "recall", "density", "coverage", "fidelity_clip", "fidelity_classifier", "diversity",
 ]  # fmt: skip
+#: The synthetic-set metrics shown in the printed metrics table and results.csv.
+SET_METRICS = ("fd", "precision", "recall", "density", "coverage", "fidelity_clip", "fidelity_classifier", "diversity")
 
 
 @dataclass(frozen=True)
@@ -476,7 +481,7 @@ def write_results(out_dir: Path, results: dict[str, Any]) -> None:
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for arm in results["arms"]:
-        row = {**arm, "arm": arm["name"], "seeds": len(arm["runs"])}
+        row = {**arm, **metric_cells(arm), "arm": arm["name"], "seeds": len(arm["runs"])}
         writer.writerow(["" if row.get(column) is None else row[column] for column in CSV_COLUMNS])
     write_text_atomic(out_dir / RESULTS_CSV, buffer.getvalue())
 
@@ -509,6 +514,53 @@ def results_table(results: dict[str, Any]):
             f"{arm['generation_seconds']:.0f}",
             f"{arm['train_seconds']:.0f}",
         )
+    return table
+
+
+def budget_text(arm: dict[str, Any]) -> str:
+    """``parity 1x (seed 0)`` for a parity arm, ``natural`` for another arm with synthetic data."""
+    budget = arm.get("budget")
+    if budget:
+        return f"parity {budget['synthetic_per_real']:g}x (seed {budget['seed']})"
+    return "natural" if arm.get("synthetic_set") else ""
+
+
+def metric_cells(arm: dict[str, Any]) -> dict[str, Any]:
+    """An arm's budget and synthetic-set metrics as flat columns (None where it has none)."""
+    metrics = arm.get("set_metrics") or {}
+    return {"budget": budget_text(arm) or None, **{name: metrics.get(name) for name in SET_METRICS}}
+
+
+def metrics_table(results: dict[str, Any]):
+    """The synthetic-set metrics of the arms that have them as a rich table (None when none has);
+    a last row gives the real training images' own CLIP fidelity and diversity for reference."""
+    from rich.table import Table
+
+    arms = [arm for arm in results["arms"] if arm.get("set_metrics")]
+    if not arms:
+        return None
+    first = arms[0]["set_metrics"]
+    judge = f"classifier: {first['classifier']}" if first.get("classifier") else "no classifier"
+    clip = first.get("clip", {}).get("id") or first.get("clip", {}).get("path", "?")
+    table = Table(title=f"synthetic-set metrics (CLIP {clip}, k={first['k']}, {judge})")
+    columns = [("arm", "left"), ("delta", "right"), ("synthetic", "right"), ("budget", "left"), ("FD", "right"),
+               ("precision", "right"), ("recall", "right"), ("density", "right"), ("coverage", "right"),
+               ("fid. CLIP", "right"), ("fid. clf", "right"), ("diversity", "right")]  # fmt: skip
+    for column, justify in columns:
+        table.add_column(column, justify=justify, no_wrap=True)
+
+    def number(value: Any, digits: int = 2) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
+    for arm in arms:
+        cells = metric_cells(arm)
+        delta = arm.get("delta_top1")
+        table.add_row(
+            arm["name"], "" if delta is None else f"{delta:+.1f}", str(arm["synthetic_samples"]), cells["budget"] or "",
+            number(cells["fd"], 3), *(number(cells[name]) for name in SET_METRICS[1:]),
+        )  # fmt: skip
+    table.add_row("(real train images)", "", "", "", "", "", "", "", "", number(first.get("fidelity_clip_real")), "",
+                  number(first.get("diversity_real")), style="dim")  # fmt: skip
     return table
 
 
