@@ -518,11 +518,15 @@ def results_table(results: dict[str, Any]):
 
 
 def budget_text(arm: dict[str, Any]) -> str:
-    """``parity 1x (seed 0)`` for a parity arm, ``natural`` for another arm with synthetic data."""
+    """``parity 1x (seed 0)`` for a parity arm, ``natural 3x`` (synthetic images per real one)
+    for another arm with synthetic data, empty for the rest."""
     budget = arm.get("budget")
     if budget:
         return f"parity {budget['synthetic_per_real']:g}x (seed {budget['seed']})"
-    return "natural" if arm.get("synthetic_set") else ""
+    if not arm.get("synthetic_set"):
+        return ""
+    real = arm.get("real_samples")
+    return f"natural {arm['synthetic_samples'] / real:.3g}x" if real else "natural"
 
 
 def metric_cells(arm: dict[str, Any]) -> dict[str, Any]:

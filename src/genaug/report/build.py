@@ -360,7 +360,7 @@ def set_metrics_section(run: RunFolder, figures_dir: Path) -> dict[str, Any] | N
             "name": arm.get("name", ""),
             "delta_top1": delta(arm.get("delta_top1"), False),
             "synthetic": _count(arm.get("synthetic_samples")),
-            "budget": f"parity {budget['synthetic_per_real']:g}× (seed {budget['seed']})" if budget else "natural",
+            "budget": f"parity {budget['synthetic_per_real']:g}× (seed {budget['seed']})" if budget else natural_ratio(arm),
             "fd": _number(metrics.get("fd"), 3),
             **{key: _number(metrics.get(key)) for key in ("precision", "recall", "density", "coverage",
                                                            "fidelity_clip", "fidelity_classifier", "diversity")},
@@ -390,3 +390,9 @@ def set_metrics_section(run: RunFolder, figures_dir: Path) -> dict[str, Any] | N
         "k": first.get("k"),
         "classifier": first.get("classifier"),
     }
+
+
+def natural_ratio(arm: dict[str, Any]) -> str:
+    """``natural 3×``: an arm's synthetic images per real image at its natural count."""
+    real, synthetic = arm.get("real_samples"), arm.get("synthetic_samples")
+    return f"natural {synthetic / real:.3g}×" if _finite(real) and real and _finite(synthetic) else "natural"

@@ -305,6 +305,11 @@ GAIN_PANELS = (
 
 
 def gain_figure(points: list[GainPoint], path: Path, fidelity_label: str = "") -> Path:
+    """:func:`draw_gain` saved to ``path``."""
+    return _save(draw_gain(points, fidelity_label), path)
+
+
+def draw_gain(points: list[GainPoint], fidelity_label: str = "") -> Figure:
     """Accuracy gain against each set metric (:data:`GAIN_PANELS`), one panel each, every arm
     labelled: filled circles for natural counts, open squares for parity subsamples, a bar
     of one standard deviation over seeds, and Pearson's r across the arms in the corner."""
@@ -338,4 +343,4 @@ def gain_figure(points: list[GainPoint], path: Path, fidelity_label: str = "") -
          Line2D([], [], color=BASELINE_COLOUR, linestyle="--")],
         ["natural count", "budget parity", "baseline"], loc="outside upper center", ncols=3, fontsize=8.5, frameon=False,
     )  # fmt: skip
-    return _save(figure, path)
+    return figure
