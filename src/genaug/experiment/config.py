@@ -13,7 +13,10 @@ stages:                            # named stages; arms and other stages refer t
 arms:
   - {name: baseline, description: real images only}
   - {name: diffusemix, data: mixed/fractal, policy: concat}
+  - {name: diffusemix@parity, data: mixed/fractal, budget: parity}   # the budget below, subsampled
   - {name: sdi, data: sdi_top, policy: concat}
+budget: {synthetic_per_real: 1, seed: 0}   # genaug.experiment.budget (optional)
+metrics: {clip: null, k: 5}                # genaug.experiment.set_metrics (the defaults)
 quick:                             # merged over this file by `--quick`; `arms` keeps only those named
   seeds: [0]
   train: {epochs: 10}
