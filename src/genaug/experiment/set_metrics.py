@@ -154,10 +154,14 @@ def add_set_metrics(
             from genaug.metrics import set_metrics
 
             have = models()
-            metrics = set_metrics(
-                [folder for _, folder in sets], real_train, have["clip"], have.get("classifier"), k=config.k,
-                batch_size=config.batch_size, reference=have["reference"],
-            )  # fmt: skip
+            try:
+                metrics = set_metrics(
+                    [folder for _, folder in sets], real_train, have["clip"], have.get("classifier"), k=config.k,
+                    batch_size=config.batch_size, reference=have["reference"],
+                )  # fmt: skip
+            except ValueError as error:  # e.g. a set with no kept image: the run's results still count
+                echo(f"warning: no metrics for {arm.name}'s set: {error}")
+                continue
             metrics = {
                 "key": key, "sets": [_relative(folder, out_dir) for _, folder in sets], "clip": clip_identity,
                 "classifier": _relative(judge, out_dir) if judge is not None else None, **metrics,
