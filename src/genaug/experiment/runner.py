@@ -179,7 +179,8 @@ def run_experiment(
             echo(f"resuming from {job.run_dir} (after {finished} of {resolve_recipe(job.config).epochs} epochs)")
     train_all(todo, experiment.workers, progress, echo)
     results = collect_results(experiment, nodes, out_dir, seeds, ran, splits)
-    every_job = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in experiment.arms], list(experiment.seeds), identity)
+    every_seed = list(dict.fromkeys([*experiment.seeds, *seeds]))  # the judge: the first seed with a finished run
+    every_job = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in experiment.arms], every_seed, identity)
     add_set_metrics(results, experiment, nodes, every_job, splits["train"], train_digest, out_dir, echo)
     write_results(out_dir, results)
     if report:
