@@ -129,3 +129,13 @@ def test_parity_arms_get_their_own_sets_and_run_keys(tmp_path):
                                                     tmp_path / "run", ["dm", "dm@parity"], [0], identity)}
     assert other_jobs["dm"].run_dir == jobs["dm"].run_dir
     assert other_jobs["dm@parity"].sets != jobs["dm@parity"].sets
+
+
+def test_metrics_clip_is_the_stages_unless_set(tmp_path):
+    from genaug.experiment.set_metrics import metrics_clip
+
+    assert metrics_clip(load_experiment(write_experiment(tmp_path))) == "pocket"
+    stages = {"edits": {"kind": "generate", "prompts": ["make it red on blue"]},
+              "top": {"kind": "filter", "input": "edits", "clip": "openai/clip-vit-base-patch32"}}
+    assert metrics_clip(load_experiment(write_experiment(tmp_path, stages=stages))) == "openai/clip-vit-base-patch32"
+    assert metrics_clip(load_experiment(write_experiment(tmp_path, stages=stages, metrics={"clip": "pocket"}))) == "pocket"
