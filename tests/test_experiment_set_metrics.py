@@ -35,6 +35,7 @@ def test_every_data_arm_gets_cached_set_metrics_and_parity_arms_a_recorded_subsa
     record = json.loads((out / half["budget"]["dir"] / "budget.json").read_text())
     assert record["seed"] == 3 and len(record["ids"]["set-0"]) == 20
     assert half["runs"][0]["synthetic_samples"] == 2 * 20  # two epochs over the subsample
+    assert half["images_per_second"] == dm["images_per_second"]  # the stage's rate, not the subsample's
 
     for entry, images in ((dm, 30), (half, 20)):
         metrics = entry["set_metrics"]

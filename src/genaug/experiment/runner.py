@@ -35,7 +35,7 @@ from typing import Any
 from genaug.config import TrainConfig, dump_config
 from genaug.data import DatasetError, load_splits
 from genaug.data.identity import splits_identity
-from genaug.experiment.budget import arm_sets, make_budget_sets
+from genaug.experiment.budget import arm_sets, make_budget_sets, natural_sets
 from genaug.experiment.checks import preflight
 from genaug.experiment.config import ExperimentConfig, train_config
 from genaug.experiment.graph import StageNode, build_graph, dataset_identity, upstream
@@ -390,6 +390,8 @@ def collect_results(
         generation_seconds = sum(row["seconds"] for row in stage_rows)
         sets = [folder for _, folder in arm_sets(experiment, arm, nodes, identity["train"]["digest"])]
         synthetic = sum(count_kept(folder) for folder in sets)
+        # What the stages made (a parity arm trains on a subsample of it): the generation rate.
+        made = sum(count_kept(folder) for _, folder in natural_sets(arm, nodes)) if arm.budget == "parity" else synthetic
         arms.append({
             "name": arm.name,
             "description": arm.description,
@@ -404,7 +406,7 @@ def collect_results(
             "synthetic_samples": synthetic,
             "generation_seconds": generation_seconds,
             "train_seconds": statistics.fmean(run["train_seconds"] for run in runs),
-            "images_per_second": synthetic / generation_seconds if synthetic and generation_seconds > 0 else None,
+            "images_per_second": made / generation_seconds if made and generation_seconds > 0 else None,
             "warnings": run_warnings(runs),
         })  # fmt: skip
     baseline = next((arm for arm in arms if arm["name"] == experiment.baseline), None)
