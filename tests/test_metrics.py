@@ -156,3 +156,10 @@ def test_set_metrics_of_copies_of_the_real_images(tmp_path):
     import json
 
     json.dumps(metrics)  # JSON-able
+
+
+def test_zero_shot_prompts_use_the_cleaned_class_names():
+    from genaug.metrics import class_texts
+
+    assert class_texts(["001.Black_footed_Albatross", "aquarium fish"]) == [
+        "a photo of a Black footed Albatross", "a photo of a aquarium fish"]

@@ -232,14 +232,11 @@ def per_class_frechet(
 
 
 def class_texts(class_names: Sequence[str], template: str = "a photo of a {class}") -> list[str]:
-    """The zero-shot prompt of each class: ``template`` with the cleaned class name."""
-    try:
-        from genaug.data.names import class_prompt  # one prompt builder, where it exists
-    except ImportError:
-        from genaug.data.names import clean_class_name
+    """The zero-shot prompt of each class: ``template`` with the cleaned class name
+    (``001.Black_footed_Albatross`` -> "a photo of a Black footed Albatross")."""
+    from genaug.data.names import clean_class_name
 
-        return [template.replace("{class}", clean_class_name(name)) for name in class_names]
-    return [class_prompt(template, name) for name in class_names]
+    return [template.replace("{class}", clean_class_name(name)) for name in class_names]
 
 
 def real_reference(real_train, clip, batch_size: int = 256) -> dict[str, np.ndarray]:
