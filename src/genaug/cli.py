@@ -454,7 +454,12 @@ def _run_and_print(experiment, out: Path, only, seeds, dry_run: bool, artifacts:
     needed = console.measure(table, options=console.options.update(width=1000)).maximum
     console = Console(width=max(console.width, needed))
     console.print(table)
-    from genaug.experiment.runner import warning_lines
+    from genaug.experiment.runner import metrics_table, warning_lines
+
+    metrics = metrics_table(results)
+    if metrics is not None:
+        needed = console.measure(metrics, options=console.options.update(width=1000)).maximum
+        Console(width=max(console.width, needed)).print(metrics)
 
     for line in warning_lines(results):
         typer.secho(line, fg=typer.colors.YELLOW, err=True)

@@ -422,3 +422,25 @@ class SetWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def link_set(source: Path, target: Path) -> None:
+    """``target`` shows ``source``'s images (relative symlinks) with its own copy of the manifest.
+
+    The copy is ``target``'s own: scores and verdicts written there never touch ``source``.
+    A manifest already in ``target`` is kept.
+    """
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        if entry.name.startswith(".") or entry.name.startswith("manifest"):
+            continue
+        if entry.name in ("filter.json", "stage.json"):
+            continue
+        link = target / entry.name
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(Path(os.path.relpath(entry.resolve(), target.resolve())))
+    if not (target / MANIFEST).is_file():
+        with atomic_path(target / MANIFEST) as tmp:
+            shutil.copyfile(source / MANIFEST, tmp)

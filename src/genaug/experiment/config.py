@@ -13,7 +13,10 @@ stages:                            # named stages; arms and other stages refer t
 arms:
   - {name: baseline, description: real images only}
   - {name: diffusemix, data: mixed/fractal, policy: concat}
+  - {name: diffusemix@parity, data: mixed/fractal, budget: parity}   # the budget below, subsampled
   - {name: sdi, data: sdi_top, policy: concat}
+budget: {synthetic_per_real: 1, seed: 0}   # genaug.experiment.budget (optional)
+metrics: {clip: null, k: 5}                # genaug.experiment.set_metrics (the defaults)
 quick:                             # merged over this file by `--quick`; `arms` keeps only those named
   seeds: [0]
   train: {epochs: 10}
@@ -38,7 +41,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 
@@ -54,6 +57,8 @@ from genaug.config import (
 from genaug.data.config import DatasetConfig
 from genaug.registry import stage_kind
 from genaug.training.config import TrainConfig
+from genaug.experiment.budget import BudgetConfig
+from genaug.experiment.set_metrics import MetricsConfig
 
 __all__ = [
     "ArmConfig",
@@ -95,6 +100,9 @@ class ArmConfig(StrictModel):
     mixer: str = "none"
     mixer_kwargs: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
+    #: ``parity``: train on the experiment's ``budget`` of synthetic images per real image
+    #: (a fixed-seed subsample, :mod:`genaug.experiment.budget`); ``natural``: on every kept image.
+    budget: Literal["natural", "parity"] = "natural"
 
     @model_validator(mode="before")
     @classmethod
@@ -109,6 +117,8 @@ class ArmConfig(StrictModel):
             raise ValueError(f"arm name {self.name!r} must be a plain folder name (no / \\ : * ? \" < > |)")
         if self.policy != "real_only" and self.data is None:
             raise ValueError(f"arm '{self.name}': policy '{self.policy}' needs synthetic data: set 'data'")
+        if self.budget == "parity" and self.data is None:
+            raise ValueError(f"arm '{self.name}': budget 'parity' subsamples synthetic data: set 'data'")
         return self
 
     @property
@@ -133,6 +143,10 @@ class ExperimentConfig(StrictModel):
     arms: list[ArmConfig]
     baseline: str | None = None
     workers: int = 1
+    #: The parity budget of arms with ``budget: parity`` (:mod:`genaug.experiment.budget`).
+    budget: BudgetConfig | None = None
+    #: The synthetic-set metrics of every arm's set (:mod:`genaug.experiment.set_metrics`).
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     #: Where the experiment was read from (file, overrides), to name the source of later errors.
     _source: str | None = PrivateAttr(default=None)
     _overrides: list[str] = PrivateAttr(default_factory=list)
@@ -177,6 +191,9 @@ class ExperimentConfig(StrictModel):
             stage_config(stage, self.dataset, _PLACEHOLDER, _PLACEHOLDER, name=name)
         # The shared block first, so that its mistakes are named there and not in every arm.
         parse_config(TrainConfig, copy.deepcopy(self.train), source=None, prefix=("train",))
+        parity = [arm.name for arm in self.arms if arm.budget == "parity"]
+        if parity and self.budget is None:
+            raise ValueError(f"arms {', '.join(parity)} ask for budget parity: set budget: {{synthetic_per_real: ..., seed: 0}}")
         for index, arm in enumerate(self.arms):
             for ref in arm.data_refs:
                 check_set_ref(ref, self.stages, f"arms[{index}].data")

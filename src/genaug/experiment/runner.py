@@ -35,14 +35,18 @@ from typing import Any
 from genaug.config import TrainConfig, dump_config
 from genaug.data import DatasetError, load_splits
 from genaug.data.identity import splits_identity
+from genaug.experiment.budget import arm_sets, make_budget_sets, natural_sets
 from genaug.experiment.checks import preflight
 from genaug.experiment.config import ExperimentConfig, train_config
-from genaug.experiment.graph import StageNode, build_graph, dataset_identity, resolve_ref, upstream
+from genaug.experiment.graph import StageNode, build_graph, dataset_identity, upstream
+from genaug.experiment.set_metrics import add_set_metrics
 from genaug.experiment.stages import run_stage
 from genaug.files import write_json_atomic, write_text_atomic
 from genaug.warn import WARNINGS_LOG, record_warnings, shown_warnings
 
-__all__ = ["TrainJob", "plan_jobs", "run_experiment", "results_table", "warning_lines", "RESULTS_JSON", "RESULTS_CSV"]
+__all__ = [
+    "TrainJob", "plan_jobs", "run_experiment", "results_table", "metrics_table", "warning_lines", "RESULTS_JSON", "RESULTS_CSV",
+]  # fmt: skip
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -50,7 +54,10 @@ CSV_COLUMNS = [
     "arm", "description", "seeds", "top1_mean", "top1_std", "balanced_accuracy_mean", "balanced_accuracy_std",
     "delta_top1", "delta_balanced_accuracy", "real_samples", "synthetic_samples",
     "generation_seconds", "train_seconds", "images_per_second",
+    "budget", "fd", "precision", "recall", "density", "coverage", "fidelity_clip", "fidelity_classifier", "diversity",
 ]  # fmt: skip
+#: The synthetic-set metrics shown in the printed metrics table and results.csv.
+SET_METRICS = ("fd", "precision", "recall", "density", "coverage", "fidelity_clip", "fidelity_classifier", "diversity")
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,8 @@ def run_experiment(
 
     from genaug.training.recipes import resolve_recipe
 
+    train_digest = identity.get("train", {}).get("digest")
+    make_budget_sets(experiment, arms, nodes, splits["train"], train_digest, echo)
     todo = [job for job in jobs if not job.done]
     for job in todo:
         finished = checkpoint_epochs(job.run_dir)
@@ -170,6 +179,9 @@ def run_experiment(
             echo(f"resuming from {job.run_dir} (after {finished} of {resolve_recipe(job.config).epochs} epochs)")
     train_all(todo, experiment.workers, progress, echo)
     results = collect_results(experiment, nodes, out_dir, seeds, ran, splits)
+    every_seed = list(dict.fromkeys([*experiment.seeds, *seeds]))  # the judge: the first seed with a finished run
+    every_job = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in experiment.arms], every_seed, identity)
+    add_set_metrics(results, experiment, nodes, every_job, splits["train"], train_digest, out_dir, echo)
     write_results(out_dir, results)
     if report:
         from genaug.report import write_report
@@ -199,9 +211,9 @@ def plan_jobs(
     digests = {split: entry["digest"] for split, entry in identity.items()}
     for name in arms:
         arm = experiment.arm(name)
-        refs = arm.data_refs
-        sets = tuple(resolve_ref(nodes, ref)[1] for ref in refs)
-        set_keys = [f"{resolve_ref(nodes, ref)[0].key}:{ref.partition('/')[2]}" for ref in refs]
+        planned = arm_sets(experiment, arm, nodes, digests.get("train"))  # a parity arm's subsample
+        sets = tuple(folder for _, folder in planned)
+        set_keys = [key for key, _ in planned]
         for seed in seeds:
             config = train_config(experiment, arm, seed)
             train = config.model_dump(mode="json", exclude={"keep_checkpoint"})
@@ -341,7 +353,8 @@ def collect_results(
 
     splits = splits or load_splits(experiment.dataset)
     names = [arm.name for arm in experiment.arms]
-    all_jobs = plan_jobs(experiment, nodes, out_dir, names, seeds, splits_identity(splits))
+    identity = splits_identity(splits)
+    all_jobs = plan_jobs(experiment, nodes, out_dir, names, seeds, identity)
     arms = []
     for arm in experiment.arms:
         runs = []
@@ -363,14 +376,17 @@ def collect_results(
         chain = upstream(nodes, arm.data_refs)
         stage_rows = [stage_row(node, out_dir, cached=node.name not in ran) for node in chain]
         generation_seconds = sum(row["seconds"] for row in stage_rows)
-        synthetic = sum(count_kept(resolve_ref(nodes, ref)[1]) for ref in arm.data_refs)
+        sets = [folder for _, folder in arm_sets(experiment, arm, nodes, identity["train"]["digest"])]
+        synthetic = sum(count_kept(folder) for folder in sets)
+        # What the stages made (a parity arm trains on a subsample of it): the generation rate.
+        made = sum(count_kept(folder) for _, folder in natural_sets(arm, nodes)) if arm.budget == "parity" else synthetic
         arms.append({
             "name": arm.name,
             "description": arm.description,
             "policy": {"name": arm.policy, "kwargs": arm.policy_kwargs},
             "mixer": {"name": arm.mixer, "kwargs": arm.mixer_kwargs},
             "stages": stage_rows,
-            "synthetic_set": _relative(resolve_ref(nodes, arm.data_refs[0])[1], out_dir) if arm.data_refs else None,
+            "synthetic_set": _relative(sets[0], out_dir) if sets else None,
             "runs": runs,
             **mean_std("top1", [run["top1"] for run in runs]),
             **mean_std("balanced_accuracy", [run["balanced_accuracy"] for run in runs]),
@@ -378,7 +394,7 @@ def collect_results(
             "synthetic_samples": synthetic,
             "generation_seconds": generation_seconds,
             "train_seconds": statistics.fmean(run["train_seconds"] for run in runs),
-            "images_per_second": synthetic / generation_seconds if synthetic and generation_seconds > 0 else None,
+            "images_per_second": made / generation_seconds if made and generation_seconds > 0 else None,
             "warnings": run_warnings(runs),
         })  # fmt: skip
     baseline = next((arm for arm in arms if arm["name"] == experiment.baseline), None)
@@ -456,7 +472,7 @@ def write_results(out_dir: Path, results: dict[str, Any]) -> None:
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for arm in results["arms"]:
-        row = {**arm, "arm": arm["name"], "seeds": len(arm["runs"])}
+        row = {**arm, **metric_cells(arm), "arm": arm["name"], "seeds": len(arm["runs"])}
         writer.writerow(["" if row.get(column) is None else row[column] for column in CSV_COLUMNS])
     write_text_atomic(out_dir / RESULTS_CSV, buffer.getvalue())
 
@@ -489,6 +505,57 @@ def results_table(results: dict[str, Any]):
             f"{arm['generation_seconds']:.0f}",
             f"{arm['train_seconds']:.0f}",
         )
+    return table
+
+
+def budget_text(arm: dict[str, Any]) -> str:
+    """``parity 1x (seed 0)`` for a parity arm, ``natural 3x`` (synthetic images per real one)
+    for another arm with synthetic data, empty for the rest."""
+    budget = arm.get("budget")
+    if budget:
+        return f"parity {budget['synthetic_per_real']:g}x (seed {budget['seed']})"
+    if not arm.get("synthetic_set"):
+        return ""
+    real = arm.get("real_samples")
+    return f"natural {arm['synthetic_samples'] / real:.3g}x" if real else "natural"
+
+
+def metric_cells(arm: dict[str, Any]) -> dict[str, Any]:
+    """An arm's budget and synthetic-set metrics as flat columns (None where it has none)."""
+    metrics = arm.get("set_metrics") or {}
+    return {"budget": budget_text(arm) or None, **{name: metrics.get(name) for name in SET_METRICS}}
+
+
+def metrics_table(results: dict[str, Any]):
+    """The synthetic-set metrics of the arms that have them as a rich table (None when none has);
+    a last row gives the real training images' own CLIP fidelity and diversity for reference."""
+    from rich.table import Table
+
+    arms = [arm for arm in results["arms"] if arm.get("set_metrics")]
+    if not arms:
+        return None
+    first = arms[0]["set_metrics"]
+    judge = f"classifier: {first['classifier']}" if first.get("classifier") else "no classifier"
+    clip = first.get("clip", {}).get("id") or first.get("clip", {}).get("path", "?")
+    table = Table(title=f"synthetic-set metrics (CLIP {clip}, k={first['k']}, {judge})")
+    columns = [("arm", "left"), ("delta", "right"), ("synthetic", "right"), ("budget", "left"), ("FD", "right"),
+               ("precision", "right"), ("recall", "right"), ("density", "right"), ("coverage", "right"),
+               ("fid. CLIP", "right"), ("fid. clf", "right"), ("diversity", "right")]  # fmt: skip
+    for column, justify in columns:
+        table.add_column(column, justify=justify, no_wrap=True)
+
+    def number(value: Any, digits: int = 2) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
+    for arm in arms:
+        cells = metric_cells(arm)
+        delta = arm.get("delta_top1")
+        table.add_row(
+            arm["name"], "" if delta is None else f"{delta:+.1f}", str(arm["synthetic_samples"]), cells["budget"] or "",
+            number(cells["fd"], 3), *(number(cells[name]) for name in SET_METRICS[1:]),
+        )  # fmt: skip
+    table.add_row("(real train images)", "", "", "", "", "", "", "", "", number(first.get("fidelity_clip_real")), "",
+                  number(first.get("diversity_real")), style="dim")  # fmt: skip
     return table
 
 

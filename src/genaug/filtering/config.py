@@ -5,8 +5,6 @@ applied in order to a copy of any synthetic set.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +14,7 @@ from genaug.config import StrictModel
 from genaug.data.config import DatasetConfig
 from genaug.registry import register_stage
 
-__all__ = ["FilterConfig", "link_set"]
+__all__ = ["FilterConfig"]
 
 
 class FilterConfig(StrictModel):
@@ -80,27 +78,9 @@ def run_filter_stage(node, nodes) -> tuple[int, dict]:
     """
     from genaug.experiment.graph import resolve_ref
     from genaug.filtering import filter_set
+    from genaug.manifest import link_set
 
     _, source = resolve_ref(nodes, node.input)
     link_set(source, node.dir)
     report = filter_set(node.config)
     return 0, {"total": report.total, "kept": report.kept, "filter_seconds": report.seconds}
-
-
-def link_set(source: Path, target: Path) -> None:
-    """``target`` shows ``source``'s images (relative symlinks) with its own copy of the manifest."""
-    from genaug.manifest import MANIFEST
-
-    target.mkdir(parents=True, exist_ok=True)
-    for entry in source.iterdir():
-        if entry.name.startswith(".") or entry.name.startswith("manifest"):
-            continue
-        if entry.name in ("filter.json", "stage.json"):
-            continue
-        link = target / entry.name
-        if not link.exists() and not link.is_symlink():
-            link.symlink_to(Path(os.path.relpath(entry.resolve(), target.resolve())))
-    if not (target / MANIFEST).is_file():
-        tmp = target / f".{MANIFEST}.tmp"
-        shutil.copyfile(source / MANIFEST, tmp)
-        tmp.replace(target / MANIFEST)

@@ -225,6 +225,7 @@ def rehearsal_experiment(experiment: ExperimentConfig, standins: dict[str, str],
     for arm in experiment.arms:
         data = arm.model_dump(mode="json")
         data["train"] = {**data.get("train", {}), "epochs": 1, "batch_size": 2}
+        data["budget"] = "natural"  # a rehearsal's sets hold an item or two: no budget to draw from
         arms.append(data)
     data = {
         "name": f"{experiment.name}-rehearsal",

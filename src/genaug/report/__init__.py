@@ -45,7 +45,11 @@ The run folder (the contract between the experiment runner and this report)::
                          "real_samples", "synthetic_samples", "train_seconds"}],
                "top1_mean", "top1_std", "balanced_accuracy_mean", "balanced_accuracy_std",
                "delta_top1", "delta_balanced_accuracy", "real_samples", "synthetic_samples",
-               "generation_seconds", "train_seconds", "images_per_second" | null}]}
+               "generation_seconds", "train_seconds", "images_per_second" | null,
+               "set_metrics": {"fd", "precision", "recall", "density", "coverage", "fidelity_clip",
+                               "fidelity_classifier", "diversity", "fidelity_clip_real", "diversity_real",
+                               "clip": {"id", ...}, "classifier": run dir | null, "k", ...}  # arms with data
+               "budget": {"synthetic_per_real", "seed", "images", "per_class", "dir"}}]}  # parity arms
 """
 
 from genaug.report.build import write_report

@@ -43,6 +43,7 @@ def write_report(run_dir: str | Path) -> Path:
     context = {
         **header(run),
         "results": results_rows(run),
+        "set_metrics": set_metrics_section(run, figures_dir),
         "warnings": warning_list(run),
         "seed_count": len(run.results.get("seeds", [])) or max((len(a.get("runs", [])) for a in run.arms), default=0),
         "accuracy": accuracy_section(run, figures_dir),
@@ -72,7 +73,8 @@ def _relative(path: Path | None, report_dir: Path) -> str | None:
 
 
 def navigation(context: dict[str, Any]) -> list[tuple[str, str]]:
-    sections = [("results", "Results", True), ("warnings", "Warnings", context["warnings"]),
+    sections = [("results", "Results", True), ("set-metrics", "Set metrics", context["set_metrics"]),
+                ("warnings", "Warnings", context["warnings"]),
                 ("accuracy", "Accuracy", context["accuracy"]),
                 ("samples", "Samples", context["grid"]), ("schedules", "Schedules", context["schedules"]),
                 ("sdi", "SDI features", context["feature_spaces"]), ("filters", "Filters", context["filters"]),
@@ -337,3 +339,60 @@ def cost_section(run: RunFolder, figures_dir: Path) -> str | None:
         figures_dir / "cost.png",
     )
     return _relative(path, figures_dir.parent)
+
+
+# ---------------------------------------------------------------------------- synthetic-set metrics
+
+
+def set_metrics_section(run: RunFolder, figures_dir: Path) -> dict[str, Any] | None:
+    """The metrics of every arm's synthetic set (table), the gain against them (figure) and
+    the parity subsamples (notes); None when no arm has set metrics."""
+    arms = [arm for arm in run.arms if arm.get("set_metrics")]
+    if not arms:
+        return None
+    first = arms[0]["set_metrics"]
+    judged = all(_finite(arm["set_metrics"].get("fidelity_classifier")) for arm in arms)
+    rows, points, notes = [], [], []
+    for arm in arms:
+        metrics = arm["set_metrics"]
+        budget = arm.get("budget")
+        rows.append({
+            "name": arm.get("name", ""),
+            "delta_top1": delta(arm.get("delta_top1"), False),
+            "synthetic": _count(arm.get("synthetic_samples")),
+            "budget": f"parity {budget['synthetic_per_real']:g}× (seed {budget['seed']})" if budget else natural_ratio(arm),
+            "fd": _number(metrics.get("fd"), 3),
+            **{key: _number(metrics.get(key)) for key in ("precision", "recall", "density", "coverage",
+                                                           "fidelity_clip", "fidelity_classifier", "diversity")},
+        })  # fmt: skip
+        if budget:
+            notes.append(f"{arm['name']}: {budget['images']:,} synthetic images, {budget['synthetic_per_real']:g} per real "
+                         f"image of each class, drawn with seed {budget['seed']}; the ids are in {budget['dir']}/budget.json.")
+        if _finite(arm.get("delta_top1")):
+            fidelity = metrics.get("fidelity_classifier") if judged else metrics.get("fidelity_clip")
+            points.append(figures.GainPoint(
+                arm=arm["name"], gain=arm["delta_top1"],
+                spread=arm.get("top1_std") if _finite(arm.get("top1_std")) else 0.0, parity=bool(budget),
+                metrics={"fd": metrics.get("fd"), "coverage": metrics.get("coverage"), "fidelity": fidelity,
+                         "diversity": metrics.get("diversity")},
+            ))  # fmt: skip
+    figure = None
+    if points:
+        label = "classifier on real images" if judged else "CLIP zero-shot"
+        figure = _relative(figures.gain_figure(points, figures_dir / "gain-vs-metrics.png", label), figures_dir.parent)
+    clip = first.get("clip") or {}
+    return {
+        "rows": rows,
+        "reference": {"fidelity_clip": _number(first.get("fidelity_clip_real")), "diversity": _number(first.get("diversity_real"))},
+        "figure": figure,
+        "notes": notes,
+        "clip": clip.get("id") or clip.get("path") or "?",
+        "k": first.get("k"),
+        "classifier": first.get("classifier"),
+    }
+
+
+def natural_ratio(arm: dict[str, Any]) -> str:
+    """``natural 3×``: an arm's synthetic images per real image at its natural count."""
+    real, synthetic = arm.get("real_samples"), arm.get("synthetic_samples")
+    return f"natural {synthetic / real:.3g}×" if _finite(real) and real and _finite(synthetic) else "natural"

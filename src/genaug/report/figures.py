@@ -279,3 +279,68 @@ def sampling_frontier_figure(rows: list[dict], fast: dict | None, path: Path, ti
     axes.set_title(plain(title), fontsize=9)
     axes.grid(alpha=0.3)
     return _save(figure, path)
+
+
+# ---------------------------------------------------------------------------- gain against set metrics
+
+
+@dataclass
+class GainPoint:
+    """One arm: its accuracy gain over the baseline (spread over seeds) and its set's metrics."""
+
+    arm: str
+    gain: float
+    spread: float
+    parity: bool
+    metrics: dict[str, float | None]
+
+
+#: The panels of :func:`gain_figure`: metric key, title, axis label.
+GAIN_PANELS = (
+    ("fd", "FD (CLIP space)", "lower = closer to the real images"),
+    ("coverage", "coverage", "share of real images near a synthetic one"),
+    ("fidelity", "class fidelity", "share the judge assigns to their class"),
+    ("diversity", "intra-class diversity", "mean pairwise cosine distance"),
+)
+
+
+def gain_figure(points: list[GainPoint], path: Path, fidelity_label: str = "") -> Path:
+    """:func:`draw_gain` saved to ``path``."""
+    return _save(draw_gain(points, fidelity_label), path)
+
+
+def draw_gain(points: list[GainPoint], fidelity_label: str = "") -> Figure:
+    """Accuracy gain against each set metric (:data:`GAIN_PANELS`), one panel each, every arm
+    labelled: filled circles for natural counts, open squares for parity subsamples, a bar
+    of one standard deviation over seeds, and Pearson's r across the arms in the corner."""
+    figure = Figure(figsize=(12.0, 3.6), layout="constrained")
+    axes = figure.subplots(1, len(GAIN_PANELS), sharey=True, squeeze=False)[0]
+    for ax, (key, title, label) in zip(axes, GAIN_PANELS):
+        ax.axhline(0.0, color=BASELINE_COLOUR, linestyle="--", linewidth=1.0)
+        shown = [p for p in points if p.metrics.get(key) is not None and math.isfinite(p.metrics[key])]
+        for point in shown:
+            x = point.metrics[key]
+            ax.errorbar(x, point.gain, yerr=point.spread, color=ARM_COLOUR, linewidth=0.9, capsize=2,
+                        marker="s" if point.parity else "o", markersize=6,
+                        markerfacecolor="white" if point.parity else ARM_COLOUR)
+            ax.annotate(plain(short(point.arm, 20)), (x, point.gain), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if len(shown) >= 3:
+            xs = np.array([p.metrics[key] for p in shown])
+            ys = np.array([p.gain for p in shown])
+            if xs.std() > 0 and ys.std() > 0:
+                r = float(np.corrcoef(xs, ys)[0, 1])
+                ax.text(0.02, 0.97, f"r = {r:+.2f} (n = {len(shown)})", transform=ax.transAxes, va="top", fontsize=8)
+        ax.set_title(plain(title), fontsize=9.5, loc="left")
+        ax.set_xlabel(plain(label if key != "fidelity" or not fidelity_label else f"judge: {fidelity_label}"), fontsize=8)
+        ax.margins(x=0.3, y=0.12)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+    axes[0].set_ylabel("gain in test top-1 (points)", fontsize=9)
+    figure.legend(
+        [Line2D([], [], color=ARM_COLOUR, marker="o", linestyle=""),
+         Line2D([], [], color=ARM_COLOUR, marker="s", markerfacecolor="white", linestyle=""),
+         Line2D([], [], color=BASELINE_COLOUR, linestyle="--")],
+        ["natural count", "budget parity", "baseline"], loc="outside upper center", ncols=3, fontsize=8.5, frameon=False,
+    )  # fmt: skip
+    return figure

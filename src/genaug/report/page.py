@@ -121,6 +121,45 @@ TEMPLATE = """<!DOCTYPE html>
   </div>
 </section>
 
+{% if set_metrics %}
+<section id="set-metrics">
+  <h2>Synthetic-set metrics</h2>
+  <p class="lead">Each arm's synthetic set (what it trained on) against the real training images of its classes,
+  in the image space of CLIP {{ set_metrics.clip }}: Fréchet distance (FD), precision, recall, density and
+  coverage (k = {{ set_metrics.k }}), class fidelity by CLIP zero-shot and by
+  {% if set_metrics.classifier %}a classifier trained on real images only ({{ set_metrics.classifier }}){% else %}no
+  classifier (no finished real-only run){% endif %}, and intra-class diversity. The figure puts each arm's gain
+  over the baseline beside the metrics of its set: which property of a set predicts its gain.</p>
+  {% if set_metrics.figure %}<img class="figure" src="{{ set_metrics.figure }}" alt="accuracy gain against FD, coverage, fidelity and diversity per arm">{% endif %}
+  <div class="scroll">
+  <table class="results">
+    <thead><tr>
+      <th>Arm</th><th class="num">Δ top-1</th><th class="num">Synth.</th><th>Budget</th><th class="num">FD</th>
+      <th class="num">Precision</th><th class="num">Recall</th><th class="num">Density</th><th class="num">Coverage</th>
+      <th class="num">Fidelity CLIP</th><th class="num">Fidelity clf.</th><th class="num">Diversity</th>
+    </tr></thead>
+    <tbody>
+    {% for row in set_metrics.rows %}
+      <tr>
+        <td class="arm">{{ row.name }}</td>
+        <td class="num"><span class="delta {{ row.delta_top1.css }}">{{ row.delta_top1.text }}</span></td>
+        <td class="num">{{ row.synthetic }}</td><td>{{ row.budget }}</td><td class="num">{{ row.fd }}</td>
+        <td class="num">{{ row.precision }}</td><td class="num">{{ row.recall }}</td><td class="num">{{ row.density }}</td>
+        <td class="num">{{ row.coverage }}</td><td class="num">{{ row.fidelity_clip }}</td>
+        <td class="num">{{ row.fidelity_classifier }}</td><td class="num">{{ row.diversity }}</td>
+      </tr>
+    {% endfor %}
+      <tr class="baseline"><td class="arm">real training images</td><td class="num"></td><td class="num"></td><td></td>
+        <td class="num"></td><td class="num"></td><td class="num"></td><td class="num"></td><td class="num"></td>
+        <td class="num">{{ set_metrics.reference.fidelity_clip }}</td><td class="num"></td>
+        <td class="num">{{ set_metrics.reference.diversity }}</td></tr>
+    </tbody>
+  </table>
+  </div>
+  {% for note in set_metrics.notes %}<p class="note">{{ note }}</p>{% endfor %}
+</section>
+{% endif %}
+
 {% if warnings %}
 <section id="warnings">
   <h2>Warnings</h2>
