@@ -558,7 +558,8 @@ class EditorConfig(StrictModel):
     the real-scale DiffuseMix config). ``preset``: a named sampling preset of this editor and
     model (``genaug.generation.sampling_preset``: ``reference``, ``fast``), measured by
     ``genaug bench sampling``; it sets the scheduler, steps and autocast precision, and
-    ``steps`` / ``scheduler`` given here still win.
+    ``steps`` / ``scheduler`` given here still win. ``options``: the editor's own parameters,
+    checked by its ``Options`` model (e.g. dafusion's ``strengths``, diffmix's ``gamma``).
     """
 
     name: str = "instruct"
@@ -572,6 +573,7 @@ class EditorConfig(StrictModel):
     scheduler: str | None = None
     negative_prompt: str | None = None
     preset: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> "EditorConfig":
@@ -579,6 +581,7 @@ class EditorConfig(StrictModel):
 
         if self.name not in editor_names():
             raise ValueError(f"editor must be one of {editor_names()}, got {self.name!r}")
+        EDITORS[self.name].check_options(self.options)
         if self.preset is not None:
             from genaug.generation.presets import sampling_preset
 

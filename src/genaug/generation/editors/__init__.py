@@ -31,5 +31,6 @@ def create_editor(config, sources: SourceFetcher | None = None, device: str = "a
 
 
 from genaug.generation.editors import img2img, instruct, txt2img  # noqa: E402,F401  (registrations)
+from genaug.generation.editors import dafusion, diffmix, real_guidance  # noqa: E402,F401  (registrations)
 
 __all__ = ["EDITORS", "SCHEDULERS", "Editor", "SourceFetcher", "create_editor", "editor_names", "register_editor"]
