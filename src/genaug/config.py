@@ -550,7 +550,7 @@ class EditorConfig(StrictModel):
     """Which editor and model make the images, and its sampling parameters.
 
     ``name``: a registered editor (``genaug.generation.editors.editor_names()``: instruct,
-    img2img, txt2img). ``model``: a hub id, a pipeline folder or ``pocket:<name>``; None =
+    img2img, txt2img, real_guidance, dafusion, diffmix). ``model``: a hub id, a pipeline folder or ``pocket:<name>``; None =
     the editor's pocket model. ``None`` for ``steps``, ``guidance_scale``,
     ``image_guidance_scale`` and ``scheduler`` means the editor's default (instruct: Euler
     ancestral, guidance 4, image guidance 1.5, the library's step count). ``size``: working
