@@ -184,3 +184,24 @@ def test_a_strength_that_leaves_no_denoising_step_is_refused(tmp_path, tiny_sd):
     cfg = config(tmp_path, tiny_sd, "real_guidance", steps=5)  # int(5 * 0.15) = 0
     with pytest.raises(ConfigError, match=r"strength 0\.15 with 5 steps runs no denoising step"):
         generate(cfg, dataset=pocket_dataset(4))
+
+
+@pytest.mark.parametrize(
+    "editor, work",
+    [
+        ({"name": "dafusion"}, (4.0, 0.625)),  # one edit at each of 0.25, 0.5, 0.75, 1
+        ({"name": "dafusion", "options": {"per_image": 6}}, (6.0, (0.25 + 0.5 + 0.75 + 1 + 0.25 + 0.5) / 6)),
+        ({"name": "dafusion", "strength": 0.4}, (1.0, 0.4)),
+        ({"name": "diffmix", "options": {"strengths": [0.5, 1.0], "per_image": 3}}, (3.0, 0.75)),
+        ({"name": "real_guidance"}, (1.0, 0.15)),
+        ({"name": "img2img"}, None),
+    ],
+)
+def test_cost_estimates_see_each_methods_items_and_strengths(editor, work):
+    from genaug.config import EditorConfig
+    from genaug.generation.editors import EDITORS
+    from genaug.rehearsal.run import editor_steps
+
+    config = EditorConfig(steps=20, **editor)
+    assert EDITORS[config.name].planned_work(config) == (pytest.approx(work) if work else None)
+    assert editor_steps(config) == pytest.approx(20 * (work[1] if work else 0.5))

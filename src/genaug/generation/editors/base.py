@@ -103,6 +103,13 @@ class Editor(ABC):
         """The validated ``config.options`` (None for an editor without options)."""
         return self.check_options(getattr(self.config, "options", None) or {})
 
+    @classmethod
+    def planned_work(cls, config) -> tuple[float, float] | None:
+        """For cost estimates from an ``EditorConfig`` alone: (items per real image, mean share of
+        ``steps`` an item runs) of the editor's own plan; None = the stage's plan (prompts under
+        the regime, every step; img2img: ``strength`` of them)."""
+        return None
+
     def prepare(self, dataset, config) -> None:
         """Work the editor needs before its items are planned (``dataset``: the real set,
         ``config``: the generate stage's config); nothing by default."""

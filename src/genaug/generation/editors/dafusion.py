@@ -82,6 +82,15 @@ class DAFusionEditor(Img2ImgEditor):
         """``editor.strength`` when given (one strength), else ``options.strengths``."""
         return [self.config.strength] if "strength" in self.config.model_fields_set else list(self.options.strengths)
 
+    @classmethod
+    def planned_work(cls, config) -> tuple[float, float]:
+        """Per real image: ``per_image`` edits, cycling through the strengths (textual
+        inversion, a one-off cost, is not counted)."""
+        options = cls.check_options(config.options)
+        strengths = [config.strength] if "strength" in config.model_fields_set else options.strengths
+        per_image = options.per_image or len(strengths)
+        return float(per_image), sum(strengths[m % len(strengths)] for m in range(per_image)) / per_image
+
     @property
     def slot_prompt(self) -> str:
         return PROMPT.replace("{token}", SLOT_WORD)

@@ -68,6 +68,12 @@ class DiffMixEditor(Img2ImgEditor):
         """``editor.strength`` when given (one strength), else ``options.strengths``."""
         return [self.config.strength] if "strength" in self.config.model_fields_set else list(self.options.strengths)
 
+    @classmethod
+    def planned_work(cls, config) -> tuple[float, float]:
+        options = cls.check_options(config.options)
+        strengths = [config.strength] if "strength" in config.model_fields_set else options.strengths
+        return float(options.per_image), sum(strengths) / len(strengths)
+
     def plan(self, dataset, config) -> list[WorkItem]:
         names = list(dataset.class_names)
         if len(names) < 2:

@@ -43,6 +43,11 @@ class RealGuidanceEditor(Img2ImgEditor):
     default_strength = 0.15
     Options = RealGuidanceOptions
 
+    @classmethod
+    def planned_work(cls, config) -> tuple[float, float]:
+        strength = config.strength if "strength" in config.model_fields_set else cls.default_strength
+        return float(cls.check_options(config.options).per_image), strength
+
     def plan(self, dataset, config) -> list[WorkItem]:
         self.check_strengths([self.strength])
         templates = resolve_prompts(config.prompts or list(CLASS_TEMPLATE))
