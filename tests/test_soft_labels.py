@@ -113,3 +113,53 @@ def test_a_soft_label_naming_an_unknown_class_is_an_error(tmp_path):
     with pytest.raises(DatasetError, match="soft label of s0 names class 'wolf'"):
         synthetic.soft_targets(CLASSES)
     assert json.dumps(synthetic.soft_labels)
+
+
+class FixedLogits(torch.nn.Module):
+    """Logits that do not depend on the image or on training (the parameter enters times 0)."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("logits", logits)
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(len(x), -1) + 0.0 * self.unused
+
+
+def test_an_epoch_of_training_on_soft_labels_has_the_exact_mean_loss(tmp_path, monkeypatch):
+    """``train`` on real + a set with soft labels (concat: every sample once per epoch): the
+    logged train loss is the mean of -sum_k t_k log softmax(z)_k over the pool."""
+    import csv
+
+    from genaug.training import train
+    from training_helpers import pocket_splits
+
+    monkeypatch.setenv("GENAUG_HOME", str(tmp_path / "home"))
+    splits = pocket_splits(labels_per_class=2, val_per_class=1)
+    splits["test"] = splits["test"].subset(np.arange(10))
+    names = list(splits["train"].class_names)
+    folder = tmp_path / "set"
+    records, soft = [], [("zero", "seven", 0.5), ("three", "eight", 0.81), ("nine", "one", 0.25)]
+    for i, (source, target, s) in enumerate(soft):
+        path = f"images/{source}/d{i}.png"
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((16, 16, 3), 30 * i, dtype=np.uint8)).save(folder / path)
+        records.append(SampleRecord(
+            id=f"d{i}", path=path, label=names.index(source), class_name=source, method="diffmix",
+            params={"soft_label": {"classes": [source, target], "weights": weights(s)}}))
+    write_manifest(folder, records)
+
+    logits = torch.linspace(-1.0, 1.5, 10)[None, :]
+    config = TrainConfig(recipe="pocket", epochs=1, batch_size=7, data_policy="concat",
+                         logging={"progress": False, "tensorboard": False})
+    train(config, splits, tmp_path / "run", synthetic=folder, model=FixedLogits(logits))
+    with open(tmp_path / "run" / "metrics.csv", newline="") as handle:
+        logged = float(next(csv.DictReader(handle))["train_loss"])
+
+    log_p = torch.log_softmax(logits[0].double(), dim=0)
+    losses = [-float(log_p[int(label)]) for label in splits["train"].labels]
+    for source, target, s in soft:
+        w_source, w_target = weights(s)
+        losses.append(-(w_source * float(log_p[names.index(source)]) + w_target * float(log_p[names.index(target)])))
+    assert logged == pytest.approx(sum(losses) / len(losses), rel=1e-5)
