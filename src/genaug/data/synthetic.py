@@ -5,7 +5,9 @@ manifest is the truth, so nothing here depends on folder or file names. The resu
 :class:`SyntheticSet`, a :class:`~genaug.data.base.RealDataset` of image files that also
 keeps every record's ``source_ids``: the trainer uses them to pair a synthetic image
 with the real image it was made from (the curriculum and synthetic-probability data
-policies replace a real sample by one made from it, METHODS.md 1.3).
+policies replace a real sample by one made from it, METHODS.md 1.3), and any soft label a
+record gives (``params.soft_label``: ``classes`` and ``weights``), which training uses as
+that image's target distribution.
 
 Images keep their own size on disk; packing (``genaug.data.pack_images``) resizes them
 to the recipe's ``image_size`` before they meet its transforms (METHODS.md 1.1: the
@@ -35,10 +37,29 @@ class SyntheticSet(RealDataset):
     txt2img and SDI images). A mapping by id, not a list, so :meth:`subset` keeps it valid."""
 
     source_ids: dict[str, list[str]] = field(default_factory=dict)
+    #: Sample id -> {class name: weight} for samples whose record gives a soft label
+    #: (``params.soft_label``, e.g. Diff-Mix's); the others are one-hot on their class.
+    soft_labels: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def sources(self, index: int) -> list[str]:
         """The source ids of sample ``index``."""
         return self.source_ids.get(self.ids[index], [])
+
+    def soft_targets(self, class_names: Sequence[str]) -> np.ndarray | None:
+        """(N, K) float32 target rows over ``class_names`` (one-hot, or the record's soft label),
+        or None when no sample has a soft label."""
+        if not self.soft_labels:
+            return None
+        index = {name: k for k, name in enumerate(class_names)}
+        rows = np.zeros((len(self), len(class_names)), dtype=np.float32)
+        for i, sample_id in enumerate(self.ids):
+            weights = self.soft_labels.get(sample_id) or {self.class_names[int(self.labels[i])]: 1.0}
+            for name, weight in weights.items():
+                if name not in index:
+                    raise DatasetError(f"{self.name}: the soft label of {sample_id} names class {name!r}, "
+                                       "which the real dataset lacks")
+                rows[i, index[name]] += weight
+        return rows
 
 
 def load_synthetic_set(
@@ -78,7 +99,28 @@ def load_synthetic_set(
         ids=[record.id for record in records],
         paths=paths,
         source_ids={record.id: list(record.source_ids) for record in records},
+        soft_labels={record.id: soft for record in records if (soft := soft_label_of(record, set_dir)) is not None},
     )
+
+
+def soft_label_of(record: SampleRecord, set_dir: Path) -> dict[str, float] | None:
+    """``{class name: weight}`` from ``record.params["soft_label"]`` (``classes`` and ``weights``,
+    non-negative, summing to 1), or None when the record has none."""
+    soft = (record.params or {}).get("soft_label")
+    if soft is None:
+        return None
+    try:
+        classes, weights = list(soft["classes"]), [float(w) for w in soft["weights"]]
+    except (KeyError, TypeError, ValueError):
+        raise DatasetError(f"synthetic set {set_dir}: record {record.id} has a soft_label without "
+                           "'classes' and numeric 'weights'") from None
+    if len(classes) != len(weights) or min(weights, default=-1.0) < 0 or abs(sum(weights) - 1.0) > 1e-6:
+        raise DatasetError(f"synthetic set {set_dir}: the soft_label of record {record.id} must give one "
+                           f"non-negative weight per class, summing to 1 (got {soft})")
+    merged: dict[str, float] = {}
+    for name, weight in zip(classes, weights):
+        merged[name] = merged.get(name, 0.0) + weight
+    return merged
 
 
 def concat_synthetic_sets(sets: Sequence[SyntheticSet]) -> SyntheticSet:
@@ -109,6 +151,7 @@ def concat_synthetic_sets(sets: Sequence[SyntheticSet]) -> SyntheticSet:
         ids=ids,
         paths=[path for one in sets for path in one.paths],
         source_ids={image_id: sources for one in sets for image_id, sources in one.source_ids.items()},
+        soft_labels={image_id: soft for one in sets for image_id, soft in one.soft_labels.items()},
     )
 
 

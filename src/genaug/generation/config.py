@@ -6,7 +6,7 @@ of a real dataset with any registered editor (:data:`genaug.generation.editors.E
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -52,7 +52,7 @@ class EditorConfig(StrictModel):
     """Which editor and model make the images, and its sampling parameters.
 
     ``name``: a registered editor (``genaug.generation.editors.editor_names()``: instruct,
-    img2img, txt2img). ``model``: a hub id, a pipeline folder or ``pocket:<name>``; None =
+    img2img, txt2img, real_guidance, dafusion, diffmix, ...). ``model``: a hub id, a pipeline folder or ``pocket:<name>``; None =
     the editor's pocket model. ``None`` for ``steps``, ``guidance_scale``,
     ``image_guidance_scale`` and ``scheduler`` means the editor's default (instruct: Euler
     ancestral, guidance 4, image guidance 1.5, the library's step count). ``size``: working
@@ -60,7 +60,8 @@ class EditorConfig(StrictModel):
     the real-scale DiffuseMix config). ``preset``: a named sampling preset of this editor and
     model (``genaug.generation.sampling_preset``: ``reference``, ``fast``), measured by
     ``genaug bench sampling``; it sets the scheduler, steps and autocast precision, and
-    ``steps`` / ``scheduler`` given here still win.
+    ``steps`` / ``scheduler`` given here still win. ``options``: the editor's own parameters,
+    checked by its ``Options`` model (e.g. dafusion's ``strengths``, diffmix's ``gamma``).
     """
 
     name: str = "instruct"
@@ -74,12 +75,14 @@ class EditorConfig(StrictModel):
     scheduler: str | None = None
     negative_prompt: str | None = None
     preset: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> "EditorConfig":
         from genaug.generation.editors import EDITORS, SCHEDULERS
 
         editor = EDITORS.get(self.name, key="name")
+        editor.check_options(self.options)
         if self.preset is not None:
             from genaug.generation.presets import sampling_preset
 

@@ -278,11 +278,12 @@ def make_record(
 ) -> SampleRecord:
     """The manifest record of one made image (DESIGN.md 4.1).
 
-    An image still degenerate after every regeneration is kept on disk and recorded with
+    ``item.extra["params"]`` (an item's own settings, e.g. its strength) override the
+    renderer's. An image still degenerate after every regeneration is kept on disk and recorded with
     ``params.degenerate`` and ``kept = False``, so reruns do not try it forever and filters
     and training see the verdict.
     """
-    params = {**renderer.params(), **(extra_params or {}), "attempts": rendered.attempts[index]}
+    params = {**renderer.params(), **(extra_params or {}), **item.extra.get("params", {}), "attempts": rendered.attempts[index]}
     if rendered.batch_size is not None:
         params["batch_size"] = rendered.batch_size
     if item.prompt_index is not None:

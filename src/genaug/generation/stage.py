@@ -36,11 +36,14 @@ def generate(config: GenerateConfig, dataset: RealDataset | None = None, editor:
     editor = editor or create_editor(
         config.editor, sources=dataset_sources(dataset), device=config.engine.device, dtype=config.engine.dtype
     )
-    prompts = resolve_prompts(config.prompts or default_prompts(config.editor))
-    if editor.needs_source:
-        items = plan_edit_items(dataset, editor.name, prompts, config)
-    else:
-        items = plan_text_items(dataset, editor.name, prompts, config)
+    editor.prepare(dataset, config)
+    items = editor.plan(dataset, config)
+    if items is None:
+        prompts = resolve_prompts(config.prompts or default_prompts(config.editor))
+        if editor.needs_source:
+            items = plan_edit_items(dataset, editor.name, prompts, config)
+        else:
+            items = plan_text_items(dataset, editor.name, prompts, config)
     if not config.engine.dry_run:
         write_stage_config(config)
     return run_job(

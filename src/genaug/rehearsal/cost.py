@@ -196,8 +196,12 @@ def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, 
 
         editor = config.editor
         model = editor.model or EDITORS[editor.name].default_model
-        prompts = resolve_prompts(config.prompts or default_prompts(editor))
-        items = n_train * (len(prompts) if config.regime == "all" else 1)
+        work = EDITORS[editor.name].planned_work(editor)
+        if work is not None:
+            items = int(round(n_train * work[0]))
+        else:
+            prompts = resolve_prompts(config.prompts or default_prompts(editor))
+            items = n_train * (len(prompts) if config.regime == "all" else 1)
         sizes[node.name] = items
         size = editor.size or 512
         steps = editor_steps(editor)

@@ -367,13 +367,17 @@ def stage_real_steps(node) -> dict[str, float]:
 
 def editor_steps(editor) -> float:
     """Denoising steps per item of an editor config: its steps (the pipeline's default when unset),
-    times ``strength`` for img2img (which starts part-way)."""
+    times ``strength`` for img2img (which starts part-way), or the editor's own mean share
+    (``Editor.planned_work``)."""
     import diffusers
 
     from genaug.generation.editors import EDITORS
 
     cls = EDITORS[editor.name]
     steps = editor.steps or inspect.signature(getattr(diffusers, cls.pipeline_class).__call__).parameters["num_inference_steps"].default
+    work = cls.planned_work(editor)
+    if work is not None:
+        return float(steps) * work[1]
     return float(steps) * (editor.strength if editor.name == "img2img" else 1.0)
 
 

@@ -61,13 +61,37 @@ def encode_text(tokenizer, text_encoder, texts: Sequence[str]) -> torch.Tensor:
     when the encoder's config asks for one), so the context equals what the pipeline
     would compute from the same prompt.
     """
+    return _encode(tokenizer, text_encoder, list(texts))
+
+
+def _encode(tokenizer, text_encoder, texts: list[str]) -> torch.Tensor:
     tokens = tokenizer(
-        list(texts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     )
     device = next(text_encoder.parameters()).device
     use_mask = getattr(text_encoder.config, "use_attention_mask", False)
     mask = tokens.attention_mask.to(device) if use_mask else None
     return text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
+
+
+def encode_with_input_slot(tokenizer, text_encoder, prompt: str, tokens: torch.Tensor, position: int) -> torch.Tensor:
+    """The text encoder's output of ``prompt`` with its slot's *input* embedding replaced, (N, L, D).
+
+    The slot sits before the text encoder here (textual inversion: a learnt word
+    embedding, ``tokens`` (N, D_in) with D_in the encoder's token-embedding width), where
+    :func:`slot_context` on the output places SDI's projected token after it. The same
+    :func:`slot_context` swaps the row: a forward hook on the encoder's token-embedding
+    layer applies it to that layer's output, so the position embeddings, attention and
+    final layer norm run over the new word as over any other, and gradients reach
+    ``tokens`` through the frozen encoder. Without a gradient context the result equals
+    :func:`encode_text` of a prompt whose slot word has the embedding ``tokens[i]``.
+    """
+    embedding = text_encoder.get_input_embeddings()
+    handle = embedding.register_forward_hook(lambda module, args, output: slot_context(output, tokens, position))
+    try:
+        return _encode(tokenizer, text_encoder, [prompt] * len(tokens))
+    finally:
+        handle.remove()
 
 
 def slot_context(context: torch.Tensor, tokens: torch.Tensor, position: int) -> torch.Tensor:

@@ -261,6 +261,14 @@ def diffusion_loss(unet, noise_scheduler, latents: torch.Tensor, context: torch.
     return F.mse_loss(prediction.float(), target.float())
 
 
+def cached_latents(latents: LatentCache, rows: torch.Tensor, draws: StepDraws, scaling_factor: float,
+                   sample: bool = True) -> torch.Tensor:
+    """``z0 = s (mean + std eps)`` of the cached images ``rows`` (``s mean`` when not ``sample``)."""
+    mean, std = latents.mean[rows], latents.std[rows]
+    z0 = (mean + std * draws.latent_eps.to(mean.device, mean.dtype)) if sample else mean
+    return z0 * scaling_factor
+
+
 def projector_loss(
     projector: torch.nn.Module,
     diffusion: FrozenDiffusion,
@@ -275,9 +283,7 @@ def projector_loss(
     """One batch's loss (module doc, step 5): ``z0 = s (mean + std eps)`` from the cache, the
     embeddings with dropped rows zeroed through the projector into the slot, the UNet's loss."""
     device = embeds.device
-    mean, std = latents.mean[rows], latents.std[rows]
-    z0 = (mean + std * draws.latent_eps.to(device, mean.dtype)) if sample_latents else mean
-    z0 = z0 * diffusion.scaling_factor
+    z0 = cached_latents(latents, rows, draws, diffusion.scaling_factor, sample_latents)
     kept = embeds * draws.keep.to(device, embeds.dtype)[:, None]
     context = slot_context(base_context, projector(kept), position)
     return diffusion_loss(diffusion.unet, diffusion.noise_scheduler, z0, context, draws.noise, draws.timesteps)

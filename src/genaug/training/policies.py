@@ -52,12 +52,21 @@ class TrainPool:
 
     ``source`` gives, for every synthetic sample, the pool position of the real image it was
     made from (-1 when unknown, e.g. txt2img or SDI), for policies that pair them.
+    ``soft``: (N, K) target rows when some samples have soft labels (Diff-Mix), else None
+    (targets are one-hot on ``labels``).
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     num_real: int
     source: torch.Tensor
+    soft: torch.Tensor | None = None
+
+    def targets(self, indices: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """(n, K) float targets of the samples ``indices``: their soft rows, else one-hot labels."""
+        if self.soft is not None:
+            return self.soft[indices].float()
+        return torch.nn.functional.one_hot(self.labels[indices], num_classes).float()
 
     @property
     def num_synthetic(self) -> int:

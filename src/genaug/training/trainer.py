@@ -524,6 +524,7 @@ def build_train_pool(
     images = [pack_dataset(train_set, size)]
     labels = [torch.as_tensor(train_set.labels, dtype=torch.int64)]
     source = torch.zeros(0, dtype=torch.int64)
+    soft = None
     if synthetic is not None and len(synthetic):
         images.append(pack_dataset(synthetic, size))
         # Synthetic labels follow the real set's class order, matched by class name.
@@ -531,12 +532,25 @@ def build_train_pool(
         remap = torch.tensor([real_index[name] for name in synthetic.class_names], dtype=torch.int64)
         labels.append(remap[torch.as_tensor(synthetic.labels, dtype=torch.int64)])
         source = synthetic_sources(train_set, synthetic)
+        soft = soft_target_rows(train_set, synthetic)
+    labels = torch.cat(labels)
     return TrainPool(
         images=torch.cat(images).to(device),
-        labels=torch.cat(labels).to(device),
+        labels=labels.to(device),
         num_real=len(train_set),
         source=source,
+        soft=soft.to(device) if soft is not None else None,
     )
+
+
+def soft_target_rows(train_set: RealDataset, synthetic: RealDataset) -> torch.Tensor | None:
+    """(N_real + N_synthetic, K) targets when the synthetic set has soft labels (real rows
+    one-hot), in the real set's class order; None otherwise."""
+    rows = synthetic.soft_targets(train_set.class_names) if isinstance(synthetic, SyntheticSet) else None
+    if rows is None:
+        return None
+    real = F.one_hot(torch.as_tensor(train_set.labels, dtype=torch.int64), len(train_set.class_names)).float()
+    return torch.cat([real, torch.from_numpy(rows)])
 
 
 def synthetic_sources(train_set: RealDataset, synthetic: RealDataset) -> torch.Tensor:
@@ -609,7 +623,7 @@ def train_one_epoch(learner: Learner, data: TrainData, config: TrainConfig, epoc
         images = data.pipeline.train(data.pool.images[indices], params[local])
         if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        targets = F.one_hot(data.pool.labels[indices], data.num_classes).float()
+        targets = data.pool.targets(indices, data.num_classes)
         # DDP averages gradients over ranks; weighting each rank's mean loss by its share
         # makes that average the gradient of the global batch mean.
         share = len(local) * dist.world_size / len(positions)

@@ -61,6 +61,9 @@ class Editor(ABC):
     default_guidance: ClassVar[float | None] = None  # None: the library's default
     needs_source: ClassVar[bool] = True
     unet_inputs: ClassVar[UnetInputs] = "latent"  # what the UNet takes: latents, or latents + the source image
+    #: The editor's own parameters (``editor.options``): a pydantic model checked when the
+    #: config loads; None = the editor takes none.
+    Options: ClassVar[type | None] = None
 
     def __init__(self, config, sources: SourceFetcher | None = None, device: str = "auto", dtype: str = "auto") -> None:
         if self.needs_source and sources is None:
@@ -79,6 +82,48 @@ class Editor(ABC):
     def stage(self) -> str:
         """How errors name the stage this editor runs in."""
         return f"editor {self.name}"
+
+    # ------------------------------------------------------------------ the editor's own parameters and plan
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> Any:
+        """``options`` validated by :attr:`Options` (a ``ValueError`` naming the first bad key)."""
+        if cls.Options is None:
+            if options:
+                raise ValueError(f"options: editor {cls.name!r} takes no options, got {sorted(options)}")
+            return None
+        from pydantic import ValidationError
+
+        try:
+            return cls.Options.model_validate(options)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in ("options", *first["loc"]))
+            message = first["msg"].removeprefix("Value error, ")
+            if first["type"] == "extra_forbidden":
+                message += f"; options of {cls.name!r}: {sorted(cls.Options.model_fields)}"
+            raise ValueError(f"{where}: {message}") from None
+
+    @cached_property
+    def options(self) -> Any:
+        """The validated ``config.options`` (None for an editor without options)."""
+        return self.check_options(getattr(self.config, "options", None) or {})
+
+    @classmethod
+    def planned_work(cls, config) -> tuple[float, float] | None:
+        """For cost estimates from an ``EditorConfig`` alone: (items per real image, mean share of
+        ``steps`` an item runs) of the editor's own plan; None = the stage's plan (prompts under
+        the regime, every step; img2img: ``strength`` of them)."""
+        return None
+
+    def prepare(self, dataset, config) -> None:
+        """Work the editor needs before its items are planned (``dataset``: the real set,
+        ``config``: the generate stage's config); nothing by default."""
+
+    def plan(self, dataset, config) -> list[WorkItem] | None:
+        """The editor's own work items, or None for the generate stage's plan (one item per
+        real image and prompt, or per class image for text-only editors)."""
+        return None
 
     # ------------------------------------------------------------------ loading
 

@@ -2,19 +2,27 @@
 
 The source is noised to ``strength`` (default 0.5) of the schedule and denoised under the
 prompt; ``strength * steps`` denoising steps actually run.
+
+The methods built on img2img (Real-Guidance, DA-Fusion, Diff-Mix) subclass
+:class:`Img2ImgEditor`: an item may carry its own strength (``item.extra["params"]
+["strength"]``), a batch then runs as one pipeline call per distinct strength, and
+:func:`plan_from_sources` plans ``per_image`` items per real image.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
+from genaug.config import ConfigError
 from genaug.generation.editors import register_editor
 from genaug.generation.editors.base import Editor
+from genaug.generation.items import WorkItem, unique_ids
+from genaug.generation.seeds import item_seed
 
 if TYPE_CHECKING:
-    from genaug.generation.items import WorkItem
+    import torch
 
 
 @register_editor
@@ -23,20 +31,101 @@ class Img2ImgEditor(Editor):
     method = "img2img"
     pipeline_class = "StableDiffusionImg2ImgPipeline"
     default_model = "pocket:sd"
+    #: The strength used when ``editor.strength`` is not given.
+    default_strength: ClassVar[float] = 0.5
+
+    @property
+    def strength(self) -> float:
+        """The configured strength, else the editor's default."""
+        return self.config.strength if "strength" in self.config.model_fields_set else self.default_strength
 
     def sampling_params(self) -> dict[str, Any]:
-        return {**super().sampling_params(), "strength": self.config.strength}
+        return {**super().sampling_params(), "strength": self.strength}
+
+    def item_strength(self, item: WorkItem) -> float:
+        return float(item.extra.get("params", {}).get("strength", self.strength))
+
+    def conditioning(self, items: Sequence[WorkItem]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positive and negative text conditioning of a batch (by default its prompts)."""
+        return self.prompt_embeddings(items)
 
     def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
-        positive, negative = self.prompt_embeddings(items)
-        output = self.call_pipeline(
-            image=self.source_batch(items),
-            strength=self.config.strength,
-            prompt_embeds=positive,
-            negative_prompt_embeds=negative,
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance_scale,
-            generator=self.generators(seeds),
-            output_type="np",
-        )
-        return self.to_uint8(output.images)
+        import torch
+
+        positive, negative = self.conditioning(items)
+        sources = self.source_batch(items)
+        generators = self.generators(seeds)
+        strengths = [self.item_strength(item) for item in items]
+        images: list[np.ndarray | None] = [None] * len(items)
+        for strength in sorted(set(strengths)):  # one call per strength, in a fixed order
+            rows = [i for i, value in enumerate(strengths) if value == strength]
+            index = torch.tensor(rows, device=positive.device)
+            output = self.call_pipeline(
+                image=sources[index.to(sources.device)],
+                strength=strength,
+                prompt_embeds=positive.index_select(0, index),
+                negative_prompt_embeds=negative.index_select(0, index),
+                num_inference_steps=self.steps,
+                guidance_scale=self.guidance_scale,
+                generator=[generators[i] for i in rows],
+                output_type="np",
+            )
+            for row, image in zip(rows, output.images):
+                images[row] = image
+        return self.to_uint8(np.stack(images))
+
+    def check_strengths(self, strengths: Sequence[float]) -> None:
+        """Every strength must leave at least one denoising step (``int(steps * strength) >= 1``)."""
+        for strength in strengths:
+            if int(self.steps * strength) < 1:
+                raise ConfigError(
+                    f"editor {self.name}: strength {strength} with {self.steps} steps runs no denoising step "
+                    "(int(steps * strength) = 0); raise editor.steps or the strength"
+                )
+
+
+def plan_from_sources(
+    dataset,
+    editor_name: str,
+    experiment_seed: int,
+    per_image: int,
+    describe: Callable[[int, int, int, str], tuple[str, dict[str, Any]]],
+    negative_prompt: str | None = None,
+) -> list[WorkItem]:
+    """``per_image`` items per real image, id ``<source id>-<editor>-<m>`` (m = 0 .. per_image - 1).
+
+    ``describe(row, label, m, item_id)`` gives the item's prompt and its own record
+    parameters (``strength`` among them when the item has its own); the seed is
+    ``item_seed(experiment seed, item id)`` as for every item.
+    """
+    items = []
+    safe_ids = unique_ids(dataset.ids)
+    for row, source_id in enumerate(dataset.ids):
+        label = int(dataset.labels[row])
+        for m in range(per_image):
+            item_id = f"{safe_ids[row]}-{editor_name}-{m}"
+            prompt, params = describe(row, label, m, item_id)
+            items.append(
+                WorkItem(
+                    id=item_id,
+                    seed=item_seed(experiment_seed, item_id),
+                    label=label,
+                    class_name=dataset.class_names[label],
+                    prompt=prompt,
+                    negative_prompt=negative_prompt,
+                    source_id=source_id,
+                    source_index=row,
+                    extra={"params": params},
+                )
+            )
+    return items
+
+
+def check_unit_strengths(strengths: Sequence[float]) -> list[float]:
+    """A non-empty list of strengths, each in (0, 1] (an Options validator's helper)."""
+    if not strengths:
+        raise ValueError("strengths must hold at least one value")
+    for strength in strengths:
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+    return list(strengths)

@@ -1,0 +1,180 @@
+"""``dafusion``: DA-Fusion (Trabucco et al., ICLR 2024), img2img of real images under a learnt class word.
+
+1. Textual inversion (:mod:`genaug.generation.inversion`): one word embedding per class,
+   learnt on the frozen SD from that class's real training images. The table is saved as
+   ``<output>/textual_inversion/tokens.safetensors`` and reused by every rerun, resume and
+   shard made with the same model, data, settings and seed (its key is in the file).
+2. SDEdit: every real image is noised to strength t0 and denoised under ``"a photo of a
+   <class word>"``; ``per_image`` outputs per image, the m-th at ``strengths[m %
+   len(strengths)]`` (default one output at each of 0.25, 0.5, 0.75 and 1.0, the paper's
+   strengths, so every strength is used equally often).
+3. Training replaces each real sample by one of its outputs with probability 0.5: the
+   ``synthetic_probability`` data policy (``p: 0.5``), which pairs an output with its
+   source image through the record's ``source_ids``.
+
+Records: ``prompt`` is ``"a photo of a <class>"`` (the class word shown by its class's
+name); ``params`` hold ``strength``, ``tokens`` (the table's file, relative to the set),
+``tokens_sha256`` and ``slot_prompt`` (the prompt encoded, its word ``class`` replaced);
+``model`` is the SD weights' identity as for every editor.
+
+Options: ``strengths``, ``per_image`` (default: one per strength), ``inversion``
+(:class:`InversionSettings`: steps, batch_size, lr,
+init_word, precision). ``editor.strength``, when given, replaces ``strengths``. A class
+with a single real image is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from genaug.config import ConfigError, StrictModel
+from genaug.generation.editors import register_editor
+from genaug.generation.editors.img2img import Img2ImgEditor, check_unit_strengths, plan_from_sources
+from genaug.generation.items import WorkItem
+
+if TYPE_CHECKING:
+    import torch
+
+#: Where the class words live inside the stage's output folder.
+INVERSION_DIR = "textual_inversion"
+#: DA-Fusion's prompt; ``{token}`` is the class word.
+PROMPT = "a photo of a {token}"
+
+
+#: Fewer real images than this in a class is refused: a word learnt from one image copies it.
+MIN_IMAGES = 2
+
+
+
+
+class InversionSettings(StrictModel):
+    """How the class words are learnt: ``steps`` AdamW steps of ``batch_size`` images at
+    learning rate ``lr``, from ``init_word``'s embedding, in ``precision`` (bf16 autocast on CPU)."""
+
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 5e-3
+    init_word: str = "the"
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+    @model_validator(mode="after")
+    def _check(self) -> "InversionSettings":
+        for key in ("steps", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        return self
+
+
+def check_class_counts(labels, class_names, stage: str = "textual inversion") -> None:
+    """A :class:`ConfigError` naming the first class with fewer than :data:`MIN_IMAGES` real images
+    (a class without any image has nothing to edit and is skipped)."""
+    counts = Counter(int(label) for label in np.asarray(labels))
+    for label, name in enumerate(class_names):
+        if 0 < counts.get(label, 0) < MIN_IMAGES:
+            raise ConfigError(
+                f"{stage}: class {name!r} has {counts[label]} real training image; "
+                f"textual inversion needs at least {MIN_IMAGES} per class"
+            )
+
+
+class DAFusionOptions(StrictModel):
+    strengths: list[float] = [0.25, 0.5, 0.75, 1.0]
+    per_image: int | None = None
+    inversion: InversionSettings = Field(default_factory=InversionSettings)
+
+    @model_validator(mode="after")
+    def _check(self) -> "DAFusionOptions":
+        check_unit_strengths(self.strengths)
+        if self.per_image is not None and self.per_image < 1:
+            raise ValueError(f"per_image must be >= 1, got {self.per_image}")
+        return self
+
+
+@register_editor
+class DAFusionEditor(Img2ImgEditor):
+    name = "dafusion"
+    method = "dafusion"
+    Options = DAFusionOptions
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.words: torch.Tensor | None = None
+        self.words_file: Path | None = None
+        self.words_hash: str | None = None
+
+    @property
+    def strengths(self) -> list[float]:
+        """``editor.strength`` when given (one strength), else ``options.strengths``."""
+        return [self.config.strength] if "strength" in self.config.model_fields_set else list(self.options.strengths)
+
+    @classmethod
+    def planned_work(cls, config) -> tuple[float, float]:
+        """Per real image: ``per_image`` edits, cycling through the strengths (textual
+        inversion, a one-off cost, is not counted)."""
+        options = cls.check_options(config.options)
+        strengths = [config.strength] if "strength" in config.model_fields_set else options.strengths
+        per_image = options.per_image or len(strengths)
+        return float(per_image), sum(strengths[m % len(strengths)] for m in range(per_image)) / per_image
+
+    @property
+    def slot_prompt(self) -> str:
+        from genaug.sdi.conditioning import SLOT_WORD
+
+        return PROMPT.replace("{token}", SLOT_WORD)
+
+    def prepare(self, dataset, config) -> None:
+        """Check the classes, then learn the class words or read them back (a dry run reads
+        them when present and otherwise times the initial word; it writes nothing)."""
+        from genaug.generation.inversion import TOKENS_FILE, file_sha256, frozen_parts, learn_or_load_words, load_words, word_embedding
+
+        check_class_counts(dataset.labels, dataset.class_names, stage="editor dafusion")
+        self.check_strengths(self.strengths)
+        folder = Path(config.output) / INVERSION_DIR
+        diffusion = frozen_parts(self.pipeline, self.model)
+        if config.engine.dry_run:
+            found = load_words(folder / TOKENS_FILE)
+            initial = word_embedding(diffusion, self.options.inversion.init_word)
+            self.words = found if found is not None else initial.repeat(len(dataset.class_names), 1)
+            return
+        self.words, path = learn_or_load_words(
+            folder, diffusion, dataset, self.options.inversion, config.seed, self.slot_prompt, self.size
+        )
+        self.words_file = path.relative_to(Path(config.output)) if path.is_relative_to(config.output) else path
+        self.words_hash = file_sha256(path)
+
+    def plan(self, dataset, config) -> list[WorkItem]:
+        strengths = self.strengths
+        per_image = self.options.per_image or len(strengths)
+        shared: dict[str, Any] = {"slot_prompt": self.slot_prompt}
+        if self.words_file is not None:
+            shared.update(tokens=str(self.words_file), tokens_sha256=self.words_hash)
+
+        def describe(row: int, label: int, m: int, item_id: str):
+            prompt = PROMPT.replace("{token}", f"<{dataset.class_names[label]}>")
+            return prompt, {"strength": float(strengths[m % len(strengths)]), **shared}
+
+        return plan_from_sources(dataset, self.name, config.seed, per_image, describe, config.editor.negative_prompt)
+
+    def conditioning(self, items: Sequence[WorkItem]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positive: the slot prompt with each item's class word; negative: its negative prompt or ""."""
+        if self.words is None:
+            raise RuntimeError("editor dafusion renders after prepare() has learnt or loaded the class words")
+        import torch
+
+        from genaug.sdi.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
+
+        pipeline = self.pipeline
+        labels = torch.tensor([item.label for item in items])
+        with torch.inference_mode():
+            words = self.words[labels].to(self.device, pipeline.text_encoder.dtype)
+            position = class_token_position(pipeline.tokenizer, self.slot_prompt, SLOT_WORD)
+            positive = encode_with_input_slot(pipeline.tokenizer, pipeline.text_encoder, self.slot_prompt, words, position)
+        negative = self.text_embeddings([item.negative_prompt or self.config.negative_prompt or "" for item in items])
+        return positive.to(pipeline.text_encoder.dtype), negative
