@@ -14,6 +14,8 @@ what it configures (``genaug.data.config.DatasetConfig``, ``genaug.training.conf
 
 from __future__ import annotations
 
+from genaug.lazy import lazy_exports
+
 import re
 import reprlib
 import typing
@@ -93,8 +95,6 @@ class StrictModel(BaseModel):
     """Base of every config: unknown fields are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
-
-
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -316,16 +316,8 @@ _CONFIGS = {
     "FilterConfig": "genaug.filtering.config",
 }
 
+__getattr__, __dir__ = lazy_exports(__name__, _CONFIGS)
+
 __all__ += list(_CONFIGS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _CONFIGS:
-        import importlib
-
-        return getattr(importlib.import_module(_CONFIGS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_CONFIGS))

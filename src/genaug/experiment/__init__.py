@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from genaug.lazy import lazy_exports
 
 _LAZY = {
     "ArmConfig": "genaug.experiment.config",
@@ -20,13 +20,8 @@ _LAZY = {
     "results_table": "genaug.experiment.runner",
 }
 
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    # imported on first use: loading an experiment file does not import torch
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

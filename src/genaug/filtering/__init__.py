@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from genaug.lazy import lazy_exports
 
 _LAZY = {
     "DEDUPE_THRESHOLDS": "genaug.filtering.filters",
@@ -34,6 +34,8 @@ _LAZY = {
     "Classifier": "genaug.filtering.classifier",
 }
 
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+
 __all__ = [
     "DEDUPE_THRESHOLDS",
     "FILTERS",
@@ -55,10 +57,3 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # imported on first use: reading a config (genaug.filtering.config) stays light
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'genaug.filtering' has no attribute '{name}'")

@@ -3,7 +3,8 @@
 - :func:`genaug.generation.stage.generate`: the ``generate`` stage of every editor;
 - :func:`genaug.generation.engine.run_job`: the engine any generator reuses (SDI too);
 - :func:`genaug.generation.seeds.item_seed`: every item's seed (:func:`genaug.seeds.derive_seed`);
-- :mod:`genaug.generation.editors`: the editor registry (instruct, img2img, txt2img);
+- :mod:`genaug.generation.editors`: the editor registry (instruct, img2img, txt2img,
+  real_guidance, diffmix, dafusion, ...);
 - :func:`genaug.generation.sampling_preset`: measured sampling presets (``reference``, ``fast``);
   :mod:`genaug.generation.frontier` measures them.
 
@@ -12,8 +13,7 @@ Names are imported on first use, so reading a config does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from genaug.lazy import lazy_exports
 
 _LAZY = {
     "is_degenerate": "genaug.generation.degenerate",
@@ -35,14 +35,8 @@ _LAZY = {
     "generate": "genaug.generation.stage",
 }
 
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY))

@@ -6,7 +6,7 @@ in, used both offline (writing a synthetic set) and online (in the training loop
 
 from __future__ import annotations
 
-from typing import Any
+from genaug.lazy import lazy_exports
 
 _LAZY = {
     "feathered_halves": "genaug.mixing.concat",
@@ -37,18 +37,7 @@ _LAZY = {
     "MixConfig": "genaug.mixing.config",
 }
 
-
-def __getattr__(name: str) -> Any:
-    # imported on first use: the operations need torch, reading a config does not
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)

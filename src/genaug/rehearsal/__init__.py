@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from genaug.lazy import lazy_exports
 
 __all__ = ["STANDINS", "clip_tokenizer", "rehearse", "standin_dir", "meta_model"]
 
@@ -20,10 +20,6 @@ _LAZY = {
     "rehearse": "genaug.rehearsal.run",
 }
 
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(name)

@@ -15,7 +15,7 @@ stages are imported on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from genaug.lazy import lazy_exports
 
 from genaug.sdi.samplers import SAMPLERS, Sampler, fit_sampler, register_sampler, sampler_names
 
@@ -43,12 +43,8 @@ _LAZY = {
     "SDI_PRESETS": "genaug.sdi.presets",
 }
 
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+
 __all__ = ["SAMPLERS", "Sampler", "fit_sampler", "register_sampler", "sampler_names", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'genaug.sdi' has no attribute '{name}'")

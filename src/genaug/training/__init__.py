@@ -7,7 +7,7 @@ a preset plus overrides amounts to.
 
 from __future__ import annotations
 
-from typing import Any
+from genaug.lazy import lazy_exports
 
 _LAZY = {
     "AugmentationConfig": "genaug.training.config",
@@ -36,14 +36,7 @@ _LAZY = {
     "POLICIES": "genaug.training.registry",
 }
 
-
-def __getattr__(name: str) -> Any:
-    # imported on first use: reading a config (genaug.training.config) does not import torch
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)
