@@ -162,6 +162,24 @@ def test_rerunning_replaces_the_previous_figures(report):
     assert (report.parent / "figures" / "accuracy.png").is_file()
 
 
+def test_stage_folders_outside_the_run_folder_are_shown_by_their_absolute_path(tmp_path):
+    """``genaug run --artifacts SHARED``: results.json names the stage folders absolutely."""
+    run_dir = build_run_folder(tmp_path / "run")
+    shared = tmp_path / "shared"
+    (run_dir / "artifacts").rename(shared)
+    results_path = run_dir / "results.json"
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    for arm in results["arms"]:
+        for stage in arm["stages"]:
+            stage["dir"] = str(shared / Path(stage["dir"]).relative_to("artifacts"))
+    results_path.write_text(json.dumps(results), encoding="utf-8")
+
+    html = write_report(run_dir).read_text(encoding="utf-8")
+    parts = parse(html)
+    assert {"sdi", "filters", "samples"} <= set(parts.sections)
+    assert f"{shared}/sdi-7a8b" in html and f"{shared}/sdi-7a8b/set" in html
+
+
 # ---------------------------------------------------------------------------- in a browser
 
 

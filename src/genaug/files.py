@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "atomic_path",
+    "display_path",
     "fsync_file",
     "json_safe",
     "save_safetensors",
@@ -29,6 +30,15 @@ __all__ = [
     "write_json_atomic",
     "write_text_atomic",
 ]
+
+
+def display_path(path: str | Path, start: str | Path) -> str:
+    """``path`` relative to ``start`` when it lies inside it (as records and reports show it),
+    else absolute (a folder elsewhere, such as a shared ``--artifacts``)."""
+    try:
+        return Path(path).resolve().relative_to(Path(start).resolve()).as_posix()
+    except ValueError:
+        return str(Path(path).resolve())
 
 
 def fsync_file(path: str | Path) -> None:

@@ -1,5 +1,9 @@
 """``genaug run``: build the stage graph, run what is missing, train every arm x seed, tabulate.
 
+The stages run in this process, in graph order; each arm's runs go to the training workers as
+soon as the stages it reads have finished (:mod:`genaug.experiment.schedule`), and the set
+metrics are measured once their judge has trained, while the other runs go on.
+
 The run folder (``RUN_DIR``)::
 
     experiment.yaml            the resolved experiment
@@ -19,14 +23,11 @@ edited image re-runs exactly what read it.
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import csv
 import datetime as _dt
 import hashlib
 import io
 import json
-import multiprocessing
-import signal
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +40,10 @@ from genaug.experiment.budget import arm_sets, make_budget_sets, natural_sets
 from genaug.experiment.checks import preflight
 from genaug.experiment.config import ExperimentConfig, train_config
 from genaug.experiment.graph import StageNode, build_graph, dataset_identity, upstream
-from genaug.experiment.set_metrics import add_set_metrics
+from genaug.experiment.schedule import TrainingPool
+from genaug.experiment.set_metrics import add_set_metrics, judge_arm, measure_sets
 from genaug.experiment.stages import run_stage
-from genaug.files import write_json_atomic, write_text_atomic
+from genaug.files import display_path, write_json_atomic, write_text_atomic
 from genaug.warn import WARNINGS_LOG, record_warnings, shown_warnings
 
 __all__ = [
@@ -157,30 +159,46 @@ def run_experiment(
     out_dir.mkdir(parents=True, exist_ok=True)
     record_warnings(out_dir / WARNINGS_LOG, checked.warnings)
     write_text_atomic(out_dir / "experiment.yaml", dump_config(experiment))
-    ran: set[str] = set()
-    for node in needed:
-        if node.is_done():
-            echo(f"stage {node.name} ({node.kind}): cached at {node.dir}")
-            continue
-        resuming = node.dir.is_dir() and any(node.dir.iterdir())
-        echo(f"stage {node.name} ({node.kind}): {'resuming from' if resuming else 'running into'} {node.dir}")
-        record = run_stage(node, nodes)
-        ran.add(node.name)
-        echo(f"stage {node.name}: {sum(record['images'].values())} images in {record['seconds']:.1f} s")
-
     from genaug.training.recipes import resolve_recipe
 
     train_digest = identity.get("train", {}).get("digest")
-    make_budget_sets(experiment, arms, nodes, splits["train"], train_digest, echo)
     todo = [job for job in jobs if not job.done]
     for job in todo:
         finished = checkpoint_epochs(job.run_dir)
         if finished is not None:
             echo(f"resuming from {job.run_dir} (after {finished} of {resolve_recipe(job.config).epochs} epochs)")
-    train_all(todo, experiment.workers, progress, echo)
-    results = collect_results(experiment, nodes, out_dir, seeds, ran, splits)
     every_seed = list(dict.fromkeys([*experiment.seeds, *seeds]))  # the judge: the first seed with a finished run
     every_job = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in experiment.arms], every_seed, identity)
+    early_metrics = _early_metrics(experiment, arms, needed, nodes, todo, every_job, splits["train"], train_digest, out_dir, echo)
+    waiting = {arm.name: upstream(nodes, arm.data_refs) for arm in arms}  # stages each arm still waits for
+
+    def release(pool: TrainingPool) -> None:
+        """Submit the runs of every arm whose stages have all finished (a parity arm's subsample made first)."""
+        for arm in arms:
+            if arm.name in waiting and all(node.is_done() for node in waiting[arm.name]):
+                del waiting[arm.name]
+                make_budget_sets(experiment, [arm], nodes, splits["train"], train_digest, echo)
+                pool.submit([job for job in todo if job.arm == arm.name])
+
+    ran: set[str] = set()
+    with TrainingPool(experiment.workers, len(todo), progress, echo, on_finished=early_metrics) as pool:
+        release(pool)
+        for node in needed:
+            if node.is_done():
+                echo(f"stage {node.name} ({node.kind}): cached at {node.dir}")
+                continue
+            resuming = node.dir.is_dir() and any(node.dir.iterdir())
+            echo(f"stage {node.name} ({node.kind}): {'resuming from' if resuming else 'running into'} {node.dir}")
+            with pool.sharing_cores():
+                record = run_stage(node, nodes)
+            ran.add(node.name)
+            echo(f"stage {node.name}: {sum(record['images'].values())} images in {record['seconds']:.1f} s")
+            pool.poll()
+            release(pool)
+        with pool.sharing_cores():
+            early_metrics(None)
+        pool.wait()
+    results = collect_results(experiment, nodes, out_dir, seeds, ran, splits)
     add_set_metrics(results, experiment, nodes, every_job, splits["train"], train_digest, out_dir, echo)
     write_results(out_dir, results)
     if report:
@@ -232,103 +250,23 @@ def checkpoint_epochs(run_dir: Path) -> int | None:
     return None if folder is None else checkpoint_epoch(folder)
 
 
-def train_all(jobs: list[TrainJob], workers: int, progress: bool, echo) -> None:
-    """Train ``jobs``: in this process, or in ``workers`` processes with one overall progress bar."""
-    if not jobs:
-        return
-    if workers == 1 or len(jobs) == 1:
-        for i, job in enumerate(jobs, 1):
-            echo(f"train {job.arm} seed {job.seed} ({i}/{len(jobs)})")
-            summary = train_job(job, progress)
-            echo(f"  test top-1 {summary['top1']:.2f} % in {summary['seconds']:.0f} s")
-        return
-    context = multiprocessing.get_context("spawn")
-    with _bar(progress, len(jobs)) as bar:
-        pool = futures.ProcessPoolExecutor(
-            max_workers=min(workers, len(jobs)), mp_context=context, initializer=_leave_interrupts_to_parent
-        )
-        try:
-            pending = {pool.submit(train_job, job, False): job for job in jobs}
-            for done in futures.as_completed(pending):
-                job = pending[done]
-                summary = done.result()
-                bar.advance(f"{job.arm} seed {job.seed}: {summary['top1']:.1f} %")
-        except BaseException:
-            stop_pool(pool)
-            raise
-        pool.shutdown(wait=True)
+def _early_metrics(experiment, arms, needed, nodes, todo, every_job, real_train, train_digest, out_dir, echo):
+    """A callback for the training pool: once every stage has finished and no run of the judge's
+    arm is left to train, measure the synthetic sets (cached for :func:`add_set_metrics`) while the
+    other runs still train. Called with the run that finished, or None."""
+    judge = judge_arm(experiment)
+    pending = {id(job) for job in todo if job.arm == judge}
+    state = {"measured": False}
 
+    def on_finished(job: TrainJob | None) -> None:
+        if job is not None:
+            pending.discard(id(job))
+        if state["measured"] or pending or not all(node.is_done() for node in needed):
+            return
+        state["measured"] = True
+        measure_sets(experiment, [arm.name for arm in arms], nodes, every_job, real_train, train_digest, out_dir, echo)
 
-def _leave_interrupts_to_parent() -> None:
-    """Workers ignore SIGINT (Ctrl-C reaches the whole process group): the parent stops them.
-
-    Left to itself, a worker would turn Ctrl-C into an exception, report it as its run's
-    result and take the next queued run.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def stop_pool(pool: futures.ProcessPoolExecutor, grace: float = 2.0) -> None:
-    """Cancel every queued run and end the workers now (their runs resume from their checkpoints).
-
-    A worker is terminated (SIGTERM), then killed if it has not ended within ``grace``
-    seconds: training survives kill -9 (checkpoints are swapped in atomically).
-    """
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.join(grace)
-        if process.is_alive():
-            process.kill()
-            process.join(grace)
-
-
-def train_job(job: TrainJob, progress: bool) -> dict[str, Any]:
-    """Train one arm x seed (also the body of a worker process)."""
-    from genaug.data import load_splits
-    from genaug.data.identity import identity_changes, splits_identity
-    from genaug.data.synthetic import load_synthetic_set
-    from genaug.training import train
-
-    splits = load_splits(job.dataset)
-    changes = identity_changes(job.data, splits_identity(splits)) if job.data is not None else []
-    if changes:
-        raise DatasetError(
-            f"the dataset changed while the experiment ran ({'; '.join(changes)}); run the same command again"
-        )
-    synthetic = load_synthetic_set(job.sets, splits["train"].class_names) if job.sets else None
-    config = job.config
-    if not progress:
-        config = config.model_copy(update={"logging": config.logging.model_copy(update={"progress": False})})
-    result = train(config, splits, job.run_dir, synthetic)
-    return {"top1": result.test["top1"], "seconds": result.wall_seconds}
-
-
-class _bar:
-    """A rich progress bar over finished runs, with ETA (or plain lines without a terminal)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled, total
-
-    def __enter__(self) -> "_bar":
-        from genaug.progress import progress_bar
-
-        self._context = progress_bar(self.total, "training", enabled=self.enabled, detail="{task.fields[message]}",
-                                     fields={"message": ""})
-        self.bar = self._context.__enter__()
-        return self
-
-    def advance(self, message: str) -> None:
-        if self.bar.shown:
-            self.bar.advance(1, message=message)
-        else:
-            print(message, flush=True)
-
-    def __exit__(self, *exc: object) -> None:
-        self._context.__exit__(*exc)
+    return on_finished
 
 
 # ---------------------------------------------------------------------------- results
@@ -386,7 +324,7 @@ def collect_results(
             "policy": {"name": arm.policy, "kwargs": arm.policy_kwargs},
             "mixer": {"name": arm.mixer, "kwargs": arm.mixer_kwargs},
             "stages": stage_rows,
-            "synthetic_set": _relative(sets[0], out_dir) if sets else None,
+            "synthetic_set": display_path(sets[0], out_dir) if sets else None,
             "runs": runs,
             **mean_std("top1", [run["top1"] for run in runs]),
             **mean_std("balanced_accuracy", [run["balanced_accuracy"] for run in runs]),
@@ -444,8 +382,8 @@ def stage_row(node: StageNode, out_dir: Path, cached: bool) -> dict[str, Any]:
         "kind": node.kind,
         "name": node.name,
         "method": method,
-        "dir": _relative(node.dir, out_dir),
-        "sets": {name: _relative(node.dir / rel, out_dir) for name, rel in record["sets"].items()},
+        "dir": display_path(node.dir, out_dir),
+        "sets": {name: display_path(node.dir / rel, out_dir) for name, rel in record["sets"].items()},
         "cached": cached,
         "seconds": record["seconds"],
         "images": sum(record["images"].values()),
@@ -628,11 +566,4 @@ def estimate_line(done: list[TrainJob], todo: list[TrainJob], needed: list[Stage
     stage_part = f" + {missing_stages} stage(s)" if missing_stages else ""
     mean_stage = f" (cached stages took {statistics.fmean(stage_seconds):.0f} s each)" if stage_seconds else ""
     return f"estimate: about {per_run * len(todo) / 60:.1f} min of training{stage_part}{mean_stage}"
-
-
-def _relative(path: Path, start: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(Path(start).resolve()))
-    except ValueError:
-        return str(Path(path).resolve())
 

@@ -1,6 +1,6 @@
 """The synthetic-set metrics of an experiment's arms (:func:`genaug.metrics.set_metrics`).
 
-After training, every arm that trains on synthetic data gets the metrics of the set it
+Every arm that trains on synthetic data gets the metrics of the set it
 trained on (its parity subsample for a ``budget: parity`` arm, the union of its sets for an
 arm with several): FD in CLIP image space overall and per class, precision / recall /
 density / coverage, zero-shot class fidelity by CLIP, class fidelity by a classifier
@@ -35,12 +35,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from genaug.config import StrictModel
+from genaug.files import display_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.experiment.config import ExperimentConfig
     from genaug.experiment.graph import StageNode
 
-__all__ = ["METRICS_FILE", "MetricsConfig", "add_set_metrics", "judge_run", "metrics_clip"]
+__all__ = ["METRICS_FILE", "MetricsConfig", "add_set_metrics", "judge_arm", "judge_run", "measure_sets", "metrics_clip"]
 
 METRICS_FILE = "metrics.json"
 #: Bumped when what the metrics compute changes, so that cached results are not reused.
@@ -67,13 +68,18 @@ def metrics_clip(experiment: "ExperimentConfig") -> str:
     return "pocket"
 
 
-def judge_run(experiment: "ExperimentConfig", jobs) -> Path | None:
-    """The run folder of the judge (module doc), or None when there is no finished one."""
+def judge_arm(experiment: "ExperimentConfig") -> str | None:
+    """The arm whose run judges class fidelity (module doc), or None."""
     real_only = [arm for arm in experiment.arms if not arm.data_refs and arm.mixer == "none"]
     if not experiment.metrics.classifier or not real_only:
         return None
-    arm = next((a for a in real_only if a.name == experiment.baseline), real_only[0])
-    runs = sorted((job for job in jobs if job.arm == arm.name and job.done), key=lambda job: experiment.seeds.index(job.seed)
+    return next((a for a in real_only if a.name == experiment.baseline), real_only[0]).name
+
+
+def judge_run(experiment: "ExperimentConfig", jobs) -> Path | None:
+    """The run folder of the judge (module doc), or None when there is no finished one."""
+    arm = judge_arm(experiment)
+    runs = sorted((job for job in jobs if job.arm == arm and job.done), key=lambda job: experiment.seeds.index(job.seed)
                   if job.seed in experiment.seeds else len(experiment.seeds))
     return runs[0].run_dir if runs else None
 
@@ -98,21 +104,40 @@ def add_set_metrics(
 ) -> dict[str, Any]:
     """Put ``set_metrics`` (and ``budget`` for a parity arm) into every arm of ``results``
     that trains on synthetic data; computes what is not cached (module doc)."""
-    from genaug.experiment.budget import BUDGET_FILE, arm_sets, budget_dir
+    from genaug.experiment.budget import BUDGET_FILE, budget_dir
 
-    config = experiment.metrics
     for entry in results["arms"]:
         arm = experiment.arm(entry["name"])
         folder = budget_dir(experiment, arm, nodes, train_digest)
         if folder is not None and (folder / BUDGET_FILE).is_file():
             record = json.loads((folder / BUDGET_FILE).read_text(encoding="utf-8"))
             entry["budget"] = {key: record[key] for key in ("synthetic_per_real", "seed", "images", "per_class")}
-            entry["budget"]["dir"] = _relative(folder, out_dir)
-    if not config.enabled:
-        return results
-    measured = [entry for entry in results["arms"] if experiment.arm(entry["name"]).data_refs]
-    if not measured:
-        return results
+            entry["budget"]["dir"] = display_path(folder, out_dir)
+    measured = measure_sets(experiment, [entry["name"] for entry in results["arms"]], nodes, jobs, real_train, train_digest, out_dir, echo)
+    for entry in results["arms"]:
+        if entry["name"] in measured:
+            entry["set_metrics"] = measured[entry["name"]]
+    return results
+
+
+def measure_sets(
+    experiment: "ExperimentConfig",
+    arms: list[str],
+    nodes: dict[str, "StageNode"],
+    jobs,
+    real_train,
+    train_digest: str | None,
+    out_dir: Path,
+    echo=print,
+) -> dict[str, dict[str, Any]]:
+    """The metrics of the set each of ``arms`` trains on (arms on real images only are left
+    out), read from their cache or computed and cached; the judge is :func:`judge_run` of ``jobs``."""
+    from genaug.experiment.budget import arm_sets
+
+    config = experiment.metrics
+    measured = [name for name in arms if experiment.arm(name).data_refs]
+    if not config.enabled or not measured:
+        return {}
     from genaug.generation.models import resolve_model
     from genaug.clip import clip_reference
     from genaug.training.checkpoint import BEST_FILE
@@ -138,8 +163,9 @@ def add_set_metrics(
                 loaded["classifier"] = load_classifier(judge)
         return loaded
 
-    for entry in measured:
-        arm = experiment.arm(entry["name"])
+    out: dict[str, dict[str, Any]] = {}
+    for name in measured:
+        arm = experiment.arm(name)
         sets = arm_sets(experiment, arm, nodes, train_digest)
         content = {
             "sets": [key for key, _ in sets], "clip": {k: v for k, v in clip_identity.items() if k != "path"}, "classifier": judge_digest, "k": config.k,
@@ -163,14 +189,14 @@ def add_set_metrics(
                 echo(f"warning: no metrics for {arm.name}'s set: {error}")
                 continue
             metrics = {
-                "key": key, "sets": [_relative(folder, out_dir) for _, folder in sets], "clip": clip_identity,
-                "classifier": _relative(judge, out_dir) if judge is not None else None, **metrics,
+                "key": key, "sets": [display_path(folder, out_dir) for _, folder in sets], "clip": clip_identity,
+                "classifier": display_path(judge, out_dir) if judge is not None else None, **metrics,
             }  # fmt: skip
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, metrics)
             echo(f"metrics of {arm.name}'s set: {metrics['images']} images in {metrics['seconds']:.1f} s")
-        entry["set_metrics"] = {**metrics, "file": _relative(path, out_dir)}
-    return results
+        out[name] = {**metrics, "file": display_path(path, out_dir)}
+    return out
 
 
 def _read(path: Path, key: str) -> dict[str, Any] | None:
@@ -180,9 +206,3 @@ def _read(path: Path, key: str) -> dict[str, Any] | None:
         return None
     return metrics if metrics.get("key") == key else None
 
-
-def _relative(path: Path, start: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(Path(start).resolve()))
-    except ValueError:
-        return str(Path(path).resolve())

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 import genaug
+from genaug.files import display_path
 from genaug.report import figures
 from genaug.report.page import render_page
 from genaug.report.run import RunFolder, load_run, sdi_work_dirs, seed_curve, synthetic_sets
@@ -293,7 +294,7 @@ def feature_space_section(run: RunFolder, figures_dir: Path) -> list[dict[str, s
             sampled = load_table(sampled_path)
             if not len(sampled) or sampled.dim != bank.dim:
                 continue
-            title = f"sampler {sampled_path.stem}: {work_dir.relative_to(run.root).as_posix()}"
+            title = f"sampler {sampled_path.stem}: {display_path(work_dir, run.root)}"
             summary = f"{len(bank):,} real and {len(sampled):,} sampled features; used by {', '.join(stage.arms)}"
             path = figures.feature_space_figure(
                 bank.features.numpy(), bank.labels.numpy(), sampled.features.numpy(), sampled.labels.numpy(),
@@ -318,7 +319,7 @@ def filter_section(run: RunFolder, figures_dir: Path) -> list[dict[str, str]]:
         if not columns:
             continue
         kept = sum(record.kept is not False for record in scored.records)
-        title = f"{scored.stage.method or 'filter'}: {scored.dir.relative_to(run.root).as_posix()}"
+        title = f"{scored.stage.method or 'filter'}: {display_path(scored.dir, run.root)}"
         path = figures.filter_scores_figure(columns, figures_dir / f"filter-{index}.png")
         items.append({
             "title": title,
