@@ -110,3 +110,42 @@ def test_generate_shards_from_the_command_line_merge_into_the_unsharded_set(tmp_
     assert len(a) == 20 and a == b
     bad = runner.invoke(app, ["generate", f"output={tmp_path / 'x'}", *fields, "--shard", "2/2"])
     assert bad.exit_code != 0 and "shard" in str(bad.exception or bad.output)
+
+
+def test_help_and_a_config_error_import_no_torch():
+    """``genaug --help`` and a one-line config error answer without importing torch (about 2 s here)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from genaug.cli import main\n"
+        "sys.argv = ['genaug', *sys.argv[1:]]\n"
+        "try:\n    main()\n"
+        "except SystemExit as exit_:\n    print('exit', exit_.code, 'torch' in sys.modules)\n"
+    )
+    help_ = subprocess.run([sys.executable, "-c", probe, "--help"], capture_output=True, text=True, check=True)
+    assert help_.stdout.strip().endswith("exit 0 False")
+    missing = subprocess.run([sys.executable, "-c", probe, "run", "/nonexistent/study.yaml"], capture_output=True, text=True, check=True)
+    assert missing.stdout.strip() == "exit 2 False"
+    assert missing.stderr.strip() == "error: experiment file not found: /nonexistent/study.yaml"
+
+
+def test_errors_of_modules_that_import_torch_are_still_one_line(monkeypatch, capsys):
+    from genaug.memory import DoesNotFitError
+    from genaug.training.checkpoint import UntrustedFileError
+
+    from genaug import cli
+
+    for error in (UntrustedFileError("runs/x/best.safetensors is not a genaug weights file"), DoesNotFitError("generate", "item 3", "2 GiB")):
+        def fail(error=error):
+            raise error
+
+        monkeypatch.setattr(cli, "app", fail)
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.strip() == f"error: {error}"
+    monkeypatch.setattr(cli, "app", lambda: (_ for _ in ()).throw(KeyError("not a user error")))
+    with pytest.raises(KeyError):
+        cli.main()

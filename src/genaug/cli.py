@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -31,16 +32,27 @@ Shard = Annotated[
 ]
 
 
-def main() -> None:
-    from genaug.config import ConfigError
-    from genaug.data.base import DatasetError
-    from genaug.manifest import ManifestError, StorageError
-    from genaug.memory import DoesNotFitError
-    from genaug.training.checkpoint import UntrustedFileError
+#: The errors shown as one line with exit status 2: (module, class) pairs.
+USER_ERRORS = (
+    ("genaug.config", "ConfigError"), ("genaug.data.base", "DatasetError"), ("genaug.manifest", "ManifestError"),
+    ("genaug.manifest", "StorageError"), ("genaug.memory", "DoesNotFitError"), ("genaug.training.checkpoint", "UntrustedFileError"),
+)  # fmt: skip
 
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` is one of :data:`USER_ERRORS` or a missing file. The classes are looked up
+    among the modules already imported (an error of a module not imported cannot have been
+    raised), so that ``genaug --help`` or a config error does not import torch."""
+    kinds = tuple(getattr(sys.modules[module], name) for module, name in USER_ERRORS if module in sys.modules)
+    return isinstance(error, (*kinds, FileNotFoundError))
+
+
+def main() -> None:
     try:
         app()
-    except (ConfigError, DatasetError, DoesNotFitError, ManifestError, StorageError, UntrustedFileError, FileNotFoundError) as error:
+    except Exception as error:
+        if not is_user_error(error):
+            raise
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None
     except SystemExit as exit_:
