@@ -158,6 +158,40 @@ def test_set_metrics_of_copies_of_the_real_images(tmp_path):
     json.dumps(metrics)  # JSON-able
 
 
+def test_soft_labelled_images_are_measured_as_their_dominant_class(tmp_path):
+    """Diff-Mix's records keep the source class as ``label`` and weigh the prompted class most:
+    copies of the real images recorded under the other class, with a soft label weighing
+    their own class 0.7, measure as the real images do; without it they would not."""
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(24, 2, 2, 3), dtype=np.uint8)
+    labels = np.repeat([0, 1], 12)
+    names = ["red", "blue"]
+    real = RealDataset("toy", "train", names, labels, [f"r{i}" for i in range(24)], images=images)
+    red = np.zeros(12, dtype=np.float32)
+    red[0::3] = 1.0
+    clip = PixelClip({"a photo of a red": red, "a photo of a blue": np.roll(red, 2)})
+
+    def write(folder, soft: bool):
+        with SetWriter(folder) as writer:
+            for i in range(24):
+                other = 1 - int(labels[i])
+                params = {"soft_label": {"classes": [names[other], names[labels[i]]], "weights": [0.3, 0.7]}} if soft else {}
+                record = SampleRecord(id=f"s{i:02d}", path=writer.image_path(f"s{i:02d}", names[other]), label=other,
+                                      class_name=names[other], method="diffmix", source_ids=[f"r{i}"], params=params)
+                writer.add(record, images[i])
+        return set_metrics(folder, real, clip, k=3)
+
+    soft = write(tmp_path / "soft", soft=True)
+    hard = write(tmp_path / "hard", soft=False)
+    assert soft["fidelity_clip"] == soft["fidelity_clip_real"]
+    assert soft["fidelity_clip"] + hard["fidelity_clip"] == pytest.approx(1.0)  # every verdict flips
+    assert soft["fidelity_clip"] > 0.5
+    assert all(value == pytest.approx(0.0, abs=1e-6) for value in soft["fd_per_class"].values())
+    assert all(value > 0.01 for value in hard["fd_per_class"].values())
+    assert soft["notes"] == ["24 image(s) with a soft label measured as their dominant class (24 of them not their record's label)"]
+    assert hard["notes"] == []
+
+
 def test_zero_shot_prompts_use_the_cleaned_class_names():
     from genaug.metrics import class_texts
 

@@ -263,6 +263,8 @@ def set_metrics(
 
     Features are ``clip``'s image embeddings, L2-normalised (the space where CLIP compares
     images); the real reference is the real training images of the classes the set holds.
+    An image with a soft label (``params.soft_label``, e.g. Diff-Mix's) counts as the class
+    its label weighs most (the first of equal weights), for every per-class metric.
     ``classifier`` (a :class:`genaug.filtering.classifier.Classifier` trained on real
     images only) adds its fidelity. ``reference``: :func:`real_reference` when computed
     already. Metrics a small set cannot have (PRDC needs ``k + 1`` images on each side, FD
@@ -282,12 +284,18 @@ def set_metrics(
         raise ValueError(f"synthetic set {', '.join(map(str, dirs))} has no kept images to measure")
     images = [np.array(synthetic.image(i).convert("RGB")) for i in range(len(synthetic))]
     labels = np.asarray(synthetic.labels, dtype=np.int64)
+    notes = []
+    soft = synthetic.soft_targets(names)
+    if soft is not None:  # e.g. Diff-Mix's: an image counts as the class its label weighs most
+        dominant = soft.argmax(axis=1)
+        notes.append(f"{len(synthetic.soft_labels)} image(s) with a soft label measured as their dominant class "
+                     f"({int((dominant != labels).sum())} of them not their record's label)")
+        labels = dominant.astype(np.int64)
     features = clip.image_embeds(images, batch_size=batch_size).numpy().astype(np.float64)
     reference = reference or real_reference(real_train, clip, batch_size)
     present = np.unique(labels)
     of_classes = np.isin(reference["labels"], present)
     real, real_labels = reference["features"][of_classes], reference["labels"][of_classes]
-    notes = []
 
     fd = frechet_distance(real, features) if len(real) >= 2 and len(features) >= 2 else None
     per_class = per_class_frechet(real, real_labels, features, labels)

@@ -45,7 +45,7 @@ __all__ = ["METRICS_FILE", "MetricsConfig", "add_set_metrics", "judge_arm", "jud
 
 METRICS_FILE = "metrics.json"
 #: Bumped when what the metrics compute changes, so that cached results are not reused.
-METRICS_VERSION = 1
+METRICS_VERSION = 2  # 2: soft-labelled images count as their dominant class
 
 
 class MetricsConfig(StrictModel):
