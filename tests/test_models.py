@@ -133,3 +133,21 @@ def test_manifold_mix_formula():
     mix = ManifoldMix(layer=2, lam=0.25, perm=torch.tensor([2, 0, 1]))
     torch.testing.assert_close(mix(h), 0.25 * h + 0.75 * h[[2, 0, 1]])
     assert torch.equal(mix.at(1, h), h)
+
+
+def test_torchvision_is_imported_only_for_resnet50():
+    """A pocket or CIFAR training worker never imports torchvision (about 2 s a process)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from genaug.models import create_model\n"
+        "import genaug.training.trainer\n"
+        "create_model('preactresnet18', num_classes=10, width=0.25)\n"
+        "before = 'torchvision' in sys.modules\n"
+        "create_model('resnet50', num_classes=10, width=0.125)\n"
+        "print(before, 'torchvision' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True"]

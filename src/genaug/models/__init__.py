@@ -8,10 +8,10 @@ Every model accepts ``width`` (channel multiplier for small runs) and ``in_chann
 its ``forward(x, mix=None)`` takes a :class:`ManifoldMix` for manifold mixup.
 """
 
+from genaug.lazy import lazy_exports
 from genaug.models.layers import MANIFOLD_MIX_LAYERS, ManifoldMix, PreActBlock, scale_channels
 from genaug.models.preact_resnet import PreActResNet, preactresnet18, preactresnet34
 from genaug.models.registry import create_model, list_models, register_model
-from genaug.models.resnet import ScaledResNet, resnet50
 from genaug.models.wide_resnet import WideResNet, wrn28_2, wrn28_10
 
 __all__ = [
@@ -31,3 +31,6 @@ __all__ = [
     "wrn28_10",
     "wrn28_2",
 ]
+
+# torchvision's ResNet-50 imports torchvision: on first use only.
+__getattr__, __dir__ = lazy_exports(__name__, {"ScaledResNet": "genaug.models.resnet", "resnet50": "genaug.models.resnet"})

@@ -18,6 +18,7 @@ EntryPoint = TypeVar("EntryPoint", bound=Callable[..., nn.Module])
 
 #: Model name -> ``entrypoint(num_classes, **kw) -> nn.Module``.
 MODELS = Registry("model", key="model")
+MODELS.register("resnet50", "genaug.models.resnet:resnet50")  # torchvision's, imported on first use
 
 
 def register_model(entrypoint: EntryPoint) -> EntryPoint:
