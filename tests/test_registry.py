@@ -93,6 +93,10 @@ def test_every_stage_kind_config_round_trips_and_its_runner_fields_are_its_own(k
     assert isinstance(spec.folder_of(config, tmp_path / "out"), Path)
     if spec.sets is not None:
         assert spec.sets(config.model_dump()) == spec.sets(STAGE_PARAMS.get(kind, {}))
+    if kind in STAGE_PARAMS or hasattr(config, "models"):  # the models the pre-run check resolves
+        for key, reference, revision in config.models():
+            assert key.split(".")[0] in spec.config.model_fields, f"{kind}: model key {key} is not a config field"
+            assert isinstance(reference, str) and reference and (revision is None or isinstance(revision, str))
 
 
 def test_a_registered_stage_kind_is_usable_in_an_experiment_file(tmp_path):
@@ -105,6 +109,10 @@ def test_a_registered_stage_kind_is_usable_in_an_experiment_file(tmp_path):
         dataset: dict = {}
         output: Path
         repeat: int = 1
+        model: str = "pocket:sd"
+
+        def models(self):
+            return [("model", self.model, None)]
 
     @register_stage("copy_test", config=CopyConfig)
     def run_copy(node, nodes):
@@ -121,6 +129,13 @@ def test_a_registered_stage_kind_is_usable_in_an_experiment_file(tmp_path):
         nodes = build_graph(experiment, tmp_path / "artifacts", identity={})
         record = run_stage(nodes["c"], nodes)
         assert (record["made"], record["note"], record["sets"]) == (3, "copied", {"copy_test": "."})
+        # its models are checked before anything runs, as the built-in kinds' are
+        from genaug.experiment.checks import preflight
+
+        assert preflight(experiment, [nodes["c"]], []).problems == []
+        path.write_text(path.read_text().replace("repeat: 3", "repeat: 3\n    model: /nowhere/sd"))
+        problems = preflight(load_experiment(path), [build_graph(load_experiment(path), tmp_path / "a2", identity={})["c"]], []).problems
+        assert len(problems) == 1 and "stages.c.model" in problems[0] and "/nowhere/sd" in problems[0]
         with pytest.raises(ConfigError, match=r"stages.c.repaet: unknown key 'repaet'; did you mean 'repeat'"):
             load_experiment(path.write_text(path.read_text().replace("repeat", "repaet")) and path)
     finally:

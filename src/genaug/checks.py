@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genaug.config import DatasetConfig, FilterConfig, GenerateConfig, MixConfig, SdiConfig, TrainConfig
+from genaug.config import DatasetConfig, GenerateConfig, TrainConfig
 from genaug.generation.models import POCKET_SCHEME, ModelRef, resolve_model
 
 __all__ = [
@@ -34,29 +34,13 @@ __all__ = [
 
 #: The dataset the pocket models and prompts were made for.
 POCKET_DATASET = "pocket_digits"
-#: Filters that score with CLIP.
-CLIP_FILTERS = ("clip_rank", "clip_posneg")
 
 
 def stage_models(config: Any) -> list[tuple[str, str, str | None]]:
-    """``(key, reference, revision)`` of every model ``config`` will load (pocket CLIP as ``pocket:clip``)."""
-
-    def clip(name: str) -> str:
-        return f"{POCKET_SCHEME}clip" if name == "pocket" else name
-
-    if isinstance(config, GenerateConfig):
-        from genaug.generation.editors import EDITORS
-
-        return [("editor.model", config.editor.model or EDITORS[config.editor.name].default_model, config.editor.revision)]
-    if isinstance(config, MixConfig):
-        return [("shb.clip", clip(config.shb.clip), None)] if "shb" in config.methods else []
-    if isinstance(config, SdiConfig):
-        models = [("clip", clip(config.clip), None), ("model", config.model, config.revision)]
-        return models + ([("generate.vae", config.generate.vae, None)] if config.generate.vae else [])
-    if isinstance(config, FilterConfig):
-        uses_clip = any(spec.get("name") in CLIP_FILTERS for spec in config.filters)
-        return [("clip", clip(config.clip), None)] if uses_clip else []
-    return []
+    """``(key, reference, revision)`` of every model ``config`` will load (pocket CLIP as
+    ``pocket:clip``): what its ``models()`` lists, so a new stage kind declares its own."""
+    models = getattr(config, "models", None)
+    return list(models()) if callable(models) else []
 
 
 def check_models(config: Any, prefix: str = "") -> list[ModelRef]:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genaug.generation.models import clip_reference  # noqa: F401 (re-exported: one definition)
 from genaug.memory import BatchBackoff
 
 
@@ -348,9 +349,3 @@ def _hashable(values):
     return tuple(values) if isinstance(values, list) else values
 
 
-def clip_reference(name: str) -> str:
-    """``"pocket"`` -> ``"pocket:clip"`` (the form :func:`genaug.generation.models.resolve_model`
-    takes); other names unchanged."""
-    from genaug.generation.models import POCKET_SCHEME
-
-    return f"{POCKET_SCHEME}clip" if name == "pocket" else name

@@ -11,7 +11,7 @@ metrics: {clip: null, k: 5, classifier: true}   # the defaults
 ```
 
 - ``clip``: the CLIP whose image space the metrics live in. ``null``: the one the
-  experiment's stages name (the first ``filter`` or ``sdi`` stage that sets ``clip``),
+  experiment's stages name (the first stage that sets ``clip``: a ``filter`` or ``sdi`` stage),
   else ``pocket``. One CLIP for every arm, so that their numbers compare.
 - ``classifier``: the judge is the experiment's baseline arm trained on real images only
   (no synthetic data, no online mixer; else the first arm that is), its run of the first
@@ -59,11 +59,11 @@ class MetricsConfig(StrictModel):
 
 
 def metrics_clip(experiment: "ExperimentConfig") -> str:
-    """The CLIP of the metrics: ``metrics.clip``, else the first filter / SDI stage's, else pocket."""
+    """The CLIP of the metrics: ``metrics.clip``, else the first stage's that sets ``clip``, else pocket."""
     if experiment.metrics.clip:
         return experiment.metrics.clip
     for spec in experiment.stages.values():
-        if spec.kind in ("filter", "sdi") and spec.params.get("clip"):
+        if spec.params.get("clip"):
             return str(spec.params["clip"])
     return "pocket"
 

@@ -47,6 +47,15 @@ class FilterConfig(StrictModel):
             raise ValueError("the dedupe filter compares against a real dataset: set 'dataset'")
         return self
 
+    def models(self) -> list[tuple[str, str, str | None]]:
+        """``(key, reference, revision)`` of every model this stage loads (the pre-run check and
+        the pocket-model warnings read them)."""
+        from genaug.filtering.registry import FILTERS
+        from genaug.generation.models import clip_reference
+
+        uses_clip = any(FILTERS.get(spec["name"]).uses_clip for spec in self.filters)
+        return [("clip", clip_reference(self.clip), None)] if uses_clip else []
+
 
 
 

@@ -92,6 +92,7 @@ class ClipRankFilter(Filter):
     image feature times the normalised text feature), ranked per class, top ``keep_ratio`` kept."""
 
     name = "clip_rank"
+    uses_clip = True
     Params = ClipRankParams
 
     def prepare(self, context: "FilterContext") -> None:
@@ -133,6 +134,7 @@ class ClipPosNegFilter(Filter):
     filled with every other class (CLIP's zero-shot belief that the image shows its class)."""
 
     name = "clip_posneg"
+    uses_clip = True
     Params = ClipPosNegParams
 
     def prepare(self, context: "FilterContext") -> None:

@@ -34,6 +34,8 @@ class Filter(ABC):
 
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
+    #: Whether it scores with the stage's CLIP (``FilterConfig.clip``; checked before a run).
+    uses_clip: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel) -> None:
         self.params = params

@@ -130,6 +130,13 @@ class GenerateConfig(StrictModel):
             raise ValueError(f"prompt_index must be >= 0, got {self.prompt_index}")
         return self
 
+    def models(self) -> list[tuple[str, str, str | None]]:
+        """``(key, reference, revision)`` of every model this stage loads (the pre-run check and
+        the pocket-model warnings read them)."""
+        from genaug.generation.editors import EDITORS
+
+        return [("editor.model", self.editor.model or EDITORS[self.editor.name].default_model, self.editor.revision)]
+
 
 
 

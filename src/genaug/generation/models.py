@@ -20,6 +20,11 @@ from genaug.home import cache_dir
 POCKET_SCHEME = "pocket:"
 
 
+def clip_reference(name: str) -> str:
+    """``"pocket"`` -> ``"pocket:clip"`` (the form :func:`resolve_model` takes); other names unchanged."""
+    return f"{POCKET_SCHEME}clip" if name == "pocket" else name
+
+
 class ModelError(ConfigError):
     """A model reference that cannot be used: an unknown pocket model, a missing folder, or
     a hub id that is neither in the local cache nor reachable. The message names the field."""

@@ -152,6 +152,13 @@ class MixConfig(StrictModel):
             raise ValueError("batch_size must be >= 1 and band >= 0")
         return self
 
+    def models(self) -> list[tuple[str, str, str | None]]:
+        """``(key, reference, revision)`` of every model this stage loads (the pre-run check and
+        the pocket-model warnings read them)."""
+        from genaug.generation.models import clip_reference
+
+        return [("shb.clip", clip_reference(self.shb.clip), None)] if "shb" in self.methods else []
+
     def params_of(self, method: str):
         """The params of ``method`` (its registered params model), from its block or the stage fields."""
         from genaug.mixing.registry import MIX_METHODS

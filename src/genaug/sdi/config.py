@@ -172,6 +172,14 @@ class SdiConfig(StrictModel):
             sampling_preset(f"sdi/{self.model}", self.generate.preset)
         return self
 
+    def models(self) -> list[tuple[str, str, str | None]]:
+        """``(key, reference, revision)`` of every model this stage loads (the pre-run check and
+        the pocket-model warnings read them)."""
+        from genaug.generation.models import clip_reference
+
+        models = [("clip", clip_reference(self.clip), None), ("model", self.model, self.revision)]
+        return models + ([("generate.vae", self.generate.vae, None)] if self.generate.vae else [])
+
 
 
 def _sdi_set_dir(config: SdiConfig, folder: Path, method: str | None) -> Path:
