@@ -2,12 +2,13 @@
 
 The stages run one after another in this process. Training runs go to a pool of
 ``workers`` processes (one thread each, ``spawn``), each run submitted the moment every
-stage upstream of its arm has finished, and a parity arm's subsample is written:
-the arms on real images only (the baseline, online mixers) train while the first stage
-generates, and an arm trains while the stages after its own still run. On a small CPU this
-fills the cores the stages leave idle, and it changes no number: each run is the same
-function of its config and sets, whenever it starts. While runs train, the stage in this
-process takes only the threads the workers leave (:meth:`TrainingPool.sharing_cores`).
+stage upstream of its arm has finished (a parity arm's subsample is written first): the
+arms on real images only (the baseline, online mixers) train while the first stage
+generates, and an arm trains while the stages after its own still run. No run's result
+depends on when it starts. The stage in this process takes only the threads the workers
+leave (:meth:`TrainingPool.sharing_cores`): on 2 cores a stage gains little from a second
+thread, so one thread for the stage and one per run is the better use of them (the demo:
+529-557 s against 590 s with the stage on 2 threads, benchmarks/RESULTS.md).
 
 While stages run, a finished run prints one line; once they are done, one bar counts the
 rest. ``on_finished`` is called in this process after each run finishes (the runner computes
