@@ -132,12 +132,14 @@ def test_help_and_a_config_error_import_no_torch():
 
 
 def test_errors_of_modules_that_import_torch_are_still_one_line(monkeypatch, capsys):
+    from genaug.experiment.budget import BudgetError
     from genaug.memory import DoesNotFitError
     from genaug.training.checkpoint import UntrustedFileError
 
     from genaug import cli
 
-    for error in (UntrustedFileError("runs/x/best.safetensors is not a genaug weights file"), DoesNotFitError("generate", "item 3", "2 GiB")):
+    for error in (UntrustedFileError("runs/x/best.safetensors is not a genaug weights file"), DoesNotFitError("generate", "item 3", "2 GiB"),
+                  BudgetError("arm 'dm': budget.synthetic_per_real 1 needs 3 synthetic images of class 'one' (3 real), its sets keep 2")):
         def fail(error=error):
             raise error
 

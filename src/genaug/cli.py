@@ -36,6 +36,7 @@ Shard = Annotated[
 USER_ERRORS = (
     ("genaug.config", "ConfigError"), ("genaug.data.base", "DatasetError"), ("genaug.manifest", "ManifestError"),
     ("genaug.manifest", "StorageError"), ("genaug.memory", "DoesNotFitError"), ("genaug.training.checkpoint", "UntrustedFileError"),
+    ("genaug.experiment.budget", "BudgetError"),
 )  # fmt: skip
 
 
