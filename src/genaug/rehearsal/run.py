@@ -298,7 +298,7 @@ def _train_measured(job, count_flops: bool) -> tuple[StageMeter, str | None]:
     from scratch, without counting."""
     import shutil
 
-    from genaug.experiment.runner import train_job
+    from genaug.experiment.schedule import train_job
 
     meter = StageMeter(count_flops=count_flops)
     try:
