@@ -33,7 +33,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genaug.generation.models import clip_reference  # noqa: F401 (re-exported: one definition)
 from genaug.memory import BatchBackoff
 
 
@@ -83,7 +82,7 @@ class Clip:
         whose one-line error names ``field``) and its description kept as
         :attr:`identity` for the records. ``stage`` names the stage in out-of-memory errors.
         """
-        from genaug.generation.models import resolve_model
+        from genaug.generation.models import clip_reference, resolve_model
 
         resolved = resolve_model(clip_reference(str(ref)), revision, field=field)
         clip = cls.from_pretrained(resolved.location, device=device, dtype=dtype, revision=resolved.revision, stage=stage)

@@ -93,12 +93,7 @@ class TrainingPool:
     def poll(self) -> None:
         """Print the runs that finished since the last call (a failed run raises its error)."""
         for future in [future for future in self._pending if future.done()]:
-            job = self._pending.pop(future)
-            summary = future.result()
-            self.finished += 1
-            self.echo(f"trained {_line(job, summary)} ({self.finished}/{self.total})")
-            with self.sharing_cores():
-                self.on_finished(job)
+            self._finish(future, lambda line: self.echo(f"trained {line} ({self.finished}/{self.total})"))
 
     def wait(self) -> None:
         """Train every queued run and wait for every submitted one, under one bar."""
@@ -118,15 +113,16 @@ class TrainingPool:
         with progress_bar(self.total, "training", enabled=self.progress, completed=self.finished,
                           detail="{task.fields[message]}", fields={"message": ""}) as bar:  # fmt: skip
             for future in futures.as_completed(list(self._pending)):
-                job = self._pending.pop(future)
-                summary = future.result()
-                self.finished += 1
-                if bar.shown:
-                    bar.advance(1, message=_line(job, summary))
-                else:
-                    self.echo(_line(job, summary))
-                with self.sharing_cores():
-                    self.on_finished(job)
+                self._finish(future, (lambda line: bar.advance(1, message=line)) if bar.shown else self.echo)
+
+    def _finish(self, future: futures.Future, report: Callable[[str], None]) -> None:
+        """Count the run of ``future`` (a failed run raises its error), report its line, call back."""
+        job = self._pending.pop(future)
+        summary = future.result()
+        self.finished += 1
+        report(_line(job, summary))
+        with self.sharing_cores():
+            self.on_finished(job)
 
     def stop(self, grace: float = 2.0) -> None:
         """Cancel every queued run and end the workers now (their runs resume from their checkpoints).

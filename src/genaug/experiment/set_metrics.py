@@ -139,7 +139,7 @@ def measure_sets(
     if not config.enabled or not measured:
         return {}
     from genaug.generation.models import resolve_model
-    from genaug.clip import clip_reference
+    from genaug.generation.models import clip_reference
     from genaug.training.checkpoint import BEST_FILE
 
     clip_name = metrics_clip(experiment)

@@ -63,7 +63,7 @@ def check_against_projector(config: SdiConfig, clip=None) -> None:
     tables it was fitted to."""
     from genaug.generation.architecture import check_projector_input, clip_embed_dim
     from genaug.generation.models import resolve_model
-    from genaug.clip import clip_reference
+    from genaug.generation.models import clip_reference
     from genaug.sdi.train import trained_projectors
 
     trained = trained_projectors(config.work_dir)
