@@ -460,19 +460,18 @@ def _run_and_print(experiment, out: Path, only, seeds, dry_run: bool, artifacts:
     results = run_experiment(experiment, out, artifacts=artifacts, only=only, seeds=seeds, dry_run=dry_run, echo=typer.echo)
     if results is None:
         return
-    table = results_table(results)
+    from genaug.experiment.runner import metrics_table, verdict_lines, warning_lines
+    from genaug.experiment.verdicts import verdict_table
+
     # Never cut arm names or "mean ± std" cells: the console is as wide as the table needs
     # (a pipe or log file otherwise gets 80 columns).
     console = Console()
-    needed = console.measure(table, options=console.options.update(width=1000)).maximum
-    console = Console(width=max(console.width, needed))
-    console.print(table)
-    from genaug.experiment.runner import metrics_table, warning_lines
-
-    metrics = metrics_table(results)
-    if metrics is not None:
-        needed = console.measure(metrics, options=console.options.update(width=1000)).maximum
-        Console(width=max(console.width, needed)).print(metrics)
+    for table in (verdict_table(results), results_table(results), metrics_table(results)):
+        if table is not None:
+            needed = console.measure(table, options=console.options.update(width=1000)).maximum
+            Console(width=max(console.width, needed)).print(table)
+    for line in verdict_lines(results):
+        console.print(line, markup=False, highlight=False)
 
     for line in warning_lines(results):
         typer.secho(line, fg=typer.colors.YELLOW, err=True)

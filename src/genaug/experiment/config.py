@@ -17,11 +17,17 @@ arms:
   - {name: sdi, data: sdi_top, policy: concat}
 budget: {synthetic_per_real: 1, seed: 0}   # genaug.experiment.budget (optional)
 metrics: {clip: null, k: 5}                # genaug.experiment.set_metrics (the defaults)
+compute: {matched_steps: 780}              # a second view: every arm 780 optimizer steps (genaug.experiment.compute)
+compare: [[diffusemix@parity, diffusemix]] # comparisons named beside "every arm vs the baseline"
+stats: {test: t, level: 0.95, alpha: 0.05} # genaug.experiment.verdicts (the defaults)
 quick:                             # merged over this file by `--quick`; `arms` keeps only those named
   seeds: [0]
   train: {epochs: 10}
   arms: [baseline, diffusemix]
 ```
+
+``seeds`` is a list, or a rule that adds seeds until every interval is narrow enough:
+``seeds: {min: 3, max: 20, halfwidth: 2.0, step: 2}`` (:mod:`genaug.experiment.seeds`).
 
 ``kind`` is a registered stage kind (:data:`genaug.registry.STAGES`: generate, mix, sdi,
 filter, ...; each subsystem registers its own with :func:`genaug.registry.register_stage`).
@@ -58,7 +64,10 @@ from genaug.data.config import DatasetConfig
 from genaug.registry import stage_kind
 from genaug.training.config import TrainConfig
 from genaug.experiment.budget import BudgetConfig
+from genaug.experiment.compute import ComputeConfig
+from genaug.experiment.seeds import SeedRule
 from genaug.experiment.set_metrics import MetricsConfig
+from genaug.experiment.verdicts import StatsConfig
 
 __all__ = [
     "ArmConfig",
@@ -147,6 +156,15 @@ class ExperimentConfig(StrictModel):
     budget: BudgetConfig | None = None
     #: The synthetic-set metrics of every arm's set (:mod:`genaug.experiment.set_metrics`).
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    #: Seeds added in rounds until every interval is narrow enough (``seeds: {min, max, ...}``
+    #: in the file; ``seeds`` then holds the first round's).
+    seed_rule: SeedRule | None = None
+    #: The matched-compute view (:mod:`genaug.experiment.compute`).
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    #: Comparisons named beside every arm against the baseline: ``[arm, against]`` pairs.
+    compare: list[tuple[str, str]] = Field(default_factory=list)
+    #: How differences are tested (:mod:`genaug.experiment.verdicts`).
+    stats: StatsConfig = Field(default_factory=StatsConfig)
     #: Where the experiment was read from (file, overrides), to name the source of later errors.
     _source: str | None = PrivateAttr(default=None)
     _overrides: list[str] = PrivateAttr(default_factory=list)
@@ -155,6 +173,11 @@ class ExperimentConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _split_stage_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("seeds"), dict):
+            if data.get("seed_rule") is not None:
+                raise ValueError("seeds: give either a rule here or seed_rule, not both")
+            rule = SeedRule.model_validate(data["seeds"])
+            data = {**data, "seeds": rule.first(), "seed_rule": rule}
         if isinstance(data, dict) and data.get("baseline") is None and data.get("arms"):
             first = data["arms"][0]
             data = {**data, "baseline": first.get("name") if isinstance(first, dict) else None}
@@ -191,6 +214,12 @@ class ExperimentConfig(StrictModel):
             stage_config(stage, self.dataset, _PLACEHOLDER, _PLACEHOLDER, name=name)
         # The shared block first, so that its mistakes are named there and not in every arm.
         parse_config(TrainConfig, copy.deepcopy(self.train), source=None, prefix=("train",))
+        for index, (arm, against) in enumerate(self.compare):
+            for name in (arm, against):
+                if name not in names:
+                    raise ValueError(f"compare[{index}]: no arm named '{name}'{did_you_mean(name, names)}")
+            if arm == against:
+                raise ValueError(f"compare[{index}]: an arm compared with itself ('{arm}')")
         parity = [arm.name for arm in self.arms if arm.budget == "parity"]
         if parity and self.budget is None:
             raise ValueError(f"arms {', '.join(parity)} ask for budget parity: set budget: {{synthetic_per_real: ..., seed: 0}}")

@@ -38,9 +38,11 @@ from genaug.data import DatasetError, load_splits
 from genaug.data.identity import splits_identity
 from genaug.experiment.budget import arm_sets, make_budget_sets, natural_sets
 from genaug.experiment.checks import preflight
-from genaug.experiment.config import ExperimentConfig, train_config
+from genaug.experiment.compute import natural_steps
+from genaug.experiment.config import ArmConfig, ExperimentConfig, train_config
 from genaug.experiment.graph import StageNode, build_graph, dataset_identity, upstream
 from genaug.experiment.schedule import TrainingPool
+from genaug.experiment.seeds import next_round, stop_reasons
 from genaug.experiment.set_metrics import add_set_metrics, judge_arm, measure_sets
 from genaug.experiment.stages import run_stage
 from genaug.files import display_path, write_json_atomic, write_text_atomic
@@ -54,7 +56,9 @@ RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 CSV_COLUMNS = [
     "arm", "description", "seeds", "top1_mean", "top1_std", "balanced_accuracy_mean", "balanced_accuracy_std",
-    "delta_top1", "delta_balanced_accuracy", "real_samples", "synthetic_samples",
+    "delta_top1", "delta_low", "delta_high", "p_holm", "verdict",
+    "matched_top1_mean", "matched_delta_top1", "matched_delta_low", "matched_delta_high", "matched_p_holm", "matched_verdict",
+    "optimizer_steps", "matched_steps", "images_seen", "test_se", "real_samples", "synthetic_samples",
     "generation_seconds", "train_seconds", "images_per_second",
     "budget", "fd", "precision", "recall", "density", "coverage", "fidelity_clip", "fidelity_classifier", "diversity",
 ]  # fmt: skip
@@ -73,6 +77,7 @@ class TrainJob:
     sets: tuple[Path, ...]
     dataset: dict[str, Any]
     data: dict[str, Any] | None = None  # identity of train / val / test the key was made with
+    view: str = "natural"  # or "matched": trained for the experiment's compute.matched_steps
 
     @property
     def done(self) -> bool:
@@ -121,6 +126,7 @@ def run_experiment(
     out_dir = Path(out_dir)
     artifacts = Path(artifacts) if artifacts is not None else out_dir / "artifacts"
     arms = [experiment.arm(name) for name in only] if only else list(experiment.arms)
+    explicit_seeds = bool(seeds)  # --seeds: exactly these, no rounds of more
     seeds = list(seeds) if seeds else list(experiment.seeds)
     # The dataset is read once, here: its warnings (labels_per_class, skipped files) go to the
     # run's warnings.log with the preflight's, and its content identity into every key.
@@ -172,16 +178,34 @@ def run_experiment(
     early_metrics = _early_metrics(experiment, arms, needed, nodes, todo, every_job, splits["train"], train_digest, out_dir, echo)
     waiting = {arm.name: upstream(nodes, arm.data_refs) for arm in arms}  # stages each arm still waits for
 
+    seed_plan = {arm.name: list(seeds) for arm in arms}
+    matched_steps = experiment.compute.matched_steps
+    matched_todo = [
+        job for job in plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds, identity, view="matched")
+        if not job.done
+    ] if matched_steps else []
+    released: set[str] = set()
+
+    def submit(pool: TrainingPool, arm_name: str, natural: list[TrainJob], matched: list[TrainJob]) -> None:
+        """The arm's natural runs, and its matched runs unless its natural runs already make the matched steps."""
+        pool.submit(natural)
+        if matched and arm_steps(experiment, experiment.arm(arm_name), nodes, splits["train"], identity) != matched_steps:
+            pool.submit(matched)
+        else:
+            pool.total -= len(matched)
+
     def release(pool: TrainingPool) -> None:
         """Submit the runs of every arm whose stages have all finished (a parity arm's subsample made first)."""
         for arm in arms:
             if arm.name in waiting and all(node.is_done() for node in waiting[arm.name]):
                 del waiting[arm.name]
+                released.add(arm.name)
                 make_budget_sets(experiment, [arm], nodes, splits["train"], train_digest, echo)
-                pool.submit([job for job in todo if job.arm == arm.name])
+                submit(pool, arm.name, [job for job in todo if job.arm == arm.name], [job for job in matched_todo if job.arm == arm.name])
 
     ran: set[str] = set()
-    with TrainingPool(experiment.workers, len(todo), progress, echo, on_finished=early_metrics) as pool:
+    rounds: list[dict[str, Any]] = []
+    with TrainingPool(experiment.workers, len(todo) + len(matched_todo), progress, echo, on_finished=early_metrics) as pool:
         release(pool)
         for node in needed:
             if node.is_done():
@@ -198,8 +222,33 @@ def run_experiment(
         with pool.sharing_cores():
             early_metrics(None)
         pool.wait()
-    results = collect_results(experiment, nodes, out_dir, seeds, ran, splits)
+        # Seeds until precise: rounds of more seeds where an interval is still too wide.
+        rule = experiment.seed_rule if experiment.seed_rule is not None and not explicit_seeds else None
+        while rule is not None:
+            results = collect_results(experiment, nodes, out_dir, seed_plan, ran, splits)
+            decision = next_round(rule, seed_plan, verdict_comparisons(results, experiment), len(rounds) + 2)
+            if not decision.added:
+                break
+            rounds.append({"round": decision.number, "added": decision.added, "reasons": decision.reasons})
+            for line in decision.lines():
+                echo(line)
+            for name, added in decision.added.items():
+                seed_plan[name] = sorted(set(seed_plan[name]) | set(added))
+                natural = [job for job in plan_jobs(experiment, nodes, out_dir, [name], added, identity) if not job.done]
+                matched = [
+                    job for job in plan_jobs(experiment, nodes, out_dir, [name], added, identity, view="matched")
+                    if not job.done
+                ] if matched_steps else []
+                pool.total += len(natural) + len(matched)
+                submit(pool, name, natural, matched)
+            pool.wait()
+    results = collect_results(experiment, nodes, out_dir, seed_plan, ran, splits)
+    if rule is not None:
+        results["seed_rounds"] = rounds
+        results["seed_rule"] = rule.model_dump(mode="json")
+        results["seed_stops"] = stop_reasons(rule, seed_plan, verdict_comparisons(results, experiment))
     add_set_metrics(results, experiment, nodes, every_job, splits["train"], train_digest, out_dir, echo)
+    add_verdicts(results, experiment)
     write_results(out_dir, results)
     if report:
         from genaug.report import write_report
@@ -213,33 +262,56 @@ def plan_jobs(
     nodes: dict[str, StageNode],
     out_dir: Path,
     arms: list[str],
-    seeds: list[int],
+    seeds: list[int] | dict[str, list[int]],
     identity: dict[str, Any] | None = None,
+    view: str = "natural",
 ) -> list[TrainJob]:
     """Every (arm, seed) training run, keyed by its config, the keys of the sets it reads and
     the content identity of the dataset's splits (``identity``; read here when not given).
 
-    ``keep_checkpoint`` is left out of the key: it decides what a finished run keeps on
-    disk, not what it computes.
+    ``seeds``: one list for every arm, or each arm's own. ``view``: ``natural`` (the recipe's
+    epochs) or ``matched`` (``train.steps`` = the experiment's ``compute.matched_steps``; the
+    runs live under ``arms/<arm>/matched/``). ``keep_checkpoint`` is left out of the key: it
+    decides what a finished run keeps on disk, not what it computes.
     """
     jobs = []
     dataset = experiment.dataset.model_dump(mode="json")
     if identity is None:
         identity = dataset_identity(experiment)
     digests = {split: entry["digest"] for split, entry in identity.items()}
+    if view == "matched" and experiment.compute.matched_steps is None:
+        return []
     for name in arms:
         arm = experiment.arm(name)
         planned = arm_sets(experiment, arm, nodes, digests.get("train"))  # a parity arm's subsample
         sets = tuple(folder for _, folder in planned)
         set_keys = [key for key, _ in planned]
-        for seed in seeds:
+        folder = out_dir / "arms" / name if view == "natural" else out_dir / "arms" / name / "matched"
+        for seed in seeds.get(name, []) if isinstance(seeds, dict) else seeds:
             config = train_config(experiment, arm, seed)
+            if view == "matched":
+                config = config.model_copy(update={"steps": experiment.compute.matched_steps})
             train = config.model_dump(mode="json", exclude={"keep_checkpoint"})
             content = {"train": train, "sets": set_keys, "dataset": dataset, "data": digests}
             key = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:8]
-            run_dir = out_dir / "arms" / name / f"seed-{seed}-{key}"
-            jobs.append(TrainJob(name, seed, config, run_dir, sets, dataset, identity))
+            jobs.append(TrainJob(name, seed, config, folder / f"seed-{seed}-{key}", sets, dataset, identity, view))
     return jobs
+
+
+def arm_steps(
+    experiment: ExperimentConfig, arm: ArmConfig, nodes: dict[str, StageNode], real_train, identity: dict[str, Any]
+) -> int:
+    """The optimizer steps of the arm's natural runs (:func:`genaug.experiment.compute.natural_steps`),
+    from its data policy, the real training labels and the kept records of its sets."""
+    from genaug.manifest import read_manifest
+    from genaug.training.recipes import resolve_recipe
+
+    index = {name: i for i, name in enumerate(real_train.class_names)}
+    synthetic = []
+    for _, folder in arm_sets(experiment, arm, nodes, identity.get("train", {}).get("digest")):
+        synthetic += [index[record.class_name] for record in read_manifest(folder) if record.kept is not False]
+    config = resolve_recipe(train_config(experiment, arm, experiment.seeds[0]))
+    return natural_steps(config, list(real_train.labels), synthetic)
 
 
 def checkpoint_epochs(run_dir: Path) -> int | None:
@@ -276,41 +348,42 @@ def collect_results(
     experiment: ExperimentConfig,
     nodes: dict[str, StageNode],
     out_dir: Path,
-    seeds: list[int],
+    seeds: list[int] | dict[str, list[int]],
     ran: set[str] = frozenset(),
     splits: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """results.json's content: every arm with finished runs, the baseline's deltas (runner doc).
 
-    ``ran``: the stages this call ran (the others are reported as cached); ``splits``: the
-    dataset's splits when already loaded.
+    ``seeds``: one list for every arm, or each arm's own; ``ran``: the stages this call ran
+    (the others are reported as cached); ``splits``: the dataset's splits when already loaded.
+    Each arm holds its natural runs (``runs``, and the means beside them) and, with
+    ``compute.matched_steps``, ``views.matched``: its runs at the matched steps, which are its
+    natural runs when those already make that many steps (``reused_natural``).
     """
     from genaug.data import load_splits
     from genaug.data.identity import skipped_count, splits_identity
-    from genaug.training.trainer import RunResult
 
     splits = splits or load_splits(experiment.dataset)
     names = [arm.name for arm in experiment.arms]
     identity = splits_identity(splits)
-    all_jobs = plan_jobs(experiment, nodes, out_dir, names, seeds, identity)
+    n_test = len(splits["test"])
+    natural_jobs = plan_jobs(experiment, nodes, out_dir, names, seeds, identity)
+    matched_jobs = plan_jobs(experiment, nodes, out_dir, names, seeds, identity, view="matched")
+    views = experiment.compute.views
     arms = []
     for arm in experiment.arms:
-        runs = []
-        for job in (j for j in all_jobs if j.arm == arm.name and j.done):
-            result = RunResult.load(job.run_dir)
-            runs.append({
-                "seed": job.seed,
-                "dir": str(job.run_dir.relative_to(out_dir)),
-                "top1": result.test["top1"],
-                "balanced_accuracy": result.test["balanced_accuracy"],
-                "real_samples": result.real_samples,
-                "synthetic_samples": result.synthetic_samples,
-                "train_seconds": result.wall_seconds,
-                "warnings": result.warnings,
-                "skipped": result.skipped_images,
-            })  # fmt: skip
+        runs = [run_entry(job, out_dir, n_test) for job in natural_jobs if job.arm == arm.name and job.done]
         if not runs:
             continue
+        steps = arm_steps(experiment, arm, nodes, splits["train"], identity)
+        arm_views = {"natural": view_entry(runs, steps)}
+        if "matched" in views:
+            if steps == experiment.compute.matched_steps:
+                arm_views["matched"] = {**view_entry(runs, steps), "reused_natural": True}
+            else:
+                matched = [run_entry(job, out_dir, n_test) for job in matched_jobs if job.arm == arm.name and job.done]
+                if matched:
+                    arm_views["matched"] = view_entry(matched, experiment.compute.matched_steps)
         chain = upstream(nodes, arm.data_refs)
         stage_rows = [stage_row(node, out_dir, cached=node.name not in ran) for node in chain]
         generation_seconds = sum(row["seconds"] for row in stage_rows)
@@ -325,15 +398,20 @@ def collect_results(
             "mixer": {"name": arm.mixer, "kwargs": arm.mixer_kwargs},
             "stages": stage_rows,
             "synthetic_set": display_path(sets[0], out_dir) if sets else None,
+            "seeds": [run["seed"] for run in runs],
             "runs": runs,
             **mean_std("top1", [run["top1"] for run in runs]),
             **mean_std("balanced_accuracy", [run["balanced_accuracy"] for run in runs]),
+            "optimizer_steps": steps,
+            "images_seen": arm_views["natural"]["images_seen"],
+            "test_se": statistics.fmean(run["test_se"] for run in runs),
+            "views": arm_views,
             "real_samples": len(splits["train"]),
             "synthetic_samples": synthetic,
             "generation_seconds": generation_seconds,
             "train_seconds": statistics.fmean(run["train_seconds"] for run in runs),
             "images_per_second": made / generation_seconds if made and generation_seconds > 0 else None,
-            "warnings": run_warnings(runs),
+            "warnings": run_warnings(runs + [run for run in arm_views.get("matched", {}).get("runs", []) if run not in runs]),
         })  # fmt: skip
     baseline = next((arm for arm in arms if arm["name"] == experiment.baseline), None)
     for arm in arms:
@@ -341,13 +419,18 @@ def collect_results(
             arm[f"delta_{metric}"] = arm[f"{metric}_mean"] - baseline[f"{metric}_mean"] if baseline else None
     from genaug.training import resolve_recipe
 
-    first = resolve_recipe(train_config(experiment, experiment.arms[0], seeds[0]))
+    first = resolve_recipe(train_config(experiment, experiment.arms[0], experiment.seeds[0]))
+    every_seed = sorted({seed for arm in arms for seed in arm["seeds"]})
 
     return {
         "experiment": experiment.name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "seeds": seeds,
+        "seeds": every_seed,
         "baseline": experiment.baseline,
+        "views": views,
+        "compute": experiment.compute.model_dump(mode="json"),
+        "compare": [list(pair) for pair in experiment.compare],
+        "stats": experiment.stats.model_dump(mode="json"),
         "dataset": {
             "name": splits["train"].name,
             "num_classes": splits["train"].num_classes,
@@ -358,6 +441,59 @@ def collect_results(
         "epochs": first.epochs,
         "arms": arms,
     }
+
+
+def run_entry(job: TrainJob, out_dir: Path, n_test: int) -> dict[str, Any]:
+    """One finished run as results.json keeps it (every per-seed value a verdict is computed from)."""
+    from genaug.experiment.stats import test_standard_error
+    from genaug.training.trainer import RunResult
+
+    result = RunResult.load(job.run_dir)
+    return {
+        "seed": job.seed,
+        "view": job.view,
+        "dir": str(job.run_dir.relative_to(out_dir)),
+        "top1": result.test["top1"],
+        "balanced_accuracy": result.test["balanced_accuracy"],
+        "test_se": test_standard_error(result.test["top1"], n_test),
+        "optimizer_steps": getattr(result, "optimizer_steps", None),
+        "images_seen": getattr(result, "images_seen", None) or result.real_samples + result.synthetic_samples,
+        "still_rising": getattr(result, "still_rising", None),
+        "best_epoch": result.best_epoch,
+        "real_samples": result.real_samples,
+        "synthetic_samples": result.synthetic_samples,
+        "train_seconds": result.wall_seconds,
+        "warnings": result.warnings,
+        "skipped": result.skipped_images,
+    }
+
+
+def view_entry(runs: list[dict[str, Any]], steps: int) -> dict[str, Any]:
+    """An arm's runs in one view with their means, optimizer steps and images seen."""
+    recorded = [run["optimizer_steps"] for run in runs if run.get("optimizer_steps")]
+    return {
+        "runs": runs,
+        **mean_std("top1", [run["top1"] for run in runs]),
+        "optimizer_steps": max(recorded) if recorded else steps,
+        "images_seen": round(statistics.fmean(run["images_seen"] for run in runs)),
+        "still_rising": sum(1 for run in runs if run.get("still_rising")),
+    }
+
+
+def verdict_comparisons(results: dict[str, Any], experiment: ExperimentConfig):
+    """The table's comparisons (:func:`genaug.experiment.verdicts.comparisons`) for these results."""
+    from genaug.experiment.verdicts import comparisons
+
+    return comparisons(results, [tuple(pair) for pair in experiment.compare], experiment.stats)
+
+
+def add_verdicts(results: dict[str, Any], experiment: ExperimentConfig) -> None:
+    """Every comparison with its interval, p, Holm's p and verdict; the test split's noise; the headline."""
+    from genaug.experiment.verdicts import headline, noise_summary
+
+    results["comparisons"] = [comparison.to_json() for comparison in verdict_comparisons(results, experiment)]
+    results["noise"] = noise_summary(results)
+    results["headline"] = headline(results)
 
 
 def run_warnings(runs: list[dict[str, Any]]) -> list[str]:
@@ -409,8 +545,19 @@ def write_results(out_dir: Path, results: dict[str, Any]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
+    verdicts = {(c["arm"], c["view"]): c for c in results.get("comparisons", []) if not c.get("named")}
     for arm in results["arms"]:
         row = {**arm, **metric_cells(arm), "arm": arm["name"], "seeds": len(arm["runs"])}
+        for view, prefix in (("natural", ""), ("matched", "matched_")):
+            found = verdicts.get((arm["name"], view))
+            if found:
+                row |= {f"{prefix}delta_low": found["low"], f"{prefix}delta_high": found["high"],
+                        f"{prefix}p_holm": found["p_holm"], f"{prefix}verdict": found["verdict"]}  # fmt: skip
+            if view == "matched" and found:
+                row["matched_delta_top1"] = found["mean"]
+        matched = (arm.get("views") or {}).get("matched")
+        if matched:
+            row |= {"matched_top1_mean": matched["top1_mean"], "matched_steps": matched["optimizer_steps"]}
         writer.writerow(["" if row.get(column) is None else row[column] for column in CSV_COLUMNS])
     write_text_atomic(out_dir / RESULTS_CSV, buffer.getvalue())
 
@@ -422,28 +569,59 @@ def spread(arm: dict[str, Any], metric: str) -> str:
 
 
 def results_table(results: dict[str, Any]):
-    """The results as a rich table (what ``genaug run`` and ``genaug demo`` print)."""
+    """The cost side of the results as a rich table (``genaug run`` and ``genaug demo`` print it
+    after the verdict table, :func:`genaug.experiment.verdicts.verdict_table`): per arm the mean
+    and spread over seeds, the data it trained on, its optimizer steps and images seen, the
+    test split's standard error, and the generation and training time."""
     from rich.table import Table
 
-    table = Table(title=f"{results['experiment']}: test accuracy over {len(results['seeds'])} seed(s), %")
-    for column, justify in [("arm", "left"), ("top-1", "right"), ("delta", "right"), ("balanced", "right"),
-                            ("real", "right"), ("synthetic", "right"), ("gen s", "right"), ("train s", "right")]:  # fmt: skip
+    seeds = sorted({len(arm["runs"]) for arm in results["arms"]})
+    counted = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    table = Table(title=f"{results['experiment']}: test accuracy over {counted} seed(s), %; what each arm trained on")
+    for column, justify in [("arm", "left"), ("top-1", "right"), ("balanced", "right"), ("test SE", "right"),
+                            ("real", "right"), ("synthetic", "right"), ("steps", "right"), ("images seen", "right"),
+                            ("gen s", "right"), ("train s", "right")]:  # fmt: skip
         table.add_column(column, justify=justify, no_wrap=True)
     for arm in results["arms"]:
-        delta = arm["delta_top1"]
-        shown = "" if arm["name"] == results["baseline"] or delta is None else f"{delta:+.1f}"
-        colour = "green" if delta and delta > 0 else "red" if delta and delta < 0 else ""
+        steps, seen = arm.get("optimizer_steps"), arm.get("images_seen")
         table.add_row(
             arm["name"] + (" (baseline)" if arm["name"] == results["baseline"] != "baseline" else ""),
             spread(arm, "top1"),
-            f"[{colour}]{shown}[/{colour}]" if colour else shown,
             spread(arm, "balanced_accuracy"),
+            "" if arm.get("test_se") is None else f"{arm['test_se']:.1f}",
             str(arm["real_samples"]),
             str(arm["synthetic_samples"]),
+            "" if steps is None else f"{steps:,}",
+            "" if seen is None else f"{seen:,}",
             f"{arm['generation_seconds']:.0f}",
             f"{arm['train_seconds']:.0f}",
         )
     return table
+
+
+def verdict_lines(results: dict[str, Any]) -> list[str]:
+    """The named comparisons as plain sentences, the seed rounds, the test split's noise, the headline."""
+    lines = []
+    named = [c for c in results.get("comparisons", []) if c.get("named")]
+    for view in results.get("views", ["natural"]):
+        these = [c for c in named if c["view"] == view]
+        if these:
+            from genaug.experiment.verdicts import VIEW_TITLES
+
+            lines.append(f"named comparisons {VIEW_TITLES[view]}:")
+            lines += [f"  {c['sentence']}" for c in these]
+    for arm, reason in (results.get("seed_stops") or {}).items():
+        lines.append(f"seeds: {arm}: {reason}")
+    noise = results.get("noise")
+    if noise and noise.get("test_images"):
+        lines.append(
+            f"test split: {noise['test_images']} images (one image = {noise['one_image_points']:.2f} points; "
+            f"binomial SE at the baseline's mean {noise['test_se_at_baseline']:.1f} points; "
+            f"median seed sd {noise['median_seed_sd']:.1f} points)"
+        )
+    if results.get("headline"):
+        lines.append(f"verdict: {results['headline']}")
+    return lines
 
 
 def budget_text(arm: dict[str, Any]) -> str:
@@ -547,6 +725,12 @@ def warning_lines(results: dict[str, Any]) -> list[str]:
     skipped = results.get("dataset", {}).get("skipped")
     if skipped:
         lines.append(f"warning: {skipped} input file(s) were skipped while loading the dataset")
+    noise = results.get("noise") or {}
+    if noise.get("one_image_points", 0) and noise["one_image_points"] > 1.0:
+        lines.append(
+            f"warning: the test split has {noise['test_images']} images, so one image moves top-1 by "
+            f"{noise['one_image_points']:.1f} points: differences of a few points are single images"
+        )
     for arm in results.get("arms", []):
         lines.extend(f"warning: {arm['name']} {warning}" for warning in arm.get("warnings", []))
     return lines
