@@ -300,10 +300,10 @@ def test_a_killed_and_resumed_curriculum_run_replays_every_epoch(tmp_path, pocke
     train(config, splits, tmp_path / "a", synthetic=set_dir)
     real_epoch = trainer_module.train_one_epoch
 
-    def dies_in_epoch_2(*args):
+    def dies_in_epoch_2(*args, **kwargs):
         if args[-2] == 2:  # (..., epoch, dist)
             raise Killed
-        return real_epoch(*args)
+        return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(trainer_module, "train_one_epoch", dies_in_epoch_2)
     with pytest.raises(Killed):

@@ -114,10 +114,10 @@ def test_a_killed_and_resumed_run_ends_bit_identical(tmp_path, splits, monkeypat
 
     real_epoch = trainer_module.train_one_epoch
 
-    def dies_in_epoch_3(*args):
+    def dies_in_epoch_3(*args, **kwargs):
         if args[-2] == 3:  # (..., epoch, dist)
             raise Killed
-        return real_epoch(*args)
+        return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(trainer_module, "train_one_epoch", dies_in_epoch_3)
     with pytest.raises(Killed):
@@ -148,10 +148,10 @@ def test_a_killed_and_resumed_run_ends_bit_identical(tmp_path, splits, monkeypat
 def test_resuming_with_a_different_config_is_an_error_naming_the_field(tmp_path, splits, monkeypatch):
     real_epoch = trainer_module.train_one_epoch
 
-    def dies_in_epoch_1(*args):
+    def dies_in_epoch_1(*args, **kwargs):
         if args[-2] == 1:
             raise Killed
-        return real_epoch(*args)
+        return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(trainer_module, "train_one_epoch", dies_in_epoch_1)
     with pytest.raises(Killed):
@@ -167,7 +167,7 @@ def test_resuming_with_a_different_config_is_an_error_naming_the_field(tmp_path,
 def test_a_finished_run_is_returned_without_training_and_resume_false_starts_over(tmp_path, splits, monkeypatch):
     first = train(quick(epochs=2), splits, tmp_path / "run", model=tiny_net())
 
-    def must_not_train(*args):
+    def must_not_train(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(trainer_module, "train_one_epoch", must_not_train)

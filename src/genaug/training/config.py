@@ -108,6 +108,16 @@ class TrainConfig(StrictModel):
     - ``synthetic_probability``: ``p`` (0.5);
     - ``multiples``: ``multiples`` (1.0), ``seed`` (0).
 
+    ``steps``: train for exactly this many optimizer steps instead of ``epochs`` epochs (None:
+    epochs decide). Epochs then run as usual, each planned by its data policy, and the one
+    during which the budget is reached is cut there, whatever the data size; ``epochs`` (E)
+    still defines the schedules' time axis: after s of N steps the run is at the fractional
+    epoch ``e = s / N * E``. The LR schedule's epoch formula is evaluated at e and stepped after
+    every optimizer step (cosine reaches its end, 0, exactly after step N; the ``step``
+    schedule's warm-up and milestones keep their place in the fraction of training), and a
+    curriculum's rho(t) sees the e at which each epoch starts. Compute-matched comparisons
+    give every arm the same ``steps``.
+
     ``logging``; ``checkpoint_every`` epochs (and always after the last). ``keep_checkpoint``:
     keep the last checkpoint (weights, optimiser state) of a finished run; ``false`` keeps only
     the selected weights (``best.safetensors``) once ``metrics.json`` is written (the default
@@ -118,6 +128,7 @@ class TrainConfig(StrictModel):
     model: str | None = None
     width: float | None = None
     epochs: int | None = None
+    steps: int | None = None
     batch_size: int | None = None
     lr: float | None = None
     momentum: float | None = None
@@ -148,7 +159,7 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
-        positive = ("epochs", "batch_size", "eval_every", "checkpoint_every", "cpu_threads")
+        positive = ("epochs", "steps", "batch_size", "eval_every", "checkpoint_every", "cpu_threads")
         for name in positive:
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -9,7 +9,9 @@ Each check is a pure function returning the warning's text, or None when all is 
   best-validation epoch is picked on noise;
 - :func:`warmup_warning`: a learning-rate warm-up (or a curriculum warm-up) as long as
   training or longer, so the full learning rate (ratio) is never reached;
-- :func:`skipped_warning`: input files skipped while loading the dataset.
+- :func:`skipped_warning`: input files skipped while loading the dataset;
+- :func:`convergence_warning`: validation top-1 still rising over the last 10 % of
+  training (:func:`still_rising`), so the run stopped before it converged.
 
 The trainer keeps each warning once (in its checkpointed progress, so a resumed run
 neither loses nor repeats them), prints it once (:func:`genaug.warn.warn_once`), keeps it in
@@ -36,6 +38,11 @@ __all__ = [
     "skipped_warning",
     "uniform_loss",
     "add_warning",
+    "CONVERGENCE_WINDOW",
+    "convergence_window",
+    "validation_rise",
+    "still_rising",
+    "convergence_warning",
 ]
 
 DIVERGENCE_FACTOR = 3.0
@@ -50,9 +57,10 @@ def uniform_loss(loss_fn, num_classes: int) -> float:
     return float(loss_fn(logits, target))
 
 
-def loss_warning(loss: float, uniform: float, epoch: int, epochs: int) -> str | None:
-    """Not finite, or above ``DIVERGENCE_FACTOR * uniform``; ``epoch`` counts from 0."""
-    where = f"in epoch {epoch + 1} of {epochs}"
+def loss_warning(loss: float, uniform: float, epoch: int, epochs: int | None) -> str | None:
+    """Not finite, or above ``DIVERGENCE_FACTOR * uniform``; ``epoch`` counts from 0 (``epochs``
+    None: a run of a fixed number of steps, whose epoch count is not known in advance)."""
+    where = f"in epoch {epoch + 1}" + (f" of {epochs}" if epochs is not None else "")
     if not math.isfinite(loss):
         return f"{_NOT_FINITE} ({loss}) {where}: the weights are no longer trustworthy; lower lr or use fp32"
     if loss > DIVERGENCE_FACTOR * uniform:
@@ -111,3 +119,60 @@ def add_warning(warnings: list[str], message: str | None) -> bool:
         return False
     warnings.append(message)
     return True
+
+
+#: The share of training at its end over which validation accuracy must have stopped rising.
+CONVERGENCE_WINDOW = 0.1
+#: The fewest evaluations a slope is fitted to (more than the window holds in short runs).
+MIN_WINDOW_EVALUATIONS = 3
+
+
+def convergence_window(history: list[list[float]], window: float = CONVERGENCE_WINDOW) -> list[list[float]]:
+    """The evaluations ``[position, top1]`` (position: fraction of training done, in (0, 1]) that
+    the convergence check looks at: those at ``position >= 1 - window``, or the last
+    ``MIN_WINDOW_EVALUATIONS`` when the window holds fewer (short runs, rare validation)."""
+    inside = [point for point in history if point[0] >= 1.0 - window - 1e-9]
+    return inside if len(inside) >= MIN_WINDOW_EVALUATIONS else history[-MIN_WINDOW_EVALUATIONS:]
+
+
+def validation_rise(points: list[list[float]]) -> float:
+    """The least-squares line's rise over ``points`` ``[x, y]``: ``b * (x_last - x_first)``
+    with ``b = sum((x - mean x) (y - mean y)) / sum((x - mean x)^2)``; 0 with fewer than 2
+    distinct x."""
+    if len(points) < 2:
+        return 0.0
+    x = np.array([point[0] for point in points], dtype=np.float64)
+    y = np.array([point[1] for point in points], dtype=np.float64)
+    spread = float(((x - x.mean()) ** 2).sum())
+    if spread == 0.0:
+        return 0.0
+    slope = float(((x - x.mean()) * (y - y.mean())).sum()) / spread
+    return slope * float(x[-1] - x[0])
+
+
+def still_rising(history: list[list[float]], num_val: int, window: float = CONVERGENCE_WINDOW) -> bool:
+    """True when validation top-1 (in %) is still rising at the end of training.
+
+    ``history``: ``[position, top1]`` per evaluation, position the fraction of training done
+    (epochs or optimizer steps) when it was taken. Over :func:`convergence_window` (the
+    evaluations in the last ``window`` of training, at least the last 3), the least-squares
+    slope of top-1 against position is positive and the fitted rise across the window
+    (:func:`validation_rise`) exceeds one validation image, ``100 / num_val`` points: a
+    rise that the resolution of the validation split can show. False without validation
+    (``num_val`` 0) or with fewer than 2 evaluations.
+    """
+    if num_val <= 0 or len(history) < 2:
+        return False
+    return validation_rise(convergence_window(history, window)) > 100.0 / num_val
+
+
+def convergence_warning(history: list[list[float]], num_val: int, window: float = CONVERGENCE_WINDOW) -> str | None:
+    """The warning for a run whose validation top-1 is :func:`still_rising`, else None."""
+    if not still_rising(history, num_val, window):
+        return None
+    points = convergence_window(history, window)
+    return (
+        f"validation top-1 was still rising at the end of training (+{validation_rise(points):.1f} points fitted "
+        f"over the last {len(points)} evaluations, from {100 * points[0][0]:.0f} % of training): the run had not "
+        "converged; train longer (more epochs or steps) before comparing it"
+    )

@@ -1,4 +1,5 @@
-"""Learning-rate schedules, stepped once per epoch (METHODS.md 1.1, 1.2).
+"""Learning-rate schedules, stepped once per epoch (METHODS.md 1.1, 1.2), or once per optimizer
+step when a run is given ``steps`` (below).
 
 The learning rate of epoch ``t`` (from 0) is ``lr * lr_factor(t, ...)``:
 
@@ -6,6 +7,11 @@ The learning rate of epoch ``t`` (from 0) is ``lr * lr_factor(t, ...)``:
   ``decay`` at every milestone reached (CIFAR recipe: W = 5, w0 = 0.01, x0.1 at 100, 200);
 - ``cosine``: ``(1 + cos(pi * t / T)) / 2`` over ``T = epochs``, no warm-up (SDI recipe;
   equals ``CosineAnnealingLR(T_max=epochs)`` with ``eta_min = 0``).
+
+With ``steps = N`` (compute-matched runs) the same formulas are evaluated at the fractional
+epoch ``t = s / N * epochs`` after ``s`` optimizer steps, and the scheduler is stepped after
+every optimizer step: step ``s`` (from 0) trains at ``lr * lr_factor(s / N * epochs)``, and
+after step N the schedule stands at its end value ``lr_factor(epochs)`` (0 for cosine).
 """
 
 from __future__ import annotations
@@ -47,17 +53,24 @@ def cosine_schedule(config: TrainConfig, epoch: int) -> float:
     return cosine_factor(epoch, config.epochs)
 
 
-def lr_factor(config: TrainConfig, epoch: int) -> float:
-    """The factor on ``config.lr`` during ``epoch`` for a resolved config (``LR_SCHEDULES``)."""
+def lr_factor(config: TrainConfig, epoch: float) -> float:
+    """The factor on ``config.lr`` during ``epoch`` for a resolved config (``LR_SCHEDULES``);
+    ``epoch`` is fractional in steps mode."""
     from genaug.training.registry import LR_SCHEDULES
 
     return LR_SCHEDULES.get(config.lr_schedule)(config, epoch)
 
 
-def make_lr_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-epoch ``LambdaLR`` for ``optimizer``; its state is plain numbers (checkpoint-safe)."""
+def step_position(config: TrainConfig, step: int) -> float:
+    """The fractional epoch ``step / steps * epochs`` after ``step`` of ``config.steps`` optimizer steps."""
+    return step / config.steps * config.epochs
 
-    def factor(epoch: int) -> float:  # a plain function: LambdaLR leaves it out of state_dict
-        return lr_factor(config, epoch)
+
+def make_lr_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """A ``LambdaLR`` for ``optimizer``, counting epochs, or optimizer steps when ``config.steps``
+    is set (:func:`step_position`); its state is plain numbers (checkpoint-safe)."""
+
+    def factor(count: int) -> float:  # a plain function: LambdaLR leaves it out of state_dict
+        return lr_factor(config, count if config.steps is None else step_position(config, count))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

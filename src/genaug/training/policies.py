@@ -15,6 +15,17 @@ real and how many synthetic, so budgets can be compared fairly.
 Replacement pairs a real sample with a synthetic sample made from it when the pool records
 one (``TrainPool.source``), else with a synthetic sample of its class.
 
+Pairing across arms: an epoch's generator is seeded from ``(seed, epoch)`` only, and every
+policy except ``subset`` draws the real images' order first, as ``randperm(num_real)``, the
+very draw of ``real_only``. So runs of the same seed see the real images in the same
+relative order in every arm: ``concat`` and ``multiples`` place the synthetic samples at
+random slots drawn from a stream of their own (:func:`interleave`), leaving the real
+subsequence as ``real_only``'s; ``curriculum`` and ``synthetic_probability`` keep that order
+and swap some positions for synthetic partners. ``subset`` draws a fixed subset of the
+union and is not paired. (The trainer pairs the real samples' augmentation the same way,
+``genaug.training.trainer.epoch_augment_params``; the initial weights come from
+``(seed, "init")`` in every arm.)
+
 Adding a policy = one class with ``plan`` decorated with ``@register_policy("name", params=...)``;
 the built-in ones are registered by path in :mod:`genaug.training.registry` (so that a
 config naming them is checked without importing torch).
@@ -41,6 +52,7 @@ __all__ = [
     "register_policy",
     "create_policy",
     "replace_with_synthetic",
+    "interleave",
     "synthetic_partners",
     "POLICIES",
 ]
@@ -134,12 +146,14 @@ class RealOnly(DataPolicy):
 
 
 class Concat(DataPolicy):
-    """Real and synthetic joined and shuffled (reference flag ``--enlarge_dataset``)."""
+    """Real and synthetic joined and shuffled (reference flag ``--enlarge_dataset``); the real
+    images keep ``real_only``'s order for the same seed and epoch (:func:`interleave`)."""
 
     name = "concat"
 
     def plan(self, epoch: int, total_epochs: int, pool: TrainPool, generator: torch.Generator) -> EpochPlan:
-        order = torch.randperm(len(pool), generator=generator)
+        real_order = torch.randperm(pool.num_real, generator=generator)
+        order = interleave(real_order, torch.arange(pool.num_real, len(pool)), generator)
         return EpochPlan(order, real=pool.num_real, synthetic=pool.num_synthetic)
 
 
@@ -285,11 +299,31 @@ class Multiples(DataPolicy):
         return torch.cat(chosen) if chosen else torch.zeros(0, dtype=torch.int64)
 
     def plan(self, epoch: int, total_epochs: int, pool: TrainPool, generator: torch.Generator) -> EpochPlan:
-        positions = torch.cat([torch.arange(pool.num_real), self.chosen_synthetic(pool)])
-        return EpochPlan.from_indices(positions[torch.randperm(len(positions), generator=generator)], pool)
+        real_order = torch.randperm(pool.num_real, generator=generator)
+        return EpochPlan.from_indices(interleave(real_order, self.chosen_synthetic(pool), generator), pool)
 
 
 # ----------------------------------------------------------------------------- pairing real and synthetic
+
+
+def interleave(real_order: torch.Tensor, others: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``real_order`` and ``others`` shuffled together, the real positions keeping their order.
+
+    One number drawn from ``generator`` (after the real order) seeds a second stream, which
+    shuffles ``others`` and picks their ``len(others)`` slots among all, uniformly; the real
+    positions fill the remaining slots in the order given. Every interleaving of the two is
+    equally likely, so with ``real_order`` a uniform permutation the whole order is one too.
+    """
+    if len(others) == 0:
+        return real_order
+    side = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    total = len(real_order) + len(others)
+    is_other = torch.zeros(total, dtype=torch.bool)
+    is_other[torch.randperm(total, generator=side)[: len(others)]] = True
+    order = torch.empty(total, dtype=torch.int64)
+    order[~is_other] = real_order
+    order[is_other] = others[torch.randperm(len(others), generator=side)]
+    return order
 
 
 def replace_with_synthetic(

@@ -54,8 +54,11 @@ from genaug.training.checkpoint import (
 )
 from genaug.training.distributed import Distributed, setup_distributed, shard
 from genaug.training.health import (
+    CONVERGENCE_WINDOW,
     add_warning,
+    convergence_warning,
     loss_warning,
+    still_rising,
     skipped_warning,
     uniform_loss,
     validation_warning,
@@ -64,8 +67,9 @@ from genaug.training.health import (
 from genaug.training.losses import LossFn, create_loss
 from genaug.training.lr_schedule import make_lr_scheduler
 from genaug.training.metrics import EvalAccumulator, median_of_last
-from genaug.training.pipeline import InputPipeline, epoch_batches, pack_dataset
-from genaug.training.policies import DataPolicy, TrainPool, create_policy
+from genaug.training.lr_schedule import step_position
+from genaug.training.pipeline import AugmentParams, InputPipeline, epoch_batches, pack_dataset
+from genaug.training.policies import DataPolicy, EpochPlan, TrainPool, create_policy
 from genaug.training.recipes import resolve_recipe
 from genaug.training.run_logger import METRICS_CSV, PER_CLASS_CSV, RunLogger, check_loggers
 from genaug.training.seeding import generator_for, training_seed
@@ -91,6 +95,13 @@ class RunResult:
     config's model name, or ``custom:<class>`` when ``train`` was given a module.
     ``skipped_images``: input files skipped while loading the dataset; ``warnings``: what
     :mod:`genaug.training.health` found (also in the run folder's ``warnings.log``).
+
+    ``epochs``: epochs trained (with ``steps``, the last one may be cut); ``optimizer_steps``:
+    optimizer steps made; ``images_seen``: samples trained on, real + synthetic
+    (``real_samples + synthetic_samples``); ``val_history``: ``[epoch, val top-1]`` of every
+    validation, in order; ``still_rising``: validation top-1 was still rising over the last
+    10 % of training (:func:`genaug.training.health.still_rising`; a warning says so).
+    metrics.json files written before these fields existed load with their defaults.
     """
 
     out_dir: Path
@@ -108,6 +119,10 @@ class RunResult:
     class_names: list[str]
     skipped_images: int = 0
     warnings: list[str] = field(default_factory=list)
+    optimizer_steps: int = 0
+    images_seen: int = 0
+    val_history: list[list[float]] = field(default_factory=list)
+    still_rising: bool = False
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -134,18 +149,23 @@ class RunProgress:
     synthetic_samples: int = 0
     wall_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    optimizer_steps: int = 0
+    #: ``[epoch, val top-1, fraction of training done]`` of every validation.
+    val_history: list[list[float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Learner:
     """What a training step needs: the model (DDP-wrapped with several processes), the
-    optimiser, the fp16 gradient scaler, the loss and the online mixer."""
+    optimiser, the fp16 gradient scaler, the loss and the online mixer; ``step_scheduler``:
+    the LR scheduler when it is stepped after every optimizer step (``steps`` runs)."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
     loss_fn: LossFn
     mixer: Callable | None
+    step_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
 
 
 @dataclass(frozen=True)
@@ -240,7 +260,8 @@ def run_recipe(
     if dist.is_main:
         keep_warnings(out_dir, progress.warnings)
     uniform = uniform_loss(loss_fn, num_classes)
-    learner = Learner(dist.wrap(model), optimizer, scaler, loss_fn, mixer)
+    steps_mode = config.steps is not None
+    learner = Learner(dist.wrap(model), optimizer, scaler, loss_fn, mixer, scheduler if steps_mode else None)
     data = TrainData(pool, policy, pipeline, num_classes)
     evaluate_split = functools.partial(
         evaluate, model, pipeline=pipeline, loss_fn=loss_fn, num_classes=num_classes, config=config, dist=dist
@@ -248,31 +269,51 @@ def run_recipe(
 
     columns = metric_columns(config, num_classes, has_val=val is not None)
     logger = RunLogger(out_dir, config, columns, train_set.class_names, progress.epoch, enabled=dist.is_main)
-    bar = progress_bar(config.epochs, "[bold]epoch", enabled=config.logging.progress and dist.is_main, completed=progress.epoch,
+    bar = progress_bar(config.steps if steps_mode else config.epochs, "[bold]step" if steps_mode else "[bold]epoch",
+                       enabled=config.logging.progress and dist.is_main,
+                       completed=progress.optimizer_steps if steps_mode else progress.epoch,
                        detail="loss {task.fields[loss]}  val top-1 {task.fields[val]}", fields={"loss": "-", "val": "-"})
     with logger, bar as display:
-        for epoch in range(progress.epoch, config.epochs):
+        while not training_done(config, progress):
+            epoch = progress.epoch
             started = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            stats = train_one_epoch(learner, data, config, epoch, dist)
+            budget = config.steps - progress.optimizer_steps if steps_mode else None
+            stats = train_one_epoch(learner, data, config, epoch, dist, start_step=progress.optimizer_steps, max_steps=budget)
             stats["train_seconds"] = time.perf_counter() - started
-            warning = loss_warning(stats["train_loss"], uniform, epoch, config.epochs)
+            if steps_mode and stats["steps"] == 0:
+                raise ConfigError(f"steps: epoch {epoch + 1} planned no batch, so {config.steps} steps cannot be made")
+            warning = loss_warning(stats["train_loss"], uniform, epoch, None if steps_mode else config.epochs)
             if add_warning(progress.warnings, warning) and dist.is_main:
                 warn_once(warning, log=out_dir / WARNINGS_LOG)
-            scheduler.step()
+            if not steps_mode:
+                scheduler.step()
+            progress.optimizer_steps += stats["steps"]
+            last = training_done(config, progress, epochs_done=epoch + 1)
+            position = training_fraction(config, progress, epochs_done=epoch + 1)
             dist.sync_buffers(model)
-            val_metrics = evaluate_split(val) if val is not None and is_eval_epoch(config, epoch) else None
+            validate = val is not None and (is_eval_epoch(config, epoch, last) or in_convergence_window(position))
+            val_metrics = evaluate_split(val) if validate else None
             test_metrics = evaluate_split(test) if config.report_reference else None
             keep_best_weights(progress, epoch, val_metrics, model, out_dir, dist)
+            if val_metrics is not None:
+                progress.val_history.append([epoch + 1, val_metrics["top1"], position])
             seconds = time.perf_counter() - started
             record_epoch(progress, stats, test_metrics, seconds)
             row = epoch_row(lr, stats, val_metrics, test_metrics, seconds)
             logger.log_epoch(epoch + 1, row, val_metrics["per_class"] if val_metrics else None)  # numbered from 1
             progress.epoch = epoch + 1
-            if is_checkpoint_epoch(config, epoch):
+            if is_checkpoint_epoch(config, epoch, last):
                 write_checkpoint(out_dir, model, optimizer, scheduler, scaler, progress, dist)
             val_top1 = f"{val_metrics['top1']:.2f}" if val_metrics else "-"
-            display.update(completed=epoch + 1, loss=f"{stats['train_loss']:.4f}", val=val_top1)
+            display.update(completed=progress.optimizer_steps if steps_mode else epoch + 1,
+                           loss=f"{stats['train_loss']:.4f}", val=val_top1)
+
+    history = [[position, top1] for _, top1, position in progress.val_history]
+    num_val = len(val_set) if val is not None else 0
+    warning = convergence_warning(history, num_val)
+    if add_warning(progress.warnings, warning) and dist.is_main:
+        warn_once(warning, log=out_dir / WARNINGS_LOG)
 
     selection = select_final_weights(model, progress, out_dir, dist, has_val=val is not None)
     result = RunResult(
@@ -282,7 +323,7 @@ def run_recipe(
         best_epoch=progress.best_epoch,
         best_val=progress.best_val,
         selection=selection,
-        epochs=config.epochs,
+        epochs=progress.epoch,
         reference=reference_numbers(progress) if config.report_reference else None,
         real_samples=progress.real_samples,
         synthetic_samples=progress.synthetic_samples,
@@ -291,6 +332,10 @@ def run_recipe(
         class_names=list(train_set.class_names),
         skipped_images=skipped_count(splits),
         warnings=list(progress.warnings),
+        optimizer_steps=progress.optimizer_steps,
+        images_seen=progress.real_samples + progress.synthetic_samples,
+        val_history=[[epoch, top1] for epoch, top1, _ in progress.val_history],
+        still_rising=still_rising(history, num_val),
     )
     if dist.is_main:
         write_text_atomic(out_dir / RESULT_FILE, result.to_json())
@@ -600,21 +645,37 @@ def restore_training_state(
 # ----------------------------------------------------------------------------- the epoch
 
 
-def train_one_epoch(learner: Learner, data: TrainData, config: TrainConfig, epoch: int, dist: Distributed) -> dict:
-    """One pass over the epoch's plan; returns the global ``train_loss``, ``train_top1`` and counts.
+def train_one_epoch(
+    learner: Learner,
+    data: TrainData,
+    config: TrainConfig,
+    epoch: int,
+    dist: Distributed,
+    *,
+    start_step: int = 0,
+    max_steps: int | None = None,
+) -> dict:
+    """One pass over the epoch's plan, or its first ``max_steps`` batches; returns the global
+    ``train_loss``, ``train_top1``, the optimizer ``steps`` made and the sample counts.
 
     The plan and all augmentation parameters are drawn for the whole epoch from
     ``(seed, epoch)`` before any batch is split across ranks, so they do not depend on the
-    number of processes. Mixer and dropout streams are per rank.
+    number of processes. Mixer and dropout streams are per rank. With ``config.steps`` the
+    policy plans at the fractional epoch of ``start_step`` (:func:`step_position`).
     """
-    plan = data.policy.plan(epoch, config.epochs, data.pool, generator_for(config.seed, "plan", epoch))
-    params = data.pipeline.draw(len(plan.indices), generator_for(config.seed, "augment", epoch))
+    when = epoch if config.steps is None else step_position(config, start_step)
+    plan = data.policy.plan(when, config.epochs, data.pool, generator_for(config.seed, "plan", epoch))
+    params = epoch_augment_params(data.pipeline, plan, data.pool.num_real, config.seed, epoch)
     mixer_generator = generator_for(config.seed, "mixer", epoch, dist.rank)
     torch.manual_seed(training_seed(config.seed, "torch", epoch, dist.rank))  # dropout and the like
     learner.model.train()
     device = data.pool.images.device
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss * n, correct, n (no per-step sync)
+    steps, trained = 0, len(plan.indices)
     for batch in epoch_batches(len(plan.indices), config.batch_size):
+        if max_steps is not None and steps == max_steps:
+            trained = batch.start  # the step budget ends the epoch here
+            break
         positions = torch.arange(batch.start, batch.stop)
         if len(positions) < dist.world_size:
             continue  # a last batch smaller than the number of processes (multi-process only)
@@ -630,15 +691,48 @@ def train_one_epoch(learner: Learner, data: TrainData, config: TrainConfig, epoc
         loss, logits, targets = train_step(learner, images, targets, mixer_generator, share, config)
         correct = (logits.argmax(dim=1) == targets.argmax(dim=1)).sum()
         sums += torch.stack([loss.double() * len(local), correct.double(), sums.new_tensor(len(local))])
+        steps += 1
     sums = dist.all_reduce_sum(sums).cpu()
     count = max(float(sums[2]), 1.0)
+    if trained < len(plan.indices):
+        plan = EpochPlan.from_indices(plan.indices[:trained], data.pool)
     return {
         "train_loss": float(sums[0]) / count,
         "train_top1": 100.0 * float(sums[1]) / count,  # against the dominant (mixed) target
         "samples": int(sums[2]),
+        "steps": steps,
         "real_samples": plan.real,
         "synthetic_samples": plan.synthetic,
     }
+
+
+def epoch_augment_params(
+    pipeline: InputPipeline, plan: EpochPlan, num_real: int, seed: int, epoch: int
+) -> AugmentParams:
+    """The epoch's augmentation parameters, one per plan position, paired across arms.
+
+    The real samples take the stream ``(seed, "augment", epoch)`` in their order in the plan,
+    the synthetic samples a stream of their own ``(seed, "augment-synthetic", epoch)``. So the
+    k-th real sample of an epoch is augmented alike in every arm of the same seed: with a
+    policy that keeps the real images' order (real_only, concat, multiples), the same image
+    gets the same crop whatever synthetic images surround it. A plan of real samples only
+    draws exactly what it always drew.
+    """
+    is_real = plan.indices < num_real
+    real_count = int(is_real.sum())
+    real = pipeline.draw(real_count, generator_for(seed, "augment", epoch))
+    if real_count == len(plan.indices):
+        return real
+    synthetic = pipeline.draw(len(plan.indices) - real_count, generator_for(seed, "augment-synthetic", epoch))
+    merged = []
+    for real_values, synthetic_values in zip(
+        (real.top, real.left, real.flip, real.angle), (synthetic.top, synthetic.left, synthetic.flip, synthetic.angle)
+    ):
+        values = torch.empty(len(plan.indices), dtype=real_values.dtype)
+        values[is_real] = real_values
+        values[~is_real] = synthetic_values
+        merged.append(values)
+    return AugmentParams(*merged)
 
 
 def train_step(
@@ -664,6 +758,8 @@ def train_step(
     else:
         (loss * share).backward()
         learner.optimizer.step()
+    if learner.step_scheduler is not None:
+        learner.step_scheduler.step()
     return loss.detach(), logits.detach(), targets.detach()
 
 
@@ -800,12 +896,33 @@ def epoch_row(lr: float, stats: dict, val: dict | None, test: dict | None, secon
     return row
 
 
-def is_eval_epoch(config: TrainConfig, epoch: int) -> bool:
-    return (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
+def training_done(config: TrainConfig, progress: RunProgress, epochs_done: int | None = None) -> bool:
+    """Whether the run has made its ``steps`` optimizer steps, or trained its ``epochs``
+    (``epochs_done``: the epochs finished, when ``progress.epoch`` is not yet updated)."""
+    if config.steps is not None:
+        return progress.optimizer_steps >= config.steps
+    return (progress.epoch if epochs_done is None else epochs_done) >= config.epochs
 
 
-def is_checkpoint_epoch(config: TrainConfig, epoch: int) -> bool:
-    return (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs
+def training_fraction(config: TrainConfig, progress: RunProgress, epochs_done: int) -> float:
+    """The fraction of training done: optimizer steps of ``steps``, or epochs of ``epochs``."""
+    if config.steps is not None:
+        return progress.optimizer_steps / config.steps
+    return epochs_done / config.epochs
+
+
+def in_convergence_window(position: float) -> bool:
+    """Whether an epoch ending at ``position`` lies in the last ``CONVERGENCE_WINDOW`` of
+    training, where every epoch is validated so the convergence check has its points."""
+    return position >= 1.0 - CONVERGENCE_WINDOW - 1e-9
+
+
+def is_eval_epoch(config: TrainConfig, epoch: int, last: bool) -> bool:
+    return (epoch + 1) % config.eval_every == 0 or last
+
+
+def is_checkpoint_epoch(config: TrainConfig, epoch: int, last: bool) -> bool:
+    return (epoch + 1) % config.checkpoint_every == 0 or last
 
 
 # ----------------------------------------------------------------------------- helpers
