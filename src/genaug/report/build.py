@@ -44,6 +44,7 @@ def write_report(run_dir: str | Path) -> Path:
     context = {
         **header(run),
         "results": results_rows(run),
+        "verdicts": verdict_section(run, figures_dir),
         "set_metrics": set_metrics_section(run, figures_dir),
         "warnings": warning_list(run),
         "seed_count": len(run.results.get("seeds", [])) or max((len(a.get("runs", [])) for a in run.arms), default=0),
@@ -74,7 +75,8 @@ def _relative(path: Path | None, report_dir: Path) -> str | None:
 
 
 def navigation(context: dict[str, Any]) -> list[tuple[str, str]]:
-    sections = [("results", "Results", True), ("set-metrics", "Set metrics", context["set_metrics"]),
+    sections = [("verdicts", "Verdicts", context["verdicts"]), ("results", "Results", True),
+                ("set-metrics", "Set metrics", context["set_metrics"]),
                 ("warnings", "Warnings", context["warnings"]),
                 ("accuracy", "Accuracy", context["accuracy"]),
                 ("samples", "Samples", context["grid"]), ("schedules", "Schedules", context["schedules"]),
@@ -117,7 +119,10 @@ def _when(created: str) -> str:
 
 
 def best_arm_finding(run: RunFolder) -> str | None:
-    """One sentence naming the best arm by mean test top-1 and its gain over the baseline."""
+    """The experiment's headline (:func:`genaug.experiment.verdicts.headline`: a best arm only when
+    its verdict is resolved); for results written before verdicts existed, the best mean."""
+    if run.results.get("headline"):
+        return run.results["headline"]
     scored = [arm for arm in run.arms if _finite(arm.get("top1_mean"))]
     if not scored:
         return None
@@ -157,6 +162,8 @@ def _count(value: Any) -> str:
 
 
 def results_rows(run: RunFolder) -> list[dict[str, Any]]:
+    views = run.results.get("views") or ["natural"]
+    found = {(c["arm"], c["view"]): c for c in run.results.get("comparisons") or [] if not c.get("named")}
     rows = []
     for arm in run.arms:
         is_baseline = arm.get("name") == run.baseline
@@ -175,8 +182,72 @@ def results_rows(run: RunFolder) -> list[dict[str, Any]]:
             "generation_seconds": _number(arm.get("generation_seconds"), 1),
             "train_seconds": _number(arm.get("train_seconds"), 1),
             "images_per_second": _number(arm.get("images_per_second"), 1),
+            "steps": _count(arm.get("optimizer_steps")),
+            "images_seen": _count(arm.get("images_seen")),
+            "test_se": _number(arm.get("test_se"), 1),
+            "seeds": len(arm.get("runs", [])),
+            "views": [verdict_cell(found.get((arm.get("name"), view)), arm, view, is_baseline) for view in views],
         })
     return rows
+
+
+def verdict_cell(comparison: dict[str, Any] | None, arm: dict[str, Any], view: str, is_baseline: bool) -> dict[str, Any]:
+    """An arm's cell in one view: mean ± sd, the difference with its interval, the verdict."""
+    entry = (arm.get("views") or {}).get(view) or ({"runs": arm.get("runs", [])} if view == "natural" else None)
+    runs = entry.get("runs", []) if entry else []
+    values = [run["top1"] for run in runs]
+    mean = sum(values) / len(values) if values else math.nan
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    cell = {"top1": _number(mean), "top1_std": _number(sd), "steps": _count(entry.get("optimizer_steps")) if entry else "—",
+            "reused": bool(entry and entry.get("reused_natural")), "delta": "—", "interval": "", "verdict": "", "css": "flat"}  # fmt: skip
+    if comparison is not None and not is_baseline:
+        low, high = comparison.get("low"), comparison.get("high")
+        cell["delta"] = f"{comparison['mean']:+.1f}".replace("-", "−")
+        cell["interval"] = f"[{low:+.1f}, {high:+.1f}]".replace("-", "−") if _finite(low) and _finite(high) else "[n/a]"
+        cell["verdict"] = comparison["verdict"]
+        cell["css"] = {"better": "up", "worse": "down"}.get(comparison["verdict"], "flat")
+    return cell
+
+
+def verdict_section(run: RunFolder, figures_dir: Path) -> dict[str, Any] | None:
+    """The forest plot of every arm against the baseline (one panel per compute view, sorted by
+    the first view's difference), the named comparisons as sentences, the seed rounds and the
+    test split's noise; None for results without comparisons."""
+    from genaug.experiment.verdicts import VIEW_TITLES
+
+    comparisons = run.results.get("comparisons") or []
+    if not comparisons:
+        return None
+    views = run.results.get("views") or ["natural"]
+    against = [c for c in comparisons if not c.get("named")]
+    first = sorted((c for c in against if c["view"] == views[0]), key=lambda c: -(c["mean"] if _finite(c["mean"]) else -1e9))
+    order = [c["arm"] for c in first]
+    panels = {}
+    for view in views:
+        found = {c["arm"]: c for c in against if c["view"] == view}
+        panels[f"{VIEW_TITLES[view]} (vs {run.baseline})"] = [
+            figures.ForestRow(arm, found[arm]["mean"], found[arm].get("low"), found[arm].get("high"), found[arm]["verdict"])
+            for arm in order if arm in found
+        ]
+    level = float(run.results.get("stats", {}).get("level", 0.95))
+    path = figures.forest_figure(panels, figures_dir / "forest.png", level) if order else None
+    named = [c for c in comparisons if c.get("named")]
+    noise = run.results.get("noise") or {}
+    rounds = [f"round {r['round']}: " + ", ".join(f"{arm} +{len(seeds)}" for arm, seeds in r["added"].items())
+              for r in run.results.get("seed_rounds") or []]  # fmt: skip
+    return {
+        "figure": _relative(path, figures_dir.parent) if path else None,
+        "level": f"{level:.0%}",
+        "views": [VIEW_TITLES[view] for view in views],
+        "sentences": [{"view": VIEW_TITLES[c["view"]], "text": c["sentence"], "verdict": c["verdict"]} for c in named],
+        "against": [{"view": VIEW_TITLES[c["view"]], "text": c["sentence"], "verdict": c["verdict"]}
+                    for c in sorted(against, key=lambda c: (views.index(c["view"]), order.index(c["arm"]) if c["arm"] in order else 0))],
+        "rounds": rounds,
+        "stops": [f"{arm}: {reason}" for arm, reason in (run.results.get("seed_stops") or {}).items()],
+        "noise": noise if noise.get("test_images") else None,
+        "test": run.results.get("stats", {}).get("test", "t"),
+        "alpha": run.results.get("stats", {}).get("alpha", 0.05),
+    }  # fmt: skip
 
 
 def warning_list(run: RunFolder) -> list[str]:

@@ -223,6 +223,54 @@ def filter_scores_figure(columns: list[ScoreColumn], path: Path) -> Path:
     return _save(figure, path)
 
 
+# ---------------------------------------------------------------------------- verdicts
+
+
+VERDICT_COLOURS = {"better": "#2f855a", "worse": "#c53030", "not resolved": "#6b7280", "too few seeds": "#a0aec0"}
+
+
+@dataclass(frozen=True)
+class ForestRow:
+    """One comparison: its label, mean difference, interval (None when undefined) and verdict."""
+
+    label: str
+    mean: float
+    low: float | None
+    high: float | None
+    verdict: str
+
+
+def forest_figure(panels: dict[str, list[ForestRow]], path: Path, level: float = 0.95) -> Path:
+    """Differences with their intervals, one panel per compute view, rows in the order given
+    (the caller sorts them), a line at zero, coloured by verdict."""
+    rows = max((len(panel) for panel in panels.values()), default=1)
+    figure = Figure(figsize=(4.4 * len(panels) + 1.6, 0.34 * rows + 1.4), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, len(panels), sharey=True, squeeze=False)[0])
+    labels = [row.label for row in next(iter(panels.values()))] if panels else []
+    spans = [v for panel in panels.values() for row in panel for v in (row.low, row.high, row.mean) if v is not None and math.isfinite(v)]
+    limit = max([abs(v) for v in spans] + [1.0]) * 1.1
+    for ax, (title, panel) in zip(axes, panels.items()):
+        positions = {row.label: i for i, row in enumerate(next(iter(panels.values())))}
+        for row in panel:
+            y = positions.get(row.label)
+            if y is None:
+                continue
+            colour = VERDICT_COLOURS.get(row.verdict, BASELINE_COLOUR)
+            if row.low is not None and row.high is not None:
+                ax.plot([row.low, row.high], [y, y], color=colour, lw=2.2, solid_capstyle="butt")
+            ax.plot([row.mean], [y], "o", color=colour, ms=6)
+        ax.axvline(0.0, color="#111827", lw=0.9)
+        ax.set_xlim(-limit, limit)
+        ax.set_title(plain(title), fontsize=10)
+        ax.set_xlabel(f"difference in test top-1, points ({level:.0%} paired interval)", fontsize=8.5)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(labels)), [plain(short(label, 44)) for label in labels], fontsize=8.5)
+    axes[0].set_ylim(len(labels) - 0.5, -0.5)
+    handles = [Line2D([], [], color=colour, marker="o", lw=2, label=verdict) for verdict, colour in VERDICT_COLOURS.items()]
+    figure.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8.5, frameon=False)
+    return _save(figure, path)
+
+
 # ---------------------------------------------------------------------------- cost
 
 

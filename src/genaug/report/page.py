@@ -43,6 +43,10 @@ table.results th { text-align:left; font-weight:600; color:var(--muted); font-si
 table.results td { padding:8px 8px; border-bottom:1px solid var(--line); vertical-align:top; }
 table.results tr:hover td { background:#f8fafc; }
 table.results tr.baseline td { background:#eef3fd; }
+td.verdict { white-space:nowrap; font-size:12.5px; }
+td.verdict.up { color:#2f855a; font-weight:600; } td.verdict.down { color:#c53030; font-weight:600; }
+ul.sentences { font-size:13.5px; line-height:1.6; }
+ul.sentences li.better { color:#2f855a; } ul.sentences li.worse { color:#c53030; }
 td.num, th.num { text-align:right !important; font-variant-numeric:tabular-nums; white-space:nowrap; }
 td.arm { font-weight:600; min-width:120px; max-width:230px; overflow-wrap:anywhere; }
 td.description { color:#3e4c5b; min-width:180px; max-width:300px; }
@@ -90,15 +94,40 @@ TEMPLATE = """<!DOCTYPE html>
 </header>
 <main class="wrap">
 
+{% if verdicts %}
+<section id="verdicts">
+  <h2>Verdicts</h2>
+  <p class="lead">Each difference is paired by seed (seed <i>i</i> of every arm starts from the same weights and
+  sees the real images in the same order), with a {{ verdicts.level }} Student-t interval on the per-seed
+  differences. A verdict is <b>better</b> or <b>worse</b> only when the {{ 'paired t' if verdicts.test == 't' else 'exact sign-flip permutation' }}
+  test's p-value, Holm-corrected over the comparisons of one view, is below {{ verdicts.alpha }}; otherwise the
+  difference is <b>not resolved</b>. Views: {{ verdicts.views | join('; ') }}.</p>
+  {% if verdicts.figure %}<img class="figure" src="{{ verdicts.figure }}" alt="forest plot: each arm's difference against the baseline with its interval, per compute view">{% endif %}
+  {% if verdicts.sentences %}<h3>Named comparisons</h3>
+  <ul class="sentences">{% for item in verdicts.sentences %}<li class="{{ item.verdict | replace(' ', '-') }}">{{ item.view }}: {{ item.text }}</li>{% endfor %}</ul>{% endif %}
+  <h3>Every arm against the baseline</h3>
+  <ul class="sentences">{% for item in verdicts.against %}<li class="{{ item.verdict | replace(' ', '-') }}">{{ item.view }}: {{ item.text }}</li>{% endfor %}</ul>
+  {% if verdicts.noise %}<p class="note">Test split: {{ verdicts.noise.test_images }} images, so one image moves top-1 by
+  {{ '%.2f' | format(verdicts.noise.one_image_points) }} points; the binomial standard error of one run at the baseline's mean is
+  {{ '%.1f' | format(verdicts.noise.test_se_at_baseline) }} points, beside a median seed standard deviation of
+  {{ '%.1f' | format(verdicts.noise.median_seed_sd) }} points.</p>{% endif %}
+  {% if verdicts.rounds or verdicts.stops %}<h3>Seeds</h3>
+  <ul class="sentences">{% for line in verdicts.rounds %}<li>{{ line }}</li>{% endfor %}{% for line in verdicts.stops %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
+</section>
+{% endif %}
+
 <section id="results">
   <h2>Results</h2>
   <p class="lead">Test accuracy in percent, mean ± standard deviation over {{ seed_count }} seed(s);
-  Δ is the difference of the means against the baseline arm.</p>
+  Δ is the difference of the means against the baseline arm{% if verdicts %}, with its paired interval and verdict
+  in each compute view (steps: optimizer steps of a run; (=): the natural runs already make the matched steps){% endif %}.</p>
   <div class="scroll">
   <table class="results">
     <thead><tr>
-      <th>Arm</th><th>Description</th><th class="num">Top-1 %</th><th class="num">Δ top-1</th>
-      <th class="num">Balanced %</th><th class="num">Δ bal.</th><th class="num">Real / synth.</th>
+      <th>Arm</th><th>Description</th><th class="num">Seeds</th><th class="num">Top-1 %</th><th class="num">Δ top-1</th>
+      {% if verdicts %}{% for view in verdicts.views %}{% if not loop.first %}<th class="num">Steps</th><th class="num">Top-1 %</th><th class="num">Δ</th>{% endif %}<th class="num">Interval</th><th>Verdict ({{ view }})</th>{% endfor %}{% endif %}
+      <th class="num">Balanced %</th><th class="num">Δ bal.</th><th class="num">Steps</th><th class="num">Images seen</th>
+      <th class="num">Test SE</th><th class="num">Real / synth.</th>
       <th class="num">Gen. s</th><th class="num">Train s</th><th class="num">Images/s</th>
     </tr></thead>
     <tbody>
@@ -106,10 +135,16 @@ TEMPLATE = """<!DOCTYPE html>
       <tr class="{{ 'baseline' if row.baseline else '' }}">
         <td class="arm"><span class="arm-name">{{ row.name }}</span>{% if row.baseline %}<span class="badge">baseline</span>{% endif %}</td>
         <td class="description">{{ row.description }}</td>
+        <td class="num">{{ row.seeds }}</td>
         <td class="num">{{ row.top1 }} <span class="pm">± {{ row.top1_std }}</span></td>
         <td class="num"><span class="delta {{ row.delta_top1.css }}">{{ row.delta_top1.text }}</span></td>
+        {% if verdicts %}{% for cell in row.views %}{% if not loop.first %}<td class="num">{{ cell.steps }}{% if cell.reused %} (=){% endif %}</td>
+        <td class="num">{{ cell.top1 }} <span class="pm">± {{ cell.top1_std }}</span></td>
+        <td class="num"><span class="delta {{ cell.css }}">{{ cell.delta }}</span></td>{% endif %}
+        <td class="num"><span class="pm">{{ cell.interval }}</span></td><td class="verdict {{ cell.css }}">{{ cell.verdict }}</td>{% endfor %}{% endif %}
         <td class="num">{{ row.balanced }} <span class="pm">± {{ row.balanced_std }}</span></td>
         <td class="num"><span class="delta {{ row.delta_balanced.css }}">{{ row.delta_balanced.text }}</span></td>
+        <td class="num">{{ row.steps }}</td><td class="num">{{ row.images_seen }}</td><td class="num">{{ row.test_se }}</td>
         <td class="num">{{ row.real }} / {{ row.synthetic }}</td>
         <td class="num">{{ row.generation_seconds }}</td>
         <td class="num">{{ row.train_seconds }}</td>
