@@ -29,9 +29,16 @@ __all__ = ["ComputeConfig", "natural_steps"]
 
 class ComputeConfig(StrictModel):
     """``compute:`` of an experiment file. ``matched_steps``: the optimizer steps of every arm in
-    the matched view (None: the natural view only)."""
+    the matched view (None: the natural view only); ``arms``: the arms read in the matched view
+    (None: every arm; the baseline always is), to spend the matched runs where a comparison
+    needs them."""
 
     matched_steps: int | None = Field(default=None, ge=1)
+    arms: list[str] | None = None
+
+    def matched(self, arm: str, baseline: str | None) -> bool:
+        """Whether ``arm`` is read in the matched view."""
+        return self.matched_steps is not None and (self.arms is None or arm in self.arms or arm == baseline)
 
     @property
     def views(self) -> list[str]:

@@ -220,6 +220,9 @@ class ExperimentConfig(StrictModel):
                     raise ValueError(f"compare[{index}]: no arm named '{name}'{did_you_mean(name, names)}")
             if arm == against:
                 raise ValueError(f"compare[{index}]: an arm compared with itself ('{arm}')")
+        for name in self.compute.arms or []:
+            if name not in names:
+                raise ValueError(f"compute.arms: no arm named '{name}'{did_you_mean(name, names)}")
         parity = [arm.name for arm in self.arms if arm.budget == "parity"]
         if parity and self.budget is None:
             raise ValueError(f"arms {', '.join(parity)} ask for budget parity: set budget: {{synthetic_per_real: ..., seed: 0}}")

@@ -282,6 +282,8 @@ def plan_jobs(
     if view == "matched" and experiment.compute.matched_steps is None:
         return []
     for name in arms:
+        if view == "matched" and not experiment.compute.matched(name, experiment.baseline):
+            continue
         arm = experiment.arm(name)
         planned = arm_sets(experiment, arm, nodes, digests.get("train"))  # a parity arm's subsample
         sets = tuple(folder for _, folder in planned)
@@ -377,7 +379,7 @@ def collect_results(
             continue
         steps = arm_steps(experiment, arm, nodes, splits["train"], identity)
         arm_views = {"natural": view_entry(runs, steps)}
-        if "matched" in views:
+        if "matched" in views and experiment.compute.matched(arm.name, experiment.baseline):
             if steps == experiment.compute.matched_steps:
                 arm_views["matched"] = {**view_entry(runs, steps), "reused_natural": True}
             else:
@@ -698,6 +700,18 @@ def describe_plan(experiment: ExperimentConfig, needed: list[StageNode], jobs: l
         reason = None if job.done else job.stale_reason()
         if reason:
             lines.append(f"    to run because {reason}")
+    if experiment.compute.matched_steps is not None:
+        matched = [name for name in dict.fromkeys(job.arm for job in jobs) if experiment.compute.matched(name, experiment.baseline)]
+        lines.append(
+            f"matched view: {', '.join(matched)} at {experiment.compute.matched_steps:,} optimizer steps each; "
+            "an arm whose natural runs make that many steps reuses them, the others train once more per seed"
+        )
+    if experiment.seed_rule is not None:
+        rule = experiment.seed_rule
+        lines.append(
+            f"seeds: {rule.min} per arm first, then +{rule.step} per round to the arms whose interval is wider "
+            f"than +-{rule.halfwidth:g} points, at most {rule.max}"
+        )
     lines.append(estimate_line(done, [job for job in jobs if not job.done], needed))
     return "\n".join(lines)
 
