@@ -77,8 +77,17 @@ def test_seeds_for_halfwidth_is_the_smallest_n_with_a_narrow_enough_interval():
     assert stats.seeds_to_resolve([-1.0, 1.0]) is None  # nothing to resolve
 
 
+def test_a_constant_shift_is_tested_by_sign_flips_and_two_seeds_give_no_verdict():
+    # Three equal differences: no t statistic; all signs alike: p = 2 / 2^3.
+    three = stats.compare("a", "b", {0: 61.0, 1: 62.0, 2: 63.0}, {0: 60.0, 1: 61.0, 2: 62.0})
+    assert three.p == pytest.approx(0.25) and (three.low, three.high) == (1.0, 1.0)
+    two = stats.compare("a", "b", {0: 70.0, 1: 71.0}, {0: 50.0, 1: 48.0})
+    stats.with_holm([two])
+    assert two.verdict == "too few seeds"
+
+
 def test_identical_values_give_a_point_interval_and_no_difference():
-    comparison = stats.compare("same", "base", {0: 50.0, 1: 60.0}, {0: 50.0, 1: 60.0})
+    comparison = stats.compare("same", "base", {0: 50.0, 1: 60.0, 2: 55.0}, {0: 50.0, 1: 60.0, 2: 55.0})
     stats.with_holm([comparison])
     assert (comparison.low, comparison.high, comparison.p) == (0.0, 0.0, 1.0)
     assert comparison.verdict == "not resolved"

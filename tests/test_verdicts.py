@@ -51,7 +51,8 @@ def test_identical_arms_give_identical_per_seed_results_and_seeds_differ(tmp_pat
     assert train_losses(runs["baseline", 0]) != train_losses(runs["baseline", 1])
     (comparison,) = results["comparisons"]
     assert comparison["differences"] == [0.0, 0.0]
-    assert (comparison["low"], comparison["high"], comparison["verdict"]) == (0.0, 0.0, "not resolved")
+    assert (comparison["low"], comparison["high"], comparison["p"]) == (0.0, 0.0, 1.0)
+    assert comparison["verdict"] == "too few seeds"  # two seeds never make a verdict
 
 
 @pytest.mark.slow

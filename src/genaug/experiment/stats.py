@@ -19,7 +19,9 @@ difference** ``d_i = x_i - y_i`` of two arms' test top-1 over the seeds both hav
   ties counting one half, over all pairs of runs (the Mann-Whitney U statistic over
   ``n * m``, as ``rliable`` defines it); 0.5 is a coin toss.
 - **verdict**: ``better`` / ``worse`` when the Holm-adjusted p is below ``alpha`` (0.05),
-  by the sign of the mean; ``not resolved`` otherwise; ``too few seeds`` below two pairs.
+  by the sign of the mean; ``not resolved`` otherwise; ``too few seeds`` below three pairs
+  (with two, two differences that happen to agree would look certain).
+- differences without any spread have no t statistic: their p is the exact sign-flip test's.
 
 For a comparison that is not resolved, :func:`seeds_to_resolve` estimates how many seeds
 would make the interval exclude zero if the mean and spread stayed as observed, and
@@ -35,6 +37,7 @@ The test split's own noise is separate from the seed spread: one test image move
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -58,6 +61,9 @@ __all__ = [
 Test = Literal["t", "permutation"]
 LEVEL = 0.95
 ALPHA = 0.05
+#: Fewest paired seeds for a verdict: with two, one degree of freedom, two differences that
+#: happen to agree would pass for certainty.
+MIN_SEEDS = 3
 BETTER, WORSE, UNRESOLVED, TOO_FEW = "better", "worse", "not resolved", "too few seeds"
 
 
@@ -134,8 +140,9 @@ def t_interval(differences: Sequence[float], level: float = LEVEL) -> tuple[floa
         return math.nan, math.nan
     from scipy import stats
 
-    result = stats.ttest_1samp(d, 0.0)
-    interval = result.confidence_interval(level)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's "nearly identical data" note
+        interval = stats.ttest_1samp(d, 0.0).confidence_interval(level)
     if not np.isfinite(interval.low):  # all differences equal: no spread, the interval is the point
         return float(d.mean()), float(d.mean())
     return float(interval.low), float(interval.high)
@@ -146,18 +153,20 @@ def p_value(differences: Sequence[float], test: Test = "t") -> float:
     d = np.asarray(differences, dtype=float)
     if len(d) < 2:
         return math.nan
-    if np.all(d == d[0]):
-        return 1.0 if d[0] == 0 else 0.0  # no spread: a constant nonzero shift is as sure as it gets
+    if test not in ("t", "permutation"):
+        raise ValueError(f"test must be 't' or 'permutation', got {test!r}")
     from scipy import stats
 
-    if test == "t":
-        return float(stats.ttest_1samp(d, 0.0).pvalue)
-    if test == "permutation":
-        result = stats.permutation_test(
-            (d,), np.mean, permutation_type="samples", n_resamples=np.inf, alternative="two-sided"
-        )
-        return float(result.pvalue)
-    raise ValueError(f"test must be 't' or 'permutation', got {test!r}")
+    # Without spread the t statistic is undefined: the exact sign-flip test still is
+    # (all n differences of one sign: p = 2 / 2^n).
+    if test == "t" and float(np.ptp(d)) > 1e-9 * max(1.0, float(np.abs(d).max())):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # scipy's "nearly identical data" note
+            return float(stats.ttest_1samp(d, 0.0).pvalue)
+    if not np.any(d):
+        return 1.0
+    result = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf, alternative="two-sided")
+    return float(result.pvalue)
 
 
 def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
@@ -246,7 +255,7 @@ def with_holm(comparisons: list[Comparison], alpha: float = ALPHA) -> list[Compa
     """Fill in the Holm-adjusted p and the verdict of every comparison of one table."""
     for comparison, adjusted in zip(comparisons, holm([c.p for c in comparisons])):
         comparison.p_holm = adjusted
-        if comparison.n < 2 or not math.isfinite(adjusted):
+        if comparison.n < MIN_SEEDS or not math.isfinite(adjusted):
             comparison.verdict = TOO_FEW
         elif adjusted < alpha:
             comparison.verdict = BETTER if comparison.mean > 0 else WORSE
