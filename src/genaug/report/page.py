@@ -125,7 +125,7 @@ TEMPLATE = """<!DOCTYPE html>
   <table class="results">
     <thead><tr>
       <th>Arm</th><th>Description</th><th class="num">Seeds</th><th class="num">Top-1 %</th><th class="num">Δ top-1</th>
-      {% if verdicts %}{% for view in verdicts.views %}{% if not loop.first %}<th class="num">Steps</th><th class="num">Top-1 %</th><th class="num">Δ</th>{% endif %}<th class="num">Interval</th><th>Verdict ({{ view }})</th>{% endfor %}{% endif %}
+      {% if verdicts %}{% for view in verdicts.views %}{% if not loop.first %}<th class="num">Matched steps</th><th class="num">Matched top-1 %</th><th class="num">Matched Δ</th>{% endif %}<th class="num">Interval</th><th>Verdict ({{ view }})</th>{% endfor %}{% endif %}
       <th class="num">Balanced %</th><th class="num">Δ bal.</th><th class="num">Steps</th><th class="num">Images seen</th>
       <th class="num">Test SE</th><th class="num">Real / synth.</th>
       <th class="num">Gen. s</th><th class="num">Train s</th><th class="num">Images/s</th>
