@@ -6,6 +6,7 @@ headers and checksums); the pixels are decoded once, when the dataset is packed.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Sequence
 
@@ -44,6 +45,19 @@ def check_files(paths: Sequence[Path], description: str = "checking images") -> 
     problems = map_with_progress(problem, list(paths), description)
     usable = np.array([i for i, found in enumerate(problems) if found is None], dtype=np.int64)
     return usable, [found for found in problems if found is not None]
+
+
+def content_digests(paths: Sequence[Path], description: str = "hashing images") -> list[str]:
+    """Hex SHA-256 of each file's bytes, in order (read in threads): what content-drawn splits key on."""
+
+    def digest(path: Path) -> str:
+        hasher = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+        return hasher.hexdigest()
+
+    return map_with_progress(digest, list(paths), description)
 
 
 def fail_if_strict(skipped: Sequence[SkippedImage], strict: bool, source: str | Path) -> None:
