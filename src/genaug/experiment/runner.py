@@ -36,6 +36,7 @@ from typing import Any
 from genaug.config import TrainConfig, dump_config
 from genaug.data import DatasetError, load_splits
 from genaug.data.identity import splits_identity
+from genaug.data.membership import split_report
 from genaug.experiment.budget import arm_sets, make_budget_sets, natural_sets
 from genaug.experiment.checks import preflight
 from genaug.experiment.config import ExperimentConfig, train_config
@@ -145,6 +146,8 @@ def run_experiment(
     checked = preflight(experiment, needed, [job for job in jobs if not job.done])
     shown = shown_warnings()  # kept in the order they were printed
     checked.warnings = sorted(dict.fromkeys(checked.warnings + data_warnings), key=lambda w: shown.index(w) if w in shown else len(shown))
+    for line in split_report(out_dir, splits):  # images added, removed, moved since the folder's results
+        echo(line)
     if dry_run:
         echo(describe_plan(experiment, needed, jobs, out_dir))
         from genaug.rehearsal.cost import plan_cost_text
@@ -201,6 +204,7 @@ def run_experiment(
     results = collect_results(experiment, nodes, out_dir, seeds, ran, splits)
     add_set_metrics(results, experiment, nodes, every_job, splits["train"], train_digest, out_dir, echo)
     write_results(out_dir, results)
+    split_report(out_dir, splits, write=True)  # the splits results.json was made on
     if report:
         from genaug.report import write_report
 
