@@ -143,7 +143,7 @@ def run_experiment(
     jobs = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds, identity)
 
     # Inputs are checked before anything is written: a run that cannot start leaves nothing behind.
-    checked = preflight(experiment, needed, [job for job in jobs if not job.done])
+    checked = preflight(experiment, needed, [job for job in jobs if not job.done], splits)
     shown = shown_warnings()  # kept in the order they were printed
     checked.warnings = sorted(dict.fromkeys(checked.warnings + data_warnings), key=lambda w: shown.index(w) if w in shown else len(shown))
     for line in split_report(out_dir, splits):  # images added, removed, moved since the folder's results

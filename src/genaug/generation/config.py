@@ -137,6 +137,13 @@ class GenerateConfig(StrictModel):
 
         return [("editor.model", self.editor.model or EDITORS[self.editor.name].default_model, self.editor.revision)]
 
+    def data_needs(self) -> list:
+        """What this stage needs of the real training data: its editor's declaration
+        (``Editor.data_needs``), checked before any stage runs."""
+        from genaug.generation.editors import EDITORS
+
+        return list(EDITORS[self.editor.name].data_needs(self.editor))
+
 
 
 
