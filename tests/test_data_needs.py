@@ -101,3 +101,17 @@ def test_16_px_data_with_a_64_px_recipe_stops_before_any_stage(tmp_path):
     root = tree(tmp_path / "data", {"cat": 12, "dog": 12}, side=16)
     path = experiment(tmp_path, root, {"words": DAFUSION}, train={"augmentation": {"image_size": 64, "crop": 64}}, image_size=64)
     stops_in_one_line(path, tmp_path / "run", r"train \(recipe 'pocket'\) needs images of at least 64 px .*images are 16 px \(arms 'baseline', 'words'\)")
+
+
+def test_the_file_is_validated_before_its_quick_section_is_merged_and_after(tmp_path):
+    root = tree(tmp_path / "data", {"cat": 4, "dog": 4})
+    path = experiment(tmp_path, root, train={"epochs": -3})
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    path.write_text(yaml.safe_dump({**data, "quick": {"train": {"epochs": 1}}}), encoding="utf-8")
+    for quick in (False, True):
+        with pytest.raises(ConfigError, match="epochs must be >= 1, got -3"):
+            load_experiment(path, quick=quick)
+    path.write_text(yaml.safe_dump({**data, "train": TINY_TRAIN, "quick": {"train": {"epochs": -3}}}), encoding="utf-8")
+    assert load_experiment(path).train["epochs"] == 1
+    with pytest.raises(ConfigError, match="epochs must be >= 1, got -3"):
+        load_experiment(path, quick=True)
