@@ -85,7 +85,7 @@ def test_split_identity_follows_files_and_arrays(tmp_path):
     root = write_tree(tmp_path / "data")
     splits = load_splits({"name": "folder", "root": root, "image_size": 16})
     before = splits_identity(splits)
-    assert {name: entry["images"] for name, entry in before.items()} == {"train": 14, "val": 3, "test": 3}  # drawn by content
+    assert {name: entry["images"] for name, entry in before.items()} == {"train": 13, "val": 4, "test": 3}  # drawn by content
     assert splits_identity(load_splits({"name": "folder", "root": root, "image_size": 16})) == before
 
     rewrite_keeping_split(splits["test"].paths[0], {"name": "folder", "root": root, "image_size": 16}, "test", 7)
@@ -153,7 +153,7 @@ def test_a_finished_run_refuses_other_data_and_returns_on_the_same(tmp_path):
     assert train(train_config, splits, tmp_path / "run").test == first.test  # same data: the finished run
 
     other = load_splits({"name": "folder", "root": root, "image_size": 16, "test_fraction": 0.4})
-    with pytest.raises(ConfigError, match=r"other data.*\n  train: 14 images then, 11 images now") as error:
+    with pytest.raises(ConfigError, match=r"other data.*\n  train: 13 images then, 10 images now") as error:
         train(train_config, other, tmp_path / "run")
     assert "test: 3 images then, 8 images now" in str(error.value)
 

@@ -35,6 +35,8 @@ class RealDataset:
     stable, unique strings (they appear as ``source_ids`` in synthetic-set manifests).
     ``content`` (datasets of files whose splits are drawn by content, :mod:`genaug.data.splits`)
     holds each image's content digest (hex SHA-256 of the file's bytes), else None.
+    ``ignored``: files beside the images that are not images at all (``notes.txt``,
+    ``.DS_Store``), with the reason; unlike ``skipped`` they are not input that was lost.
     """
 
     name: str
@@ -47,6 +49,7 @@ class RealDataset:
     captions: list[str] | None = None
     skipped: list[SkippedImage] = field(default_factory=list)
     content: list[str] | None = None
+    ignored: list[SkippedImage] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)

@@ -30,7 +30,7 @@ import numpy as np
 from genaug.data.base import DatasetError, MissingDataError, RealDataset, SkippedImage
 from genaug.data.images import is_image_file
 from genaug.data.registry import register_dataset
-from genaug.data.scan import check_files, content_digests, fail_if_strict, image_files
+from genaug.data.scan import check_files, content_digests, fail_if_strict, ignored_files, image_files
 from genaug.data.splits import carve_test
 
 if TYPE_CHECKING:  # genaug.config validates names against this package's registry
@@ -125,6 +125,12 @@ def read_tree(folder: Path, root: Path, class_names: list[str], split: str, stri
         paths=kept,
         skipped=skipped,
         content=content_digests(kept, description=f"hashing {folder}"),
+        ignored=[
+            SkippedImage(str(path), "hidden file" if path.name.startswith(".") else f"not an image file ({path.suffix or 'no suffix'})")
+            for path in sorted(folder.iterdir())
+            if path.is_file() and not is_image_file(path)
+        ]
+        + [item for name in class_names if (folder / name).is_dir() for item in ignored_files(folder / name)],
     )
 
 

@@ -32,6 +32,21 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
 
 
+def ignored_files(folder: Path) -> list[SkippedImage]:
+    """Files under ``folder`` that :func:`image_files` does not read, each with the reason
+    (hidden, or not an image by its suffix); inside hidden folders only the folder is named."""
+    ignored: list[SkippedImage] = []
+    for path in sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder).as_posix()):
+        parts = path.relative_to(folder).parts
+        if any(part.startswith(".") for part in parts[:-1]):
+            continue  # inside a hidden folder, named once below
+        if path.name.startswith("."):
+            ignored.append(SkippedImage(str(path), "hidden folder" if path.is_dir() else "hidden file"))
+        elif path.is_file() and not is_image_file(path):
+            ignored.append(SkippedImage(str(path), f"not an image file ({path.suffix or 'no suffix'})"))
+    return ignored
+
+
 def check_files(paths: Sequence[Path], description: str = "checking images") -> tuple[np.ndarray, list[SkippedImage]]:
     """Check every file; returns the indices of the usable ones and the skipped ones with reasons."""
 

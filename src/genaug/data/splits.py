@@ -22,9 +22,11 @@ and ``labels_per_class`` keeps the images of a class with the smallest ``u``. Wh
 image is held out depends on nothing but its own bytes, so adding or removing images never
 moves another image between splits, and a renamed or copied file lands where its twin is
 (the path is not in the hash: a copy under another name would otherwise leak across splits).
-Held-out counts are then about, not exactly, ``fraction`` of a class; the one exception to
-"never moves": a class all of whose images fall below ``fraction`` keeps its image of
-largest ``u`` in train (so no class vanishes), and that choice can change as images come.
+Held-out counts are then about, not exactly, ``fraction`` of a class. The exceptions to
+"never moves" are two stand-ins for small classes (:func:`content_holdout`): a class with
+no image below ``fraction`` holds out its image of smallest ``u``, and a class all of
+whose images fall below it keeps its image of largest ``u``; either choice can change as
+images come (the dry run lists any move).
 Array datasets (pocket digits, CIFAR, ``.npz``) keep the seeded draws above: their splits
 do not change.
 """
@@ -206,13 +208,18 @@ def content_unit(content: str, seed: int, stream: int) -> float:
 def content_holdout(labels: np.ndarray, content: list[str], fraction: float, seed: int, stream: int) -> np.ndarray:
     """Sorted indices ``i`` with ``content_unit(content[i], seed, stream) < fraction``.
 
-    A class all of whose members would be held out keeps the one of largest ``u`` (the
-    first of them on a tie) behind, so no class vanishes from the data it is held out of.
+    Two corrections keep small classes usable: a class none of whose members falls below
+    ``fraction`` although ``round(fraction * n_c) >= 1`` (rounding half up) holds out its member
+    of smallest ``u``, so it is not left without validation or test images; a class all of
+    whose members would be held out keeps the one of largest ``u`` behind, so no class
+    vanishes from the data it is held out of. Only these stand-ins can move when images come.
     """
     units = np.array([content_unit(digest, seed, stream) for digest in content], dtype=np.float64)
     held = units < fraction
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
+        if not held[members].any() and len(members) > 1 and np.floor(fraction * len(members) + 0.5) >= 1:
+            held[members[int(np.argmin(units[members]))]] = True
         if held[members].all():
             held[members[int(np.argmax(units[members]))]] = False
     return np.flatnonzero(held).astype(np.int64)
