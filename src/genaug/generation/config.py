@@ -149,7 +149,7 @@ class GenerateConfig(StrictModel):
 
 @register_stage("generate", config=GenerateConfig, description="edit or synthesise images with a registered editor")
 def run_generate_stage(node, nodes) -> tuple[int, dict]:
-    from genaug.generation.stage import generate
+    from genaug.generation.stage import earlier_sets, generate
 
-    report = generate(node.config)
-    return report.made, {"regenerated": report.regenerated, "degenerate": report.degenerate}
+    report = generate(node.config, reuse_from=earlier_sets(node))
+    return report.made, {"regenerated": report.regenerated, "degenerate": report.degenerate, "reused": report.reused}
