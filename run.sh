@@ -33,14 +33,26 @@ need_browser() {
     || echo "run.sh: could not install chromium; browser tests will be skipped" >&2
 }
 
+# Figures draw class names in any script: Debian's Noto CJK fonts give matplotlib the glyphs
+# (without them Chinese or Japanese names come out as boxes, told apart only by a number).
+need_cjk_font() {
+  compgen -G "/usr/share/fonts/opentype/noto/NotoSansCJK*" >/dev/null && return 0
+  command -v fc-list >/dev/null 2>&1 && fc-list 2>/dev/null | grep -qi "Noto Sans CJK" && return 0
+  command -v apt-get >/dev/null 2>&1 || { echo "run.sh: no apt-get; figures will not draw CJK class names" >&2; return 0; }
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "run.sh: installing fonts-noto-cjk so that figures draw CJK class names" >&2
+  $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq fonts-noto-cjk >/dev/null \
+    || echo "run.sh: could not install fonts-noto-cjk; figures will not draw CJK class names" >&2
+}
+
 # Idle OpenMP threads sleep instead of spinning: on a small shared CPU, spinning threads
 # of one process starve the others (measured: 2-thread runs up to 10x slower without it).
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 
 job="${1:-demo}"; shift || true
 case "$job" in
-  demo)   exec "$venv/bin/genaug" demo "$@" ;;
-  test)   need_browser; cd "$here" && exec "$venv/bin/python" -m pytest "$@" ;;
-  genaug) exec "$venv/bin/genaug" "$@" ;;
+  demo)   need_cjk_font; exec "$venv/bin/genaug" demo "$@" ;;
+  test)   need_browser; need_cjk_font; cd "$here" && exec "$venv/bin/python" -m pytest "$@" ;;
+  genaug) need_cjk_font; exec "$venv/bin/genaug" "$@" ;;
   *) echo "run.sh: unknown job '$job' (demo | test | genaug ...)" >&2; exit 2 ;;
 esac

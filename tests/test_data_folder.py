@@ -100,18 +100,59 @@ def test_an_empty_tree_is_an_error_naming_the_folder(tmp_path):
 
 def test_one_tree_carves_a_stratified_test_set_that_ignores_the_experiment_seed(tmp_path):
     for label, name in enumerate(["ant", "bee"]):
-        for i in range(10 * (label + 1)):
+        for i in range(40 * (label + 1)):
             _solid(tmp_path / name / f"{i:02d}.png", (i, label, 0))
     first = load_splits({"name": "folder", "root": tmp_path, "seed": 0, "val_fraction": 0.2})
     second = load_splits({"name": "folder", "root": tmp_path, "seed": 1, "val_fraction": 0.2})
-    assert first["test"].class_counts().tolist() == [2, 4]  # default test_fraction 0.2 of 10 and 20
     assert first["test"].ids == second["test"].ids
-    assert first["val"].class_counts().tolist() == [2, 3]  # 0.2 of the remaining 8 and 16, rounded
     assert first["val"].ids != second["val"].ids
+    # drawn by content: about 0.2 of 40 and 80 as test, then 0.2 of the rest as val (binomial spread)
+    assert 3 <= first["test"].class_counts()[0] <= 14 and 8 <= first["test"].class_counts()[1] <= 25
+    assert 2 <= first["val"].class_counts()[0] <= 12 and 6 <= first["val"].class_counts()[1] <= 22
     for splits in (first, second):
         assert sorted(splits["train"].ids + splits["val"].ids + splits["test"].ids) == sorted(
             p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png")
         )
+
+
+def _membership(splits):
+    return {image_id: split for split, dataset in splits.items() for image_id in dataset.ids}
+
+
+def test_adding_and_removing_images_never_moves_another_image_between_splits(tmp_path):
+    config = {"name": "folder", "root": tmp_path, "val_fraction": 0.3, "test_fraction": 0.3, "labels_per_class": "all"}
+    for name in ("ant", "bee", "cat"):
+        for i in range(12):
+            _solid(tmp_path / name / f"{i:02d}.png", (i, len(name), ord(name[0])))
+    before = _membership(load_splits(config))
+    assert {"train", "val", "test"} == set(before.values())
+    for i in range(12, 30):  # 18 photos added to one class, 3 to another
+        _solid(tmp_path / "ant" / f"{i:02d}.png", (i, 3, 97))
+    for i in range(12, 15):
+        _solid(tmp_path / "bee" / f"{i:02d}.png", (i, 3, 98))
+    (tmp_path / "cat" / "00.png").unlink()
+    after = _membership(load_splits(config))
+    kept = set(before) - {"cat/00.png"}
+    assert {image_id: after[image_id] for image_id in kept} == {image_id: before[image_id] for image_id in kept}
+    assert len(after) == len(before) - 1 + 21
+
+
+def test_a_renamed_copy_lands_in_the_split_of_its_twin(tmp_path):
+    for i in range(30):
+        _solid(tmp_path / "ant" / f"{i:02d}.png", (i, 1, 2))
+    for i in range(30):  # the same bytes under other names
+        (tmp_path / "ant" / f"copy-{i:02d}.png").write_bytes((tmp_path / "ant" / f"{i:02d}.png").read_bytes())
+    where = _membership(load_splits({"name": "folder", "root": tmp_path, "val_fraction": 0.3, "labels_per_class": "all"}))
+    assert {where[f"ant/{i:02d}.png"] for i in range(30)} >= {"train", "test"}
+    assert all(where[f"ant/copy-{i:02d}.png"] == where[f"ant/{i:02d}.png"] for i in range(30))
+
+
+def test_a_class_of_one_image_keeps_it_in_train(tmp_path):
+    _solid(tmp_path / "solo" / "only.png", (1, 2, 3))
+    for i in range(10):
+        _solid(tmp_path / "many" / f"{i}.png", (i, 2, 3))
+    splits = load_splits({"name": "folder", "root": tmp_path, "test_fraction": 0.99, "val_fraction": 0.9})
+    assert splits["train"].ids.count("solo/only.png") == 1
 
 
 def test_split_folders_are_used_as_they_are(tmp_path):

@@ -75,28 +75,57 @@ def version() -> None:
 
 @data_app.command("info")
 def data_info(
-    name: Annotated[str, typer.Argument(help="dataset name, or a YAML file holding a dataset config")],
+    name: Annotated[str, typer.Argument(help="dataset name, a YAML file holding a dataset config, or an experiment file")],
     overrides: Overrides = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON (UTF-8)")] = False,
 ) -> None:
-    """Counts per split and class, image sizes and skipped files of a dataset.
+    """Classes with their counts per split, image and packed sizes, skipped and ignored files of a
+    dataset; flags classes with fewer than 2 validation images. Given an experiment file, also checks
+    what its stages and training runs need of the data, one line per problem (exit 2).
 
     Example: ``genaug data info folder root=/data/flowers image_size=64``.
     """
-    from genaug.config import DatasetConfig, load_config, parse_config
+    from genaug.config import ConfigError, DatasetConfig, load_config, parse_config, read_yaml_mapping
     from genaug.data import dataset_info, load_splits
 
+    experiment = None
     if name.endswith((".yaml", ".yml")):
-        config = load_config(DatasetConfig, name, overrides)
+        if "arms" in read_yaml_mapping(name):
+            from genaug.experiment import load_experiment
+
+            experiment = load_experiment(name, overrides)
+            config = experiment.dataset
+        else:
+            config = load_config(DatasetConfig, name, overrides)
     else:
         from genaug.config import COMMAND_LINE, apply_overrides
 
         config = parse_config(DatasetConfig, apply_overrides({"name": name}, overrides), COMMAND_LINE)
-    info = dataset_info(load_splits(config))
+    splits = load_splits(config)
+    info = dataset_info(splits, packed_size=config.image_size)
+    info["problems"] = _data_problems(config, splits, experiment)
     if as_json:
-        typer.echo(json.dumps(info, indent=2))
-        return
-    _print_dataset_info(info)
+        typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
+    else:
+        _print_dataset_info(info)
+    if info["problems"]:
+        raise ConfigError(info["problems"][0] if len(info["problems"]) == 1 else "\n  ".join([f"{len(info['problems'])} problems:", *info["problems"]]))
+
+
+def _data_problems(config, splits, experiment) -> list[str]:
+    """Empty classes (unless allowed) and, for an experiment, every need of its stages and runs."""
+    from genaug.data.needs import empty_class_problems
+
+    if experiment is None:
+        return empty_class_problems(splits["train"], config.allow_empty_classes)
+    from genaug.experiment.checks import data_problems
+    from genaug.experiment.graph import build_graph, upstream
+    from genaug.experiment.runner import plan_jobs
+
+    nodes = build_graph(experiment, Path("/nonexistent/genaug-data-info"), identity={})  # configs only
+    needed = upstream(nodes, [ref for arm in experiment.arms for ref in arm.data_refs])
+    jobs = plan_jobs(experiment, nodes, Path("/nonexistent/genaug-data-info"), [arm.name for arm in experiment.arms], experiment.seeds[:1], identity={})
+    return data_problems(experiment, splits["train"], needed, jobs)
 
 
 def _print_dataset_info(info: dict) -> None:
@@ -104,20 +133,37 @@ def _print_dataset_info(info: dict) -> None:
     from rich.table import Table
 
     console = Console()
+    packed = info.get("packed_size")
     table = Table(title=f"{info['name']}: {info['num_classes']} classes")
-    table.add_column("split")
-    table.add_column("images", justify="right")
-    table.add_column("per class (min / max)", justify="right")
-    table.add_column("image size")
-    for split, entry in info["splits"].items():
-        counts = list(entry["per_class"].values())
-        size = entry.get("image_size") or entry.get("image_sizes", {}).get("most_common", "?")
-        table.add_row(split, str(entry["count"]), f"{min(counts)} / {max(counts)}", str(size))
+    table.add_column("class")
+    splits = list(info["splits"])
+    for split in splits:
+        table.add_column(split, justify="right")
+    for name in info["class_names"]:
+        table.add_row(name, *(str(info["splits"][split]["per_class"].get(name, 0)) for split in splits))
+    table.add_row("[bold]all[/bold]", *(f"[bold]{info['splits'][split]['count']}[/bold]" for split in splits))
     console.print(table)
-    if info["skipped"]:
-        console.print(f"[yellow]{len(info['skipped'])} file(s) skipped:[/yellow]")
-        for item in info["skipped"]:
-            console.print(f"  {item['path']}: {item['reason']}", markup=False, highlight=False)
+    for split, entry in info["splits"].items():
+        sizes = entry.get("image_sizes")
+        if sizes and sizes.get("probed"):
+            console.print(
+                f"{split}: original sizes {sizes['min'][0]}x{sizes['min'][1]} to {sizes['max'][0]}x{sizes['max'][1]} px "
+                f"(height x width, most common {sizes['most_common'][0]}x{sizes['most_common'][1]})",
+                markup=False, highlight=False,
+            )
+        elif entry.get("image_size"):
+            console.print(f"{split}: images {entry['image_size'][0]}x{entry['image_size'][1]} px", markup=False, highlight=False)
+    if packed is not None:
+        console.print(f"packed at {packed} x {packed} px", markup=False, highlight=False)
+    elif any("image_sizes" in entry for entry in info["splits"].values()):
+        console.print("packed size: not set (set image_size=<px> to train on these files)", markup=False, highlight=False)
+    for title, key in (("skipped (unusable images)", "skipped"), ("ignored (not images)", "ignored")):
+        if info.get(key):
+            console.print(f"[yellow]{len(info[key])} file(s) {title}:[/yellow]")
+            for item in info[key]:
+                console.print(f"  {item['path']}: {item['reason']}", markup=False, highlight=False, soft_wrap=True)
+    for flag in info.get("flags", []):
+        console.print(f"[yellow]flag:[/yellow] {flag}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("prepare")

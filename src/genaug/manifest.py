@@ -178,10 +178,18 @@ def check_class_name(name: str, item_id: str = "?") -> str:
     return name
 
 
+#: Characters some file system refuses in a name (Windows' set, a superset of POSIX's "/" and NUL).
+_REFUSED = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
+
+
 def safe_folder_name(name: str) -> str:
-    """A class name as a human-readable folder name (never read back)."""
-    cleaned = re.sub(r"[^A-Za-z0-9._\-]+", "_", name).strip("._") or "class"
-    return cleaned[:80]
+    """A class name as a folder name, kept as it is (spaces, accents, CJK) except for what a
+    file system refuses: control characters and ``<>:"/\\|?*`` become ``_``, trailing dots and
+    spaces go, ``.`` / ``..`` / an empty name become ``class``; at most 80 characters.
+    Never read back: records carry their class name and label."""
+    cleaned = _REFUSED.sub("_", name).rstrip(". ").lstrip()
+    cleaned = cleaned[:80].rstrip(". ")
+    return cleaned if cleaned and cleaned not in (".", "..") else "class"
 
 
 # ---------------------------------------------------------------------------- reading

@@ -33,6 +33,10 @@ class RealDataset:
     Images are held either as one uint8 array ``images`` (N, H, W, 3) when they share a
     size (pocket digits, CIFAR, MedMNIST), or as files ``paths`` read on demand. ``ids`` are
     stable, unique strings (they appear as ``source_ids`` in synthetic-set manifests).
+    ``content`` (datasets of files whose splits are drawn by content, :mod:`genaug.data.splits`)
+    holds each image's content digest (hex SHA-256 of the file's bytes), else None.
+    ``ignored``: files beside the images that are not images at all (``notes.txt``,
+    ``.DS_Store``), with the reason; unlike ``skipped`` they are not input that was lost.
     """
 
     name: str
@@ -44,12 +48,16 @@ class RealDataset:
     paths: list[Path] | None = None
     captions: list[str] | None = None
     skipped: list[SkippedImage] = field(default_factory=list)
+    content: list[str] | None = None
+    ignored: list[SkippedImage] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         n = len(self.labels)
         if (self.images is None) == (self.paths is None):
             raise ValueError("a RealDataset holds exactly one of 'images' or 'paths'")
+        if self.content is not None and len(self.content) != n:
+            raise ValueError(f"{self.name}/{self.split}: ids and content digests differ in length")
         if len(self.ids) != n or (self.images is not None and len(self.images) != n) or (
             self.paths is not None and len(self.paths) != n
         ):
@@ -107,6 +115,7 @@ class RealDataset:
             images=None if self.images is None else self.images[indices],
             paths=None if self.paths is None else [self.paths[i] for i in indices],
             captions=None if self.captions is None else [self.captions[i] for i in indices],
+            content=None if self.content is None else [self.content[i] for i in indices],
         )
 
     def class_counts(self) -> np.ndarray:

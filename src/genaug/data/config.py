@@ -30,7 +30,8 @@ class DatasetConfig(StrictModel):
     folder (None = 0.2) and ``classes`` only by ``npz`` (class names, in label order).
     ``image_size`` is the side length images are packed at (``pack_images``); it is
     required for datasets of image files. ``strict`` turns any unusable image or empty
-    class folder into an error instead of a listed skip.
+    class folder into an error instead of a listed skip. ``allow_empty_classes`` lets a run
+    go on with a class that has no training image (an error otherwise, before any stage runs).
     """
 
     name: str = "pocket_digits"
@@ -43,6 +44,7 @@ class DatasetConfig(StrictModel):
     seed: int = 0
     image_size: int | None = None
     strict: bool = False
+    allow_empty_classes: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "DatasetConfig":

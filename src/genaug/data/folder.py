@@ -5,9 +5,11 @@ Layouts:
 - ``root/train/<class>/...`` with ``root/test/...`` and optionally ``root/val/...``: those
   folders are the dataset's own splits (without ``test/``, test is carved out of train as
   below);
-- otherwise ``root`` itself is one tree holding all the data: ``test_fraction`` (default
-  0.2) of every class is carved out as test with a fixed seed, so the test set is the same
-  for every experiment seed; the rest is the training data.
+- otherwise ``root`` itself is one tree holding all the data: about ``test_fraction``
+  (default 0.2) of every class is carved out as test by each image's content digest
+  (:func:`genaug.data.splits.carve_test`), the same for every experiment seed, and adding
+  or removing images never moves another one between test and train; the rest is the
+  training data.
 
 Labels follow the alphabetical order of the class folders (of ``train/`` in the split
 layout), so CIFAR-100 stored as folders gets its fine-label order. A class folder with no
@@ -28,7 +30,7 @@ import numpy as np
 from genaug.data.base import DatasetError, MissingDataError, RealDataset, SkippedImage
 from genaug.data.images import is_image_file
 from genaug.data.registry import register_dataset
-from genaug.data.scan import check_files, fail_if_strict, image_files
+from genaug.data.scan import check_files, content_digests, fail_if_strict, ignored_files, image_files
 from genaug.data.splits import carve_test
 
 if TYPE_CHECKING:  # genaug.config validates names against this package's registry
@@ -113,14 +115,22 @@ def read_tree(folder: Path, root: Path, class_names: list[str], split: str, stri
             f"no usable images under {folder}: expected {folder}/<class>/<image>"
             + (f" ({len(bad_files)} image files were unusable)" if bad_files else "")
         )
+    kept = [paths[i] for i in usable]
     return RealDataset(
         name=NAME,
         split=split,
         class_names=list(class_names),
         labels=np.asarray(labels, dtype=np.int64)[usable],
-        ids=[paths[i].relative_to(root).as_posix() for i in usable],
-        paths=[paths[i] for i in usable],
+        ids=[path.relative_to(root).as_posix() for path in kept],
+        paths=kept,
         skipped=skipped,
+        content=content_digests(kept, description=f"hashing {folder}"),
+        ignored=[
+            SkippedImage(str(path), "hidden file" if path.name.startswith(".") else f"not an image file ({path.suffix or 'no suffix'})")
+            for path in sorted(folder.iterdir())
+            if path.is_file() and not is_image_file(path)
+        ]
+        + [item for name in class_names if (folder / name).is_dir() for item in ignored_files(folder / name)],
     )
 
 

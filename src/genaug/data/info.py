@@ -16,14 +16,22 @@ from PIL import Image
 from genaug.data.base import RealDataset
 
 
-def dataset_info(dataset_or_splits: RealDataset | Mapping[str, RealDataset], max_probes: int = 2000) -> dict[str, Any]:
+def dataset_info(
+    dataset_or_splits: RealDataset | Mapping[str, RealDataset], max_probes: int = 2000, packed_size: int | None = None
+) -> dict[str, Any]:
     """A JSON-ready summary of one split or of a ``{split: dataset}`` mapping.
 
-    ``{"name", "num_classes", "class_names", "splits": {split: {"count", "per_class",
-    "image_size" | "image_sizes", "has_captions"}}, "skipped": [{"path", "reason", "splits"}]}``.
+    ``{"name", "num_classes", "class_names", "packed_size", "splits": {split: {"count",
+    "per_class", "image_size" | "image_sizes", "has_captions"}}, "skipped": [{"path",
+    "reason", "splits"}], "ignored": [{"path", "reason"}], "flags": [line, ...]}``.
     ``image_size`` is ``[height, width]`` of an array dataset; ``image_sizes`` of a file
-    dataset is ``{"min", "max", "most_common"}`` (each ``[height, width]``) and ``"probed"``.
-    Skipped entries shared by several splits (one tree) are listed once.
+    dataset is ``{"min", "max", "most_common"}`` of the originals (each ``[height, width]``)
+    and ``"probed"``. ``packed_size`` is the side images are packed at for training
+    (``packed_size`` given, i.e. ``dataset.image_size``; an array's own side; None when a file
+    dataset has none set). ``skipped``: unusable image files; ``ignored``: files that are not
+    images. Entries shared by several splits (one tree) are listed once. ``flags``: a class
+    with fewer than :data:`MIN_VAL_IMAGES` validation images (its best epoch is chosen on
+    noise) and a class without training images, one line each.
     """
     if isinstance(dataset_or_splits, RealDataset):
         splits = {dataset_or_splits.split: dataset_or_splits}
@@ -33,16 +41,48 @@ def dataset_info(dataset_or_splits: RealDataset | Mapping[str, RealDataset], max
         raise ValueError("dataset_info needs at least one split")
     first = next(iter(splits.values()))
     skipped: dict[tuple[str, str], list[str]] = {}
+    ignored: dict[tuple[str, str], None] = {}
     for split, dataset in splits.items():
         for item in dataset.skipped:
             skipped.setdefault((item.path, item.reason), []).append(split)
+        for item in dataset.ignored:
+            ignored[(item.path, item.reason)] = None
+    if packed_size is None and first.images is not None:
+        packed_size = int(first.images.shape[1])
     return {
         "name": first.name,
         "num_classes": first.num_classes,
         "class_names": list(first.class_names),
+        "packed_size": packed_size,
         "splits": {split: split_info(dataset, max_probes) for split, dataset in splits.items()},
         "skipped": [{"path": path, "reason": reason, "splits": names} for (path, reason), names in skipped.items()],
+        "ignored": [{"path": path, "reason": reason} for path, reason in ignored],
+        "flags": class_flags(splits),
     }
+
+
+#: Fewer validation images than this in a class is flagged.
+MIN_VAL_IMAGES = 2
+
+
+def class_flags(splits: Mapping[str, RealDataset]) -> list[str]:
+    """One line per class with fewer than :data:`MIN_VAL_IMAGES` validation images, and per
+    class without a training image."""
+    flags = []
+    if "val" in splits:
+        val = splits["val"]
+        for name, count in zip(val.class_names, val.class_counts().tolist()):
+            if count < MIN_VAL_IMAGES:
+                flags.append(
+                    f"val: class {name!r} has {count} validation image(s), fewer than {MIN_VAL_IMAGES}: "
+                    "its best epoch is chosen on noise (raise dataset.val_fraction or add images)"
+                )
+    if "train" in splits:
+        train = splits["train"]
+        for name, count in zip(train.class_names, train.class_counts().tolist()):
+            if count == 0:
+                flags.append(f"train: class {name!r} has no training image")
+    return flags
 
 
 def split_info(dataset: RealDataset, max_probes: int = 2000) -> dict[str, Any]:

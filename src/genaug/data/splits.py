@@ -13,10 +13,27 @@ Val is drawn before the subset, so val and train are disjoint, val does not depe
 ``labels_per_class``, and with one seed a 5-per-class train set is contained in the
 10-per-class one. Each class draws from its own random stream ``(seed, purpose, class)``,
 so adding a class does not change what the others draw.
+
+Datasets of files read from a folder tree (``RealDataset.content`` set) are drawn by
+content instead, so that a folder that grows keeps its splits: each image gets a number
+``u`` in [0, 1) from a hash of its content digest, the seed and the purpose
+(:func:`content_unit`); it is held out (as val, or as a carved test) when ``u < fraction``,
+and ``labels_per_class`` keeps the images of a class with the smallest ``u``. Whether an
+image is held out depends on nothing but its own bytes, so adding or removing images never
+moves another image between splits, and a renamed or copied file lands where its twin is
+(the path is not in the hash: a copy under another name would otherwise leak across splits).
+Held-out counts are then about, not exactly, ``fraction`` of a class. The exceptions to
+"never moves" are two stand-ins for small classes (:func:`content_holdout`): a class with
+no image below ``fraction`` holds out its image of smallest ``u``, and a class all of
+whose images fall below it keeps its image of largest ``u``; either choice can change as
+images come (the dry run lists any move).
+Array datasets (pocket digits, CIFAR, ``.npz``) keep the seeded draws above: their splits
+do not change.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -35,6 +52,8 @@ DatasetSpecLike = Union["DatasetConfig", dict[str, Any], str]
 _VAL_STREAM = 1
 _SUBSET_STREAM = 2
 _TEST_STREAM = 3
+#: Changes whenever content-drawn splits of the same files would change.
+CONTENT_SPLIT_FORMAT = "genaug-content-split-v1"
 
 
 def resolve_config(spec: DatasetSpecLike, **overrides: Any) -> DatasetConfig:
@@ -99,7 +118,7 @@ def _train_and_val(config: DatasetConfig, parts: dict[str, RealDataset]) -> tupl
     if per_class is None:
         train = replace(pool, split="train")
     else:
-        train = pool.subset(per_class_subset(pool.labels, per_class, config.seed), split="train")
+        train = pool.subset(subset_indices(pool, per_class, config.seed), split="train")
     return train, replace(val, split="val")
 
 
@@ -132,8 +151,12 @@ def labels_per_class(config: DatasetConfig, spec: DatasetSpec) -> int | None:
 def hold_out(
     dataset: RealDataset, fraction: float, seed: int, *, stream: int = _VAL_STREAM, held_split: str = "val"
 ) -> tuple[RealDataset, RealDataset]:
-    """Split ``dataset`` into (rest, held out): ``fraction`` of every class held out, seeded."""
-    held = stratified_holdout(dataset.labels, fraction, seed, stream)
+    """Split ``dataset`` into (rest, held out): ``fraction`` of every class held out, seeded
+    (by content for a dataset with content digests, see the module docstring)."""
+    if dataset.content is not None:
+        held = content_holdout(dataset.labels, dataset.content, fraction, seed, stream)
+    else:
+        held = stratified_holdout(dataset.labels, fraction, seed, stream)
     rest = np.setdiff1d(np.arange(len(dataset)), held)
     return dataset.subset(rest), dataset.subset(held, split=held_split)
 
@@ -166,11 +189,62 @@ def per_class_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
 
+def subset_indices(dataset: RealDataset, per_class: int, seed: int) -> np.ndarray:
+    """:func:`content_subset` for a dataset with content digests, else :func:`per_class_subset`."""
+    if dataset.content is not None:
+        return content_subset(dataset.labels, dataset.content, per_class, seed)
+    return per_class_subset(dataset.labels, per_class, seed)
+
+
+def content_unit(content: str, seed: int, stream: int) -> float:
+    """``u = int(sha256("<format>/<seed>/<stream>/<content>")[:16], 16) / 2**64``, in [0, 1).
+
+    ``content`` is the image's content digest: equal bytes give equal ``u`` wherever the file sits.
+    """
+    text = f"{CONTENT_SPLIT_FORMAT}/{seed}/{stream}/{content}".encode()
+    return int(hashlib.sha256(text).hexdigest()[:16], 16) / 2.0**64
+
+
+def content_holdout(labels: np.ndarray, content: list[str], fraction: float, seed: int, stream: int) -> np.ndarray:
+    """Sorted indices ``i`` with ``content_unit(content[i], seed, stream) < fraction``.
+
+    Two corrections keep small classes usable: a class none of whose members falls below
+    ``fraction`` although ``round(fraction * n_c) >= 1`` (rounding half up) holds out its member
+    of smallest ``u``, so it is not left without validation or test images; a class all of
+    whose members would be held out keeps the one of largest ``u`` behind, so no class
+    vanishes from the data it is held out of. Only these stand-ins can move when images come.
+    """
+    units = np.array([content_unit(digest, seed, stream) for digest in content], dtype=np.float64)
+    held = units < fraction
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if not held[members].any() and len(members) > 1 and np.floor(fraction * len(members) + 0.5) >= 1:
+            held[members[int(np.argmin(units[members]))]] = True
+        if held[members].all():
+            held[members[int(np.argmax(units[members]))]] = False
+    return np.flatnonzero(held).astype(np.int64)
+
+
+def content_subset(labels: np.ndarray, content: list[str], per_class: int, seed: int) -> np.ndarray:
+    """Sorted indices of the ``per_class`` members of each class of smallest ``content_unit``
+    (ties by position): smaller subsets are nested in larger ones, and an added image
+    displaces at most one other from a full class."""
+    units = np.array([content_unit(digest, seed, _SUBSET_STREAM) for digest in content], dtype=np.float64)
+    chosen: list[np.ndarray] = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        order = members[np.argsort(units[members], kind="stable")]
+        chosen.append(order[:per_class])
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
 def carve_test(dataset: RealDataset, fraction: float) -> tuple[RealDataset, RealDataset]:
     """(train, test) of a dataset that ships no test split: ``fraction`` of every class as test.
 
     Seeded with a constant, not the experiment seed: a dataset's test set is a property of
-    the dataset, the same for every run that is compared against it.
+    the dataset, the same for every run that is compared against it. Drawn by content for
+    a dataset with content digests (the folder trees), so it keeps its images as files come
+    and go.
     """
     train, test = hold_out(dataset, fraction, 0, stream=_TEST_STREAM, held_split="test")
     return replace(train, split="train"), test

@@ -2,7 +2,9 @@
 
 Problems stop the run: a dataset root that does not exist, a model of a stage still to
 run that cannot be resolved (not a folder, not a known pocket model, a hub id neither
-cached nor reachable). Each names the file or the command line and the key. Warnings
+cached nor reachable), data that a stage still to run or a training run does not get what
+it declares it needs (:mod:`genaug.data.needs`: images per class, image size, classes),
+a class without a training image (unless ``dataset.allow_empty_classes``). Each names the file or the command line and the key. Warnings
 (pocket models or prompts on another dataset, a recipe size that is not the dataset's,
 ``labels_per_class`` above what a class holds) are shown once and kept for the run's
 ``warnings.log``.
@@ -35,16 +37,20 @@ class Preflight:
             raise ConfigError("\n  ".join([f"{len(self.problems)} problems:", *self.problems]))
 
 
-def preflight(experiment: ExperimentConfig, needed, jobs) -> Preflight:
-    """Check the dataset root and the models of the stages still to run; warn about mismatches.
+def preflight(experiment: ExperimentConfig, needed, jobs, splits=None) -> Preflight:
+    """Check the dataset root, the models of the stages still to run and what they and the
+    training runs need of the data; warn about mismatches.
 
-    ``needed``: the stage nodes the run uses; ``jobs``: its training runs. The runner reads
-    the dataset itself (once, before this) and adds the warnings that reading showed.
+    ``needed``: the stage nodes the run uses; ``jobs``: its training runs (those still to
+    train); ``splits``: the dataset's splits when readable. The runner reads the dataset
+    itself (once, before this) and adds the warnings that reading showed.
     """
     result = Preflight(warnings=list(experiment._warnings))  # shown when the file was read
     root = dataset_root_problem(experiment.dataset)
     if root:
         result.problems.append(located(root, source_of_key(experiment, "dataset.root")))
+    if splits is not None and splits.get("train") is not None:
+        result.problems += data_problems(experiment, splits["train"], [n for n in needed if not n.is_done()], jobs)
     models: dict[tuple[str, str | None], list[str]] = {}  # each model is resolved once, for every key naming it
     for node in needed:
         prefix = f"stages.{node.name}."
@@ -74,3 +80,27 @@ def preflight(experiment: ExperimentConfig, needed, jobs) -> Preflight:
     for message in result.warnings:
         warn_once(message)  # those shown already are not shown again
     return result
+
+
+def data_problems(experiment: ExperimentConfig, train, nodes, jobs) -> list[str]:
+    """One line per data need (:mod:`genaug.data.needs`) of ``nodes`` (stage nodes) and ``jobs``
+    (training runs) that the training split ``train`` does not meet, and one for empty classes."""
+    from genaug.data.needs import empty_class_problems, need_problems, stage_needs, training_needs
+
+    packed = experiment.dataset.image_size
+    problems = [located(line, source_of_key(experiment, "dataset")) for line in empty_class_problems(train, experiment.dataset.allow_empty_classes)]
+    for node in nodes:
+        for needs in stage_needs(node.config, f"stages.{node.name}."):
+            problems += [located(line, source_of_key(experiment, f"stages.{node.name}")) for line in need_problems(train, needs, packed)]
+    arms: dict[str, list[str]] = {}  # one line per distinct problem, naming the arms it concerns
+    for job in jobs:
+        try:
+            needs = training_needs(job.config, "train")
+        except ConfigError:  # a recipe that does not fit its overrides is reported on its own
+            continue
+        for line in need_problems(train, needs, packed):
+            named = arms.setdefault(line, [])
+            named += [job.arm] if job.arm not in named else []
+    for line, named in arms.items():
+        problems.append(located(f"{line} (arms {', '.join(repr(arm) for arm in named)})", source_of_key(experiment, "train")))
+    return problems

@@ -378,6 +378,8 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None, quick:
 
             warnings.append(f"{path} has no quick: section; --quick runs the file as it is")
             warn_once(warnings[-1])
+        # the file as written must be valid too: a quick: section must not hide an error in it
+        parse_with_overrides(ExperimentConfig, {k: v for k, v in data.items() if k != "quick"}, overrides, str(path))
         try:
             data = apply_quick(data)
         except ConfigError as error:

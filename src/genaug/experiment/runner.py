@@ -36,6 +36,7 @@ from typing import Any
 from genaug.config import TrainConfig, dump_config
 from genaug.data import DatasetError, load_splits
 from genaug.data.identity import splits_identity
+from genaug.data.membership import split_report
 from genaug.experiment.budget import arm_sets, make_budget_sets, natural_sets
 from genaug.experiment.checks import preflight
 from genaug.experiment.compute import natural_steps
@@ -148,9 +149,11 @@ def run_experiment(
     jobs = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds, identity)
 
     # Inputs are checked before anything is written: a run that cannot start leaves nothing behind.
-    checked = preflight(experiment, needed, [job for job in jobs if not job.done])
+    checked = preflight(experiment, needed, [job for job in jobs if not job.done], splits)
     shown = shown_warnings()  # kept in the order they were printed
     checked.warnings = sorted(dict.fromkeys(checked.warnings + data_warnings), key=lambda w: shown.index(w) if w in shown else len(shown))
+    for line in split_report(out_dir, splits):  # images added, removed, moved since the folder's results
+        echo(line)
     if dry_run:
         echo(describe_plan(experiment, needed, jobs, out_dir))
         from genaug.rehearsal.cost import plan_cost_text
@@ -250,6 +253,7 @@ def run_experiment(
     add_set_metrics(results, experiment, nodes, every_job, splits["train"], train_digest, out_dir, echo)
     add_verdicts(results, experiment)
     write_results(out_dir, results)
+    split_report(out_dir, splits, write=True)  # the splits results.json was made on
     if report:
         from genaug.report import write_report
 

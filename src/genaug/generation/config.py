@@ -137,12 +137,19 @@ class GenerateConfig(StrictModel):
 
         return [("editor.model", self.editor.model or EDITORS[self.editor.name].default_model, self.editor.revision)]
 
+    def data_needs(self) -> list:
+        """What this stage needs of the real training data: its editor's declaration
+        (``Editor.data_needs``), checked before any stage runs."""
+        from genaug.generation.editors import EDITORS
+
+        return list(EDITORS[self.editor.name].data_needs(self.editor))
+
 
 
 
 @register_stage("generate", config=GenerateConfig, description="edit or synthesise images with a registered editor")
 def run_generate_stage(node, nodes) -> tuple[int, dict]:
-    from genaug.generation.stage import generate
+    from genaug.generation.stage import earlier_sets, generate
 
-    report = generate(node.config)
-    return report.made, {"regenerated": report.regenerated, "degenerate": report.degenerate}
+    report = generate(node.config, reuse_from=earlier_sets(node))
+    return report.made, {"regenerated": report.regenerated, "degenerate": report.degenerate, "reused": report.reused}

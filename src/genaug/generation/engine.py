@@ -16,6 +16,17 @@
    records and fsync the manifest once (``SetWriter.add_batch``);
 6. launched shards wait for each other and rank 0 merges the shard manifests.
 
+Incremental passes: when the job knows each item's source content (``sources``), every
+record carries ``params.input_key``, a digest of everything that decides its image
+(:func:`item_input_key`: id, seed, prompt, label, the source image's content, the
+renderer's parameters, the model). Given earlier sets of the same stage (``reuse_from``,
+e.g. the set made before images were added), an item whose key one of them holds is
+copied from it (its image and record, ``params.reused_from`` naming the set) instead of
+being made; the plan of step 1 then covers only the items left to make. That plan is a
+pure function of the job and the earlier sets, so a kill during an incremental pass
+resumes exactly as one during a full pass (copies are written like made images: images
+first, then their records).
+
 Why a fixed plan: on the CPU, oneDNN convolutions and small GEMMs give results that
 differ in the last float bits between a batch of one and larger batches, and between rows
 inside and outside a full GEMM row-block (measured: ~1e-6 on the UNet output). Fixing the
@@ -79,6 +90,7 @@ class JobReport:
     made: int = 0  # images written by this run
     regenerated: int = 0  # extra renders of degenerate outputs
     degenerate: int = 0  # still degenerate after every allowed regeneration
+    reused: int = 0  # copied from earlier sets (reuse_from) instead of made, by this run or before
     seconds: float = 0.0
     batch_size: int = 0  # final batch size (smaller than asked after out-of-memory)
     estimated_seconds: float | None = None  # dry run only
@@ -112,23 +124,33 @@ def run_job(
     engine,
     model: dict[str, Any] | None = None,
     extra_params: dict[str, Any] | None = None,
+    sources: Callable[[WorkItem], str] | None = None,
+    reuse_from: Sequence[str | Path] = (),
 ) -> JobReport:
     """Make every item of ``items`` that the set does not hold yet; see the module docstring.
 
     ``engine`` is an :class:`genaug.config.EngineConfig`; ``model`` (the identity of the
-    weights) and ``extra_params`` are copied into every record.
+    weights) and ``extra_params`` are copied into every record. ``sources``: an item's
+    source content digest ("" for none), which turns on ``params.input_key``;
+    ``reuse_from``: earlier sets whose items of equal input key are copied, not made.
     """
     set_dir = Path(set_dir)
     check_unique_ids(list(items))
     shard = resolve_shard(engine.shard)
-    batches = plan_batches(items, engine.batch_size)[shard.rank :: shard.world]
+    keys = input_keys(items, renderer, model, extra_params, sources) if sources is not None else {}
+    donors = find_donors(keys, [Path(path) for path in reuse_from if Path(path).resolve() != set_dir.resolve()])
+    batches = plan_batches([item for item in items if item.id not in donors], engine.batch_size)[shard.rank :: shard.world]
+    copies = [item for index, item in enumerate(items) if item.id in donors and index % shard.world == shard.rank]
     if engine.dry_run:  # reads the set, writes nothing
         done = completed_ids(set_dir)
         todo = [batch for batch in batches if any(item.id not in done for item in batch)]
-        return estimate_job(todo, renderer, new_report(set_dir, shard, items, batches, done, engine), engine)
+        report = new_report(set_dir, shard, items, batches, done, engine, copies)
+        return estimate_job(todo, renderer, report, engine)
 
     with storage_errors(set_dir):
-        report = write_batches(items, batches, renderer, set_dir, shard, experiment_seed, engine, model, extra_params)
+        report = write_batches(
+            items, batches, renderer, set_dir, shard, experiment_seed, engine, model, extra_params, keys, donors, copies
+        )
     if report.made:
         store_rate(renderer, engine, report.images_per_second)
     report.merged = finish_shards(shard, set_dir)
@@ -145,13 +167,18 @@ def write_batches(
     engine,
     model: dict[str, Any] | None,
     extra_params: dict[str, Any] | None,
+    keys: dict[str, str] | None = None,
+    donors: dict[str, tuple[Path, SampleRecord]] | None = None,
+    copies: Sequence[WorkItem] = (),
 ) -> JobReport:
-    """Steps 3-5: render the batches the set lacks and write their images, then their records."""
+    """Steps 3-5: copy the items earlier sets hold (``copies``, from ``donors``), render the
+    batches the set lacks and write their images, then their records."""
     writer = SetWriter(set_dir, rank=shard.writer_rank)  # a sole writer also removes a killed run's temporaries
     try:
         todo = [batch for batch in batches if any(item.id not in writer.done for item in batch)]
         unreadable = records_without_image(set_dir, writer)
-        report = new_report(set_dir, shard, items, batches, writer.done, engine)
+        report = new_report(set_dir, shard, items, batches, writer.done, engine, copies)
+        copy_from_donors([item for item in copies if item.id not in writer.done], donors or {}, writer, engine.batch_size)
         render = BatchRenderer(renderer, engine.batch_size)
         started = time.perf_counter()
         description = "generating" + (f" (shard {shard.rank}/{shard.world})" if shard.world > 1 else "")
@@ -167,7 +194,7 @@ def write_batches(
                     if item.id in unreadable:  # recorded, but its file was lost: restore the file only
                         save_image_atomic(rendered.images[index], set_dir / unreadable[item.id].path)
                     else:
-                        record = make_record(item, rendered, index, renderer, writer, model, extra_params)
+                        record = make_record(item, rendered, index, renderer, writer, model, extra_params, (keys or {}).get(item.id))
                         new_records.append((record, rendered.images[index]))
                     report.made += 1
                     report.degenerate += int(rendered.degenerate[index])
@@ -183,15 +210,90 @@ def write_batches(
 # ---------------------------------------------------------------------------- steps
 
 
-def new_report(set_dir: Path, shard: Shard, items: Sequence[WorkItem], batches: list[list[WorkItem]], done, engine) -> JobReport:
+def new_report(
+    set_dir: Path, shard: Shard, items: Sequence[WorkItem], batches: list[list[WorkItem]], done, engine, copies=()
+) -> JobReport:
+    """Counts of this shard: ``shard_items`` and ``already_done`` cover the items to make and
+    the items to copy (``copies``) alike; ``reused`` counts the copies."""
     return JobReport(
         set_dir=set_dir,
         shard=shard,
         total_items=len(items),
-        shard_items=sum(len(batch) for batch in batches),
-        already_done=sum(1 for batch in batches for item in batch if item.id in done),
+        shard_items=sum(len(batch) for batch in batches) + len(copies),
+        already_done=sum(1 for batch in batches for item in batch if item.id in done)
+        + sum(1 for item in copies if item.id in done),
+        reused=len(copies),
         batch_size=engine.batch_size,
     )
+
+
+# ---------------------------------------------------------------------------- incremental passes
+
+
+def item_input_key(
+    item: WorkItem, renderer_params: dict[str, Any], model: dict[str, Any] | None, extra_params: dict[str, Any] | None, source: str
+) -> str:
+    """``sha256(json({id, seed, label, class, prompt, negative prompt, prompt index, source id,
+    source content, item params and embedding, renderer params, extra params, model}))[:24]``:
+    two items of equal key make the same image (up to the batch they are made in)."""
+    content = {
+        "id": item.id, "seed": item.seed, "label": item.label, "class_name": item.class_name,
+        "prompt": item.prompt, "negative_prompt": item.negative_prompt, "prompt_index": item.prompt_index,
+        "source_id": item.source_id, "source": source,
+        "item_params": item.extra.get("params", {}), "embedding": item.extra.get("embedding"),
+        "params": renderer_params, "extra": extra_params or {}, "model": model,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:24]
+
+
+def input_keys(
+    items: Sequence[WorkItem], renderer: Renderer, model: dict[str, Any] | None, extra_params: dict[str, Any] | None, sources
+) -> dict[str, str]:
+    """:func:`item_input_key` of every item, by id."""
+    params = renderer.params()
+    return {item.id: item_input_key(item, params, model, extra_params, sources(item)) for item in items}
+
+
+def find_donors(keys: dict[str, str], sets: Sequence[Path]) -> dict[str, tuple[Path, SampleRecord]]:
+    """For each item id of ``keys``, the first of ``sets`` holding a record of that id and input
+    key whose image is readable, with the record (earlier sets without keys give nothing)."""
+    if not keys:
+        return {}
+    found: dict[str, tuple[Path, SampleRecord]] = {}
+    for donor in sets:
+        if not any(donor.glob("manifest*.jsonl")):
+            continue
+        try:
+            records = read_manifest(donor)
+        except (OSError, ValueError):
+            continue  # a damaged earlier set is simply not used
+        for record in records:
+            if record.id in found or keys.get(record.id) is None or record.params.get("input_key") != keys[record.id]:
+                continue
+            if image_readable(record_file(donor, record)):
+                found[record.id] = (donor, record)
+    return found
+
+
+def copy_from_donors(
+    items: Sequence[WorkItem], donors: dict[str, tuple[Path, SampleRecord]], writer: SetWriter, batch_size: int
+) -> None:
+    """Copy each item's image and record from its earlier set, ``batch_size`` at a time, as
+    :meth:`SetWriter.add_batch` writes made images (images synced before their records).
+    The record is the earlier one with this set's image path and ``params.reused_from``."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    for start in range(0, len(items), batch_size):
+        entries = []
+        for item in items[start : start + batch_size]:
+            donor, record = donors[item.id]
+            with Image.open(record_file(donor, record)) as image:
+                pixels = np.array(image.convert("RGB"))
+            params = {**record.params, "reused_from": donor.name}
+            entries.append((replace(record, path=writer.image_path(item.id, item.class_name), params=params), pixels))
+        writer.add_batch(entries)
 
 
 def completed_ids(set_dir: Path) -> set[str]:
@@ -275,8 +377,10 @@ def make_record(
     writer: SetWriter,
     model: dict[str, Any] | None,
     extra_params: dict[str, Any] | None,
+    input_key: str | None = None,
 ) -> SampleRecord:
-    """The manifest record of one made image (DESIGN.md 4.1).
+    """The manifest record of one made image (DESIGN.md 4.1); ``input_key``, when the job
+    knows its items' sources, goes into ``params`` (incremental passes reuse by it).
 
     ``item.extra["params"]`` (an item's own settings, e.g. its strength) override the
     renderer's. An image still degenerate after every regeneration is kept on disk and recorded with
@@ -288,6 +392,8 @@ def make_record(
         params["batch_size"] = rendered.batch_size
     if item.prompt_index is not None:
         params["prompt_index"] = item.prompt_index
+    if input_key is not None:
+        params["input_key"] = input_key
     degenerate = bool(rendered.degenerate[index])
     if degenerate:
         params["degenerate"] = True
@@ -378,7 +484,9 @@ def estimate_job(todo: list[list[WorkItem]], renderer: Renderer, report: JobRepo
     Console(stderr=True).print(
         f"[bold]dry run[/bold] {report.set_dir}: {report.total_items} items in the job, "
         f"{report.shard_items} in shard {report.shard.rank}/{report.shard.world}, "
-        f"{report.already_done} already made, [bold]{remaining} to make[/bold]; "
+        f"{report.already_done} already made, [bold]{remaining} to make[/bold]"
+        + (f" ({report.reused} of them copied from an earlier set)" if report.reused else "")
+        + "; "
         f"estimated {_format_seconds(report.estimated_seconds)}"
         + (f" at {rate:.2f} images/s ({report.estimate_source})" if rate else "")
     )

@@ -9,8 +9,11 @@ Its config and stage registration are in :mod:`genaug.generation.config`.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections import Counter
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -26,11 +29,19 @@ from genaug.generation.prompts import prompt_indices, resolve_prompts
 from genaug.generation.seeds import item_seed
 
 
-def generate(config: GenerateConfig, dataset: RealDataset | None = None, editor: Editor | None = None) -> JobReport:
+def generate(
+    config: GenerateConfig,
+    dataset: RealDataset | None = None,
+    editor: Editor | None = None,
+    reuse_from: Sequence[str | Path] = (),
+) -> JobReport:
     """Make the generated set ``config.output`` from the real dataset ``config.dataset``.
 
     ``dataset`` and ``editor`` may be passed in (tests, notebooks); otherwise they are built
-    from the config. Rerunning continues where a previous run stopped.
+    from the config. Rerunning continues where a previous run stopped. ``reuse_from``:
+    earlier sets of this stage (e.g. made before images were added to the dataset); the
+    items whose inputs they made already are copied from them, not made again
+    (:mod:`genaug.generation.engine`, incremental passes).
     """
     dataset = dataset if dataset is not None else load_real_dataset(config)
     editor = editor or create_editor(
@@ -54,7 +65,47 @@ def generate(config: GenerateConfig, dataset: RealDataset | None = None, editor:
         engine=config.engine,
         model=editor.model.identity,
         extra_params={"regime": config.regime},
+        sources=source_digests(dataset),
+        reuse_from=reuse_from,
     )
+
+
+def source_digests(dataset: RealDataset):
+    """An item's source content digest, for its input key: the file's content digest (folder
+    trees), else its path, size and modification time, else the array row's SHA-256; "" for
+    an item made from no real image."""
+    from genaug.data.identity import file_signature
+
+    def digest(item: WorkItem) -> str:
+        row = item.source_index
+        if row is None:
+            return ""
+        if dataset.content is not None:
+            return dataset.content[row]
+        if dataset.paths is not None:
+            return f"{os.path.abspath(dataset.paths[row])}\0{file_signature(dataset.paths[row])}"
+        return hashlib.sha256(np.ascontiguousarray(dataset.images[row]).tobytes()).hexdigest()
+
+    return digest
+
+
+def earlier_sets(node) -> list[Path]:
+    """The sets written by earlier finished runs of the experiment stage ``node`` (same name and
+    kind, beside its folder, made on other data or config), newest first: what an incremental
+    pass may copy from."""
+    import json
+
+    from genaug.experiment.graph import STAGE_RECORD
+
+    found = []
+    for path in node.dir.parent.glob(f"{node.kind}-*/{STAGE_RECORD}"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if record.get("name") == node.name and path.parent != node.dir:
+            found += [(record.get("finished", ""), path.parent / rel) for rel in (record.get("sets") or {}).values()]
+    return [folder for _, folder in sorted(found, key=lambda entry: entry[0], reverse=True)]
 
 
 def load_real_dataset(config: GenerateConfig) -> RealDataset:

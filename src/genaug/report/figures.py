@@ -55,6 +55,13 @@ def class_colours(count: int) -> list:
 
 
 def _save(figure: Figure, path: Path) -> Path:
+    from matplotlib.text import Text
+
+    from genaug.fonts import figure_font_families
+
+    families = list(figure_font_families())  # a CJK font, when installed, behind the default
+    for text in figure.findobj(Text):
+        text.set_fontfamily(families)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
     return path
@@ -167,7 +174,10 @@ def feature_space_figure(
         Line2D([], [], marker="x", linestyle="", color="#555", label="sampled"),
     ]
     if len(class_names) <= 20:
-        handles += [Line2D([], [], marker="s", linestyle="", color=c, label=plain(n)) for c, n in zip(colours, class_names)]
+        from genaug.fonts import figure_labels
+
+        labels = figure_labels(class_names)  # drawable and never two alike
+        handles += [Line2D([], [], marker="s", linestyle="", color=c, label=plain(n)) for c, n in zip(colours, labels)]
     figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     return _save(figure, path)
 

@@ -116,6 +116,12 @@ class Editor(ABC):
         the regime, every step; img2img: ``strength`` of them)."""
         return None
 
+    @classmethod
+    def data_needs(cls, config) -> list:
+        """What this editor needs of the real training data (:class:`genaug.data.needs.DataNeeds`),
+        from an ``EditorConfig`` alone: checked before any stage runs. Nothing by default."""
+        return []
+
     def prepare(self, dataset, config) -> None:
         """Work the editor needs before its items are planned (``dataset``: the real set,
         ``config``: the generate stage's config); nothing by default."""

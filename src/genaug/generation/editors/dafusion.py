@@ -129,6 +129,13 @@ class DAFusionEditor(Img2ImgEditor):
 
         return PROMPT.replace("{token}", SLOT_WORD)
 
+    @classmethod
+    def data_needs(cls, config) -> list:
+        """Textual inversion learns each class word from that class's images: :data:`MIN_IMAGES` per class."""
+        from genaug.data.needs import DataNeeds
+
+        return [DataNeeds(who="editor dafusion", per_class=MIN_IMAGES, why="textual inversion learns a class word from them")]
+
     def prepare(self, dataset, config) -> None:
         """Check the classes, then learn the class words or read them back (a dry run reads
         them when present and otherwise times the initial word; it writes nothing)."""
