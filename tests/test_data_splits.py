@@ -149,3 +149,14 @@ def test_a_loader_that_drops_a_part_is_reported(monkeypatch):
     with pytest.raises(ValueError, match="did not return part"):
         load_dataset("pocket_digits", split="test")
     assert isinstance(spec.load(DatasetConfig(), frozenset({"test"}))["test"], RealDataset)
+
+
+def test_spare_to_test_adds_the_pool_images_left_out_of_train_and_val():
+    plain = load_splits({"name": "pocket_digits", "labels_per_class": 10})
+    spare = load_splits({"name": "pocket_digits", "labels_per_class": 10, "spare_to_test": True})
+    assert spare["train"].ids == plain["train"].ids and spare["val"].ids == plain["val"].ids
+    assert spare["test"].ids[: len(plain["test"])] == plain["test"].ids
+    added = spare["test"].ids[len(plain["test"]) :]
+    assert len(added) == 448 - 179 - 100 and len(spare["test"]) == 451 + 169  # pool - val - train
+    assert not set(spare["test"].ids) & (set(spare["train"].ids) | set(spare["val"].ids))
+    assert load_dataset({"name": "pocket_digits", "labels_per_class": 10, "spare_to_test": True, "split": "test"}).ids == spare["test"].ids

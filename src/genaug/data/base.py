@@ -118,5 +118,27 @@ class RealDataset:
             content=None if self.content is None else [self.content[i] for i in indices],
         )
 
+    def join(self, other: "RealDataset", split: str | None = None) -> "RealDataset":
+        """This dataset followed by ``other`` (same classes, both in memory or both files)."""
+        if list(other.class_names) != list(self.class_names):
+            raise ValueError(f"{self.name}: cannot join splits with different class names")
+        if (self.images is None) != (other.images is None):
+            raise ValueError(f"{self.name}: cannot join a split held in memory with one of files")
+
+        def both(mine, theirs):
+            return None if mine is None or theirs is None else list(mine) + list(theirs)
+
+        return replace(
+            self,
+            split=split or self.split,
+            labels=np.concatenate([self.labels, other.labels]),
+            ids=list(self.ids) + list(other.ids),
+            images=None if self.images is None else np.concatenate([self.images, other.images]),
+            paths=both(self.paths, other.paths),
+            captions=both(self.captions, other.captions),
+            content=both(self.content, other.content),
+            skipped=list(self.skipped) + [item for item in other.skipped if item not in self.skipped],
+        )
+
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.num_classes)

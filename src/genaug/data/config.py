@@ -32,6 +32,11 @@ class DatasetConfig(StrictModel):
     required for datasets of image files. ``strict`` turns any unusable image or empty
     class folder into an error instead of a listed skip. ``allow_empty_classes`` lets a run
     go on with a class that has no training image (an error otherwise, before any stage runs).
+    ``spare_to_test``: the training pool's images that ``labels_per_class`` leaves out of train
+    (and val is not using) join the test split, for a smaller standard error of every test
+    number. Only where the test split and the training pool are drawn from one distribution
+    (the pocket digits: both from the downstream pool, disjoint from what the pocket models
+    were trained on); the test split then depends on ``labels_per_class`` and the seed.
     """
 
     name: str = "pocket_digits"
@@ -45,6 +50,7 @@ class DatasetConfig(StrictModel):
     image_size: int | None = None
     strict: bool = False
     allow_empty_classes: bool = False
+    spare_to_test: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "DatasetConfig":

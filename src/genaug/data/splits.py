@@ -82,6 +82,8 @@ def load_dataset(spec: DatasetSpecLike, **overrides: Any) -> RealDataset:
     Reads only what the split needs (the test split never reads the training data).
     """
     config = resolve_config(spec, **overrides)
+    if config.split == "test" and config.spare_to_test:
+        return load_splits(config)["test"]
     if config.split in ("test", "pretrain"):
         return _read_parts(config, {config.split})[config.split]
     train, val = _train_and_val(config, _read_parts(config, {"train", "val"}))
@@ -93,7 +95,17 @@ def load_splits(spec: DatasetSpecLike, **overrides: Any) -> dict[str, RealDatase
     config = resolve_config(spec, **overrides)
     parts = _read_parts(config, {"train", "val", "test"})
     train, val = _train_and_val(config, parts)
-    return {"train": train, "val": val, "test": parts["test"]}
+    test = parts["test"]
+    if config.spare_to_test:
+        test = test.join(spare_images(config, parts, train, val), split="test")
+    return {"train": train, "val": val, "test": test}
+
+
+def spare_images(config: DatasetConfig, parts: dict[str, RealDataset], train: RealDataset, val: RealDataset) -> RealDataset:
+    """The training pool's images in neither ``train`` nor ``val`` (left out by ``labels_per_class``)."""
+    used = set(train.ids) | set(val.ids)
+    pool = parts["train"]
+    return pool.subset([i for i, image_id in enumerate(pool.ids) if image_id not in used], split="test")
 
 
 def _read_parts(config: DatasetConfig, wanted: set[str]) -> dict[str, RealDataset]:
