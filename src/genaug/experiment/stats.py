@@ -109,7 +109,7 @@ class Comparison:
 
     def sentence(self) -> str:
         """One plain sentence: ``dm_all@parity vs dm_single: +1.2 [-2.9, +5.3], p = 0.52, 12 seeds: not resolved``."""
-        p = "p n/a" if not math.isfinite(self.p_holm) else f"p = {_p_text(self.p_holm)}"
+        p = "p n/a" if not math.isfinite(self.p_holm) else f"p {_p_text(self.p_holm)}"
         adjusted = " (Holm)" if math.isfinite(self.p_holm) else ""
         text = f"{self.label}: {self.interval_text()}, {p}{adjusted}, {self.n} seed{'s' if self.n != 1 else ''}: {self.verdict}"
         if self.verdict == UNRESOLVED and self.seeds_to_resolve is not None:
@@ -278,7 +278,7 @@ def one_image_points(n_test: int) -> float:
 
 
 def _p_text(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}"
 
 
 def _finite(value: Any) -> Any:

@@ -103,7 +103,7 @@ def headline(results: dict[str, Any]) -> str:
         best = max(better, key=lambda c: c["mean"])
         text = (
             f"Best {where}: {best['arm']}, {_interval(best)} points over {best['against']} "
-            f"(p = {_p(best['p_holm'])}, Holm, {len(best['seeds'])} seeds)."
+            f"(p {_p(best['p_holm'])}, Holm, {len(best['seeds'])} seeds)."
         )
         others = [c["arm"] for c in better if c is not best]
         if others:
@@ -181,4 +181,4 @@ def _interval(comparison: dict[str, Any]) -> str:
 def _p(p: float | None) -> str:
     if p is None:
         return "n/a"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}"
