@@ -257,6 +257,12 @@ def warning_list(run: RunFolder) -> list[str]:
     skipped = run.results.get("dataset", {}).get("skipped")
     if skipped:
         warnings.append(f"{skipped} input file(s) were skipped while loading the dataset (unreadable or unusable images).")
+    noise = run.results.get("noise") or {}
+    if _finite(noise.get("one_image_points")) and noise["one_image_points"] > 1.0:
+        warnings.append(
+            f"The test split has {noise['test_images']} images: one image moves top-1 by {noise['one_image_points']:.1f} "
+            "points, so differences of a few points are a few images."
+        )
     for arm in run.arms:
         warnings.extend(f"{arm.get('name', '?')} {warning}" for warning in arm.get("warnings", []))
     return warnings
