@@ -477,6 +477,17 @@ def test_the_getting_started_folder_example_runs_as_written(photos, monkeypatch,
     assert results["arms"][1]["synthetic_samples"] == 30
     assert Path("runs/my_photos/report/index.html").is_file()
 
+    # The Python form of the same steps, as the section shows it: the same results.
+    block = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    namespace: dict = {}
+    exec(compile(block, "getting-started.md (python)", "exec"), namespace)  # noqa: S102 - the documented code
+    first = json.loads(Path("runs/first/metrics.json").read_text())
+    assert namespace["result"].test["top1"] == first["test"]["top1"]  # genaug train and train() agree
+    python_edits = {(r.id, r.seed, r.prompt) for r in read_manifest("sets/py-edits")}
+    assert python_edits == {(r.id, r.seed, r.prompt) for r in edits}
+    assert set(namespace["mixed"]) == {"concat", "fractal"}
+    assert namespace["results"]["arms"] == json.loads(Path("runs/my_photos/results.json").read_text())["arms"]
+
 
 def test_pocket_mismatches_name_every_pocket_model_of_each_stage_kind():
     from genaug.checks import pocket_mismatches

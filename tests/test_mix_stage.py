@@ -73,14 +73,14 @@ def test_mixed_sets_point_to_their_sources_and_can_be_recomputed(tmp_path):
             rng = seed_rng(item_seed(config.seed, record.id))
             if method == "concat":
                 orientation = random_orientation(rng)
-                assert record.params == {"orientation": orientation, "band": 4}
+                assert record.params == {"orientation": orientation, "band": 4, "input_key": record.params["input_key"]}
                 expected = feathered_halves(original, edited, orientation, band=4)
                 # the original's half is untouched: 6 rows/columns for 16 px with a 4 px ramp
                 kept = expected[..., :6, :] if orientation == "vertical" else expected[..., :6]
                 assert torch.equal(kept, original[..., :6, :] if orientation == "vertical" else original[..., :6])
             elif method == "rect":
                 mask = random_rect_mask(16, 16, 0.5, rng)
-                assert record.params == {"ratio": 0.5, "coverage": round(mask_coverage(mask), 6)}
+                assert record.params == {"ratio": 0.5, "coverage": round(mask_coverage(mask), 6), "input_key": record.params["input_key"]}
                 assert 0 < record.params["coverage"] < 1  # about r; side rounding can push it past r
                 expected = rect_mix(original, edited, mask[None])
             else:

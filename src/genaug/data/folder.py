@@ -14,10 +14,13 @@ Layouts:
 Labels follow the alphabetical order of the class folders (of ``train/`` in the split
 layout), so CIFAR-100 stored as folders gets its fine-label order. A class folder with no
 usable image keeps its class and label (later labels must not shift) and is listed in
-``skipped``; a tree without a single usable image is an error naming the folder. Ids are
-POSIX paths relative to ``root`` (``train/cat/001.png``). Files are checked without
-decoding (:mod:`genaug.data.scan`); unusable ones are listed in ``skipped`` with their
-reason, or with ``strict`` fail the load, all of them named.
+``skipped`` (``genaug run`` refuses it unless ``dataset.allow_empty_classes``); a tree
+without a single usable image is an error naming the folder. Ids are POSIX paths relative
+to ``root`` (``train/cat/001.png``). Files are checked without decoding
+(:mod:`genaug.data.scan`); unusable ones are listed in ``skipped`` with their reason, or
+with ``strict`` fail the load, all of them named; files that are not images
+(``notes.txt``, ``.DS_Store``) are listed in ``ignored``. Every image's content digest is
+read for the splits (:mod:`genaug.data.splits`).
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ def read_tree(folder: Path, root: Path, class_names: list[str], split: str, stri
         class_dir = folder / name
         files = image_files(class_dir) if class_dir.is_dir() else []
         if class_dir.is_dir() and not files:
-            skipped.append(SkippedImage(str(class_dir), "empty class folder (no image files); its class is kept"))
+            skipped.append(SkippedImage(str(class_dir), "empty class folder (no image files); its label is kept, a run needs dataset.allow_empty_classes"))
         paths.extend(files)
         labels.extend([label] * len(files))
 
@@ -141,6 +144,6 @@ def _emptied_classes(
     had_files = set(np.unique(labels).tolist())
     kept = set(np.unique(labels[usable]).tolist()) if len(usable) else set()
     return [
-        SkippedImage(str(folder / class_names[label]), "no usable image in this class folder; its class is kept")
+        SkippedImage(str(folder / class_names[label]), "no usable image in this class folder; its label is kept, a run needs dataset.allow_empty_classes")
         for label in sorted(had_files - kept)
     ]

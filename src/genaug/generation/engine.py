@@ -145,7 +145,7 @@ def run_job(
         done = completed_ids(set_dir)
         todo = [batch for batch in batches if any(item.id not in done for item in batch)]
         report = new_report(set_dir, shard, items, batches, done, engine, copies)
-        return estimate_job(todo, renderer, report, engine)
+        return estimate_job(todo, renderer, report, engine, copying=sum(1 for item in copies if item.id not in done))
 
     with storage_errors(set_dir):
         report = write_batches(
@@ -461,13 +461,13 @@ def store_rate(renderer: Renderer, engine, images_per_second: float) -> None:
     write_json_atomic(path, {"images_per_second": images_per_second, "key": renderer.rate_key()}, indent=None)
 
 
-def estimate_job(todo: list[list[WorkItem]], renderer: Renderer, report: JobReport, engine) -> JobReport:
+def estimate_job(todo: list[list[WorkItem]], renderer: Renderer, report: JobReport, engine, copying: int = 0) -> JobReport:
     """Dry run: count what is left and estimate its time.
 
     The rate is the one stored by the last real run with the same model, parameters, device,
     dtype and batch size; without one, the first batch is rendered once and timed (nothing is
     written). That timing includes loading the model and first-call warm-up, so the estimate
-    errs long.
+    errs long. ``copying``: items of ``remaining`` to be copied from earlier sets (no time counted).
     """
     remaining = report.shard_items - report.already_done
     rate = stored_rate(renderer, engine)
@@ -478,14 +478,14 @@ def estimate_job(todo: list[list[WorkItem]], renderer: Renderer, report: JobRepo
         BatchRenderer(renderer, engine.batch_size)(batch, [item.seed for item in batch])
         rate = len(batch) / (time.perf_counter() - started)
         report.estimate_source = "one timed batch"
-    report.estimated_seconds = remaining / rate if rate else 0.0
+    report.estimated_seconds = (remaining - copying) / rate if rate else 0.0
     from rich.console import Console
 
     Console(stderr=True).print(
         f"[bold]dry run[/bold] {report.set_dir}: {report.total_items} items in the job, "
         f"{report.shard_items} in shard {report.shard.rank}/{report.shard.world}, "
         f"{report.already_done} already made, [bold]{remaining} to make[/bold]"
-        + (f" ({report.reused} of them copied from an earlier set)" if report.reused else "")
+        + (f" ({copying} of them copied from an earlier set)" if copying else "")
         + "; "
         f"estimated {_format_seconds(report.estimated_seconds)}"
         + (f" at {rate:.2f} images/s ({report.estimate_source})" if rate else "")

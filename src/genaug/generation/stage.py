@@ -74,19 +74,22 @@ def source_digests(dataset: RealDataset):
     """An item's source content digest, for its input key: the file's content digest (folder
     trees), else its path, size and modification time, else the array row's SHA-256; "" for
     an item made from no real image."""
-    from genaug.data.identity import file_signature
 
     def digest(item: WorkItem) -> str:
-        row = item.source_index
-        if row is None:
-            return ""
-        if dataset.content is not None:
-            return dataset.content[row]
-        if dataset.paths is not None:
-            return f"{os.path.abspath(dataset.paths[row])}\0{file_signature(dataset.paths[row])}"
-        return hashlib.sha256(np.ascontiguousarray(dataset.images[row]).tobytes()).hexdigest()
+        return "" if item.source_index is None else row_digest(dataset, item.source_index)
 
     return digest
+
+
+def row_digest(dataset: RealDataset, row: int) -> str:
+    """The content digest of one real image (see :func:`source_digests`)."""
+    from genaug.data.identity import file_signature
+
+    if dataset.content is not None:
+        return dataset.content[row]
+    if dataset.paths is not None:
+        return f"{os.path.abspath(dataset.paths[row])}\0{file_signature(dataset.paths[row])}"
+    return hashlib.sha256(np.ascontiguousarray(dataset.images[row]).tobytes()).hexdigest()
 
 
 def earlier_sets(node) -> list[Path]:

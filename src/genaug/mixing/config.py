@@ -194,8 +194,10 @@ def _mix_set_dir(config: MixConfig, folder: Path, method: str | None) -> Path:
     description="combine each generated image with its real source, one set per method",
 )
 def run_mix_stage(node, nodes) -> tuple[int, dict]:
+    from genaug.generation.stage import earlier_sets
     from genaug.mixing.stage import mix
 
-    reports = mix(node.config)
+    reports = mix(node.config, reuse_from=earlier_sets(node))
     skipped = sorted({item for report in reports.values() for item in report.skipped_without_source})
-    return sum(report.made for report in reports.values()), {"skipped_without_source": skipped}
+    reused = sum(report.reused for report in reports.values())
+    return sum(report.made for report in reports.values()), {"skipped_without_source": skipped, "reused": reused}

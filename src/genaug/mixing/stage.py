@@ -15,6 +15,13 @@ method, each record pointing to both sources (``source_ids = [real id, generated
 Every mixed item's randomness comes from ``item_seed(mix seed, mixed id)``, and the
 mixing operations are per-sample, so a rerun skips what is recorded and remakes the rest
 bit-identically (SetWriter).
+
+Incremental passes: every record carries ``params.input_key`` (:func:`mix_input_key`: the
+method and its settings, the seed, the generated record's own input key or image bytes, the
+real source's content). Given the sets an earlier run of the stage wrote (``reuse_from``,
+e.g. before images were added), a pair whose key one of them holds is copied from it
+(``params.reused_from``) instead of mixed again; mixing is per-sample, so the copy equals
+what mixing it now would make.
 """
 
 from __future__ import annotations
@@ -100,14 +107,16 @@ class MixReport:
     total: int
     already_done: int
     made: int = 0
+    reused: int = 0  # copied from an earlier set of the stage by this run
     skipped_without_source: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------- the stage
 
 
-def mix(config: MixConfig, dataset: RealDataset | None = None) -> dict[str, MixReport]:
-    """Write ``config.output/<method>`` for every method in ``config.methods``."""
+def mix(config: MixConfig, dataset: RealDataset | None = None, reuse_from: list[Path] | tuple = ()) -> dict[str, MixReport]:
+    """Write ``config.output/<method>`` for every method in ``config.methods``; ``reuse_from``:
+    sets of an earlier run of this stage (one per method, named by it) to copy unchanged items from."""
     generated = read_manifest(config.generated)
     real = dataset if dataset is not None else _load_real_dataset(config)
     pairs, without_source = pair_with_sources(generated, real)
@@ -115,7 +124,8 @@ def mix(config: MixConfig, dataset: RealDataset | None = None) -> dict[str, MixR
     reports = {}
     for method in config.methods:
         mixer = MIX_METHODS.get(method)
-        reports[method] = write_mixed_set(method, mixer, pairs, real, config, resources)
+        donors = [Path(folder) for folder in reuse_from if Path(folder).name == method]
+        reports[method] = write_mixed_set(method, mixer, pairs, real, config, resources, donors)
         reports[method].skipped_without_source = without_source
     return reports
 
@@ -172,16 +182,33 @@ def pair_with_sources(records: list[SampleRecord], real: RealDataset) -> tuple[l
 
 
 def write_mixed_set(
-    method: str, mixer: "Mixer", pairs: list[Pair], real: RealDataset, config: MixConfig, resources: MixResources
+    method: str,
+    mixer: "Mixer",
+    pairs: list[Pair],
+    real: RealDataset,
+    config: MixConfig,
+    resources: MixResources,
+    reuse_from: list[Path] | tuple = (),
 ) -> MixReport:
-    """Mix every pair not yet recorded in ``output/<method>``, batch by batch of equal image size.
+    """Mix every pair not yet recorded in ``output/<method>``, batch by batch of equal image size,
+    after copying those an earlier set (``reuse_from``) holds under the same input key.
 
     A mixer's extra files (SHB heatmaps) are written before the item's image and record.
     """
+    from types import SimpleNamespace
+
+    from genaug.generation.engine import copy_from_donors, find_donors
+
     set_dir = Path(config.output) / method
+    keys = mix_input_keys(pairs, method, real, config)
     with SetWriter(set_dir) as writer:
         todo = [pair for pair in pairs if mixed_id(pair, method) not in writer.done]
         report = MixReport(set_dir, method, total=len(pairs), already_done=len(pairs) - len(todo))
+        donors = find_donors({mixed_id(pair, method): keys[mixed_id(pair, method)] for pair in todo}, list(reuse_from))
+        copies = [SimpleNamespace(id=mixed_id(pair, method), class_name=pair.record.class_name) for pair in todo if mixed_id(pair, method) in donors]
+        copy_from_donors(copies, donors, writer, config.batch_size)
+        report.reused = len(copies)
+        todo = [pair for pair in todo if mixed_id(pair, method) not in donors]
         work_size = (config.shb.size,) * 2 if method == "shb" and config.shb.size else None
         with progress_bar(len(todo), f"mix {method}", enabled=config.progress, unit="images") as progress:
             for batch in size_batches(todo, real, config.batch_size):
@@ -191,7 +218,8 @@ def write_mixed_set(
                 for i, pair in enumerate(batch):
                     for path, image in (mixed.files[i] if mixed.files else {}).items():
                         save_image_atomic(image, set_dir / check_relative_path(path))
-                    record = mixed_record(pair, method, mixed.params[i], config, writer)
+                    params = {**mixed.params[i], "input_key": keys[mixed_id(pair, method)]}
+                    record = mixed_record(pair, method, params, config, writer)
                     writer.add(record, mixed.images[i].permute(1, 2, 0).numpy())
                     report.made += 1
                     progress.advance(1)
@@ -203,6 +231,35 @@ def write_mixed_set(
 
 def mixed_id(pair: Pair, method: str) -> str:
     return f"{pair.record.id}-{method}"
+
+
+def mix_input_key(pair: Pair, method: str, source: str, settings: dict[str, Any], generated_dir: Path) -> str:
+    """``sha256(json({method, mixed id, settings, generated record's input key (else its image's
+    bytes), id, seed and prompt, real source content}))[:24]``."""
+    import hashlib
+    import json
+
+    record = pair.record
+    edit = record.params.get("input_key")
+    if edit is None:
+        edit = hashlib.sha256(record_file(generated_dir, record).read_bytes()).hexdigest()
+    content = {
+        "method": method, "id": mixed_id(pair, method), "settings": settings, "edit": edit,
+        "edit_id": record.id, "edit_seed": record.seed, "prompt": record.prompt, "source": source,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:24]
+
+
+def mix_input_keys(pairs: list[Pair], method: str, real: RealDataset, config: MixConfig) -> dict[str, str]:
+    """:func:`mix_input_key` of every pair, by mixed id. The settings are the config without
+    where it reads and writes and how it batches (per-sample mixing does not depend on it)."""
+    from genaug.generation.stage import row_digest
+
+    settings = config.model_dump(mode="json", exclude={"generated", "output", "dataset", "methods", "batch_size", "progress"})
+    return {
+        mixed_id(pair, method): mix_input_key(pair, method, row_digest(real, pair.source_row), settings, Path(config.generated))
+        for pair in pairs
+    }
 
 
 def size_batches(pairs: list[Pair], real: RealDataset, batch_size: int) -> list[list[Pair]]:
