@@ -294,10 +294,10 @@ def test_fast_checkpoints_are_timed_and_a_kill_still_resumes_bit_identical(tmp_p
     assert resumed.test == uninterrupted.test and resumed.best_epoch == uninterrupted.best_epoch
 
 
-def test_evaluation_batches_hold_a_fixed_number_of_pixels_and_at_least_a_training_batch():
+def test_evaluation_batches_are_four_training_batches_within_a_pixel_budget():
     sizes = {recipe: trainer_module.eval_batch_size(resolve_recipe(TrainConfig(recipe=recipe)))
              for recipe in ("pocket", "cifar", "finegrained")}  # fmt: skip
-    assert sizes == {"pocket": 1024, "cifar": 256, "finegrained": 128}
+    assert sizes == {"pocket": 64, "cifar": 256, "finegrained": 128}
     assert trainer_module.eval_batch_size(resolve_recipe(TrainConfig(recipe="pocket", fast=False))) == 16
 
 

@@ -121,8 +121,8 @@ class TrainConfig(StrictModel):
     give every arm the same ``steps``.
 
     ``fast`` (default true): the trainer's fast path, which trains the same recipe with less
-    fixed cost per run: validation as above and in batches of up to
-    ``EVAL_PIXELS`` / crop^2 images, the best-validation weights kept in memory and written
+    fixed cost per run: validation as above and in batches of 4 training batches
+    (at most 2^18 pixels), the best-validation weights kept in memory and written
     with each checkpoint, checkpoints timed (below), SGD's fused update.
     A run is still a function of its config (rerunning gives identical results) but not
     bit-identical to a run with ``fast: false``, which keeps the former per-run costs

@@ -87,8 +87,12 @@ SPARSE_EVAL_EVERY = 5
 VALIDATE_TAIL = 0.25
 #: Fast path: a checkpoint after the first epoch ending this long after the last one.
 CHECKPOINT_SECONDS = 30.0
-#: Fast path: evaluation batches hold up to this many pixels (images x crop^2), at least a
-#: training batch: 1,024 images at 16 px, 256 at 32 px, ``batch_size`` at 224 px.
+#: Fast path: evaluation batches of ``EVAL_BATCHES`` training batches, at most ``EVAL_PIXELS``
+#: pixels (images x crop^2) and at least one training batch: 64 images for the pocket recipe,
+#: 256 for CIFAR's, 128 at 224 px. Measured on the pocket model (one thread), 179 images take
+#: 27 ms in batches of 64, 45 ms in batches of 16 and 52 ms in one batch; a batch of 64 adds
+#: about 1 % to a run's peak memory, one of 451 about 8 %.
+EVAL_BATCHES = 4
 EVAL_PIXELS = 2**18
 
 
@@ -553,11 +557,13 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
 
 
 def eval_batch_size(config: TrainConfig) -> int:
-    """Images per evaluation batch: ``batch_size``, or on the fast path up to ``EVAL_PIXELS``
-    pixels (no gradients are kept, so this stays below a training step's memory)."""
+    """Images per evaluation batch: ``batch_size``, or on the fast path
+    ``min(EVAL_BATCHES x batch_size, EVAL_PIXELS / crop^2)``, at least ``batch_size`` (no
+    gradients are kept, so this stays within a training step's memory)."""
     if not config.fast:
         return config.batch_size
-    return max(config.batch_size, EVAL_PIXELS // (config.augmentation.crop**2))
+    by_pixels = EVAL_PIXELS // (config.augmentation.crop**2)
+    return max(config.batch_size, min(EVAL_BATCHES * config.batch_size, by_pixels))
 
 
 def build_grad_scaler(config: TrainConfig, device: torch.device) -> torch.amp.GradScaler | None:
