@@ -174,6 +174,17 @@ def test_a_plateau_or_a_rise_below_one_validation_image_is_not_flagged():
     assert not still_rising(history([1.0, 2.0, 3.0]), num_val=0)  # no validation set
 
 
+def test_a_rise_of_more_than_one_image_within_the_scatter_is_not_flagged():
+    # fitted rise 1.18 points (2 of 179 images) but one-sided p = 0.25 for the slope
+    values = [50.0] * 53 + [50.0, 52.0, 49.5, 52.5, 50.0, 53.0, 51.0]
+    points = [[(i + 1) / 60, value] for i, value in enumerate(values)]
+    assert validation_rise(convergence_window(points)) == pytest.approx(1.1785714, rel=1e-6)
+    assert not still_rising(points, num_val=179)
+    # the same scatter on a rise of 4 points is flagged
+    rising = [[p, v + 4.0 * (p * 60 - 54) / 6 if p * 60 >= 53.5 else v] for p, v in points]
+    assert still_rising(rising, num_val=179)
+
+
 def test_a_short_run_fits_its_last_three_evaluations():
     points = history([10.0, 20.0, 30.0, 40.0, 50.0])  # positions 0.2 .. 1.0: one inside the last tenth
     assert convergence_window(points) == points[-3:]
