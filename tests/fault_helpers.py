@@ -349,7 +349,7 @@ def classifier_worker(out_dir: str, epochs: int) -> None:
 
     torch.set_num_threads(1)
     splits = pocket_splits(labels_per_class=5, val_per_class=5)
-    config = TrainConfig(recipe="pocket", epochs=int(epochs), batch_size=16, lr=0.1,
+    config = TrainConfig(recipe="pocket", epochs=int(epochs), batch_size=16, lr=0.1, checkpoint_every=1,
                          logging={"progress": False, "tensorboard": False})
     train(config, splits, out_dir, model=tiny_net())
 

@@ -459,7 +459,8 @@ def test_the_getting_started_folder_example_runs_as_written(photos, monkeypatch,
     rows = list(csv.DictReader(open("runs/first/metrics.csv", newline="")))
     assert [int(row["epoch"]) for row in rows] == list(range(1, 11))  # as the progress bar counts them
     best = json.loads(Path("runs/first/metrics.json").read_text())["best_epoch"]
-    assert best == int(max(rows, key=lambda row: (float(row["val_top1"]), -int(row["epoch"])))["epoch"])
+    validated = [row for row in rows if row["val_top1"]]  # the fast path validates some epochs only
+    assert best == int(max(validated, key=lambda row: (float(row["val_top1"]), -int(row["epoch"])))["epoch"])
     assert re.search(r"weights, epoch (\d+)\)", " ".join(outputs[commands[1]].split())).group(1) == str(best)
     # the recipe was set to the photos' size: nothing about it; what is left is the training's own
     assert "image_size" not in Path("runs/first/warnings.log").read_text()

@@ -25,7 +25,8 @@ EXPERIMENT = {
     "dataset": {"name": "pocket_digits", "labels_per_class": 3},
     "seeds": [0, 1],
     "workers": 2,
-    "train": {"recipe": "pocket", "epochs": 15, "width": 0.125, "cpu_threads": 1,
+    # a checkpoint every epoch (not once 30 s have passed): the runs are stopped after 2 epochs
+    "train": {"recipe": "pocket", "epochs": 15, "width": 0.125, "cpu_threads": 1, "checkpoint_every": 1,
               "logging": {"tensorboard": False, "progress": False}},
     "arms": [{"name": "baseline"}, {"name": "mixup", "mixer": "mixup"}],
 }  # fmt: skip

@@ -174,6 +174,17 @@ def test_a_plateau_or_a_rise_below_one_validation_image_is_not_flagged():
     assert not still_rising(history([1.0, 2.0, 3.0]), num_val=0)  # no validation set
 
 
+def test_a_rise_of_more_than_one_image_within_the_scatter_is_not_flagged():
+    # fitted rise 1.18 points (2 of 179 images) but one-sided p = 0.25 for the slope
+    values = [50.0] * 53 + [50.0, 52.0, 49.5, 52.5, 50.0, 53.0, 51.0]
+    points = [[(i + 1) / 60, value] for i, value in enumerate(values)]
+    assert validation_rise(convergence_window(points)) == pytest.approx(1.1785714, rel=1e-6)
+    assert not still_rising(points, num_val=179)
+    # the same scatter on a rise of 4 points is flagged
+    rising = [[p, v + 4.0 * (p * 60 - 54) / 6 if p * 60 >= 53.5 else v] for p, v in points]
+    assert still_rising(rising, num_val=179)
+
+
 def test_a_short_run_fits_its_last_three_evaluations():
     points = history([10.0, 20.0, 30.0, 40.0, 50.0])  # positions 0.2 .. 1.0: one inside the last tenth
     assert convergence_window(points) == points[-3:]
@@ -239,3 +250,71 @@ def test_identical_runs_give_identical_results_and_another_seed_does_not(tmp_pat
     assert a.test == b.test and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
     assert a.val_history != c.val_history or a.test != c.test
+
+
+# ----------------------------------------------------------------------------- the fast path
+
+
+def validated_epochs(tmp_path, splits, name, **overrides):
+    result = train(quick(**overrides), splits, tmp_path / name, model=tiny_net())
+    return [epoch for epoch, _ in result.val_history]
+
+
+def test_the_fast_path_validates_every_fifth_epoch_and_every_epoch_of_the_last_quarter(tmp_path, splits):
+    assert validated_epochs(tmp_path, splits, "fast", epochs=20) == [5, 10, 15, 16, 17, 18, 19, 20]
+    assert validated_epochs(tmp_path, splits, "legacy", epochs=20, fast=False) == list(range(1, 21))
+    assert validated_epochs(tmp_path, splits, "every", epochs=20, eval_every=8) == [8, 16, 18, 19, 20]
+
+
+def test_the_best_validation_weights_kept_in_memory_are_those_written_at_once(tmp_path, splits):
+    # the same run with best weights written at every improvement (fast: false) and kept in
+    # memory (fast), SGD's update aside: equal selected weights, epoch and test metrics
+    legacy = train(quick(epochs=6, fast=False), splits, tmp_path / "legacy", model=tiny_net())
+    fast = train(quick(epochs=6, eval_every=1), splits, tmp_path / "fast", model=tiny_net())
+    assert fast.best_epoch == legacy.best_epoch and fast.val_history == legacy.val_history
+    a, b = load_file(tmp_path / "legacy" / "best.safetensors"), load_file(tmp_path / "fast" / "best.safetensors")
+    assert all(torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-6) for key in a)
+    assert fast.test["top1"] == legacy.test["top1"]
+
+
+def test_fast_checkpoints_are_timed_and_a_kill_still_resumes_bit_identical(tmp_path, splits, monkeypatch):
+    written = []
+    write = trainer_module.write_checkpoint
+    monkeypatch.setattr(trainer_module, "write_checkpoint", lambda *args: (written.append(args[-2].epoch), write(*args))[1])
+    config = quick(epochs=5)
+    uninterrupted = train(config, splits, tmp_path / "a", model=tiny_net(dropout=0.3))
+    assert written == [5]  # a quick run: only the last epoch's checkpoint
+    monkeypatch.setattr(trainer_module, "CHECKPOINT_SECONDS", 0.0)
+    written.clear()
+    real_epoch = trainer_module.train_one_epoch
+
+    def dies_in_epoch_4(*args, **kwargs):
+        if args[-2] == 3:
+            raise Killed
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "train_one_epoch", dies_in_epoch_4)
+    with pytest.raises(Killed):
+        train(config, splits, tmp_path / "b", model=tiny_net(dropout=0.3))
+    assert written == [1, 2, 3]  # every epoch once 0 s have passed
+    monkeypatch.setattr(trainer_module, "train_one_epoch", real_epoch)
+    resumed = train(config, splits, tmp_path / "b", model=tiny_net(seed=9, dropout=0.3))
+    for name in ("checkpoint/model.safetensors", "best.safetensors"):
+        a, b = load_file(tmp_path / "a" / name), load_file(tmp_path / "b" / name)
+        assert all(torch.equal(a[key], b[key]) for key in a), name
+    assert resumed.test == uninterrupted.test and resumed.best_epoch == uninterrupted.best_epoch
+
+
+def test_evaluation_batches_are_four_training_batches_within_a_pixel_budget():
+    sizes = {recipe: trainer_module.eval_batch_size(resolve_recipe(TrainConfig(recipe=recipe)))
+             for recipe in ("pocket", "cifar", "finegrained")}  # fmt: skip
+    assert sizes == {"pocket": 64, "cifar": 256, "finegrained": 128}
+    assert trainer_module.eval_batch_size(resolve_recipe(TrainConfig(recipe="pocket", fast=False))) == 16
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_fast_path_on_cuda_reruns_identically(tmp_path, splits):
+    config = quick(epochs=4, steps=20, device="cuda")
+    a = train(config, splits, tmp_path / "a")
+    b = train(config, splits, tmp_path / "b")
+    assert a.optimizer_steps == 20 and a.test == b.test and a.val_history == b.val_history

@@ -44,7 +44,7 @@ def read_csv(path):
 
 
 def test_a_run_writes_its_config_metrics_weights_and_checkpoint(tmp_path, splits):
-    config = quick(report_reference=True, logging={"progress": False, "tensorboard": True})
+    config = quick(report_reference=True, eval_every=1, logging={"progress": False, "tensorboard": True})
     result = train(config, splits, tmp_path / "run", model=tiny_net())
     run = tmp_path / "run"
 
@@ -89,7 +89,7 @@ def test_the_test_split_is_evaluated_once_without_report_reference(tmp_path, spl
         return evaluate(model, split, **kwargs)
 
     monkeypatch.setattr(trainer_module, "evaluate", counting)
-    result = train(quick(), splits, tmp_path / "run", model=tiny_net())
+    result = train(quick(eval_every=1), splits, tmp_path / "run", model=tiny_net())
     assert calls.count(len(splits["test"])) == 1 and calls.count(len(splits["val"])) == 3
     assert result.reference is None
     assert "test_top1" not in read_csv(tmp_path / "run" / "metrics.csv")[0]
@@ -155,7 +155,7 @@ def test_resuming_with_a_different_config_is_an_error_naming_the_field(tmp_path,
 
     monkeypatch.setattr(trainer_module, "train_one_epoch", dies_in_epoch_1)
     with pytest.raises(Killed):
-        train(quick(), splits, tmp_path / "run", model=tiny_net())
+        train(quick(checkpoint_every=1), splits, tmp_path / "run", model=tiny_net())
     monkeypatch.setattr(trainer_module, "train_one_epoch", real_epoch)
     with pytest.raises(ConfigError, match=r"(?s)different config.*lr: 0\.02 in the run, 0\.01 now"):
         train(quick(lr=0.01), splits, tmp_path / "run", model=tiny_net())

@@ -11,8 +11,10 @@ thread, so one thread for the stage and one per run is the better use of them (t
 529-557 s against 590 s with the stage on 2 threads, benchmarks/RESULTS.md).
 
 While stages run, a finished run prints one line; once they are done, one bar counts the
-rest. ``on_finished`` is called in this process after each run finishes (the runner computes
-the set metrics there as soon as their judge exists). A failing run or stage, or Ctrl-C,
+rest and shows, every second, how far each running run is (``baseline s0 12/60``: epochs
+done of its epochs, read from its metrics.csv). ``on_finished`` is called in this process
+after each run finishes (the runner computes the set metrics there as soon as their judge
+exists). A failing run or stage, or Ctrl-C,
 ends the workers at once; every run resumes from its checkpoint on the next ``genaug run``.
 With ``workers: 1`` everything runs in this process: the stages first, then the runs.
 """
@@ -110,10 +112,25 @@ class TrainingPool:
             return
         from genaug.progress import progress_bar
 
+        last = {"line": ""}
+
+        def report(line: str) -> None:
+            last["line"] = line
+            bar.advance(1, message=_bar_message(line, running_line(self._running())))
+
         with progress_bar(self.total, "training", enabled=self.progress, completed=self.finished,
                           detail="{task.fields[message]}", fields={"message": ""}) as bar:  # fmt: skip
-            for future in futures.as_completed(list(self._pending)):
-                self._finish(future, (lambda line: bar.advance(1, message=line)) if bar.shown else self.echo)
+            remaining = set(self._pending)
+            while remaining:
+                done, remaining = futures.wait(remaining, timeout=1.0, return_when=futures.FIRST_COMPLETED)
+                for future in sorted(done, key=list(self._pending).index):
+                    self._finish(future, report if bar.shown else self.echo)
+                if bar.shown and not done:
+                    bar.update(message=_bar_message(last["line"], running_line(self._running())))
+
+    def _running(self) -> list["TrainJob"]:
+        """The jobs a worker has taken (a future counts as running once queued to a worker)."""
+        return [job for future, job in self._pending.items() if future.running()]
 
     def _finish(self, future: futures.Future, report: Callable[[str], None]) -> None:
         """Count the run of ``future`` (a failed run raises its error), report its line, call back."""
@@ -144,6 +161,29 @@ class TrainingPool:
                 process.kill()
                 process.join(grace)
         self._pool, self._pending = None, {}
+
+
+def running_line(jobs: list["TrainJob"]) -> str:
+    """``arm sN done/total`` for each job that has logged an epoch: the rows of its metrics.csv
+    of its epochs (``epoch N`` for a run of a fixed number of steps, whose epochs are not known)."""
+    from genaug.training.recipes import resolve_recipe
+    from genaug.training.run_logger import METRICS_CSV
+
+    parts = []
+    for job in jobs:
+        try:
+            with open(job.run_dir / METRICS_CSV, encoding="utf-8") as handle:
+                rows = sum(1 for _ in handle) - 1
+        except OSError:
+            continue
+        config = resolve_recipe(job.config)
+        done = f"{rows}/{config.epochs}" if config.steps is None else f"epoch {rows}"
+        parts.append(f"{job.arm} s{job.seed} {done}")
+    return ", ".join(parts)
+
+
+def _bar_message(last: str, running: str) -> str:
+    return " | ".join(part for part in (f"running: {running}" if running else "", last) if part)
 
 
 def _line(job: "TrainJob", summary: dict[str, Any]) -> str:

@@ -90,7 +90,9 @@ class TrainConfig(StrictModel):
     per device" is reproduced by setting ``batch_size = 128 * devices``).
 
     Run settings (not in presets, except ``cpu_threads`` = 1 for ``pocket``): validation
-    every ``eval_every`` epochs; ``report_reference`` also tests every epoch for the
+    every ``eval_every`` epochs (None: every epoch, or with ``fast`` every 5th epoch and every
+    epoch of the last quarter of training; always after the last epoch and after every epoch
+    of the last 10 %, the convergence check's points); ``report_reference`` also tests every epoch for the
     reference-style best / median-of-last-10 test top-1; ``precision`` fp32, bf16
     (autocast, CPU or CUDA) or fp16 (CUDA, with gradient scaling); ``channels_last``;
     ``device``; ``cpu_threads`` (None = torch's default); ``seed`` (every epoch's
@@ -118,7 +120,19 @@ class TrainConfig(StrictModel):
     curriculum's rho(t) sees the e at which each epoch starts. Compute-matched comparisons
     give every arm the same ``steps``.
 
-    ``logging``; ``checkpoint_every`` epochs (and always after the last). ``keep_checkpoint``:
+    ``fast`` (default true): the trainer's fast path, which trains the same recipe with less
+    fixed cost per run: validation as above and in batches of 4 training batches
+    (at most 2^18 pixels), the best-validation weights kept in memory and written
+    with each checkpoint, checkpoints timed (below), SGD's fused update.
+    A run is still a function of its config (rerunning gives identical results) but not
+    bit-identical to a run with ``fast: false``, which keeps the former per-run costs
+    (validation every epoch in batches of ``batch_size``, every improvement written at once,
+    a checkpoint every epoch, SGD's per-tensor loop), for comparisons
+    (``benchmarks/training_runs.py``).
+
+    ``logging``; ``checkpoint_every`` epochs (and always after the last; None: every epoch,
+    or with ``fast`` the first epoch ending 30 s or more after the last checkpoint, so a
+    killed run loses at most about 30 s). ``keep_checkpoint``:
     keep the last checkpoint (weights, optimiser state) of a finished run; ``false`` keeps only
     the selected weights (``best.safetensors``) once ``metrics.json`` is written (the default
     in experiments, where it does not enter the run's key).
@@ -142,7 +156,7 @@ class TrainConfig(StrictModel):
     loss: str | None = None
     augmentation: AugmentationConfig = AugmentationConfig()
 
-    eval_every: int = 1
+    eval_every: int | None = None
     report_reference: bool = False
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
@@ -154,7 +168,8 @@ class TrainConfig(StrictModel):
     data_policy: str = "real_only"
     data_policy_kwargs: dict[str, Any] = {}
     logging: TrainLoggingConfig = TrainLoggingConfig()
-    checkpoint_every: int = 1
+    checkpoint_every: int | None = None
+    fast: bool = True
     keep_checkpoint: bool = True
 
     @model_validator(mode="after")

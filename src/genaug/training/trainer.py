@@ -81,6 +81,19 @@ RESULT_FILE = "metrics.json"
 DATA_FILE = "dataset.json"
 #: Fields that do not change what a run computes, so a resumed run may change them.
 RESUME_IGNORED = ("logging", "checkpoint_every", "device", "cpu_threads", "keep_checkpoint")
+#: Fast path: every ``SPARSE_EVAL_EVERY``-th epoch is validated, and every epoch in the last
+#: ``VALIDATE_TAIL`` of training (where the best-validation epoch of a decayed schedule lies).
+SPARSE_EVAL_EVERY = 5
+VALIDATE_TAIL = 0.25
+#: Fast path: a checkpoint after the first epoch ending this long after the last one.
+CHECKPOINT_SECONDS = 30.0
+#: Fast path: evaluation batches of ``EVAL_BATCHES`` training batches, at most ``EVAL_PIXELS``
+#: pixels (images x crop^2) and at least one training batch: 64 images for the pocket recipe,
+#: 256 for CIFAR's, 128 at 224 px. Measured on the pocket model (one thread), 179 images take
+#: 27 ms in batches of 64, 45 ms in batches of 16 and 52 ms in one batch; a batch of 64 adds
+#: about 1 % to a run's peak memory, one of 451 about 8 %.
+EVAL_BATCHES = 4
+EVAL_PIXELS = 2**18
 
 
 @dataclass
@@ -166,6 +179,36 @@ class Learner:
     loss_fn: LossFn
     mixer: Callable | None
     step_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+
+
+class BestWeights:
+    """The best-validation weights so far, for ``best.safetensors``.
+
+    Without ``deferred`` they are written at once, whenever validation improves. With it
+    (the fast path) they are kept in memory and written by :meth:`flush`, which the trainer
+    calls before every checkpoint (the checkpoint links the file) and before the final
+    selection, so what is on disk at every checkpoint is what it always was.
+    """
+
+    def __init__(self, path: Path, deferred: bool, write: bool) -> None:
+        self.path, self.deferred, self.write = path, deferred, write
+        self._pending: tuple[dict[str, torch.Tensor], int] | None = None
+
+    def keep(self, model: nn.Module, epoch: int) -> None:
+        """Keep ``model``'s weights as those of ``epoch`` (numbered from 1)."""
+        if not self.write:
+            return
+        if not self.deferred:
+            save_weights(self.path, model.state_dict(), {"epoch": str(epoch)})
+            return
+        self._pending = ({name: value.detach().clone() for name, value in model.state_dict().items()}, epoch)
+
+    def flush(self) -> None:
+        """Write weights kept in memory (nothing when none are pending)."""
+        if self._pending is not None:
+            state, epoch = self._pending
+            save_weights(self.path, state, {"epoch": str(epoch)})
+            self._pending = None
 
 
 @dataclass(frozen=True)
@@ -266,6 +309,8 @@ def run_recipe(
     evaluate_split = functools.partial(
         evaluate, model, pipeline=pipeline, loss_fn=loss_fn, num_classes=num_classes, config=config, dist=dist
     )
+    best = BestWeights(out_dir / BEST_FILE, deferred=config.fast, write=dist.is_main)
+    last_checkpoint = time.perf_counter()
 
     columns = metric_columns(config, num_classes, has_val=val is not None)
     logger = RunLogger(out_dir, config, columns, train_set.class_names, progress.epoch, enabled=dist.is_main)
@@ -292,10 +337,10 @@ def run_recipe(
             last = training_done(config, progress, epochs_done=epoch + 1)
             position = training_fraction(config, progress, epochs_done=epoch + 1)
             dist.sync_buffers(model)
-            validate = val is not None and (is_eval_epoch(config, epoch, last) or in_convergence_window(position))
+            validate = val is not None and (is_eval_epoch(config, epoch, position, last) or in_convergence_window(position))
             val_metrics = evaluate_split(val) if validate else None
             test_metrics = evaluate_split(test) if config.report_reference else None
-            keep_best_weights(progress, epoch, val_metrics, model, out_dir, dist)
+            keep_best_weights(progress, epoch, val_metrics, model, best)
             if val_metrics is not None:
                 progress.val_history.append([epoch + 1, val_metrics["top1"], position])
             seconds = time.perf_counter() - started
@@ -303,8 +348,10 @@ def run_recipe(
             row = epoch_row(lr, stats, val_metrics, test_metrics, seconds)
             logger.log_epoch(epoch + 1, row, val_metrics["per_class"] if val_metrics else None)  # numbered from 1
             progress.epoch = epoch + 1
-            if is_checkpoint_epoch(config, epoch, last):
+            if is_checkpoint_epoch(config, epoch, last, time.perf_counter() - last_checkpoint):
+                best.flush()
                 write_checkpoint(out_dir, model, optimizer, scheduler, scaler, progress, dist)
+                last_checkpoint = time.perf_counter()
             val_top1 = f"{val_metrics['top1']:.2f}" if val_metrics else "-"
             display.update(completed=progress.optimizer_steps if steps_mode else epoch + 1,
                            loss=f"{stats['train_loss']:.4f}", val=val_top1)
@@ -315,6 +362,7 @@ def run_recipe(
     if add_warning(progress.warnings, warning) and dist.is_main:
         warn_once(warning, log=out_dir / WARNINGS_LOG)
 
+    best.flush()
     selection = select_final_weights(model, progress, out_dir, dist, has_val=val is not None)
     result = RunResult(
         out_dir=out_dir,
@@ -495,14 +543,27 @@ def build_model(config: TrainConfig, num_classes: int, device: torch.device, mod
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
-    """SGD with the recipe's momentum, Nesterov flag and (coupled) weight decay on every parameter."""
+    """SGD with the recipe's momentum, Nesterov flag and (coupled) weight decay on every parameter;
+    on the fast path with the fused update, one kernel per step for all parameters instead of
+    a Python loop over them (the same formula; the last bits of a weight may differ)."""
     return torch.optim.SGD(
         model.parameters(),
         lr=config.lr,
         momentum=config.momentum,
         nesterov=config.nesterov,
         weight_decay=config.weight_decay,
+        fused=True if config.fast else None,
     )
+
+
+def eval_batch_size(config: TrainConfig) -> int:
+    """Images per evaluation batch: ``batch_size``, or on the fast path
+    ``min(EVAL_BATCHES x batch_size, EVAL_PIXELS / crop^2)``, at least ``batch_size`` (no
+    gradients are kept, so this stays within a training step's memory)."""
+    if not config.fast:
+        return config.batch_size
+    by_pixels = EVAL_PIXELS // (config.augmentation.crop**2)
+    return max(config.batch_size, min(EVAL_BATCHES * config.batch_size, by_pixels))
 
 
 def build_grad_scaler(config: TrainConfig, device: torch.device) -> torch.amp.GradScaler | None:
@@ -778,7 +839,7 @@ def evaluate(
     model.eval()
     accumulator = EvalAccumulator(num_classes)
     positions = shard(torch.arange(len(split.labels)), dist.rank, dist.world_size)
-    for batch in epoch_batches(len(positions), config.batch_size):
+    for batch in epoch_batches(len(positions), eval_batch_size(config)):
         indices = positions[batch].to(split.images.device)
         images = pipeline.eval(split.images[indices])
         if config.channels_last:
@@ -794,16 +855,15 @@ def evaluate(
 
 
 def keep_best_weights(
-    progress: RunProgress, epoch: int, val_metrics: dict | None, model: nn.Module, out_dir: Path, dist: Distributed
+    progress: RunProgress, epoch: int, val_metrics: dict | None, model: nn.Module, best: BestWeights
 ) -> None:
-    """Save the weights to ``best.safetensors`` when validation top-1 improves (ties keep the earlier)."""
+    """Keep the weights for ``best.safetensors`` when validation top-1 improves (ties keep the earlier)."""
     if val_metrics is None or not val_metrics["top1"] > progress.best_val_top1:
         return
     progress.best_val_top1 = val_metrics["top1"]
     progress.best_epoch = epoch + 1  # epochs are numbered from 1 wherever people read them
     progress.best_val = val_metrics
-    if dist.is_main:
-        save_weights(out_dir / BEST_FILE, model.state_dict(), {"epoch": str(progress.best_epoch)})
+    best.keep(model, progress.best_epoch)
 
 
 def record_epoch(progress: RunProgress, stats: dict, test_metrics: dict | None, seconds: float) -> None:
@@ -917,12 +977,30 @@ def in_convergence_window(position: float) -> bool:
     return position >= 1.0 - CONVERGENCE_WINDOW - 1e-9
 
 
-def is_eval_epoch(config: TrainConfig, epoch: int, last: bool) -> bool:
-    return (epoch + 1) % config.eval_every == 0 or last
+def is_eval_epoch(config: TrainConfig, epoch: int, position: float, last: bool) -> bool:
+    """Whether to validate after ``epoch`` (from 0), which ends at ``position`` of training:
+    every ``eval_every`` epochs and after the last; ``eval_every`` None: every epoch, or on
+    the fast path every ``SPARSE_EVAL_EVERY``-th and every one in the last ``VALIDATE_TAIL``."""
+    if last:
+        return True
+    if config.eval_every is not None:
+        return (epoch + 1) % config.eval_every == 0
+    if not config.fast:
+        return True
+    return (epoch + 1) % SPARSE_EVAL_EVERY == 0 or position >= 1.0 - VALIDATE_TAIL - 1e-9
 
 
-def is_checkpoint_epoch(config: TrainConfig, epoch: int, last: bool) -> bool:
-    return (epoch + 1) % config.checkpoint_every == 0 or last
+def is_checkpoint_epoch(config: TrainConfig, epoch: int, last: bool, seconds_since: float) -> bool:
+    """Whether to write a checkpoint after ``epoch``: every ``checkpoint_every`` epochs and after
+    the last; ``checkpoint_every`` None: every epoch, or on the fast path once
+    ``CHECKPOINT_SECONDS`` have passed since the last checkpoint (or the start)."""
+    if last:
+        return True
+    if config.checkpoint_every is not None:
+        return (epoch + 1) % config.checkpoint_every == 0
+    if not config.fast:
+        return True
+    return seconds_since >= CHECKPOINT_SECONDS
 
 
 # ----------------------------------------------------------------------------- helpers
