@@ -175,7 +175,8 @@ def run_experiment(
     for job in todo:
         finished = checkpoint_epochs(job.run_dir)
         if finished is not None:
-            echo(f"resuming from {job.run_dir} (after {finished} of {resolve_recipe(job.config).epochs} epochs)")
+            total = f"{job.config.steps:,} steps" if job.config.steps else f"{resolve_recipe(job.config).epochs} epochs"
+            echo(f"resuming from {job.run_dir} (after {finished} epochs of a run of {total})")
     every_seed = list(dict.fromkeys([*experiment.seeds, *seeds]))  # the judge: the first seed with a finished run
     every_job = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in experiment.arms], every_seed, identity)
     early_metrics = _early_metrics(experiment, arms, needed, nodes, todo, every_job, splits["train"], train_digest, out_dir, echo)
