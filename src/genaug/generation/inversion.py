@@ -2,8 +2,8 @@
 
 Stable Diffusion stays frozen. Each class k gets one new word embedding ``v_k`` (the
 width of the text encoder's token embeddings), initialised to the embedding of
-``init_word`` ("the" in DA-Fusion's runs). The prompt ``"a photo of a class"`` is encoded
-with the *input* embedding of its slot word replaced by ``v_k``
+``init_word`` ("the" in DA-Fusion's runs). A prompt such as ``"a photo of a class"`` is
+encoded with the *input* embedding of its slot word replaced by ``v_k``
 (:func:`genaug.sdi.conditioning.encode_with_input_slot`), and ``v_k`` learns from the
 class's real training images with the usual diffusion loss,
 ``|| eps - unet(sqrt(abar_t) z0 + sqrt(1 - abar_t) eps, t, c(v_k)) ||^2``.
@@ -11,9 +11,9 @@ class's real training images with the usual diffusion loss,
 The machinery is SDI's projector training (:mod:`genaug.sdi.train`), shared rather than
 copied: the slot position (:func:`~genaug.sdi.conditioning.class_token_position`) and
 :func:`~genaug.sdi.conditioning.slot_context`, the VAE latent cache
-(:mod:`genaug.sdi.cache`), the seeded batch rows and step draws (``batch_rows``,
-``draw_step``), ``z0`` from the cache (``cached_latents``) and the loss
-(``diffusion_loss``). Every step's randomness comes from ``(seed, step)``.
+(:mod:`genaug.sdi.cache`), the seeded step draws (``draw_step``), ``z0`` from the cache
+(``cached_latents``) and the loss (``diffusion_loss``). Every step's randomness comes
+from ``(seed, class, step)``.
 
 As DA-Fusion's ``fine_tune.py`` (the diffusers textual-inversion script run once per
 class): each class's word has its own AdamW optimiser (weight decay 1e-2) and trains on

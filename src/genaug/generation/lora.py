@@ -49,11 +49,12 @@ ADAPTER = "diffmix"
 
 def add_lora(unet, rank: int, seed: int) -> list[torch.nn.Parameter]:
     """Add the LoRA adapters to ``unet`` (A drawn from ``(seed, "lora init")``, B zero, so the
-    UNet is unchanged until trained); returns the new trainable parameters."""
+    UNet is unchanged until trained), replacing any it already holds (a pipeline reused by
+    another run); returns the new trainable parameters."""
     from peft import LoraConfig
 
-    if ADAPTER in getattr(unet, "peft_config", {}):
-        raise RuntimeError("this UNet already holds Diff-Mix LoRA adapters")
+    if ADAPTER in (getattr(unet, "peft_config", None) or {}):
+        unet.delete_adapters(ADAPTER)
     config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(generator_for(seed, "lora init").initial_seed())

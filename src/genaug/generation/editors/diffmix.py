@@ -170,7 +170,7 @@ class DiffMixEditor(Img2ImgEditor):
         if not settings.enabled:
             return
         from genaug.generation.inversion import file_sha256, frozen_parts, word_embedding
-        from genaug.generation.lora import FINETUNE_FILE, learn_or_load_finetune
+        from genaug.generation.lora import learn_or_load_finetune
 
         diffusion = frozen_parts(self.pipeline, self.model)
         if config.engine.dry_run:
@@ -180,7 +180,6 @@ class DiffMixEditor(Img2ImgEditor):
         self.words, path = learn_or_load_finetune(folder, diffusion, dataset, settings, config.seed, SLOT_PROMPT, self.size)
         self.finetune_file = path.relative_to(Path(config.output)) if path.is_relative_to(config.output) else path
         self.finetune_hash = file_sha256(path)
-        assert path.name == FINETUNE_FILE
 
     def plan(self, dataset, config) -> list[WorkItem]:
         names = list(dataset.class_names)
