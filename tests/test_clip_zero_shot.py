@@ -4,7 +4,6 @@ prompts, keep p > 1/K; optionally exactly n per class) - the math and the filter
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from genaug.clip import Clip
