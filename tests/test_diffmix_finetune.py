@@ -88,6 +88,7 @@ def test_a_killed_finetuning_resumes_to_the_uninterrupted_weights(tmp_path, tiny
     with pytest.raises(KeyboardInterrupt):
         learn_or_load_finetune(tmp_path / "killed", load_frozen_diffusion(tiny_sd), dataset, settings, 0, PROMPT, 16)
     assert saved == [2, 4] and not (tmp_path / "killed" / FINETUNE_FILE).exists()
+    assert (tmp_path / "killed" / "training-0-of-1" / "checkpoint").is_dir()
     monkeypatch.setattr(lora, "save_checkpoint", real_save)
 
     steps = []
@@ -95,7 +96,7 @@ def test_a_killed_finetuning_resumes_to_the_uninterrupted_weights(tmp_path, tiny
     monkeypatch.setattr(lora, "diffusion_loss", lambda *a, **k: steps.append(1) or real_loss(*a, **k))
     words, path = learn_or_load_finetune(tmp_path / "killed", load_frozen_diffusion(tiny_sd), dataset, settings, 0, PROMPT, 16)
     assert len(steps) == 2  # steps 5 and 6 only
-    assert not (tmp_path / "killed" / "checkpoint").exists()
+    assert not (tmp_path / "killed" / "training-0-of-1").exists()
     # the same weights up to float round-off (measured: at most 3e-8 apart)
     torch.testing.assert_close(words, whole_words, rtol=0, atol=1e-6)
     state, _ = load_finetune(path)

@@ -13,8 +13,9 @@ Text encoder, VAE and the UNet's own weights stay frozen.
 
 Files, in ``<folder>``: ``finetune.safetensors`` (the LoRA tensors by parameter name and
 ``words`` (K, D)), its key (model, data, settings, seed, prompt, resolution) in the
-metadata, and while training a ``checkpoint/`` every ``checkpoint_every`` steps (weights as
-safetensors, optimiser state readable with ``weights_only=True``). A rerun, resume or shard
+metadata, and while training a checkpoint in ``training-<i>-of-<n>/`` (one folder per shard
+process) every ``checkpoint_every`` steps (weights as safetensors, optimiser state
+readable with ``weights_only=True``). A rerun, resume or shard
 with the same key reads the file; a run killed during training continues from the
 checkpoint, and because every step's randomness comes from ``(seed, step)`` it ends with
 the same weights as an uninterrupted run.
@@ -23,6 +24,7 @@ the same weights as an uninterrupted run.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +37,7 @@ from genaug.generation.runtime import autocast_context
 from genaug.sdi.cache import LatentCache
 from genaug.sdi.models import FrozenDiffusion
 from genaug.sdi.train import cached_latents, diffusion_loss, draw_step
-from genaug.training.checkpoint import find_checkpoint, load_checkpoint, remove_checkpoints, save_checkpoint
+from genaug.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from genaug.training.seeding import generator_for
 
 if TYPE_CHECKING:
@@ -175,9 +177,13 @@ def learn_or_load_finetune(
     seed: int,
     prompt: str,
     resolution: int,
+    process: str = "0-of-1",
 ) -> tuple[torch.Tensor, Path]:
     """Fine-tune ``diffusion.unet`` (in place: its adapters stay for generation) or load the
-    weights saved for the same key; returns the words and the file."""
+    weights saved for the same key; returns the words and the file. Checkpoints go to
+    ``<folder>/training-<process>``, one folder per shard process, so shards started
+    together never write the same checkpoint (each trains the same weights; the last to
+    finish replaces the file atomically with identical content)."""
     key = finetune_key(diffusion.model.identity, dataset, settings, seed, prompt, resolution)
     path = Path(folder) / FINETUNE_FILE
     found = load_finetune(path, key)
@@ -187,11 +193,11 @@ def learn_or_load_finetune(
         load_lora_state(diffusion.unet, state)
         return words, path
     latents = cached_class_latents(folder, diffusion, dataset, resolution, key["model"], settings.flip_p > 0)
-    checkpoints = Path(folder)
+    checkpoints = Path(folder) / f"training-{process}"
     words = train_finetune(diffusion, latents, dataset.labels, len(dataset.class_names), settings, seed, prompt,
                            checkpoint_dir=checkpoints, recipe=key)
     save_safetensors(path, {**lora_state(diffusion.unet), "words": words.float().cpu()}, {"key": json.dumps(key, sort_keys=True)})
-    remove_checkpoints(checkpoints)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return words, path
 
 

@@ -176,8 +176,12 @@ class DiffMixEditor(Img2ImgEditor):
         if config.engine.dry_run:
             self.words = word_embedding(diffusion, settings.init_word).repeat(len(dataset.class_names), 1)
             return
+        from genaug.generation.runtime import resolve_shard
+
         folder = Path(config.output) / FINETUNE_DIR
-        self.words, path = learn_or_load_finetune(folder, diffusion, dataset, settings, config.seed, SLOT_PROMPT, self.size)
+        shard = resolve_shard(config.engine.shard)
+        self.words, path = learn_or_load_finetune(folder, diffusion, dataset, settings, config.seed, SLOT_PROMPT, self.size,
+                                                  process=f"{shard.rank}-of-{shard.world}")
         self.finetune_file = path.relative_to(Path(config.output)) if path.is_relative_to(config.output) else path
         self.finetune_hash = file_sha256(path)
 
