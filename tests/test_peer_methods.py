@@ -113,8 +113,8 @@ def test_diffmix_official_defaults():
     assert options.strengths == [0.3, 0.5, 0.7, 0.9] and options.gamma == 0.5 and options.multiplier == 5
     assert DiffMixEditor.default_scheduler == "dpmsolver" and OFFICIAL_STEPS == 25
     tune = options.finetune
-    assert (tune.enabled, tune.rank, tune.lr, tune.ti_lr, tune.batch_size, tune.steps, tune.weight_decay, tune.flip_p) == (
-        True, 10, 5e-5, 5e-5, 2, 35000, 1e-2, 0.5)
+    assert (tune.enabled, tune.rank, tune.lr, tune.ti_lr, tune.batch_size, tune.steps, tune.weight_decay, tune.flip_p,
+            tune.max_grad_norm) == (True, 10, 5e-5, 5e-5, 2, 35000, 1e-2, 0.5, 1.0)
     assert POLICIES.spec("synthetic_replacement").params().p == 0.1
     assert DiffMixEditor.planned_work(EditorConfig(name="diffmix")) == (5.0, 0.5)
     # the soft label (1 - s^gamma, s^gamma)

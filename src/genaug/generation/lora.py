@@ -5,8 +5,8 @@ As Diff-Mix's ``train_lora.py`` (Wang et al., CVPR 2024): every class k gets a n
 added to the query, key, value and output projections of every attention layer of the
 UNet (peft through diffusers' ``unet.add_adapter``; ``lora_alpha = rank``, so the update
 is ``B A x`` unscaled, as the official ``LoRAAttnProcessor``). One AdamW optimiser
-(weight decay ``weight_decay``) holds two parameter groups, the LoRA weights at ``lr`` and
-the words at ``ti_lr``; a step draws ``batch_size`` images of the whole set, mirrored with
+(weight decay ``weight_decay``) holds two parameter groups, the LoRA weights at ``lr``
+(their gradient clipped to norm ``max_grad_norm``) and the words at ``ti_lr``; a step draws ``batch_size`` images of the whole set, mirrored with
 probability ``flip_p``, captions each ``"a photo of a <class word>"`` and minimises the
 diffusion loss ``|| eps - unet_lora(z_t, t, c(v_y)) ||^2`` (:func:`genaug.sdi.train.diffusion_loss`).
 Text encoder, VAE and the UNet's own weights stay frozen.
@@ -159,6 +159,7 @@ def train_finetune(
             loss = diffusion_loss(unet, diffusion.noise_scheduler, z0, context, draws.noise, draws.timesteps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(lora, settings.max_grad_norm)  # the official script clips the LoRA weights' only
         optimizer.step()
         done = step + 1
         if checkpoint_dir is not None and done < settings.steps and done % settings.checkpoint_every == 0:

@@ -58,8 +58,8 @@ class FineTuneSettings(StrictModel):
     """Diff-Mix's fine-tuning (defaults: the official ``scripts/finetune.sh`` with
     ``train_lora.py``): ``steps`` (35000) AdamW steps of ``batch_size`` (2) images, LoRA of
     ``rank`` 10 at ``lr`` 5e-5, the class words at ``ti_lr`` 5e-5, ``weight_decay`` 1e-2,
-    ``flip_p`` 0.5 (``--random_flip``), words from ``init_word``; a checkpoint every
-    ``checkpoint_every`` steps."""
+    the LoRA gradients clipped to norm ``max_grad_norm`` 1.0, ``flip_p`` 0.5
+    (``--random_flip``), words from ``init_word``; a checkpoint every ``checkpoint_every`` steps."""
 
     enabled: bool = True
     steps: int = 35000
@@ -68,6 +68,7 @@ class FineTuneSettings(StrictModel):
     lr: float = 5e-5
     ti_lr: float = 5e-5
     weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
     flip_p: float = 0.5
     init_word: str = "the"
     checkpoint_every: int = 500
@@ -78,7 +79,7 @@ class FineTuneSettings(StrictModel):
         for key in ("steps", "batch_size", "rank", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("lr", "ti_lr"):
+        for key in ("lr", "ti_lr", "max_grad_norm"):
             if not getattr(self, key) >= 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         if not 0.0 <= self.flip_p <= 1.0:
