@@ -159,7 +159,7 @@ def train_finetune(
             loss = diffusion_loss(unet, diffusion.noise_scheduler, z0, context, draws.noise, draws.timesteps)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(lora, settings.max_grad_norm)  # the official script clips the LoRA weights' only
+        torch.nn.utils.clip_grad_norm_(lora, settings.max_grad_norm)  # the official script clips the LoRA weights only
         optimizer.step()
         done = step + 1
         if checkpoint_dir is not None and done < settings.steps and done % settings.checkpoint_every == 0:
