@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from genaug.filtering.stage import FilterContext, ImageChunk
 
 #: Filter name -> its :class:`Filter` class (``params``: the class's ``Params`` model).
-FILTERS = Registry("filter", key="name", discover=("genaug.filtering.filters",))
+FILTERS = Registry("filter", key="name", discover=("genaug.filtering.filters", "genaug.filtering.zero_shot"))
 
 
 class Filter(ABC):

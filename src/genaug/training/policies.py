@@ -381,3 +381,26 @@ def class_counts(labels: torch.Tensor, all_labels: torch.Tensor) -> torch.Tensor
     """Per-class counts of ``labels`` over every class that ``all_labels`` holds."""
     num_classes = int(all_labels.max()) + 1 if len(all_labels) else 0
     return torch.bincount(labels, minlength=num_classes)
+
+
+class SyntheticReplacement(DataPolicy):
+    """Diff-Mix's sampling (its ``dataset/base.py``): an epoch as long as the real set, every
+    access to a real sample returning, with probability ``p``, a synthetic sample drawn
+    uniformly from the whole synthetic pool instead (unpaired: any class, any source; its
+    own label, soft or not, comes with it). A pool without synthetic samples trains on the
+    real set. Diff-Mix runs p = 0.1 with a pool 5x the real set (the editor's ``multiplier``)."""
+
+    name = "synthetic_replacement"
+
+    def __init__(self, p: float = 0.1):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p}")
+        self.p = p
+
+    def plan(self, epoch: int, total_epochs: int, pool: TrainPool, generator: torch.Generator) -> EpochPlan:
+        order = torch.randperm(pool.num_real, generator=generator)
+        replace = torch.rand(len(order), generator=generator) < self.p
+        picks = pool.num_real + torch.randint(max(pool.num_synthetic, 1), (len(order),), generator=generator)
+        if pool.num_synthetic == 0:
+            return EpochPlan.from_indices(order, pool)
+        return EpochPlan.from_indices(torch.where(replace, picks, order), pool)

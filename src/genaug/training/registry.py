@@ -83,3 +83,12 @@ POLICIES.register(
 )
 POLICIES.register("multiples", "genaug.training.policies:Multiples", params=MultiplesParams)
 
+
+
+class SyntheticReplacementParams(StrictModel):
+    p: float = Field(default=0.1, ge=0.0, le=1.0)
+
+
+POLICIES.register(
+    "synthetic_replacement", "genaug.training.policies:SyntheticReplacement", params=SyntheticReplacementParams
+)

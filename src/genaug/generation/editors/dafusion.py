@@ -1,13 +1,16 @@
 """``dafusion``: DA-Fusion (Trabucco et al., ICLR 2024), img2img of real images under a learnt class word.
 
 1. Textual inversion (:mod:`genaug.generation.inversion`): one word embedding per class,
-   learnt on the frozen SD from that class's real training images. The table is saved as
-   ``<output>/textual_inversion/tokens.safetensors`` and reused by every rerun, resume and
-   shard made with the same model, data, settings and seed (its key is in the file).
-2. SDEdit: every real image is noised to strength t0 and denoised under ``"a photo of a
-   <class word>"``; ``per_image`` outputs per image, the m-th at ``strengths[m %
-   len(strengths)]`` (default one output at each of 0.25, 0.5, 0.75 and 1.0, the paper's
-   strengths, so every strength is used equally often).
+   learnt on the frozen SD from that class's real training images, one class at a time
+   with the official optimiser, templates and flips (:class:`InversionSettings`). The
+   table is saved as ``<output>/textual_inversion/tokens.safetensors`` and reused by every
+   rerun, resume and shard made with the same model, data, settings and seed (its key is
+   in the file). A class of one image is learnt from that image (the paper's 1-shot runs).
+2. SDEdit: every real image gets ``per_image`` (M, default 10, the launch scripts'
+   ``--num-synthetic 10``) edits under ``"a photo of a <class word>"``; each edit's
+   strength t0 is drawn uniformly from ``strengths`` (default 0.25, 0.5, 0.75, 1.0: the
+   scripts' four augmentations composed in parallel with probability 0.25 each) by a
+   generator seeded from the experiment seed and the item id, so plan, resume and shards agree.
 3. Training replaces each real sample by one of its outputs with probability 0.5: the
    ``synthetic_probability`` data policy (``p: 0.5``), which pairs an output with its
    source image through the record's ``source_ids``.
@@ -17,25 +20,23 @@ name); ``params`` hold ``strength``, ``tokens`` (the table's file, relative to t
 ``tokens_sha256`` and ``slot_prompt`` (the prompt encoded, its word ``class`` replaced);
 ``model`` is the SD weights' identity as for every editor.
 
-Options: ``strengths``, ``per_image`` (default: one per strength), ``inversion``
-(:class:`InversionSettings`: steps, batch_size, lr,
-init_word, precision). ``editor.strength``, when given, replaces ``strengths``. A class
-with a single real image is refused before anything is written.
+Options: ``strengths``, ``per_image``, ``inversion`` (:class:`InversionSettings`).
+``editor.strength``, when given, replaces ``strengths`` by that one value.
+docs/methods/dafusion.md tabulates each default against the paper and the official code.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
-import numpy as np
 from pydantic import Field, model_validator
 
-from genaug.config import ConfigError, StrictModel
+from genaug.config import StrictModel
 from genaug.generation.editors import register_editor
 from genaug.generation.editors.img2img import Img2ImgEditor, check_unit_strengths, plan_from_sources
 from genaug.generation.items import WorkItem
+from genaug.generation.seeds import item_seed, seed_rng
 
 if TYPE_CHECKING:
     import torch
@@ -46,19 +47,27 @@ INVERSION_DIR = "textual_inversion"
 PROMPT = "a photo of a {token}"
 
 
-#: Fewer real images than this in a class is refused: a word learnt from one image copies it.
-MIN_IMAGES = 2
-
-
+#: The strengths t0 of the paper and of the launch scripts.
+OFFICIAL_STRENGTHS = [0.25, 0.5, 0.75, 1.0]
+#: Edits per real image (M): the launch scripts' ``--num-synthetic 10``.
+OFFICIAL_PER_IMAGE = 10
 
 
 class InversionSettings(StrictModel):
-    """How the class words are learnt: ``steps`` AdamW steps of ``batch_size`` images at
-    learning rate ``lr``, from ``init_word``'s embedding, in ``precision`` (bf16 autocast on CPU)."""
+    """How each class's word is learnt (defaults: DA-Fusion's ``scripts/fine_tuning`` on top of
+    ``fine_tune.py``): ``steps`` AdamW steps per class (1000) of ``batch_size`` images (4) at
+    ``lr`` (5e-4), times ``batch_size`` when ``scale_lr`` (the scripts' ``--scale_lr``: 2e-3),
+    ``weight_decay`` 1e-2, each image mirrored with probability ``flip_p`` (0.5), captioned
+    by the 27 ``templates: small`` (or ``single``: the editor's prompt), from ``init_word``
+    ("the"), in ``precision`` (bf16 autocast on CPU)."""
 
-    steps: int = 300
-    batch_size: int = 16
-    lr: float = 5e-3
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 5e-4
+    scale_lr: bool = True
+    weight_decay: float = 1e-2
+    flip_p: float = 0.5
+    templates: Literal["small", "single"] = "small"
     init_word: str = "the"
     precision: Literal["fp32", "bf16"] = "fp32"
 
@@ -69,30 +78,27 @@ class InversionSettings(StrictModel):
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.flip_p <= 1.0:
+            raise ValueError(f"flip_p must be in [0, 1], got {self.flip_p}")
         return self
 
 
-def check_class_counts(labels, class_names, stage: str = "textual inversion") -> None:
-    """A :class:`ConfigError` naming the first class with fewer than :data:`MIN_IMAGES` real images
-    (a class without any image has nothing to edit and is skipped)."""
-    counts = Counter(int(label) for label in np.asarray(labels))
-    for label, name in enumerate(class_names):
-        if 0 < counts.get(label, 0) < MIN_IMAGES:
-            raise ConfigError(
-                f"{stage}: class {name!r} has {counts[label]} real training image; "
-                f"textual inversion needs at least {MIN_IMAGES} per class"
-            )
+def draw_strength(experiment_seed: int, item_id: str, strengths) -> float:
+    """The item's t0: uniform over ``strengths``, drawn from ``(experiment seed, "<item id>/strength")``."""
+    return float(strengths[int(seed_rng(item_seed(experiment_seed, f"{item_id}/strength")).integers(len(strengths)))])
 
 
 class DAFusionOptions(StrictModel):
-    strengths: list[float] = [0.25, 0.5, 0.75, 1.0]
-    per_image: int | None = None
+    strengths: list[float] = OFFICIAL_STRENGTHS
+    per_image: int = OFFICIAL_PER_IMAGE
     inversion: InversionSettings = Field(default_factory=InversionSettings)
 
     @model_validator(mode="after")
     def _check(self) -> "DAFusionOptions":
         check_unit_strengths(self.strengths)
-        if self.per_image is not None and self.per_image < 1:
+        if self.per_image < 1:
             raise ValueError(f"per_image must be >= 1, got {self.per_image}")
         return self
 
@@ -116,12 +122,11 @@ class DAFusionEditor(Img2ImgEditor):
 
     @classmethod
     def planned_work(cls, config) -> tuple[float, float]:
-        """Per real image: ``per_image`` edits, cycling through the strengths (textual
-        inversion, a one-off cost, is not counted)."""
+        """Per real image: ``per_image`` edits at the strengths' mean (each is drawn uniformly;
+        textual inversion, a one-off cost, is not counted)."""
         options = cls.check_options(config.options)
         strengths = [config.strength] if "strength" in config.model_fields_set else options.strengths
-        per_image = options.per_image or len(strengths)
-        return float(per_image), sum(strengths[m % len(strengths)] for m in range(per_image)) / per_image
+        return float(options.per_image), sum(strengths) / len(strengths)
 
     @property
     def slot_prompt(self) -> str:
@@ -141,7 +146,6 @@ class DAFusionEditor(Img2ImgEditor):
         them when present and otherwise times the initial word; it writes nothing)."""
         from genaug.generation.inversion import TOKENS_FILE, file_sha256, frozen_parts, learn_or_load_words, load_words, word_embedding
 
-        check_class_counts(dataset.labels, dataset.class_names, stage="editor dafusion")
         self.check_strengths(self.strengths)
         folder = Path(config.output) / INVERSION_DIR
         diffusion = frozen_parts(self.pipeline, self.model)
@@ -158,14 +162,14 @@ class DAFusionEditor(Img2ImgEditor):
 
     def plan(self, dataset, config) -> list[WorkItem]:
         strengths = self.strengths
-        per_image = self.options.per_image or len(strengths)
+        per_image = self.options.per_image
         shared: dict[str, Any] = {"slot_prompt": self.slot_prompt}
         if self.words_file is not None:
             shared.update(tokens=str(self.words_file), tokens_sha256=self.words_hash)
 
         def describe(row: int, label: int, m: int, item_id: str):
             prompt = PROMPT.replace("{token}", f"<{dataset.class_names[label]}>")
-            return prompt, {"strength": float(strengths[m % len(strengths)]), **shared}
+            return prompt, {"strength": draw_strength(config.seed, item_id, strengths), **shared}
 
         return plan_from_sources(dataset, self.name, config.seed, per_image, describe, config.editor.negative_prompt)
 

@@ -1,51 +1,107 @@
 """``diffmix``: Diff-Mix (Wang et al., CVPR 2024), inter-class image translation with soft labels.
 
-An image of class A is edited by img2img under the prompt of another class B at strength
-s: the lower the strength, the more of A survives. The image is labelled softly,
-``(1 - s^gamma) A + s^gamma B`` (gamma 0.5 by default, the paper's), so at s = 0.5 about
-71 % of the label is B's. B is drawn uniformly from the other classes and s from
-``strengths`` (default 0.5, 0.7, 0.9, one per item) by a seed derived from the experiment
-seed and the item id, so plan, resume and shards agree.
+1. Fine-tuning (:mod:`genaug.generation.lora`): a word per class (textual inversion) and a
+   DreamBooth LoRA of rank 10 on the UNet, learnt together on the real training images
+   once per dataset (:class:`FineTuneSettings`), saved as
+   ``<output>/diffmix_finetune/finetune.safetensors`` and reused by every rerun, resume
+   and shard with the same model, data, settings and seed; a kill during training resumes
+   from its checkpoint. ``finetune: {enabled: false}`` translates on the model as given,
+   under the class names.
+2. Translation: ``multiplier`` x N items (N real images; official ``--syn_dataset_mulitiplier
+   5``). Item k draws, as the official ``scripts/sample_mp.py``, a source class and a target
+   class, each uniform over the classes (the same class allowed), then a source image
+   uniform among the source class's images; the image is edited by img2img under
+   ``"a photo of a <target class word>"`` at strength s: ``strength_strategy: fixed`` uses
+   ``editor.strength`` (default 0.5, the official ``--aug_strength`` default), ``uniform``
+   draws s from ``strengths`` (default 0.3, 0.5, 0.7, 0.9). The sampler is DPM-Solver++
+   (diffusers' ``DPMSolverMultistepScheduler``), 25 steps, unless the config says otherwise.
+3. Label: ``(1 - s^gamma) A + s^gamma B`` (gamma 0.5 by default; docs/methods/diff-mix.md
+   gives the sources of each value). Training uses the ``synthetic_replacement`` policy
+   (p 0.1), the official ``--syndata_p``.
 
-The record keeps ``label`` = A, the class of the source image (what policies pairing an
-image with its sources and per-class filters see), and adds to ``params``: ``strength``,
-``gamma``, ``target_label`` / ``target_class`` (B) and ``soft_label``::
-
-    {"labels": [A, B], "classes": ["<A>", "<B>"], "weights": [1 - s**gamma, s**gamma]}
-
-Training reads ``soft_label`` (:func:`genaug.data.synthetic.load_synthetic_set`) and uses
-the weights as the image's target distribution, by class name. The paper first
-personalises SD to the dataset (textual inversion + DreamBooth); here the prompt is
-``"a photo of a {class}"`` with B's cleaned class name on the model given.
-
-Options: ``strengths``, ``gamma`` (> 0), ``per_image`` (default 1), ``prompt``.
+Every draw comes from a generator seeded by the experiment seed and the item id, so plan,
+resume and shards agree. The record keeps ``label`` = A, the source image's class, and adds
+to ``params``: ``strength``, ``gamma``, ``target_label`` / ``target_class`` (B),
+``soft_label`` ``{"labels": [A, B], "classes": [...], "weights": [1 - s^gamma, s^gamma]}``
+and, when fine-tuned, ``finetune`` (the file, relative to the set) and ``finetune_sha256``.
 """
 
 from __future__ import annotations
 
-from pydantic import model_validator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+from pydantic import Field, model_validator
 
 from genaug.config import ConfigError, StrictModel
 from genaug.data.names import class_prompt
 from genaug.generation.editors import register_editor
-from genaug.generation.editors.img2img import Img2ImgEditor, check_unit_strengths, plan_from_sources
-from genaug.generation.items import WorkItem
+from genaug.generation.editors.img2img import Img2ImgEditor, check_unit_strengths
+from genaug.generation.items import WorkItem, unique_ids
 from genaug.generation.seeds import item_seed, seed_rng
+
+if TYPE_CHECKING:
+    import torch
+
+FINETUNE_DIR = "diffmix_finetune"
+#: The prompt (official ``--prompt "a photo of a {name}"``), the class word in the slot.
+SLOT_PROMPT = "a photo of a class"
+#: The official ``uniform`` strength strategy's values.
+OFFICIAL_UNIFORM_STRENGTHS = [0.3, 0.5, 0.7, 0.9]
+#: The official ``--aug_strength`` default (strategy ``fixed``).
+OFFICIAL_STRENGTH = 0.5
+#: The official sampler's steps (``DPMSolverMultistepScheduler``, ``num_inference_steps=25``).
+OFFICIAL_STEPS = 25
+
+
+class FineTuneSettings(StrictModel):
+    """Diff-Mix's fine-tuning (defaults: the official ``scripts/finetune.sh`` with
+    ``train_lora.py``): ``steps`` (35000) AdamW steps of ``batch_size`` (2) images, LoRA of
+    ``rank`` 10 at ``lr`` 5e-5, the class words at ``ti_lr`` 5e-5, ``weight_decay`` 1e-2,
+    the LoRA gradients clipped to norm ``max_grad_norm`` 1.0, ``flip_p`` 0.5
+    (``--random_flip``), words from ``init_word``; a checkpoint every ``checkpoint_every`` steps."""
+
+    enabled: bool = True
+    steps: int = 35000
+    batch_size: int = 2
+    rank: int = 10
+    lr: float = 5e-5
+    ti_lr: float = 5e-5
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    flip_p: float = 0.5
+    init_word: str = "the"
+    checkpoint_every: int = 500
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+    @model_validator(mode="after")
+    def _check(self) -> "FineTuneSettings":
+        for key in ("steps", "batch_size", "rank", "checkpoint_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("lr", "ti_lr", "max_grad_norm"):
+            if not getattr(self, key) >= 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if not 0.0 <= self.flip_p <= 1.0:
+            raise ValueError(f"flip_p must be in [0, 1], got {self.flip_p}")
+        return self
 
 
 class DiffMixOptions(StrictModel):
-    strengths: list[float] = [0.5, 0.7, 0.9]
+    multiplier: float = 5
+    strength_strategy: Literal["fixed", "uniform"] = "fixed"
+    strengths: list[float] = OFFICIAL_UNIFORM_STRENGTHS
     gamma: float = 0.5
-    per_image: int = 1
     prompt: str = "a photo of a {class}"
+    finetune: FineTuneSettings = Field(default_factory=FineTuneSettings)
 
     @model_validator(mode="after")
     def _check(self) -> "DiffMixOptions":
         check_unit_strengths(self.strengths)
         if not self.gamma > 0:
             raise ValueError(f"gamma must be > 0, got {self.gamma}")
-        if self.per_image < 1:
-            raise ValueError(f"per_image must be >= 1, got {self.per_image}")
+        if not self.multiplier > 0:
+            raise ValueError(f"multiplier must be > 0, got {self.multiplier}")
         if "{class}" not in self.prompt:
             raise ValueError(f"prompt must hold '{{class}}' for the target class, got {self.prompt!r}")
         return self
@@ -57,46 +113,126 @@ def soft_label(source: int, target: int, strength: float, gamma: float) -> tuple
     return 1.0 - weight, weight
 
 
+def draw_translation(experiment_seed: int, k: int, rows_of: dict[int, list[int]], num_classes: int,
+                     strengths: Sequence[float] | None) -> tuple[int, int, int, float | None]:
+    """Item k's (source class, source row, target class, strength or None for fixed): the
+    source class uniform over the classes that have images, the target uniform over all
+    ``num_classes`` (the same class allowed), the row uniform within the source class, the
+    strength uniform over ``strengths``; from ``(experiment seed, "diffmix-<k>/draw")``."""
+    rng = seed_rng(item_seed(experiment_seed, f"diffmix-{k}/draw"))
+    classes = sorted(rows_of)
+    source = classes[int(rng.integers(len(classes)))]
+    target = int(rng.integers(num_classes))
+    row = rows_of[source][int(rng.integers(len(rows_of[source])))]
+    strength = float(strengths[int(rng.integers(len(strengths)))]) if strengths else None
+    return source, row, target, strength
+
+
 @register_editor
 class DiffMixEditor(Img2ImgEditor):
     name = "diffmix"
     method = "diffmix"
+    default_strength = OFFICIAL_STRENGTH
+    default_scheduler = "dpmsolver"
     Options = DiffMixOptions
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.words: torch.Tensor | None = None
+        self.finetune_file: Path | None = None
+        self.finetune_hash: str | None = None
+
+    @property
+    def steps(self) -> int:
+        """``editor.steps``, else the preset's, else the official 25."""
+        if self.config.steps:
+            return self.config.steps
+        if self.preset is not None:
+            return int(self.preset["num_inference_steps"])
+        return OFFICIAL_STEPS
 
     @property
     def strengths(self) -> list[float]:
-        """``editor.strength`` when given (one strength), else ``options.strengths``."""
-        return [self.config.strength] if "strength" in self.config.model_fields_set else list(self.options.strengths)
+        """The strengths items take: ``[editor.strength or 0.5]`` (fixed) or ``options.strengths`` (uniform)."""
+        return list(self.options.strengths) if self.options.strength_strategy == "uniform" else [self.strength]
 
     @classmethod
     def planned_work(cls, config) -> tuple[float, float]:
         options = cls.check_options(config.options)
-        strengths = [config.strength] if "strength" in config.model_fields_set else options.strengths
-        return float(options.per_image), sum(strengths) / len(strengths)
+        if options.strength_strategy == "uniform":
+            mean = sum(options.strengths) / len(options.strengths)
+        else:
+            mean = config.strength if "strength" in config.model_fields_set else cls.default_strength
+        return float(options.multiplier), mean
+
+    def prepare(self, dataset, config) -> None:
+        """Fine-tune (or read back the fine-tuned weights); a dry run writes nothing and uses the initial words."""
+        settings = self.options.finetune
+        if not settings.enabled:
+            return
+        from genaug.generation.inversion import file_sha256, frozen_parts, word_embedding
+        from genaug.generation.lora import learn_or_load_finetune
+
+        diffusion = frozen_parts(self.pipeline, self.model)
+        if config.engine.dry_run:
+            self.words = word_embedding(diffusion, settings.init_word).repeat(len(dataset.class_names), 1)
+            return
+        from genaug.generation.runtime import resolve_shard
+
+        folder = Path(config.output) / FINETUNE_DIR
+        shard = resolve_shard(config.engine.shard)
+        self.words, path = learn_or_load_finetune(folder, diffusion, dataset, settings, config.seed, SLOT_PROMPT, self.size,
+                                                  process=f"{shard.rank}-of-{shard.world}")
+        self.finetune_file = path.relative_to(Path(config.output)) if path.is_relative_to(config.output) else path
+        self.finetune_hash = file_sha256(path)
 
     def plan(self, dataset, config) -> list[WorkItem]:
         names = list(dataset.class_names)
         if len(names) < 2:
             raise ConfigError(f"editor diffmix: the dataset has {len(names)} class(es); inter-class translation needs 2")
-        strengths = self.strengths
-        self.check_strengths(strengths)
+        self.check_strengths(self.strengths)
         gamma = self.options.gamma
-
-        def describe(row: int, label: int, m: int, item_id: str):
-            rng = seed_rng(item_seed(config.seed, f"{item_id}/target"))
-            target = int(rng.integers(len(names) - 1))
-            target += target >= label  # uniform over the other classes
-            strength = float(strengths[int(rng.integers(len(strengths)))])
-            weights = soft_label(label, target, strength, gamma)
+        uniform = self.options.strength_strategy == "uniform"
+        rows_of: dict[int, list[int]] = {}
+        for row, label in enumerate(dataset.labels):
+            rows_of.setdefault(int(label), []).append(row)
+        safe_ids = unique_ids(dataset.ids)
+        shared: dict[str, Any] = {}
+        if self.finetune_file is not None:
+            shared = {"finetune": str(self.finetune_file), "finetune_sha256": self.finetune_hash, "slot_prompt": SLOT_PROMPT}
+        items = []
+        for k in range(int(round(self.options.multiplier * len(dataset.labels)))):
+            source, row, target, drawn = draw_translation(config.seed, k, rows_of, len(names), self.strengths if uniform else None)
+            strength = drawn if drawn is not None else float(self.strength)
+            item_id = f"{safe_ids[row]}-diffmix-{k}"
+            prompt = class_prompt(self.options.prompt, f"<{names[target]}>" if self.words is not None else names[target])
             params = {
                 "strength": strength,
                 "gamma": gamma,
                 "target_label": target,
                 "target_class": names[target],
-                "soft_label": {"labels": [label, target], "classes": [names[label], names[target]],
-                               "weights": list(weights)},
+                "soft_label": {"labels": [source, target], "classes": [names[source], names[target]],
+                               "weights": list(soft_label(source, target, strength, gamma))},
+                **shared,
             }
-            return class_prompt(self.options.prompt, names[target]), params
+            items.append(WorkItem(id=item_id, seed=item_seed(config.seed, item_id), label=source, class_name=names[source],
+                                  prompt=prompt, negative_prompt=config.editor.negative_prompt, source_id=dataset.ids[row],
+                                  source_index=row, extra={"params": params}))
+        return items
 
-        return plan_from_sources(dataset, self.name, config.seed, self.options.per_image, describe,
-                                 config.editor.negative_prompt)
+    def conditioning(self, items: Sequence[WorkItem]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fine-tuned: the slot prompt with each item's target class word; else the items' prompts."""
+        if self.words is None:
+            return self.prompt_embeddings(items)
+        import torch
+
+        from genaug.sdi.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
+
+        pipeline = self.pipeline
+        targets = torch.tensor([item.extra["params"]["target_label"] for item in items])
+        with torch.inference_mode():
+            words = self.words[targets].to(self.device, pipeline.text_encoder.dtype)
+            position = class_token_position(pipeline.tokenizer, SLOT_PROMPT, SLOT_WORD)
+            positive = encode_with_input_slot(pipeline.tokenizer, pipeline.text_encoder, SLOT_PROMPT, words, position)
+        negative = self.text_embeddings([item.negative_prompt or self.config.negative_prompt or "" for item in items])
+        return positive.to(pipeline.text_encoder.dtype), negative
