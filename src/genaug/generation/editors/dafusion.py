@@ -136,10 +136,10 @@ class DAFusionEditor(Img2ImgEditor):
 
     @classmethod
     def data_needs(cls, config) -> list:
-        """Textual inversion learns each class word from that class's images: :data:`MIN_IMAGES` per class."""
+        """Textual inversion learns each class word from that class's images: one is enough (the paper runs 1-shot)."""
         from genaug.data.needs import DataNeeds
 
-        return [DataNeeds(who="editor dafusion", per_class=MIN_IMAGES, why="textual inversion learns a class word from them")]
+        return [DataNeeds(who="editor dafusion", per_class=1, why="textual inversion learns a class word from them")]
 
     def prepare(self, dataset, config) -> None:
         """Check the classes, then learn the class words or read them back (a dry run reads
