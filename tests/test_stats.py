@@ -97,3 +97,13 @@ def test_measurement_noise_of_the_test_split():
     assert stats.test_standard_error(55.0, 451) == pytest.approx(100 * math.sqrt(0.55 * 0.45 / 451))
     assert stats.test_standard_error(55.0, 451) == pytest.approx(2.343, abs=1e-3)
     assert stats.one_image_points(15) == pytest.approx(6.667, abs=1e-3)
+
+
+def test_seeds_to_resolve_in_a_table_counts_at_the_level_holm_needs():
+    # Two comparisons: a difference resolves for sure once its 1 - 0.05/2 interval excludes zero.
+    first = stats.compare("a", "base", {0: 50.0, 1: 52.0}, {0: 50.0, 1: 50.0})
+    second = stats.compare("b", "base", {0: 50.0, 1: 50.0}, {0: 50.0, 1: 50.0})
+    stats.with_holm([first, second])
+    assert first.seeds_to_resolve == stats.seeds_for_halfwidth([0.0, 2.0], 1.0 - 1e-9, level=1 - 0.05 / 2)
+    assert first.seeds_to_resolve > stats.seeds_to_resolve([0.0, 2.0]) == 11
+    assert second.seeds_to_resolve is None

@@ -517,7 +517,7 @@ def _run_and_print(experiment, out: Path, only, seeds, dry_run: bool, artifacts:
             needed = console.measure(table, options=console.options.update(width=1000)).maximum
             Console(width=max(console.width, needed)).print(table)
     for line in verdict_lines(results):
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     for line in warning_lines(results):
         typer.secho(line, fg=typer.colors.YELLOW, err=True)

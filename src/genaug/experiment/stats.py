@@ -113,7 +113,7 @@ class Comparison:
         adjusted = " (Holm)" if math.isfinite(self.p_holm) else ""
         text = f"{self.label}: {self.interval_text()}, {p}{adjusted}, {self.n} seed{'s' if self.n != 1 else ''}: {self.verdict}"
         if self.verdict == UNRESOLVED and self.seeds_to_resolve is not None:
-            text += f" (about {self.seeds_to_resolve} seeds would resolve a difference this size)"
+            text += f" (about {self.seeds_to_resolve} seeds would resolve a difference this size in this table)"
         elif self.verdict == UNRESOLVED:
             text += " (no difference to resolve at this spread)"
         return text
@@ -252,7 +252,13 @@ def compare(
 
 
 def with_holm(comparisons: list[Comparison], alpha: float = ALPHA) -> list[Comparison]:
-    """Fill in the Holm-adjusted p and the verdict of every comparison of one table."""
+    """Fill in the Holm-adjusted p and the verdict of every comparison of one table.
+
+    ``seeds_to_resolve`` of an unresolved comparison is counted at the level that resolves it
+    whatever the other comparisons do: an interval at ``1 - alpha / m`` (m comparisons) that
+    excludes zero has ``p < alpha / m``, so Holm's adjusted p is below ``alpha``.
+    """
+    family = sum(1 for c in comparisons if math.isfinite(c.p))
     for comparison, adjusted in zip(comparisons, holm([c.p for c in comparisons])):
         comparison.p_holm = adjusted
         if comparison.n < MIN_SEEDS or not math.isfinite(adjusted):
@@ -261,6 +267,9 @@ def with_holm(comparisons: list[Comparison], alpha: float = ALPHA) -> list[Compa
             comparison.verdict = BETTER if comparison.mean > 0 else WORSE
         else:
             comparison.verdict = UNRESOLVED
+        if comparison.verdict in (UNRESOLVED, TOO_FEW):
+            level = 1 - alpha / max(family, 1)
+            comparison.seeds_to_resolve = seeds_to_resolve(comparison.differences, level)
     return comparisons
 
 

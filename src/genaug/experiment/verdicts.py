@@ -67,9 +67,15 @@ def comparisons(results: dict[str, Any], named: list[tuple[str, str]] | None = N
             x, y = per_seed(arms[name], view), per_seed(arms[against], view)
             if not x or not y:
                 continue
+            if is_named and view != "natural" and all(_reused(arms[a], view) for a in (name, against)):
+                continue  # both arms' runs are their natural ones: the natural view already has it
             table.append(stats.compare(name, against, x, y, view=view, test=config.test, level=config.level, named=is_named))
         found += stats.with_holm(table, config.alpha)
     return found
+
+
+def _reused(arm: dict[str, Any], view: str) -> bool:
+    return bool(((arm.get("views") or {}).get(view) or {}).get("reused_natural"))
 
 
 def noise_summary(results: dict[str, Any]) -> dict[str, Any]:
