@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.experiment.runner import TrainJob
 
-__all__ = ["TrainingPool", "train_job"]
+__all__ = ["TrainingPool", "train_job", "launcher_settings", "open_pool"]
 
 
 class TrainingPool:
@@ -89,6 +89,22 @@ class TrainingPool:
             yield
         finally:
             torch.set_num_threads(before)
+
+    def run_stages(self, needed: list, nodes: dict) -> Iterator[tuple[Any, dict | None]]:
+        """Run each stage of ``needed`` in this process, in order: ``(node, None)`` when cached,
+        else ``(node, its record)`` once it has finished (the runner then releases arms)."""
+        from genaug.experiment.stages import run_stage
+
+        for node in needed:
+            if node.is_done():
+                self.echo(f"stage {node.name} ({node.kind}): cached at {node.dir}")
+                yield node, None
+                continue
+            resuming = node.dir.is_dir() and any(node.dir.iterdir())
+            self.echo(f"stage {node.name} ({node.kind}): {'resuming from' if resuming else 'running into'} {node.dir}")
+            with self.sharing_cores():
+                record = run_stage(node, nodes)
+            yield node, record
 
     def poll(self) -> None:
         """Print the runs that finished since the last call (a failed run raises its error)."""
@@ -178,3 +194,18 @@ def train_job(job: "TrainJob", progress: bool) -> dict[str, Any]:
         config = config.model_copy(update={"logging": config.logging.model_copy(update={"progress": False})})
     result = train(config, splits, job.run_dir, synthetic)
     return {"top1": result.test["top1"], "seconds": result.wall_seconds}
+
+
+def launcher_settings(experiment, launcher: str | None = None):
+    """The experiment's ``launcher:`` with ``launcher`` (``--launcher``) as its name when given."""
+    settings = experiment.launcher
+    return settings if launcher is None else settings.model_copy(update={"name": launcher})
+
+
+def open_pool(settings, experiment, out_dir, artifacts, total: int, progress: bool, echo, on_finished, wait: bool = True):
+    """The pool the runner hands stages and runs to: local workers, or Slurm jobs (:mod:`genaug.experiment.slurm`)."""
+    if settings.name == "slurm":
+        from genaug.experiment.slurm import SlurmPool
+
+        return SlurmPool(settings, out_dir, artifacts, experiment.name, total, progress, echo, on_finished, wait=wait)
+    return TrainingPool(experiment.workers, total, progress, echo, on_finished=on_finished)
