@@ -140,6 +140,11 @@ def start_cluster(base: Path) -> dict[str, str]:
     raise SlurmUnavailable(f"the node is not idle after a minute (sinfo: {state!r}); see {base}/slurmctld.log")
 
 
+def running(base: Path) -> bool:
+    """Whether slurmctld and slurmd started under ``base`` are running."""
+    return _alive(base / "slurmctld.pid") and _alive(base / "slurmd.pid")
+
+
 def _alive(pid_file: Path) -> bool:
     try:
         os.kill(int(pid_file.read_text().strip()), 0)

@@ -314,6 +314,8 @@ class SlurmPool:
         self._states: dict[str, str] = {}
         self._durations: list[float] = []
         self._failures: dict[str, list[str]] = {}
+        self._stages_submitted = False
+        self._deferred: list[TrainJob] = []
         self._last_line = ("", 0.0)
         check_shared(settings, self.run_dir, self.artifacts)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -402,7 +404,13 @@ class SlurmPool:
         self._states = self.slurm.states()
 
     def submit(self, jobs: list["TrainJob"]) -> None:
-        """Submit a task per training run (one already queued or running from an earlier ``genaug run`` is followed)."""
+        """Submit a task per training run (one already queued or running from an earlier ``genaug run`` is followed).
+
+        Runs handed in before the stages have been submitted wait for them: the stages are the
+        longer path, so they go into the queue first."""
+        if not self._stages_submitted:
+            self._deferred += jobs
+            return
         if not jobs:
             return
         self._refresh()
@@ -474,6 +482,8 @@ class SlurmPool:
         submitted and the iteration ends.
         """
         waiting: list[StageNode] = []
+        if not any(not node.is_done() for node in needed):
+            self._flush()
         for node in needed:
             if node.is_done():
                 self.echo(f"stage {node.name} ({node.kind}): cached at {node.dir}")
@@ -487,6 +497,7 @@ class SlurmPool:
                 source = nodes[node.input.split("/", 1)[0]] if node.input else None
                 if node.name not in submitted and (source is None or source.is_done()):
                     submitted[node.name] = self._start_stage(node)
+            self._flush()
             for node in list(waiting):
                 if node.name in submitted and self._follow_stage(submitted[node.name]):
                     waiting.remove(node)
@@ -548,8 +559,15 @@ class SlurmPool:
             self._failed(last)
         return False
 
+    def _flush(self) -> None:
+        if not self._stages_submitted:
+            self._stages_submitted = True
+            self.submit(self._deferred)
+            self._deferred = []
+
     def wait(self) -> None:
         """Follow every submitted run until it is done (``--no-wait``: return at once, LeftRunning)."""
+        self._flush()
         if not self.wait_for_jobs:
             raise LeftRunning(self._left_line())
         while self._training:
@@ -645,7 +663,7 @@ def slurm_plan(
         if units[0].kind == "shards":
             lines.append(f"  stage {node.name}: array of {len(units[0].array)} tasks (--shard i/{len(units[0].array)}){after}; "
                          f"then {units[1].name} (afterok on the array)")  # fmt: skip
-            units[1].after = ["<array job id>"]
+            units[1].after = ["afterok:<the array's job id>"]
         else:
             lines.append(f"  stage {node.name}: 1 task{after}")
         scripts += units
