@@ -126,12 +126,17 @@ def slurm_jobs(env: dict) -> list[dict[str, str]]:
     return jobs
 
 
-def submissions(env: dict, prefix: str) -> dict[str, set[str]]:
-    """Job name (without ``prefix``) -> the distinct sbatch submissions (array jobs once) carrying it."""
+def last_job_id(env: dict) -> int:
+    return max((int(job.get("ArrayJobId") or job["JobId"]) for job in slurm_jobs(env)), default=0)
+
+
+def submissions(env: dict, prefix: str, after: int) -> dict[str, set[str]]:
+    """Job name (without ``prefix``) -> the distinct sbatch submissions (array jobs once) carrying
+    it, of the jobs submitted after job id ``after``."""
     found: dict[str, set[str]] = {}
     for job in slurm_jobs(env):
         name = job.get("JobName", "")
-        if name.startswith(prefix):
+        if name.startswith(prefix) and int(job.get("ArrayJobId") or job["JobId"]) > after:
             found.setdefault(name[len(prefix):], set()).add(job.get("ArrayJobId") or job["JobId"])
     return found
 
@@ -160,8 +165,8 @@ def wait_for(condition, timeout: float, what: str, every: float = 0.5):
 def test_quick_demo_through_slurm_equals_local_survives_scancel_and_restart(tmp_path, slurm_env):
     env = slurm_env
     out = tmp_path / "slurm-run"
-    prefix = f"genaug-demo-"
-    before = set(submissions(env, prefix))
+    prefix = "genaug-demo-"
+    before = last_job_id(env)
     # launcher.shared: this one-machine cluster shares /tmp; 2 shards for the generate stage
     args = ["run", str(DEMO), "--quick", "--launcher", "slurm", "--out", str(out),
             "launcher.shared=true", "launcher.array=2", "launcher.poll_seconds=1"]  # fmt: skip
@@ -173,7 +178,7 @@ def test_quick_demo_through_slurm_equals_local_survives_scancel_and_restart(tmp_
             for job in slurm_jobs(env):
                 name = job.get("JobName", "")
                 started = job.get("StartTime", "")
-                if name.startswith(prefix + "train-") and job.get("JobState") == "RUNNING" and name[len(prefix):] not in before:
+                if name.startswith(prefix + "train-") and job.get("JobState") == "RUNNING" and int(job["JobId"]) > before:
                     return job if time.time() - time.mktime(time.strptime(started, "%Y-%m-%dT%H:%M:%S")) >= 4 else None
             return None
 
@@ -205,7 +210,7 @@ def test_quick_demo_through_slurm_equals_local_survives_scancel_and_restart(tmp_
     assert per_seed_top1(out) == per_seed_top1(tmp_path / "local-run")
 
     record = json.loads((out / "slurm" / "jobs.json").read_text(encoding="utf-8"))
-    made = {name: ids for name, ids in submissions(env, prefix).items() if name not in before}
+    made = submissions(env, prefix, before)
     assert set(made) == set(record)  # every recorded unit went through sbatch, nothing else did
     for name, ids in made.items():
         assert len(ids) == (2 if name == killed_unit else 1), (name, ids)
