@@ -141,6 +141,13 @@ def submissions(env: dict, prefix: str, after: int) -> dict[str, set[str]]:
     return found
 
 
+def cancel_since(env: dict, after: int) -> None:
+    ids = [job["JobId"] for job in slurm_jobs(env) if int(job.get("ArrayJobId") or job["JobId"]) > after
+           and job.get("JobState") in ("PENDING", "RUNNING")]  # fmt: skip
+    if ids:
+        subprocess.run(["scancel", *ids], env=env, timeout=60)
+
+
 def per_seed_top1(run_dir: Path) -> dict[tuple[str, str, int], float]:
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     table = {}
@@ -197,6 +204,9 @@ def test_quick_demo_through_slurm_equals_local_survives_scancel_and_restart(tmp_
         # Ctrl-C the driver mid-run; its jobs keep running on the cluster
         driver.send_signal(signal.SIGINT)
         first_output, _ = driver.communicate(timeout=120)
+    except BaseException:
+        cancel_since(env, before)  # leave no jobs of a failed test in the queue
+        raise
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -243,3 +253,43 @@ def test_a_task_that_always_fails_stops_the_run_with_one_line(tmp_path, slurm_en
         last,
     ), last
     assert done.stdout.count("ended without its output; submitting it again (retry 1 of 1)") == 1
+
+
+SDI_SMALL = """
+name: sdi_small
+dataset: {name: pocket_digits, labels_per_class: 10}
+seeds: [0, 1]
+workers: 2
+train: {recipe: pocket, epochs: 3}
+metrics: {enabled: false}
+stages:
+  sdi:
+    kind: sdi
+    train: {epochs: 2}
+    sample: {sampler: gaussian, multiplier: 1}
+    generate: {steps: 4, engine: {batch_size: 25}}
+arms:
+  - {name: baseline}
+  - {name: sdi, data: sdi}
+"""
+
+
+@pytest.mark.slow
+def test_an_sdi_stage_runs_as_prepare_array_and_merge_and_equals_local(tmp_path, slurm_env):
+    config = tmp_path / "sdi_small.yaml"
+    config.write_text(SDI_SMALL, encoding="utf-8")
+    before = last_job_id(slurm_env)
+    out = tmp_path / "slurm-run"
+    done = genaug("run", str(config), "--launcher", "slurm", "--out", str(out), "launcher.array=2",
+                  "launcher.shared=true", "launcher.poll_seconds=1", env=slurm_env)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    local = genaug("run", str(config), "--out", str(tmp_path / "local-run"), env=slurm_env)
+    assert local.returncode == 0, local.stderr[-3000:]
+    assert per_seed_top1(out) == per_seed_top1(tmp_path / "local-run")
+    made = submissions(slurm_env, "genaug-sdi_small-", before)
+    stage = [name for name in made if name.startswith("stage-sdi-")]
+    assert sorted(name.rsplit("-", 1)[1] for name in stage) == ["merge", "prepare", "shards"]
+    array = next(job for job in slurm_jobs(slurm_env) if job.get("JobName", "").endswith("-shards") and int(job["JobId"]) > before)
+    assert sum(1 for job in slurm_jobs(slurm_env) if job.get("ArrayJobId") == array["ArrayJobId"]) == 2
+    record = json.loads(next((out / "artifacts").glob("sdi-*/stage.json")).read_text(encoding="utf-8"))
+    assert record["shards"] == 2 and sum(record["images"].values()) == 100

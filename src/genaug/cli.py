@@ -578,12 +578,15 @@ StageKey = Annotated[str, typer.Argument(help="the stage's key when it was submi
 
 
 @task_app.command("stage")
-def task_stage(run_dir: RunDir, name: StageName, key: StageKey, shard: Shard = None) -> None:
-    """Run a stage of the run folder's experiment (or one shard of a generate stage)."""
+def task_stage(
+    run_dir: RunDir, name: StageName, key: StageKey, shard: Shard = None,
+    prepare: Annotated[bool, typer.Option("--prepare", help="only what runs once before the stage's array (SDI: projector, bank, samples)")] = False,
+) -> None:
+    """Run a stage of the run folder's experiment (or its prepare part, or one shard of its images)."""
     from genaug.experiment.slurm import run_stage_task
 
     _quiet_model_loading()
-    run_stage_task(run_dir, name, key, shard, echo=typer.echo)
+    run_stage_task(run_dir, name, key, shard, prepare, echo=typer.echo)
 
 
 @task_app.command("merge")

@@ -4,8 +4,9 @@ The driver (``genaug run``) keeps the stage graph and the order; the work goes t
 through plain ``sbatch`` / ``squeue`` / ``scancel`` (docs/scale.md says why not submitit):
 
 - a ``generate`` stage becomes a job array of ``launcher.array`` tasks (``genaug task stage
-  ... --shard i/n``) and a merge job (``genaug task merge``) with ``afterok`` on the array;
-  every other stage one task (``genaug task stage``). A stage is submitted once the stage it
+  ... --shard i/n``) and a merge job (``genaug task merge``) with ``afterok`` on the array; an
+  ``sdi`` stage first runs one ``--prepare`` task (embeddings, projector, bank, samples), then
+  its images as the array and the merge (:data:`SHARDED`); every other stage is one task. A stage is submitted once the stage it
   reads has finished, so a failed stage is resubmitted without a broken dependency chain;
 - each training run (arm x seed x view) is one task (``genaug task train``), submitted when
   the stages of its arm are done (the runner decides when, as with local workers).
@@ -125,31 +126,83 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.@-]+", "-", text).strip("-")
 
 
-def is_shardable(node: "StageNode") -> bool:
-    """Whether a stage runs as an array of ``--shard i/n`` tasks (``generate`` stages)."""
-    return node.kind == "generate"
+@dataclass(frozen=True)
+class Sharding:
+    """How a stage kind runs as an array: where its engine's ``shard`` field is, the part it runs
+    once before the array (``prepare(node, nodes)``), and one shard (``make(config, node)`` ->
+    images made)."""
+
+    field: tuple[str, ...]
+    make: Callable[[Any, "StageNode"], int]
+    prepare: Callable[["StageNode", dict], None] | None = None
+
+
+def _make_generate_shard(config: Any, node: "StageNode") -> int:
+    from genaug.generation.stage import earlier_sets, generate
+
+    return generate(config, reuse_from=earlier_sets(node)).made
+
+
+def _prepare_sdi(node: "StageNode", nodes: dict) -> None:
+    from genaug.sdi import build_bank, embed_training_images, sample_features, train_projector
+
+    embed_training_images(node.config)
+    train_projector(node.config)
+    build_bank(node.config)
+    sample_features(node.config)
+
+
+def _make_sdi_shard(config: Any, node: "StageNode") -> int:
+    from genaug.sdi import generate_from_samples
+
+    return generate_from_samples(config).made
+
+
+#: The stage kinds that run as arrays: ``generate`` (the engine's items), ``sdi`` (projector,
+#: bank and samples in one task first, then its images in the array).
+SHARDED = {
+    "generate": Sharding(("engine",), _make_generate_shard),
+    "sdi": Sharding(("generate", "engine"), _make_sdi_shard, _prepare_sdi),
+}
+
+
+def with_shard(config: Any, path: tuple[str, ...], shard: str) -> Any:
+    """``config`` with ``shard`` set at the nested ``path`` (``("generate", "engine")``)."""
+    if not path:
+        return config.model_copy(update={"shard": shard})
+    return config.model_copy(update={path[0]: with_shard(getattr(config, path[0]), path[1:], shard)})
 
 
 def shard_record(run_dir: Path, node: "StageNode", index: int, count: int) -> Path:
-    return run_dir / SLURM_DIR / "shards" / f"{node.dir.name}" / f"shard-{index}-of-{count}.json"
+    return run_dir / SLURM_DIR / "shards" / node.dir.name / f"shard-{index}-of-{count}.json"
+
+
+def prepared_record(run_dir: Path, node: "StageNode") -> Path:
+    return run_dir / SLURM_DIR / "shards" / node.dir.name / "prepared.json"
 
 
 def stage_units(settings: LauncherConfig, run_dir: Path, node: "StageNode") -> list[Unit]:
-    """The array (or single task) of a stage and its merge job."""
+    """What a stage is submitted as, in order: one task; or (a prepare task,) an array of
+    ``launcher.array`` shard tasks and a merge job (afterok on the array)."""
     base = ["task", "stage", str(run_dir), node.name, node.key]
-    if is_shardable(node) and settings.array > 1:
-        count = settings.array
-        shards = Unit(
-            f"stage-{node.name}-{node.key}-shards", "shards", [*base, "--shard", f"${{SLURM_ARRAY_TASK_ID}}/{count}"],
-            done=lambda: all(shard_record(run_dir, node, i, count).is_file() for i in range(count)),
-            array=list(range(count)), count=count, node=node,
-        )  # fmt: skip
-        merge = Unit(
-            f"stage-{node.name}-{node.key}-merge", "merge",
-            ["task", "merge", str(run_dir), node.name, node.key, "--shards", str(count)], done=node.is_done, node=node,
-        )  # fmt: skip
-        return [shards, merge]
-    return [Unit(f"stage-{node.name}-{node.key}", "stage", base, done=node.is_done, node=node)]
+    sharding = SHARDED.get(node.kind)
+    if sharding is None or settings.array < 2:
+        return [Unit(f"stage-{node.name}-{node.key}", "stage", base, done=node.is_done, node=node)]
+    count = settings.array
+    units = []
+    if sharding.prepare is not None:
+        marker = prepared_record(run_dir, node)
+        units.append(Unit(f"stage-{node.name}-{node.key}-prepare", "prepare", [*base, "--prepare"], done=marker.is_file, node=node))
+    units.append(Unit(
+        f"stage-{node.name}-{node.key}-shards", "shards", [*base, "--shard", f"${{SLURM_ARRAY_TASK_ID}}/{count}"],
+        done=lambda: all(shard_record(run_dir, node, i, count).is_file() for i in range(count)),
+        array=list(range(count)), count=count, node=node,
+    ))  # fmt: skip
+    units.append(Unit(
+        f"stage-{node.name}-{node.key}-merge", "merge",
+        ["task", "merge", str(run_dir), node.name, node.key, "--shards", str(count)], done=node.is_done, node=node,
+    ))  # fmt: skip
+    return units
 
 
 def train_unit(run_dir: Path, job: "TrainJob") -> Unit:
@@ -315,6 +368,7 @@ class SlurmPool:
         self._durations: list[float] = []
         self._failures: dict[str, list[str]] = {}
         self._stages_submitted = False
+        self._announced: set[str] = set()
         self._deferred: list[TrainJob] = []
         self._last_line = ("", 0.0)
         check_shared(settings, self.run_dir, self.artifacts)
@@ -482,26 +536,23 @@ class SlurmPool:
         submitted and the iteration ends.
         """
         waiting: list[StageNode] = []
-        if not any(not node.is_done() for node in needed):
-            self._flush()
         for node in needed:
             if node.is_done():
                 self.echo(f"stage {node.name} ({node.kind}): cached at {node.dir}")
                 yield node, None
             else:
                 waiting.append(node)
-        submitted: dict[str, list[Unit]] = {}
+        units = {node.name: stage_units(self.settings, self.run_dir, node) for node in waiting}
+        if not waiting:
+            self._flush()
         while waiting:
             self._refresh()
-            for node in waiting:
-                source = nodes[node.input.split("/", 1)[0]] if node.input else None
-                if node.name not in submitted and (source is None or source.is_done()):
-                    submitted[node.name] = self._start_stage(node)
-            self._flush()
             for node in list(waiting):
-                if node.name in submitted and self._follow_stage(submitted[node.name]):
+                source = nodes[node.input.split("/", 1)[0]] if node.input else None
+                if (source is None or source.is_done()) and self._advance(node, units[node.name]):
                     waiting.remove(node)
                     yield node, node.record()
+            self._flush()
             self._poll_training()
             if not self.wait_for_jobs:
                 return
@@ -509,55 +560,60 @@ class SlurmPool:
                 self._progress_line()
                 self.sleep(self.settings.poll_seconds)
 
-    def _start_stage(self, node: "StageNode") -> list[Unit]:
-        units = stage_units(self.settings, self.run_dir, node)
-        resuming = node.dir.is_dir() and any(node.dir.iterdir())
-        first = units[0]
-        if first.done() and units[-1] is not first:  # every shard made: the merge only
-            units[-1].after = []
-            if not self._live(units[-1]):
-                self._submit(units[-1])
-            return units
-        live = self._live(first)
-        if live:
-            self.echo(f"stage {node.name} ({node.kind}): following job(s) {', '.join(sorted(live))} submitted earlier")
-        else:
-            if first.kind == "shards":
-                to_do = [i for i in range(first.count) if not shard_record(self.run_dir, node, i, first.count).is_file()]
-                first.array = to_do
-            ids = self._submit(first)
-            verb = "resuming from" if resuming else "running into"
-            self.echo(f"stage {node.name} ({node.kind}): {verb} {node.dir} as job {ids[0].split('_')[0]}"
-                      f"{f' ({len(ids)} array tasks)' if first.kind == 'shards' else ''}")  # fmt: skip
-            live = ids
-        if len(units) > 1 and not self._live(units[1]):
-            units[1].after = [f"afterok:{job}" for job in sorted({job.split("_")[0] for job in live})]
-            self._submit(units[1])
-        return units
-
-    def _follow_stage(self, units: list[Unit]) -> bool:
-        """Whether the stage is done; resubmit its failed tasks (module doc)."""
-        last = units[-1]
-        if last.done():
+    def _advance(self, node: "StageNode", units: list[Unit]) -> bool:
+        """Submit what the stage needs next (its first unit not done), or resubmit what failed; whether it is done."""
+        if units[-1].done():
             return True
-        first = units[0]
-        if first.kind == "shards" and not first.done():
-            latest = self._latest_shards(self.record.get(first.name, {"jobs": []}))
-            failed = [job for index, job in sorted(latest.items())
-                      if job not in self._states and not shard_record(self.run_dir, first.node, index, first.count).is_file()]  # fmt: skip
-            if failed:
-                merge = units[1]
-                self.slurm.cancel(self._live(merge))  # its afterok can no longer be met
-                older = sorted({job.split("_")[0] for job in self._live(first)})
-                self._failed(first, failed)
-                newer = sorted({job.split("_")[0] for job in self._live(first)} - set(older))
-                # the arrays still running may hold a failed task too: the merge checks every shard's record
-                merge.after = [f"afterok:{job}" for job in newer] + [f"afterany:{job}" for job in older]
-                self._submit(merge)
-            return False
-        if not self._live(last):
-            self._failed(last)
+        unit = next(unit for unit in units if not unit.done())
+        if unit.kind == "shards":
+            self._advance_shards(node, unit, units[-1])
+        elif not self._live(unit):
+            unit.after = []
+            if self.record.get(unit.name, {}).get("jobs"):  # submitted before, ended without its output
+                self._failed(unit)
+            else:
+                self._announce(node, self._submit(unit))
+        else:
+            self._announce(node, self._live(unit), following=True)
         return False
+
+    def _advance_shards(self, node: "StageNode", shards: Unit, merge: Unit) -> None:
+        """Submit the shards not made and not queued, resubmit the failed ones; keep a merge queued after them."""
+        latest = self._latest_shards(self.record.get(shards.name, {"jobs": []}))
+        missing = [i for i in range(shards.count) if not shard_record(self.run_dir, node, i, shards.count).is_file()]
+        dead = [i for i in missing if latest.get(i) not in self._states]
+        older = sorted({job.split("_")[0] for job in self._live(shards)})
+        if not dead:
+            self._announce(node, self._live(shards), following=True)
+            if not self._live(merge):
+                merge.after = [f"afterok:{job}" for job in older]
+                self._submit(merge)
+            return
+        self.slurm.cancel(self._live(merge))  # its afterok can no longer be met, or it waits for the wrong arrays
+        failed = [latest[i] for i in dead if i in latest]
+        fresh = [i for i in dead if i not in latest]
+        if failed:
+            self._failed(shards, failed)
+        if fresh:
+            shards.array = fresh
+            self._announce(node, self._submit(shards))
+        newer = sorted({job.split("_")[0] for job in self._live(shards)} - set(older))
+        # a task of an older array may have failed too: the merge checks every shard's record
+        merge.after = [f"afterok:{job}" for job in newer] + [f"afterany:{job}" for job in older]
+        self._submit(merge)
+
+    def _announce(self, node: "StageNode", jobs: list[str], following: bool = False) -> None:
+        """The stage's first line in this ``genaug run``: what it runs into, as which jobs."""
+        if node.name in self._announced or not jobs:
+            return
+        self._announced.add(node.name)
+        arrays = sorted({job.split("_")[0] for job in jobs})
+        tasks = f" ({len(jobs)} array task(s))" if any("_" in job for job in jobs) else ""
+        if following:
+            self.echo(f"stage {node.name} ({node.kind}): following job(s) {', '.join(arrays)}{tasks} submitted earlier")
+        else:
+            verb = "resuming from" if node.dir.is_dir() and any(node.dir.iterdir()) else "running into"
+            self.echo(f"stage {node.name} ({node.kind}): {verb} {node.dir} as job(s) {', '.join(arrays)}{tasks}")
 
     def _flush(self) -> None:
         if not self._stages_submitted:
@@ -660,15 +716,18 @@ def slurm_plan(
         units = stage_units(settings, run_dir, node)
         after = f", after stage {node.input.split('/')[0]} has finished" if node.input and node.input.split("/")[0] in {
             n.name for n in todo} else ""  # fmt: skip
-        if units[0].kind == "shards":
-            lines.append(f"  stage {node.name}: array of {len(units[0].array)} tasks (--shard i/{len(units[0].array)}){after}; "
-                         f"then {units[1].name} (afterok on the array)")  # fmt: skip
-            units[1].after = ["afterok:<the array's job id>"]
+        if units[-1].kind == "merge":
+            shards = units[-2]
+            first = f"1 prepare task (--prepare: what runs once before the array){after}; then an array" if len(units) == 3 else "array"
+            lines.append(f"  stage {node.name}: {first} of {shards.count} tasks (--shard i/{shards.count})"
+                         f"{after if len(units) == 2 else ''}; then {units[-1].name} (afterok on the array)")  # fmt: skip
+            units[-1].after = ["afterok:<the array's job id>"]
         else:
             lines.append(f"  stage {node.name}: 1 task{after}")
         scripts += units
     runs = [job for job in jobs if not job.done]
-    lines.append(f"  training: {len(runs)} task(s), one per arm x seed x view, each submitted when its arm's stages have finished")
+    lines.append(f"  training: {len(runs)} task(s), one per arm x seed x view, each submitted when its arm's stages have finished "
+                 "(a matched run whose natural run already makes the matched steps is not)")
     for job in runs:
         unit = train_unit(run_dir, job)
         lines.append(f"    {unit.name}")
@@ -717,31 +776,44 @@ def _task_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def run_stage_task(run_dir: Path, name: str, key: str, shard: str | None = None, echo=print) -> None:
-    """``genaug task stage``: the whole stage (its record written), or one ``i/n`` shard of a ``generate`` stage."""
+def run_stage_task(run_dir: Path, name: str, key: str, shard: str | None = None, prepare: bool = False, echo=print) -> None:
+    """``genaug task stage``: the whole stage (its record written); with ``prepare``, the part of a
+    sharded stage that runs once before its array (SDI's projector, bank and samples); with
+    ``shard`` (``i/n``), one shard of its images."""
+    from genaug.files import write_json_atomic
+
     nodes, node = _task_graph(run_dir, name, key)
     with _task_threads():
-        if shard is None:
+        if shard is None and not prepare:
             from genaug.experiment.stages import run_stage
 
             record = run_stage(node, nodes)
             echo(f"stage {name}: {sum(record['images'].values())} images in {record['seconds']:.1f} s")
             return
-        from genaug.files import write_json_atomic
+        sharding = SHARDED.get(node.kind)
+        if sharding is None:
+            raise SlurmError(f"stage {name}: a {node.kind} stage does not run in shards")
+        node.dir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        if prepare:
+            if sharding.prepare is not None:
+                sharding.prepare(node, nodes)
+            seconds = time.perf_counter() - started
+            marker = prepared_record(Path(run_dir), node)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(marker, {"seconds": seconds})
+            echo(f"stage {name}: prepared in {seconds:.1f} s")
+            return
         from genaug.generation.runtime import parse_shard
-        from genaug.generation.stage import earlier_sets, generate
 
         parsed = parse_shard(shard)
         index, count = parsed.rank, parsed.world
-        config = node.config.model_copy(update={"engine": node.config.engine.model_copy(update={"shard": f"{index}/{count}"})})
-        node.dir.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        report = generate(config, reuse_from=earlier_sets(node))
+        made = sharding.make(with_shard(node.config, sharding.field, f"{index}/{count}"), node)
         seconds = time.perf_counter() - started
         record = shard_record(Path(run_dir), node, index, count)
         record.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(record, {"made": report.made, "seconds": seconds})
-        echo(f"stage {name} shard {index}/{count}: {report.made} images in {seconds:.1f} s")
+        write_json_atomic(record, {"made": made, "seconds": seconds})
+        echo(f"stage {name} shard {index}/{count}: {made} images in {seconds:.1f} s")
 
 
 def run_merge_task(run_dir: Path, name: str, key: str, shards: int, echo=print) -> None:
@@ -760,7 +832,9 @@ def run_merge_task(run_dir: Path, name: str, key: str, shards: int, echo=print) 
     with _task_threads():
         record = run_stage(node, nodes)
     made = [json.loads(path.read_text(encoding="utf-8")) for path in parts]
-    seconds = sum(part["seconds"] for part in made) + record["seconds"]
+    prepared = prepared_record(Path(run_dir), node)
+    before = json.loads(prepared.read_text(encoding="utf-8"))["seconds"] if prepared.is_file() else 0.0
+    seconds = before + sum(part["seconds"] for part in made) + record["seconds"]
     total = sum(part["made"] for part in made) + record["made"]
     record.update(made=total, seconds=seconds, shards=shards, images_per_second=total / seconds if seconds > 0 and total else None)
     write_json_atomic(node.record_path, record)
