@@ -293,3 +293,23 @@ def test_an_sdi_stage_runs_as_prepare_array_and_merge_and_equals_local(tmp_path,
     assert sum(1 for job in slurm_jobs(slurm_env) if job.get("ArrayJobId") == array["ArrayJobId"]) == 2
     record = json.loads(next((out / "artifacts").glob("sdi-*/stage.json")).read_text(encoding="utf-8"))
     assert record["shards"] == 2 and sum(record["images"].values()) == 100
+
+
+@pytest.mark.slow
+def test_no_wait_submits_and_exits_and_a_second_run_submits_only_what_is_missing(tmp_path, slurm_env):
+    before = last_job_id(slurm_env)
+    out = tmp_path / "run"
+    args = ["run", str(DEMO), "--quick", "--only", "baseline", "--launcher", "slurm", "--out", str(out),
+            "launcher.shared=true", "launcher.poll_seconds=1"]  # fmt: skip
+    first = genaug(*args, "--no-wait", env=slurm_env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "submitted: " in first.stdout and "run the same command again" in first.stdout
+    assert not (out / "results.json").exists()
+    record = json.loads((out / "slurm" / "jobs.json").read_text(encoding="utf-8"))
+    assert sorted(name.split("-seed-")[0] for name in record) == ["train-baseline", "train-baseline", "train-baseline-matched",
+                                                                  "train-baseline-matched"]  # fmt: skip
+    second = genaug(*args, env=slurm_env)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert (out / "results.json").is_file()
+    made = submissions(slurm_env, "genaug-demo-", before)
+    assert set(made) == set(record) and all(len(ids) == 1 for ids in made.values()), made

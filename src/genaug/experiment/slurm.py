@@ -369,6 +369,7 @@ class SlurmPool:
         self._failures: dict[str, list[str]] = {}
         self._stages_submitted = False
         self._announced: set[str] = set()
+        self._stages_left = 0  # --no-wait: stages not finished when run_stages returned
         self._deferred: list[TrainJob] = []
         self._last_line = ("", 0.0)
         check_shared(settings, self.run_dir, self.artifacts)
@@ -555,6 +556,7 @@ class SlurmPool:
             self._flush()
             self._poll_training()
             if not self.wait_for_jobs:
+                self._stages_left = len(waiting)
                 return
             if waiting:
                 self._progress_line()
@@ -624,7 +626,7 @@ class SlurmPool:
     def wait(self) -> None:
         """Follow every submitted run until it is done (``--no-wait``: return at once, LeftRunning)."""
         self._flush()
-        if not self.wait_for_jobs:
+        if not self.wait_for_jobs and (self._training or self._stages_left):
             raise LeftRunning(self._left_line())
         while self._training:
             self.poll()
