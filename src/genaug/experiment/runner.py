@@ -45,6 +45,7 @@ from genaug.experiment.graph import StageNode, build_graph, dataset_identity, up
 from genaug.experiment.schedule import TrainingPool, launcher_settings, open_pool
 from genaug.experiment.seeds import next_round, stop_reasons
 from genaug.experiment.set_metrics import add_set_metrics, judge_arm, measure_sets
+from genaug.experiment.stages import run_stage
 from genaug.files import display_path, write_json_atomic, write_text_atomic
 from genaug.warn import WARNINGS_LOG, record_warnings, shown_warnings
 
@@ -219,7 +220,7 @@ def run_experiment(
     settings = launcher_settings(experiment, launcher)
     with open_pool(settings, experiment, out_dir, artifacts, len(todo) + len(matched_todo), progress, echo, early_metrics, wait) as pool:
         release(pool)
-        for node, record in pool.run_stages(needed, nodes):  # in graph order here, as they finish on Slurm
+        for node, record in pool.run_stages(needed, nodes, run_stage):  # in graph order here, as they finish on Slurm
             if record is None:  # cached
                 continue
             ran.add(node.name)

@@ -90,11 +90,10 @@ class TrainingPool:
         finally:
             torch.set_num_threads(before)
 
-    def run_stages(self, needed: list, nodes: dict) -> Iterator[tuple[Any, dict | None]]:
-        """Run each stage of ``needed`` in this process, in order: ``(node, None)`` when cached,
-        else ``(node, its record)`` once it has finished (the runner then releases arms)."""
-        from genaug.experiment.stages import run_stage
-
+    def run_stages(self, needed: list, nodes: dict, run_stage: Callable) -> Iterator[tuple[Any, dict | None]]:
+        """Run each stage of ``needed`` in this process with ``run_stage(node, nodes)``, in order:
+        ``(node, None)`` when cached, else ``(node, its record)`` once it has finished (the
+        runner then releases arms)."""
         for node in needed:
             if node.is_done():
                 self.echo(f"stage {node.name} ({node.kind}): cached at {node.dir}")

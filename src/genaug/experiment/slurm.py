@@ -529,8 +529,11 @@ class SlurmPool:
         )
         self._submit(unit, jobs)
 
-    def run_stages(self, needed: list["StageNode"], nodes: dict[str, "StageNode"]) -> Iterator[tuple["StageNode", dict | None]]:
-        """Each stage of ``needed`` as it finishes: ``(node, None)`` when cached, else ``(node, its record)``.
+    def run_stages(
+        self, needed: list["StageNode"], nodes: dict[str, "StageNode"], run_stage: Callable | None = None
+    ) -> Iterator[tuple["StageNode", dict | None]]:
+        """Each stage of ``needed`` as it finishes: ``(node, None)`` when cached, else ``(node, its
+        record)``. ``run_stage`` is not used: the stages run as jobs (:func:`run_stage_task`).
 
         A stage is submitted once the stage it reads is done; while stages run, finished
         training runs are counted (:meth:`poll`). With ``--no-wait`` the ready stages are
