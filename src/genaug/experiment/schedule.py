@@ -15,6 +15,8 @@ rest. ``on_finished`` is called in this process after each run finishes (the run
 the set metrics there as soon as their judge exists). A failing run or stage, or Ctrl-C,
 ends the workers at once; every run resumes from its checkpoint on the next ``genaug run``.
 With ``workers: 1`` everything runs in this process: the stages first, then the runs.
+With ``launcher: slurm`` the runner gets a :class:`genaug.experiment.slurm.SlurmPool`
+instead (:func:`open_pool`): the same interface, the stages and runs as Slurm jobs.
 """
 
 from __future__ import annotations
