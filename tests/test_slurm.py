@@ -58,6 +58,25 @@ def test_dry_run_prints_arrays_dependencies_and_every_script(tmp_path):
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
 
 
+def test_dry_run_prices_each_task_from_the_cost_table(tmp_path):
+    done = genaug("run", str(ROOT / "configs" / "cub_sdi.yaml"), "--dry-run", "--launcher", "slurm", "launcher.array=16",
+                  "--out", str(tmp_path / "run"))  # fmt: skip
+    out = done.stdout
+    table = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("  ") and len(line.split()) == 11}
+    a100 = {name: float(cells[9]) for name, cells in table.items()}  # the cost table's "h A100" column
+
+    def per_task(pattern: str) -> float:
+        found = re.search(pattern + r".*?\[~(\d+\.\d\d) A100-h, \d+\.\d\d V100-h per task\]", out)
+        assert found, pattern
+        return float(found.group(1))
+
+    assert per_task(r"stage sdi: then an array of 16 tasks") == pytest.approx(a100["sdi/generate"] / 16, abs=0.006)
+    prepare = a100["sdi/embed"] + a100["sdi/latents"] + a100["sdi/train"]
+    assert per_task(r"stage sdi: 1 prepare task") == pytest.approx(prepare, abs=0.02)
+    assert per_task(r"stage txt2img: array of 16 tasks") == pytest.approx(a100["txt2img"] / 16, abs=0.006)
+    assert per_task(r"train-sdi_unfiltered-seed-0-\w+") == pytest.approx(a100["train:sdi_unfiltered"] / 3, abs=0.006)
+
+
 def test_run_under_tmp_stops_before_submitting_with_one_line(tmp_path):
     run_dir = Path(tempfile.gettempdir()) / f"genaug-slurm-check-{os.getpid()}"
     done = genaug("run", str(DEMO), "--quick", "--launcher", "slurm", "--out", str(run_dir), "--only", "baseline")

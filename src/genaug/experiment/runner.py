@@ -167,7 +167,7 @@ def run_experiment(
             from genaug.experiment.slurm import slurm_plan
 
             matched = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds, identity, view="matched")
-            echo(slurm_plan(launcher_settings(experiment, launcher), experiment.name, needed, jobs + matched, out_dir))
+            echo(slurm_plan(launcher_settings(experiment, launcher), experiment, needed, jobs + matched, out_dir, [arm.name for arm in arms], seeds))
         checked.raise_problems()
         return None
     checked.raise_problems()

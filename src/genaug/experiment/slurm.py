@@ -708,10 +708,47 @@ def write_launch(folder: Path, artifacts: Path) -> None:
 # ---------------------------------------------------------------------------- dry run
 
 
+def task_costs(experiment: Any, settings: LauncherConfig, arms: list[str], seeds: list[int]) -> dict[str, float]:
+    """FLOPs of one task of each job, from the dry run's estimate (:func:`genaug.rehearsal.cost.estimate_experiment`):
+    ``<stage>`` (a single task), ``<stage>/prepare``, ``<stage>/shard`` (the array's images over
+    ``launcher.array``), ``train:<arm>`` (one seed). Empty when there is no estimate (e.g. pocket models)."""
+    from genaug.rehearsal.cost import estimate_experiment
+
+    try:
+        estimate = estimate_experiment(experiment, seeds=seeds, arms=arms)
+    except (ValueError, OSError):
+        return {}
+    costs: dict[str, float] = {}
+    for row in estimate["rows"]:
+        name = row["stage"]
+        if row["kind"] == "train":
+            costs[name] = row["flops"] / max(1, len(seeds))
+        elif row["kind"] in SHARDED and settings.array > 1:
+            sharded = row["part"] in (None, "generate")
+            key = f"{name}/shard" if sharded else f"{name}/prepare"
+            costs[key] = costs.get(key, 0.0) + (row["flops"] / settings.array if sharded else row["flops"])
+        else:
+            costs[name] = costs.get(name, 0.0) + row["flops"]
+    return costs
+
+
+def cost_text(flops: float | None) -> str:
+    """`` [~0.07 A100-h, 0.18 V100-h per task]`` (FLOPs at the assumed share of each GPU's peak)."""
+    if flops is None:
+        return ""
+    from genaug.rehearsal.cost import GPU_EFFICIENCY, GPU_PEAKS
+
+    hours = {gpu: flops / (GPU_PEAKS[gpu] * 1e12 * GPU_EFFICIENCY) / 3600 for gpu in ("A100", "V100")}
+    return f" [~{hours['A100']:.2f} A100-h, {hours['V100']:.2f} V100-h per task]"
+
+
 def slurm_plan(
-    settings: LauncherConfig, experiment: str, needed: list["StageNode"], jobs: list["TrainJob"], run_dir: Path
+    settings: LauncherConfig, experiment: Any, needed: list["StageNode"], jobs: list["TrainJob"], run_dir: Path,
+    arms: list[str] | None = None, seeds: list[int] | None = None,
 ) -> str:
-    """The jobs ``--launcher slurm`` would submit (arrays, sizes, dependencies) and each sbatch script."""
+    """The jobs ``--launcher slurm`` would submit (arrays, sizes, dependencies, the estimated cost
+    of a task) and each sbatch script."""
+    costs = task_costs(experiment, settings, arms or [arm.name for arm in experiment.arms], seeds or list(experiment.seeds))
     lines = [f"slurm jobs (partition {settings.partition or 'default'}, {settings.cpus_per_task} CPU(s)"
              f"{f', {settings.gpus_per_task} GPU(s)' if settings.gpus_per_task else ''} per task, "
              f"retries {settings.retries}):"]  # fmt: skip
@@ -723,23 +760,26 @@ def slurm_plan(
             n.name for n in todo} else ""  # fmt: skip
         if units[-1].kind == "merge":
             shards = units[-2]
-            first = f"1 prepare task (--prepare: what runs once before the array){after}; then an array" if len(units) == 3 else "array"
-            lines.append(f"  stage {node.name}: {first} of {shards.count} tasks (--shard i/{shards.count})"
-                         f"{after if len(units) == 2 else ''}; then {units[-1].name} (afterok on the array)")  # fmt: skip
+            if len(units) == 3:
+                lines.append(f"  stage {node.name}: 1 prepare task (--prepare: what runs once before the array){after}"
+                             f"{cost_text(costs.get(f'{node.name}/prepare'))}")  # fmt: skip
+            lines.append(f"  stage {node.name}: {'then an ' if len(units) == 3 else ''}array of {shards.count} tasks "
+                         f"(--shard i/{shards.count}){after if len(units) == 2 else ''}{cost_text(costs.get(f'{node.name}/shard'))}; "
+                         f"then {units[-1].name} (afterok on the array)")  # fmt: skip
             units[-1].after = ["afterok:<the array's job id>"]
         else:
-            lines.append(f"  stage {node.name}: 1 task{after}")
+            lines.append(f"  stage {node.name}: 1 task{after}{cost_text(costs.get(node.name))}")
         scripts += units
     runs = [job for job in jobs if not job.done]
     lines.append(f"  training: {len(runs)} task(s), one per arm x seed x view, each submitted when its arm's stages have finished "
                  "(a matched run whose natural run already makes the matched steps is not)")
     for job in runs:
         unit = train_unit(run_dir, job)
-        lines.append(f"    {unit.name}")
+        lines.append(f"    {unit.name}{cost_text(costs.get(f'train:{job.arm}'))}")
         scripts.append(unit)
     for unit in scripts:
         lines.append(f"--- {run_dir / SLURM_DIR / 'scripts' / (unit.name + '.sbatch')}")
-        lines.append(sbatch_script(settings, run_dir, experiment, unit).rstrip())
+        lines.append(sbatch_script(settings, run_dir, experiment.name, unit).rstrip())
     return "\n".join(lines)
 
 
