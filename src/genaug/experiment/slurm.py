@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import hashlib
 import json
 import os
 import re
@@ -899,7 +898,3 @@ def run_train_task(spec_path: Path, echo=print) -> None:
     )  # fmt: skip
     summary = train_job(job, False)
     echo(f"trained {job.arm} seed {job.seed} ({job.view}): test top-1 {summary['top1']:.2f} % in {summary['seconds']:.0f} s")
-
-
-def unit_digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
