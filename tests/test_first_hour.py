@@ -182,7 +182,7 @@ arms:
         (("epochs: 2", "epcohs: 2"), [],
          "in mine.yaml: train.epcohs: unknown key 'epcohs'; did you mean 'epochs'? (allowed: augmentation, batch_size,"),
         (None, ["seed=3"],
-         "on the command line: seed: unknown key 'seed'; did you mean 'seeds'? (allowed: arms, baseline, budget, compare, compute, dataset, metrics, name, seed_rule, seeds, stages, stats, train, workers)"),
+         "on the command line: seed: unknown key 'seed'; did you mean 'seeds'? (allowed: arms, baseline, budget, compare, compute, dataset, launcher, metrics, name, seed_rule, seeds, stages, stats, train, workers)"),
         (("{name: baseline}", "{name: baseline, train: {lrr: 0.1}}"), [],
          "in mine.yaml: arms[0].train.lrr: unknown key 'lrr'; did you mean 'lr'?"),
         (("prompts: diffusemix", "prompts: diffusemix, regim: all"), [],

@@ -36,7 +36,7 @@ Shard = Annotated[
 USER_ERRORS = (
     ("genaug.config", "ConfigError"), ("genaug.data.base", "DatasetError"), ("genaug.manifest", "ManifestError"),
     ("genaug.manifest", "StorageError"), ("genaug.memory", "DoesNotFitError"), ("genaug.training.checkpoint", "UntrustedFileError"),
-    ("genaug.experiment.budget", "BudgetError"),
+    ("genaug.experiment.budget", "BudgetError"), ("genaug.experiment.slurm", "SlurmError"),
 )  # fmt: skip
 
 
@@ -438,17 +438,25 @@ def run(
     rehearse_: Annotated[
         bool, typer.Option("--rehearse", help="run every stage on stand-ins of the models at real shapes (genaug rehearse)")
     ] = False,
+    launcher: Annotated[
+        Optional[str], typer.Option("--launcher", help="local (this machine, the default) or slurm (jobs; the file's launcher: section)")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="--no-wait: submit the Slurm jobs that are ready and exit")] = True,
 ) -> None:
     """Run an experiment: stages, every arm x seed, results table and HTML report."""
     from genaug.experiment import load_experiment
 
     experiment = load_experiment(config, overrides, quick=quick)
     _check_only(experiment, only)
+    if launcher not in (None, "local", "slurm"):
+        from genaug.config import ConfigError
+
+        raise ConfigError(f"on the command line: --launcher must be local or slurm, got {launcher!r}")
     _quiet_model_loading()
     if rehearse_:
         _rehearse(experiment, out, steps=1, flops=True)
         return
-    _run_and_print(experiment, out or Path("runs") / experiment.name, only, _parse_seeds(seeds), dry_run, artifacts)
+    _run_and_print(experiment, out or Path("runs") / experiment.name, only, _parse_seeds(seeds), dry_run, artifacts, launcher, wait)
 
 
 def _check_only(experiment, only: list[str] | None) -> None:
@@ -498,12 +506,23 @@ def _parse_seeds(text: str | None) -> list[int] | None:
         raise ConfigError(f"on the command line: --seeds must be comma-separated integers, got {text!r}") from None
 
 
-def _run_and_print(experiment, out: Path, only, seeds, dry_run: bool, artifacts: Path | None) -> None:
+def _run_and_print(
+    experiment, out: Path, only, seeds, dry_run: bool, artifacts: Path | None, launcher: str | None = None, wait: bool = True
+) -> None:
     from rich.console import Console
 
     from genaug.experiment import results_table, run_experiment
 
-    results = run_experiment(experiment, out, artifacts=artifacts, only=only, seeds=seeds, dry_run=dry_run, echo=typer.echo)
+    try:
+        results = run_experiment(experiment, out, artifacts=artifacts, only=only, seeds=seeds, dry_run=dry_run,
+                                 echo=typer.echo, launcher=launcher, wait=wait)  # fmt: skip
+    except Exception as error:
+        from genaug.experiment.slurm import LeftRunning
+
+        if not isinstance(error, LeftRunning):
+            raise
+        typer.echo(str(error))
+        return
     if results is None:
         return
     from genaug.experiment.runner import metrics_table, verdict_lines, warning_lines
@@ -547,6 +566,46 @@ def demo(
     _quiet_model_loading()
     experiment = load_experiment(packaged_config("demo.yaml"), quick=quick)
     _run_and_print(experiment, out or Path("runs") / ("demo-quick" if quick else "demo"), None, None, dry_run, None)
+
+
+# ------------------------------------------------------------------------ Slurm tasks
+
+task_app = typer.Typer(no_args_is_help=True, hidden=True, help="What one Slurm task of `genaug run --launcher slurm` runs.")
+app.add_typer(task_app, name="task")
+RunDir = Annotated[Path, typer.Argument(help="the run folder (its experiment.yaml and slurm/launch.json)")]
+StageName = Annotated[str, typer.Argument(help="the stage's name in the experiment")]
+StageKey = Annotated[str, typer.Argument(help="the stage's key when it was submitted (checked)")]
+
+
+@task_app.command("stage")
+def task_stage(
+    run_dir: RunDir, name: StageName, key: StageKey, shard: Shard = None,
+    prepare: Annotated[bool, typer.Option("--prepare", help="only what runs once before the stage's array (SDI: projector, bank, samples)")] = False,
+) -> None:
+    """Run a stage of the run folder's experiment (or its prepare part, or one shard of its images)."""
+    from genaug.experiment.slurm import run_stage_task
+
+    _quiet_model_loading()
+    run_stage_task(run_dir, name, key, shard, prepare, echo=typer.echo)
+
+
+@task_app.command("merge")
+def task_merge(
+    run_dir: RunDir, name: StageName, key: StageKey, shards: Annotated[int, typer.Option(help="the stage's shard count")] = 1
+) -> None:
+    """Merge the shards of a generate stage and record the stage."""
+    from genaug.experiment.slurm import run_merge_task
+
+    _quiet_model_loading()
+    run_merge_task(run_dir, name, key, shards, echo=typer.echo)
+
+
+@task_app.command("train")
+def task_train(spec: Annotated[Path, typer.Argument(help="slurm/specs/<run>.json of the run folder")]) -> None:
+    """Train one arm x seed of an experiment."""
+    from genaug.experiment.slurm import run_train_task
+
+    run_train_task(spec, echo=typer.echo)
 
 
 # ------------------------------------------------------------------------ benchmarks

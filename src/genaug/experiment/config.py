@@ -67,6 +67,7 @@ from genaug.experiment.budget import BudgetConfig
 from genaug.experiment.compute import ComputeConfig
 from genaug.experiment.seeds import SeedRule
 from genaug.experiment.set_metrics import MetricsConfig
+from genaug.experiment.slurm import LauncherConfig
 from genaug.experiment.verdicts import StatsConfig
 
 __all__ = [
@@ -165,6 +166,8 @@ class ExperimentConfig(StrictModel):
     compare: list[tuple[str, str]] = Field(default_factory=list)
     #: How differences are tested (:mod:`genaug.experiment.verdicts`).
     stats: StatsConfig = Field(default_factory=StatsConfig)
+    #: Where the work runs: this machine (``local``) or Slurm jobs (:mod:`genaug.experiment.slurm`).
+    launcher: LauncherConfig = Field(default_factory=LauncherConfig)
     #: Where the experiment was read from (file, overrides), to name the source of later errors.
     _source: str | None = PrivateAttr(default=None)
     _overrides: list[str] = PrivateAttr(default_factory=list)

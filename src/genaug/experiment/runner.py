@@ -42,7 +42,7 @@ from genaug.experiment.checks import preflight
 from genaug.experiment.compute import natural_steps
 from genaug.experiment.config import ArmConfig, ExperimentConfig, train_config
 from genaug.experiment.graph import StageNode, build_graph, dataset_identity, upstream
-from genaug.experiment.schedule import TrainingPool
+from genaug.experiment.schedule import TrainingPool, launcher_settings, open_pool
 from genaug.experiment.seeds import next_round, stop_reasons
 from genaug.experiment.set_metrics import add_set_metrics, judge_arm, measure_sets
 from genaug.experiment.stages import run_stage
@@ -117,12 +117,16 @@ def run_experiment(
     report: bool = True,
     progress: bool = True,
     echo=print,
+    launcher: str | None = None,
+    wait: bool = True,
 ) -> dict[str, Any] | None:
     """Run ``experiment`` into ``out_dir`` (module doc); return the results (None for a dry run).
 
     ``only``: arms to run (the table still lists every arm that has finished runs);
     ``seeds``: replaces the experiment's seeds; ``artifacts``: the stage-output folder
-    (default ``out_dir/artifacts``; point several runs at one to share sets).
+    (default ``out_dir/artifacts``; point several runs at one to share sets); ``launcher``:
+    ``local`` or ``slurm``, replacing the file's ``launcher.name``; ``wait`` False: submit the
+    Slurm jobs that are ready and raise :class:`genaug.experiment.slurm.LeftRunning`.
     """
     out_dir = Path(out_dir)
     artifacts = Path(artifacts) if artifacts is not None else out_dir / "artifacts"
@@ -159,6 +163,11 @@ def run_experiment(
         from genaug.rehearsal.cost import plan_cost_text
 
         echo(plan_cost_text(experiment, [arm.name for arm in arms], seeds))
+        if launcher_settings(experiment, launcher).name == "slurm":
+            from genaug.experiment.slurm import slurm_plan
+
+            matched = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds, identity, view="matched")
+            echo(slurm_plan(launcher_settings(experiment, launcher), experiment, needed, jobs + matched, out_dir, [arm.name for arm in arms], seeds))
         checked.raise_problems()
         return None
     checked.raise_problems()
@@ -209,16 +218,12 @@ def run_experiment(
 
     ran: set[str] = set()
     rounds: list[dict[str, Any]] = []
-    with TrainingPool(experiment.workers, len(todo) + len(matched_todo), progress, echo, on_finished=early_metrics) as pool:
+    settings = launcher_settings(experiment, launcher)
+    with open_pool(settings, experiment, out_dir, artifacts, len(todo) + len(matched_todo), progress, echo, early_metrics, wait) as pool:
         release(pool)
-        for node in needed:
-            if node.is_done():
-                echo(f"stage {node.name} ({node.kind}): cached at {node.dir}")
+        for node, record in pool.run_stages(needed, nodes, run_stage):  # in graph order here, as they finish on Slurm
+            if record is None:  # cached
                 continue
-            resuming = node.dir.is_dir() and any(node.dir.iterdir())
-            echo(f"stage {node.name} ({node.kind}): {'resuming from' if resuming else 'running into'} {node.dir}")
-            with pool.sharing_cores():
-                record = run_stage(node, nodes)
             ran.add(node.name)
             echo(f"stage {node.name}: {sum(record['images'].values())} images in {record['seconds']:.1f} s")
             pool.poll()

@@ -17,6 +17,8 @@ after each run finishes (the runner computes the set metrics there as soon as th
 exists). A failing run or stage, or Ctrl-C,
 ends the workers at once; every run resumes from its checkpoint on the next ``genaug run``.
 With ``workers: 1`` everything runs in this process: the stages first, then the runs.
+With ``launcher: slurm`` the runner gets a :class:`genaug.experiment.slurm.SlurmPool`
+instead (:func:`open_pool`): the same interface, the stages and runs as Slurm jobs.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.experiment.runner import TrainJob
 
-__all__ = ["TrainingPool", "train_job"]
+__all__ = ["TrainingPool", "train_job", "launcher_settings", "open_pool"]
 
 
 class TrainingPool:
@@ -91,6 +93,21 @@ class TrainingPool:
             yield
         finally:
             torch.set_num_threads(before)
+
+    def run_stages(self, needed: list, nodes: dict, run_stage: Callable) -> Iterator[tuple[Any, dict | None]]:
+        """Run each stage of ``needed`` in this process with ``run_stage(node, nodes)``, in order:
+        ``(node, None)`` when cached, else ``(node, its record)`` once it has finished (the
+        runner then releases arms)."""
+        for node in needed:
+            if node.is_done():
+                self.echo(f"stage {node.name} ({node.kind}): cached at {node.dir}")
+                yield node, None
+                continue
+            resuming = node.dir.is_dir() and any(node.dir.iterdir())
+            self.echo(f"stage {node.name} ({node.kind}): {'resuming from' if resuming else 'running into'} {node.dir}")
+            with self.sharing_cores():
+                record = run_stage(node, nodes)
+            yield node, record
 
     def poll(self) -> None:
         """Print the runs that finished since the last call (a failed run raises its error)."""
@@ -218,3 +235,18 @@ def train_job(job: "TrainJob", progress: bool) -> dict[str, Any]:
         config = config.model_copy(update={"logging": config.logging.model_copy(update={"progress": False})})
     result = train(config, splits, job.run_dir, synthetic)
     return {"top1": result.test["top1"], "seconds": result.wall_seconds}
+
+
+def launcher_settings(experiment, launcher: str | None = None):
+    """The experiment's ``launcher:`` with ``launcher`` (``--launcher``) as its name when given."""
+    settings = experiment.launcher
+    return settings if launcher is None else settings.model_copy(update={"name": launcher})
+
+
+def open_pool(settings, experiment, out_dir, artifacts, total: int, progress: bool, echo, on_finished, wait: bool = True):
+    """The pool the runner hands stages and runs to: local workers, or Slurm jobs (:mod:`genaug.experiment.slurm`)."""
+    if settings.name == "slurm":
+        from genaug.experiment.slurm import SlurmPool
+
+        return SlurmPool(settings, out_dir, artifacts, experiment.name, total, progress, echo, on_finished, wait=wait)
+    return TrainingPool(experiment.workers, total, progress, echo, on_finished=on_finished)
