@@ -28,6 +28,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -626,11 +627,11 @@ def verdict_lines(results: dict[str, Any]) -> list[str]:
         lines.append(f"seeds: {arm}: {reason}")
     noise = results.get("noise")
     if noise and noise.get("test_images"):
-        lines.append(
-            f"test split: {noise['test_images']} images (one image = {noise['one_image_points']:.2f} points; "
-            f"binomial SE at the baseline's mean {noise['test_se_at_baseline']:.1f} points; "
-            f"median seed sd {noise['median_seed_sd']:.1f} points)"
-        )
+        parts = [f"one image = {noise['one_image_points']:.2f} points"]
+        for key, label in (("test_se_at_baseline", "binomial SE at the baseline's mean"), ("median_seed_sd", "median seed sd")):
+            if isinstance(noise.get(key), (int, float)) and math.isfinite(noise[key]):
+                parts.append(f"{label} {noise[key]:.1f} points")
+        lines.append(f"test split: {noise['test_images']} images ({'; '.join(parts)})")
     if results.get("headline"):
         lines.append(f"verdict: {results['headline']}")
     return lines

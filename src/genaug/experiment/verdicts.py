@@ -86,12 +86,13 @@ def noise_summary(results: dict[str, Any]) -> dict[str, Any]:
     baseline = next((arm for arm in arms if arm["name"] == results.get("baseline")), arms[0] if arms else None)
     level = baseline["top1_mean"] if baseline else math.nan
     spreads = sorted(arm["top1_std"] for arm in arms if len(arm.get("runs", [])) > 1)
-    return {
+    summary = {
         "test_images": n_test,
         "one_image_points": stats.one_image_points(n_test),
         "test_se_at_baseline": stats.test_standard_error(level, n_test) if math.isfinite(level) else math.nan,
         "median_seed_sd": spreads[len(spreads) // 2] if spreads else math.nan,
     }
+    return {key: None if isinstance(value, float) and not math.isfinite(value) else value for key, value in summary.items()}
 
 
 def headline(results: dict[str, Any]) -> str:

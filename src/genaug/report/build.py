@@ -244,10 +244,23 @@ def verdict_section(run: RunFolder, figures_dir: Path) -> dict[str, Any] | None:
                     for c in sorted(against, key=lambda c: (views.index(c["view"]), order.index(c["arm"]) if c["arm"] in order else 0))],
         "rounds": rounds,
         "stops": [f"{arm}: {reason}" for arm, reason in (run.results.get("seed_stops") or {}).items()],
-        "noise": noise if noise.get("test_images") else None,
+        "noise": noise_sentence(noise),
         "test": run.results.get("stats", {}).get("test", "t"),
         "alpha": run.results.get("stats", {}).get("alpha", 0.05),
     }  # fmt: skip
+
+
+def noise_sentence(noise: dict[str, Any]) -> str | None:
+    """The test split's own noise beside the seed spread, in one sentence (None without a test count)."""
+    if not noise.get("test_images"):
+        return None
+    text = (f"Test split: {noise['test_images']} images, so one image moves top-1 by "
+            f"{_number(noise.get('one_image_points'))} points")  # fmt: skip
+    if _finite(noise.get("test_se_at_baseline")):
+        text += f"; the binomial standard error of one run at the baseline's mean is {noise['test_se_at_baseline']:.1f} points"
+    if _finite(noise.get("median_seed_sd")):
+        text += f", beside a median seed standard deviation of {noise['median_seed_sd']:.1f} points"
+    return text + "."
 
 
 def warning_list(run: RunFolder) -> list[str]:

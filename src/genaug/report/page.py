@@ -107,10 +107,7 @@ TEMPLATE = """<!DOCTYPE html>
   <ul class="sentences">{% for item in verdicts.sentences %}<li class="{{ item.verdict | replace(' ', '-') }}">{{ item.view }}: {{ item.text }}</li>{% endfor %}</ul>{% endif %}
   <h3>Every arm against the baseline</h3>
   <ul class="sentences">{% for item in verdicts.against %}<li class="{{ item.verdict | replace(' ', '-') }}">{{ item.view }}: {{ item.text }}</li>{% endfor %}</ul>
-  {% if verdicts.noise %}<p class="note">Test split: {{ verdicts.noise.test_images }} images, so one image moves top-1 by
-  {{ '%.2f' | format(verdicts.noise.one_image_points) }} points; the binomial standard error of one run at the baseline's mean is
-  {{ '%.1f' | format(verdicts.noise.test_se_at_baseline) }} points, beside a median seed standard deviation of
-  {{ '%.1f' | format(verdicts.noise.median_seed_sd) }} points.</p>{% endif %}
+  {% if verdicts.noise %}<p class="note">{{ verdicts.noise }}</p>{% endif %}
   {% if verdicts.rounds or verdicts.stops %}<h3>Seeds</h3>
   <ul class="sentences">{% for line in verdicts.rounds %}<li>{{ line }}</li>{% endfor %}{% for line in verdicts.stops %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}
 </section>
