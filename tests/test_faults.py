@@ -1,6 +1,6 @@
 """Kill -9 at seeded random moments during every resumable stage, rerun, compare with an uninterrupted run.
 
-DESIGN.md 7: a stage killed at any moment and run again ends with the same artifacts as
+docs/reliability.md: a stage killed at any moment and run again ends with the same artifacts as
 a run that was never interrupted. Each test runs a stage once without interruption, then
 kills it at least ten times at random moments (during start-up, mid-batch, mid-write,
 mid-checkpoint), runs it to completion and compares: image hashes, manifests (same ids,

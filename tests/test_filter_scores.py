@@ -1,4 +1,4 @@
-"""The filters' math (METHODS.md 5.5, 2.1): exact verdicts on small inputs."""
+"""The filters' math (docs/methods/filters.md, 2.1): exact verdicts on small inputs."""
 
 from __future__ import annotations
 

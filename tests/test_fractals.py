@@ -1,4 +1,4 @@
-"""Fractal blending and the generated fractal bank (METHODS.md 2.3)."""
+"""Fractal blending and the generated fractal bank (docs/methods/diffusemix.md)."""
 
 
 import numpy as np

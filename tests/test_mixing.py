@@ -1,4 +1,4 @@
-"""Feathered halves and random rectangles (METHODS.md 2.2)."""
+"""Feathered halves and random rectangles (docs/methods/diffusemix.md)."""
 
 import numpy as np
 import pytest

@@ -36,7 +36,7 @@ def test_unknown_model_names_the_known_ones():
 @pytest.mark.parametrize(
     "name, num_classes, expected",
     [
-        ("preactresnet18", 100, 11_217_316),  # METHODS.md 1.1
+        ("preactresnet18", 100, 11_217_316),  # docs/methods/training-recipes.md
         ("preactresnet34", 100, 21_325_476),
         ("wrn28_10", 100, 36_536_884),  # 36,479,194 at 10 classes, as Zagoruyko & Komodakis report
         ("wrn28_2", 100, 1_479_220),

@@ -1,4 +1,4 @@
-"""Data policies (METHODS.md 1.3): how many real and synthetic samples each epoch uses, and which."""
+"""Data policies (docs/methods/progressive-scheduling.md): how many real and synthetic samples each epoch uses, and which."""
 
 from __future__ import annotations
 

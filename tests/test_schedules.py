@@ -1,4 +1,4 @@
-"""rho(t) schedules of the curriculum policy (METHODS.md 1.3)."""
+"""rho(t) schedules of the curriculum policy (docs/methods/progressive-scheduling.md)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The projector and the slot conditioning (METHODS.md 5.1)."""
+"""The projector and the slot conditioning (docs/methods/sdi.md)."""
 
 from __future__ import annotations
 

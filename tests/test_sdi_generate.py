@@ -1,4 +1,4 @@
-"""Generation from sampled features (METHODS.md 5.4) and the whole SDI arm on tiny models."""
+"""Generation from sampled features (docs/methods/sdi.md) and the whole SDI arm on tiny models."""
 
 from __future__ import annotations
 

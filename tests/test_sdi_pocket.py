@@ -1,4 +1,4 @@
-"""SDI on the trained pocket world (DESIGN.md 3): the projector learns, and the images it
+"""SDI on the trained pocket world (docs/getting-started.md): the projector learns, and the images it
 conditions are of the sampled features' class.
 
 Skipped until the pocket models are built (``genaug pocket build``). The class-fidelity

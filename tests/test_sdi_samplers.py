@@ -1,4 +1,4 @@
-"""Per-class samplers (METHODS.md 5.3): statistics, rank deficiency, seeds, the sampling stage."""
+"""Per-class samplers (docs/methods/sdi.md): statistics, rank deficiency, seeds, the sampling stage."""
 
 from __future__ import annotations
 

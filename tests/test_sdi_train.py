@@ -1,4 +1,4 @@
-"""Projector training (METHODS.md 5.1): frozen SD, caches, loss, checkpoints, resume, presets."""
+"""Projector training (docs/methods/sdi.md): frozen SD, caches, loss, checkpoints, resume, presets."""
 
 from __future__ import annotations
 

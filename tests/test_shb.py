@@ -1,4 +1,4 @@
-"""The model-free parts of semantic hybrid blending (METHODS.md 3)."""
+"""The model-free parts of semantic hybrid blending (docs/methods/semantic-hybrid-blending.md)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Recipes, LR schedules, losses and metrics of genaug.training (METHODS.md 1)."""
+"""Recipes, LR schedules, losses and metrics of genaug.training (docs/methods/training-recipes.md)."""
 
 import math
 

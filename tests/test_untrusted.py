@@ -1,7 +1,7 @@
 """Untrusted files: a pickle planted where weights are expected is refused without running.
 
 A pickle can run any code when it is loaded. genaug reads weights only through
-safetensors or ``torch.load(weights_only=True)`` (DESIGN.md 7), so a planted pickle is an
+safetensors or ``torch.load(weights_only=True)`` (docs/reliability.md), so a planted pickle is an
 error, not an exploit. Every payload here writes a marker file when unpickled; each test
 first proves that an unsafe load would run it, then that genaug's load refuses it and the
 marker never appears.

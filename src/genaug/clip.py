@@ -282,7 +282,7 @@ class Clip:
 
 
 def patch_starts(size: int, patch_size: int, stride: int) -> list[int]:
-    """Patch start offsets along one axis (METHODS.md 3): ``n = max(1, (size - P) // stride + 1)``
+    """Patch start offsets along one axis (docs/methods/semantic-hybrid-blending.md): ``n = max(1, (size - P) // stride + 1)``
     patches at ``i * stride``, the last one clamped to end at the edge, so no row or column
     is left out of every patch. A patch at least as large as the axis is the whole axis.
 

@@ -1,6 +1,6 @@
 """Synthetic sets: ``images/<class>/<id>.png`` plus ``manifest.jsonl``, one record per image.
 
-The manifest is the truth about a set (DESIGN.md 4). A record is appended, flushed and
+The manifest is the truth about a set (docs/manifest.md). A record is appended, flushed and
 fsynced only after its image is on disk under its final name, so a killed run never
 leaves a record without its image; a torn last line (killed mid-write) is ignored on read
 and cut off before the next append. Reading never depends on directory names.
@@ -67,7 +67,7 @@ def storage_errors(set_dir: str | Path):
 
 @dataclass
 class SampleRecord:
-    """One synthetic image (DESIGN.md 4.1)."""
+    """One synthetic image (docs/manifest.md)."""
 
     id: str
     path: str

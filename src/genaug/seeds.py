@@ -1,7 +1,7 @@
 """Seed derivation by hashing: the one source of every seed genaug derives from another.
 
 A derived seed is a function of ``(seed, names...)`` only, so it does not depend on the
-order work is done in, on batches, shards or resumes (DESIGN.md 4.2):
+order work is done in, on batches, shards or resumes (docs/manifest.md):
 ``blake2b("<seed>/<part>/<part>...")`` (8 bytes) read as an integer, top 63 bits kept
 (fits ``torch.Generator.manual_seed``, numpy and JSON integers without sign games).
 

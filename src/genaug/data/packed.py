@@ -1,6 +1,6 @@
 """The packed uint8 cache: a whole split as one (N, 3, S, S) uint8 tensor, decoded once.
 
-Training reads batches straight out of this tensor (DESIGN.md 6: packed uint8 tensors
+Training reads batches straight out of this tensor (benchmarks/RESULTS.md: packed uint8 tensors
 instead of decoding files every epoch). Array-backed datasets (pocket digits, CIFAR,
 ``.npz``) convert cheaply and are not cached. Datasets of files are decoded once with
 :func:`genaug.data.images.load_rgb` (which also validates them: scanning only checked

@@ -1,16 +1,16 @@
 """A synthetic set read as a training split: the kept records' images, labels and sources.
 
-A synthetic set is a folder with ``images/`` and ``manifest.jsonl`` (DESIGN.md 4.1); the
+A synthetic set is a folder with ``images/`` and ``manifest.jsonl`` (docs/manifest.md); the
 manifest is the truth, so nothing here depends on folder or file names. The result is a
 :class:`SyntheticSet`, a :class:`~genaug.data.base.RealDataset` of image files that also
 keeps every record's ``source_ids``: the trainer uses them to pair a synthetic image
 with the real image it was made from (the curriculum and synthetic-probability data
-policies replace a real sample by one made from it, METHODS.md 1.3), and any soft label a
+policies replace a real sample by one made from it, docs/methods/progressive-scheduling.md), and any soft label a
 record gives (``params.soft_label``: ``classes`` and ``weights``), which training uses as
 that image's target distribution.
 
 Images keep their own size on disk; packing (``genaug.data.pack_images``) resizes them
-to the recipe's ``image_size`` before they meet its transforms (METHODS.md 1.1: the
+to the recipe's ``image_size`` before they meet its transforms (docs/methods/training-recipes.md: the
 reference fed larger synthetic images into the 32 px CIFAR pipeline).
 """
 

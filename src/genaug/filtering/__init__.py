@@ -1,6 +1,6 @@
-"""Filtering synthetic sets: scorers and filters that mark, never delete (METHODS.md 5.5, 2.1).
+"""Filtering synthetic sets: scorers and filters that mark, never delete (docs/methods/filters.md, diffusemix.md).
 
-- :func:`clip_rank_filter` - SDI's per-class top ``keep_ratio`` by CLIP score (DESIGN.md 4.3);
+- :func:`clip_rank_filter` - SDI's per-class top ``keep_ratio`` by CLIP score (docs/README.md);
 - :func:`filter_set` - the ``filter`` stage: a configured list of filters applied in order
   to a set; scores go into ``record.scores``, the verdict into ``record.kept``;
 - the filter registry (:func:`filter_names`, :func:`register_filter`): ``frames``,

@@ -1,4 +1,4 @@
-"""The ``filter`` stage's config (:class:`FilterConfig`; METHODS.md 5.5) and its registration
+"""The ``filter`` stage's config (:class:`FilterConfig`; docs/methods/filters.md) and its registration
 as a stage kind: a list of registered filters (:data:`genaug.filtering.registry.FILTERS`)
 applied in order to a copy of any synthetic set.
 """
@@ -18,7 +18,7 @@ __all__ = ["FilterConfig"]
 
 
 class FilterConfig(StrictModel):
-    """The ``filter`` stage (METHODS.md 5.5); ``genaug.filtering.filter_set``.
+    """The ``filter`` stage (docs/methods/filters.md); ``genaug.filtering.filter_set``.
 
     ``filters`` are applied in order, each to the records the previous ones kept: a list of
     ``{"name": <filter>, <parameter>: <value>, ...}`` with names from

@@ -1,4 +1,4 @@
-"""The filters (METHODS.md 5.5, 2.1): frames, clip_rank, clip_posneg, classifier, dedupe.
+"""The filters (docs/methods/filters.md, diffusemix.md): frames, clip_rank, clip_posneg, classifier, dedupe.
 
 Each one scores records (columns that go into ``record.scores``) and decides among the
 records still kept; none deletes a file.
@@ -76,7 +76,7 @@ class ClipRankParams(_Params):
 
 
 def clip_rank_filter(records, scores, keep_ratio: float = 0.5) -> np.ndarray:
-    """SDI's filter (METHODS.md 5.5): per class, keep the ``floor(n * keep_ratio)`` records with
+    """SDI's filter (docs/methods/filters.md): per class, keep the ``floor(n * keep_ratio)`` records with
     the highest ``scores`` (one per record, e.g. CLIP similarity to "a photo of a {class}").
 
     Returns the keep mask (True = keep), aligned with ``records``; classes are the records'

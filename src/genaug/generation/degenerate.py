@@ -1,4 +1,4 @@
-"""Degenerate outputs: images that are (almost) all black or all white (METHODS.md 2.1).
+"""Degenerate outputs: images that are (almost) all black or all white (docs/methods/diffusemix.md).
 
 A pixel is black when every channel is <= :data:`BLACK_LEVEL` and white when every channel
 is >= :data:`WHITE_LEVEL`; an image is degenerate when more than :data:`MAX_FRACTION` of its

@@ -1,6 +1,6 @@
 """The generation engine: work items -> batches -> images and records in a synthetic set.
 
-``run_job`` reads as the procedure of DESIGN.md 4.2:
+``run_job`` reads as the procedure of docs/manifest.md:
 
 1. plan batches: the job's items, in order, cut into batches of ``batch_size``. The plan
    is a pure function of the job, so every run, resume and shard computes every image in
@@ -379,7 +379,7 @@ def make_record(
     extra_params: dict[str, Any] | None,
     input_key: str | None = None,
 ) -> SampleRecord:
-    """The manifest record of one made image (DESIGN.md 4.1); ``input_key``, when the job
+    """The manifest record of one made image (docs/manifest.md); ``input_key``, when the job
     knows its items' sources, goes into ``params`` (incremental passes reuse by it).
 
     ``item.extra["params"]`` (an item's own settings, e.g. its strength) override the

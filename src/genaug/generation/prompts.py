@@ -1,4 +1,4 @@
-"""Prompt lists and the prompt regimes of the DiffuseMix study (METHODS.md 2.1).
+"""Prompt lists and the prompt regimes of the DiffuseMix study (docs/methods/diffusemix.md).
 
 The study's question is prompt diversity: one fixed prompt for every image (``single``),
 one random prompt per image (``random``), or every prompt for every image (``all``, the

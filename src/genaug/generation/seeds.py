@@ -2,7 +2,7 @@
 
 A work item's seed is :func:`genaug.seeds.derive_seed` of (experiment seed, item id,
 attempt), so it does not depend on the order items are made in, on the batch they fall
-in, or on the shard that makes them (DESIGN.md 4.2). ``attempt`` counts regenerations of a
+in, or on the shard that makes them (docs/manifest.md). ``attempt`` counts regenerations of a
 rejected (degenerate) output: attempt 0 is the item's own seed, attempt k its k-th
 replacement.
 """

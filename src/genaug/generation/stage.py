@@ -1,4 +1,4 @@
-"""The ``generate`` stage of every editor (DiffuseMix's edits, METHODS.md 2.1, and any
+"""The ``generate`` stage of every editor (DiffuseMix's edits, docs/methods/diffusemix.md, and any
 registered editor): make images from every training image, or per class.
 
 ``generate`` reads as the method: load the real training set, pick the editor and the

@@ -1,4 +1,4 @@
-"""Concatenating an original image with its edit (METHODS.md 2.2).
+"""Concatenating an original image with its edit (docs/methods/diffusemix.md).
 
 Two ways to put an original and its edited counterpart in one picture:
 

@@ -20,7 +20,7 @@ __all__ = ["FractalBankConfig", "ShbConfig", "MixConfig"]
 
 
 class FractalBankConfig(StrictModel):
-    """A fractal bank (METHODS.md 2.3): ``count`` seeded IFS fractals of side ``size``, or a folder of images."""
+    """A fractal bank (docs/methods/diffusemix.md): ``count`` seeded IFS fractals of side ``size``, or a folder of images."""
 
     count: int = 256
     size: int = 64
@@ -35,7 +35,7 @@ class FractalBankConfig(StrictModel):
 
 
 class ShbConfig(StrictModel):
-    """Semantic hybrid blending in the ``mix`` stage (METHODS.md 3; ``genaug.mixing.semantic_hybrid_blend``).
+    """Semantic hybrid blending in the ``mix`` stage (docs/methods/semantic-hybrid-blending.md; ``genaug.mixing.semantic_hybrid_blend``).
 
     ``patch`` / ``stride`` in pixels of the original image; None scales them with the image
     (``genaug.mixing.scale_patch``: 32 / 16 from 64 px up, half the image below; a
@@ -47,7 +47,7 @@ class ShbConfig(StrictModel):
     at once (None: about 20 MB of preprocessed pixels, 34 patches at 224 px).
     ``heatmaps`` also saves each pair's similarity map as ``heatmaps/<id>.png`` in the set
     (grey levels = normalised similarity), referenced from the record. ``size`` runs SHB at
-    that side length instead of the original's (METHODS.md 3: at the generation resolution,
+    that side length instead of the original's (docs/methods/semantic-hybrid-blending.md: at the generation resolution,
     e.g. 256 for CIFAR edits made at 256 px, where a 32 px patch grid is more than 1x1): the
     original is upsampled and the edit resized from its own file to ``size`` x ``size``, and
     the output set holds images of that size (training resizes them to its recipe's size).

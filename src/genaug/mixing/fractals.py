@@ -1,4 +1,4 @@
-"""Fractal blending and genaug's own fractal bank (METHODS.md 2.3).
+"""Fractal blending and genaug's own fractal bank (docs/methods/diffusemix.md).
 
 The reference downloads a set of fractal images; genaug renders its own, FractalDB-style:
 each fractal is the attractor of a random iterated function system (IFS) of 2-4

@@ -1,4 +1,4 @@
-"""Online batch mixers: mixup, manifold mixup, CutMix, PuzzleMix, fractal (METHODS.md 4, 2.4).
+"""Online batch mixers: mixup, manifold mixup, CutMix, PuzzleMix, fractal (docs/methods/online-mixing.md).
 
 A mixer is called inside the training loop with the model, a normalised float batch
 ``images`` (N, C, H, W), soft one-hot ``targets`` (N, K), the loss and a
@@ -286,7 +286,7 @@ class PuzzleMix:
 
 
 class FractalMix:
-    """Online fractal mixing (METHODS.md 2.4): ``x' = l * fractal + (1 - l) * x``, l ~ U(low, high).
+    """Online fractal mixing (docs/methods/online-mixing.md): ``x' = l * fractal + (1 - l) * x``, l ~ U(low, high).
 
     One fractal drawn uniformly from the bank per sample, resized (bilinear, antialiased)
     to the batch's image size and normalised with ``mean``/``std`` exactly like the

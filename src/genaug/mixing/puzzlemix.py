@@ -1,4 +1,4 @@
-"""PuzzleMix (Kim et al. 2020): saliency-guided optimal masks and block transport (METHODS.md 4).
+"""PuzzleMix (Kim et al. 2020): saliency-guided optimal masks and block transport (docs/methods/online-mixing.md).
 
 For a batch x, a permutation ``perm`` and a prior ratio ``lam``, each sample i is mixed
 with its partner x[perm[i]] on a B x B block grid (B drawn from {2, 4, 8, 16}):

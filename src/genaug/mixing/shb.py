@@ -1,4 +1,4 @@
-"""CLIP-guided semantic hybrid blending (SHB, METHODS.md 3).
+"""CLIP-guided semantic hybrid blending (SHB, docs/methods/semantic-hybrid-blending.md).
 
 SHB scores patches of a generated image against the class text with CLIP, and brings
 back from the original the ``percentile`` % of pixels least like the class. The module
@@ -241,7 +241,7 @@ def semantic_hybrid_blend(
     batch_size: int | None = None,
     return_heatmaps: bool = False,
 ) -> HybridBlend:
-    """SHB of N (original, generated) pairs (METHODS.md 3), all patches scored in large batches.
+    """SHB of N (original, generated) pairs (docs/methods/semantic-hybrid-blending.md), all patches scored in large batches.
 
     ``originals`` (N, 3, H, W) and ``generated`` (N, 3, h, w), both uint8 or both float in
     [0, 1]; ``class_names``: one per pair. ``patch`` and ``stride`` default to

@@ -1,4 +1,4 @@
-"""The DiffuseMix ``mix`` stage (METHODS.md 2.2, 2.3): combine generated images with their sources.
+"""The DiffuseMix ``mix`` stage (docs/methods/diffusemix.md): combine generated images with their sources.
 
 ``mix`` reads as the method: read the generated set, find each record's real source image
 by id, resize the generated image to the original's size, and write one new set per mixing
@@ -8,7 +8,7 @@ method, each record pointing to both sources (``source_ids = [real id, generated
 - ``rect``: random rectangles of the edit pasted on the original, realised coverage recorded;
 - ``fractal``: a fractal from the bank blended in with alpha 0.2 (into the feathered
   concatenation, as DiffuseMix does, or into the generated image alone), index recorded;
-- ``shb``: CLIP-guided semantic hybrid blending (METHODS.md 3), every patch of a batch of
+- ``shb``: CLIP-guided semantic hybrid blending (docs/methods/semantic-hybrid-blending.md), every patch of a batch of
   pairs scored through CLIP at once; the realised replaced fraction and the SHB parameters
   recorded, and optionally the similarity map saved as ``heatmaps/<id>.png``.
 

@@ -1,4 +1,4 @@
-"""Classifiers and the ``create_model`` registry (DESIGN.md 4.3; METHODS.md 1.1, 1.2).
+"""Classifiers and the ``create_model`` registry (docs/README.md; docs/methods/training-recipes.md).
 
 >>> model = create_model("preactresnet18", num_classes=100)
 >>> list_models("wrn*")

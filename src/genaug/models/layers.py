@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-#: Where a model can mix: 0 = the input, 1 = after stage 1, 2 = after stage 2 (METHODS.md 4).
+#: Where a model can mix: 0 = the input, 1 = after stage 1, 2 = after stage 2 (docs/methods/online-mixing.md).
 MANIFOLD_MIX_LAYERS = (0, 1, 2)
 
 #: Scaled channel counts never drop below this, so tiny widths still train.

@@ -1,4 +1,4 @@
-"""PreActResNet for 32x32-class inputs (METHODS.md 1.1), the DiffuseMix study's classifier.
+"""PreActResNet for 32x32-class inputs (docs/methods/training-recipes.md), the DiffuseMix study's classifier.
 
 CIFAR stem (3x3 conv, 64 channels, stride 1, no max-pool); four stages of pre-activation
 blocks with 64/128/256/512 channels and strides 1/2/2/2; **no** final BN-ReLU (as in the

@@ -1,4 +1,4 @@
-"""torchvision's ResNet-50, from scratch with a new classifier (METHODS.md 1.2, SDI's recipe).
+"""torchvision's ResNet-50, from scratch with a new classifier (docs/methods/training-recipes.md, SDI's recipe).
 
 At ``width=1`` and three input channels the model *is* torchvision's
 ``resnet50(weights=None, num_classes=...)``: the same modules, state-dict keys,

@@ -1,4 +1,4 @@
-"""Wide ResNet WRN-d-k for 32x32-class inputs (Zagoruyko & Komodakis 2016; METHODS.md 1.1).
+"""Wide ResNet WRN-d-k for 32x32-class inputs (Zagoruyko & Komodakis 2016; docs/methods/training-recipes.md).
 
 Depth d = 6n + 4 (WRN-28: n = 4 blocks per stage); a 3x3 stem with 16 channels; three
 stages of pre-activation blocks with 16k/32k/64k channels and strides 1/2/2, dropout

@@ -29,7 +29,7 @@ _PRETOKENIZE = regex.compile(
     regex.IGNORECASE,
 )
 
-#: Prompts that later stages send to the text encoder verbatim (METHODS.md 2, 3, 5).
+#: Prompts that later stages send to the text encoder verbatim (docs/methods/diffusemix.md, 3, 5).
 METHOD_PROMPTS: tuple[str, ...] = (
     "a high quality photo of a class.",
     "monochrome, lowres, bad anatomy, worst quality, low quality",

@@ -3,7 +3,7 @@
 FLOPs per item are **counted**, not guessed: each model of a stage is built on the meta
 device from its config (no weights, no memory) and run once under
 ``torch.utils.flop_counter.FlopCounterMode`` at the stage's real shapes; the item's FLOPs
-are then the stage's recipe of calls (METHODS.md):
+are then the stage's recipe of calls (docs/methods/):
 
 - ``generate``: ``steps`` UNet calls on ``cfg`` latents (instruct 3: text, image and no
   guidance; txt2img / img2img 2 with guidance > 1), one VAE encode of the source (editors

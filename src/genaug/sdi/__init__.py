@@ -1,4 +1,4 @@
-"""SDI, semantic distribution infilling (METHODS.md 5).
+"""SDI, semantic distribution infilling (docs/methods/sdi.md).
 
 The stages, each reading one :class:`genaug.config.SdiConfig` (``genaug sdi <stage>``):
 

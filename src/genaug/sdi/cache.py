@@ -1,4 +1,4 @@
-"""What projector training computes once instead of every step (DESIGN.md 6, METHODS.md 5.1).
+"""What projector training computes once instead of every step (benchmarks/RESULTS.md, docs/methods/sdi.md).
 
 The VAE, the text encoder and the prompt are frozen, so their outputs never change:
 

@@ -1,9 +1,9 @@
-"""SDI's conditioning (METHODS.md 5.1): one projected image token in a fixed prompt's slot.
+"""SDI's conditioning (docs/methods/sdi.md): one projected image token in a fixed prompt's slot.
 
 Not IP-Adapter attention: the fixed prompt "a high quality photo of a class." goes through
 Stable Diffusion's own text encoder once; in its final ``last_hidden_state`` (L x D) the
 row of the token "class" is overwritten with the projector's output. The UNet's ordinary
-cross-attention reads the result. Generation (METHODS.md 5.4) builds the positive context
+cross-attention reads the result. Generation (docs/methods/sdi.md) builds the positive context
 the same way from a sampled vector and uses the plain text-encoder output of
 :data:`NEGATIVE_PROMPT` as the negative context; the class name is never in any prompt.
 """

@@ -1,5 +1,5 @@
 """The SDI stage's configs (:class:`SdiConfig` and its ``train``, ``sample``, ``generate``
-blocks; METHODS.md 5) and its registration as a stage kind.
+blocks; docs/methods/sdi.md) and its registration as a stage kind.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ SdiPool = Literal["train", "pretrain"]
 
 
 class ProjectorTrainConfig(StrictModel):
-    """Projector training (METHODS.md 5.1); ``genaug.sdi.train.train_projector``.
+    """Projector training (docs/methods/sdi.md); ``genaug.sdi.train.train_projector``.
 
     Fields left at None take the preset's value (``genaug.sdi.presets.SDI_PRESETS``):
     ``sd15`` is the reference (hidden 1024, global batch 64, 100 epochs, 512 px, AdamW
@@ -80,7 +80,7 @@ class ProjectorTrainConfig(StrictModel):
 
 
 class SdiSampleConfig(StrictModel):
-    """Sampling new features per class (METHODS.md 5.3); ``genaug.sdi.sample.sample_features``.
+    """Sampling new features per class (docs/methods/sdi.md); ``genaug.sdi.sample.sample_features``.
 
     ``sampler``: a registered sampler (``genaug.sdi.sampler_names()``: gaussian, gmm-2,
     gmm-3, gmm-5, shrinkage) with ``sampler_kwargs``. ``multiplier``: samples per class =
@@ -106,7 +106,7 @@ class SdiSampleConfig(StrictModel):
 
 
 class SdiGenerateConfig(StrictModel):
-    """Images from sampled features (METHODS.md 5.4); ``genaug.sdi.generate.generate_from_samples``.
+    """Images from sampled features (docs/methods/sdi.md); ``genaug.sdi.generate.generate_from_samples``.
 
     DDIM (clip_sample false, set_alpha_to_one false, steps_offset 1), ``steps`` 50, ``eta``
     0, ``guidance_scale`` 2.0; ``size`` None = the model's native resolution (512 for SD
@@ -141,7 +141,7 @@ class SdiGenerateConfig(StrictModel):
 
 
 class SdiConfig(StrictModel):
-    """One SDI arm: every ``genaug sdi`` stage reads this config (METHODS.md 5).
+    """One SDI arm: every ``genaug sdi`` stage reads this config (docs/methods/sdi.md).
 
     ``work_dir`` holds what the stages write: ``embeds/<pool>.safetensors`` (CLIP
     image_embeds), ``projector/`` (weights, checkpoint, caches, log), ``bank.safetensors``

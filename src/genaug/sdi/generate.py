@@ -1,4 +1,4 @@
-"""Step 5 of SDI: images from sampled features, through the generation engine (METHODS.md 5.4).
+"""Step 5 of SDI: images from sampled features, through the generation engine (docs/methods/sdi.md).
 
 :func:`generate_from_samples` reads as the method: read the sampled vectors, plan one work
 item per vector (stable id = the sample's id, seed derived from it), and let the engine
@@ -87,7 +87,7 @@ class SdiRenderer(Editor):
             self.model.location, revision=self.model.revision, dtype=self.dtype, safety_checker=None,
             requires_safety_checker=False, use_safetensors=True, **extra,
         )
-        # METHODS.md 5.4: DDIM on the model's betas, with SD's flags set explicitly.
+        # docs/methods/sdi.md: DDIM on the model's betas, with SD's flags set explicitly.
         pipeline.scheduler = DDIMScheduler.from_config(
             pipeline.scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1
         )

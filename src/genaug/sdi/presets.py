@@ -1,4 +1,4 @@
-"""Projector-training presets (METHODS.md 5.1) and the reference sample multipliers (5.3).
+"""Projector-training presets (docs/methods/sdi.md) and the reference sample multipliers (5.3).
 
 ``sd15`` is the reference setting. ``pocket`` scales it to the pocket world: 16 px images
 (the pocket VAE's input), hidden 256 (pocket CLIP and the pocket UNet's cross-attention
@@ -37,7 +37,7 @@ SDI_PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: Samples per class = multiplier x N_c (METHODS.md 5.3), by dataset name. The reference's
+#: Samples per class = multiplier x N_c (docs/methods/sdi.md), by dataset name. The reference's
 #: values, plus genaug's choice for the pocket digits (not a reference number).
 REFERENCE_MULTIPLIERS: dict[str, int] = {
     "cub200": 40,

@@ -1,4 +1,4 @@
-"""SDI's projector (METHODS.md 5.1): CLIP image_embeds -> one token of SD's text context.
+"""SDI's projector (docs/methods/sdi.md): CLIP image_embeds -> one token of SD's text context.
 
 ``Linear(d_clip, hidden) - ReLU - Linear(hidden, cross_attention_dim)``, no normalisation.
 At real scale (768, 1024, 768) it has 1,574,656 parameters; the pocket world scales it to

@@ -1,4 +1,4 @@
-"""Steps 3 and 4 of SDI: the feature bank and new features sampled per class (METHODS.md 5.2, 5.3).
+"""Steps 3 and 4 of SDI: the feature bank and new features sampled per class (docs/methods/sdi.md).
 
 - :func:`build_bank`: ``projector(CLIP image_embeds)`` of every training image, grouped by
   class, written to ``<work_dir>/bank.safetensors``.

@@ -1,4 +1,4 @@
-"""Per-class distributions over projected features, and sampling from them (METHODS.md 5.3).
+"""Per-class distributions over projected features, and sampling from them (docs/methods/sdi.md).
 
 ``fit_sampler(features, kind)`` fits one class's features (N_c, D) and returns an object
 whose ``sample(n, seed)`` draws ``n`` new vectors (float64, (n, D)); the same ``seed``

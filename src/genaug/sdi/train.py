@@ -1,4 +1,4 @@
-"""Step 2 of SDI: train the projector against frozen Stable Diffusion (METHODS.md 5.1).
+"""Step 2 of SDI: train the projector against frozen Stable Diffusion (docs/methods/sdi.md).
 
 :func:`train_projector` reads as the method:
 

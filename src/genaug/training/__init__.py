@@ -1,6 +1,6 @@
 """Classifier training: recipes, the packed input pipeline, data policies, checkpoints, DDP.
 
-``train(config, splits, out_dir, synthetic=None)`` runs one recipe (METHODS.md 1) and
+``train(config, splits, out_dir, synthetic=None)`` runs one recipe (docs/methods/training-recipes.md) and
 returns a :class:`RunResult`; ``resolve_recipe(config)`` shows the fully specified config
 a preset plus overrides amounts to.
 """

@@ -27,7 +27,7 @@ Triple = tuple[float, float, float]
 
 
 class AugmentationConfig(StrictModel):
-    """The train-time input pipeline (METHODS.md 1.1 / 1.2), applied batched on tensors.
+    """The train-time input pipeline (docs/methods/training-recipes.md / 1.2), applied batched on tensors.
 
     Images are packed once at ``image_size`` x ``image_size`` (resized if they differ);
     training takes a random ``crop`` after ``padding`` on every side (``padding_mode`` as
@@ -77,7 +77,7 @@ class TrainLoggingConfig(StrictModel):
 class TrainConfig(StrictModel):
     """One classifier training run (``genaug.training.train``): a recipe preset plus overrides.
 
-    ``recipe`` names a preset (``cifar``: METHODS.md 1.1; ``finegrained``: 1.2; ``pocket``:
+    ``recipe`` names a preset (``cifar``: docs/methods/training-recipes.md; ``finegrained``: 1.2; ``pocket``:
     the 16x16 pocket digits); every field from ``model`` to ``augmentation`` left at None
     takes the preset's value, any value given wins, field by field.
     ``lr_schedule``: ``step`` (linear warm-up over ``warmup_epochs`` from ``warmup_factor``,
@@ -101,7 +101,7 @@ class TrainConfig(StrictModel):
     cannot hold: ``puzzlemix`` and ``fractal`` get ``augmentation.mean``/``std``, and
     ``fractal`` its bank from ``mixer_kwargs.bank``, the fields of
     :class:`FractalBankConfig`: ``count``, ``size``, ``seed`` or ``folder``);
-    ``data_policy`` + ``data_policy_kwargs`` (``genaug.training.policies``, METHODS.md 1.3):
+    ``data_policy`` + ``data_policy_kwargs`` (``genaug.training.policies``, docs/methods/progressive-scheduling.md):
 
     - ``real_only``, ``concat``: no kwargs;
     - ``subset``: ``labels_per_class`` (None = each class's real count), ``seed`` (0);

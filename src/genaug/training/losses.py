@@ -1,4 +1,4 @@
-"""Classification losses over (possibly soft) one-hot targets (METHODS.md 1.1).
+"""Classification losses over (possibly soft) one-hot targets (docs/methods/training-recipes.md).
 
 Both take ``logits`` (N, K) and ``targets`` (N, K) rows summing to 1 (one-hot, or mixed by
 an online mixer) and are computed in float32 whatever the autocast precision.

@@ -1,4 +1,4 @@
-"""Learning-rate schedules, stepped once per epoch (METHODS.md 1.1, 1.2), or once per optimizer
+"""Learning-rate schedules, stepped once per epoch (docs/methods/training-recipes.md), or once per optimizer
 step when a run is given ``steps`` (below).
 
 The learning rate of epoch ``t`` (from 0) is ``lr * lr_factor(t, ...)``:

@@ -33,7 +33,7 @@ def pack_dataset(dataset: RealDataset, size: int | None = None) -> torch.Tensor:
     """``dataset``'s images as one uint8 tensor (N, 3, S, S), resized to ``size`` if given.
 
     :func:`genaug.data.packed.pack_images`: images of another size are resized (so synthetic
-    images meet the pipeline at the real images' size, METHODS.md 1.1), datasets of files
+    images meet the pipeline at the real images' size, docs/methods/training-recipes.md), datasets of files
     are decoded once and cached in GENAUG_HOME.
     """
     from genaug.data.packed import pack_images

@@ -1,4 +1,4 @@
-"""Data policies: which samples of the real + synthetic pool an epoch trains on (METHODS.md 1.3).
+"""Data policies: which samples of the real + synthetic pool an epoch trains on (docs/methods/progressive-scheduling.md).
 
 The training pool is the real train set followed by the synthetic set, packed together:
 positions ``0 .. num_real - 1`` are real, the rest synthetic. Each epoch, a policy returns

@@ -1,4 +1,4 @@
-"""Recipe presets (METHODS.md 1.1, 1.2 and the pocket digits) and their resolution.
+"""Recipe presets (docs/methods/training-recipes.md, with the pocket digits') and their resolution.
 
 A :class:`~genaug.config.TrainConfig` names a preset in ``recipe`` and may override any
 field of it; every field left at ``None`` takes the preset's value. :func:`resolve_recipe`
@@ -18,7 +18,7 @@ POCKET_MEAN = (0.504, 0.510, 0.518)
 POCKET_STD = (0.314, 0.283, 0.306)
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # METHODS.md 1.1: the DiffuseMix study's CIFAR-100 recipe.
+    # docs/methods/training-recipes.md: the DiffuseMix study's CIFAR-100 recipe.
     "cifar": {
         "model": "preactresnet18",
         "width": 1.0,
@@ -45,7 +45,7 @@ RECIPES: dict[str, dict[str, Any]] = {
             "std": CIFAR_STD,
         },
     },
-    # METHODS.md 1.2: SDI's fine-grained recipe (ResNet-50 from scratch, CIFAR statistics).
+    # docs/methods/training-recipes.md: SDI's fine-grained recipe (ResNet-50 from scratch, CIFAR statistics).
     "finegrained": {
         "model": "resnet50",
         "width": 1.0,

@@ -21,7 +21,7 @@ class NoParams(StrictModel):
     """An entry without parameters: any keyword is an unknown key."""
 
 
-#: Loss name -> ``fn(logits, targets) -> loss`` (METHODS.md 1.1).
+#: Loss name -> ``fn(logits, targets) -> loss`` (docs/methods/training-recipes.md).
 LOSSES = Registry("loss", key="loss")
 LOSSES.register("ce", "genaug.training.losses:soft_cross_entropy")
 LOSSES.register("bce_softmax", "genaug.training.losses:bce_softmax")
@@ -72,7 +72,7 @@ class MultiplesParams(StrictModel):
     seed: int = 0
 
 
-#: Data policy name -> its class (METHODS.md 1.3); ``params``: its keyword arguments.
+#: Data policy name -> its class (docs/methods/progressive-scheduling.md); ``params``: its keyword arguments.
 POLICIES = Registry("data policy", key="data_policy")
 POLICIES.register("real_only", "genaug.training.policies:RealOnly", params=NoParams)
 POLICIES.register("concat", "genaug.training.policies:Concat", params=NoParams)

@@ -1,6 +1,6 @@
 """rho(t): the probability that a real sample is replaced by a synthetic one at epoch t.
 
-The curriculum data policy (METHODS.md 1.3) keeps an epoch as long as the real set and
+The curriculum data policy (docs/methods/progressive-scheduling.md) keeps an epoch as long as the real set and
 swaps each sample for a synthetic sample of its class with probability rho(t), epoch t
 counted from 0 of T. Schedules are registered by name::
 

@@ -1,4 +1,4 @@
-"""Train a classifier on real (+ synthetic) data: the yardstick of every method (METHODS.md 1).
+"""Train a classifier on real (+ synthetic) data: the yardstick of every method (docs/methods/training-recipes.md).
 
 :func:`train` reads as the recipe: resolve the config, build the model, optimiser, LR
 schedule and loss, pack the data, then the epoch loop (train, evaluate on validation,
@@ -11,7 +11,7 @@ training state, so a run killed after epoch k and resumed ends with bit-identica
 to an uninterrupted run on the same device and software.
 
 Reference-style numbers (best test top-1 over epochs, median of the last 10 epochs' test
-top-1, METHODS.md 1.1) need the test set evaluated after every epoch; that costs an extra
+top-1, docs/methods/training-recipes.md) need the test set evaluated after every epoch; that costs an extra
 evaluation per epoch, so it is done only with ``report_reference=True``. Model selection
 never looks at the test set.
 """
@@ -623,7 +623,7 @@ def build_train_pool(
     """The real train set then the synthetic set, packed at ``augmentation.image_size``.
 
     Packing resizes every image to that size, so synthetic images of another size meet the
-    transforms at the real images' size (METHODS.md 1.1). Each synthetic sample's
+    transforms at the real images' size (docs/methods/training-recipes.md). Each synthetic sample's
     ``source`` is the position of the real image it was made from (:func:`synthetic_sources`).
     """
     size = config.augmentation.image_size

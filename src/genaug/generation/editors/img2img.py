@@ -1,4 +1,4 @@
-"""``img2img``: Stable Diffusion image-to-image edits of a real image (METHODS.md 2.1).
+"""``img2img``: Stable Diffusion image-to-image edits of a real image (docs/methods/diffusemix.md).
 
 The source is noised to ``strength`` (default 0.5) of the schedule and denoised under the
 prompt; ``strength * steps`` denoising steps actually run.

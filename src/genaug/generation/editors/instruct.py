@@ -1,4 +1,4 @@
-"""``instruct``: InstructPix2Pix edits of a real image (the DiffuseMix editor, METHODS.md 2.1).
+"""``instruct``: InstructPix2Pix edits of a real image (the DiffuseMix editor, docs/methods/diffusemix.md).
 
 Defaults follow the method: Euler-ancestral scheduler, guidance scale 4, image guidance at
 the library default (1.5), the library's step count, input at the working size and the

@@ -1,4 +1,4 @@
-"""``txt2img``: Stable Diffusion text-to-image from class-name prompts (METHODS.md 2.1).
+"""``txt2img``: Stable Diffusion text-to-image from class-name prompts (docs/methods/diffusemix.md).
 
 Prompts are templates such as ``"a photo of a {class}"``; no real image is used, so the
 records have no source ids.
