@@ -7,27 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from genaug.config import ConfigError
 from genaug.experiment import load_experiment, run_experiment
 from genaug.experiment.runner import verdict_lines
 from genaug.experiment.verdicts import headline
 
-TINY_TRAIN = {"recipe": "pocket", "epochs": 2, "width": 0.125, "cpu_threads": 1, "logging": {"tensorboard": False, "progress": False}}
-
+from test_experiment import write_experiment as write_base_experiment
 
 def write_experiment(tmp_path: Path, **fields) -> Path:
-    data = {
-        "name": "v",
-        "dataset": {"name": "pocket_digits", "labels_per_class": 3},
-        "seeds": [0, 1],
-        "train": TINY_TRAIN,
-        "arms": [{"name": "baseline"}],
-    } | fields
-    path = tmp_path / "experiment.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
+    return write_base_experiment(tmp_path, **({"name": "v"} | fields))
 
 
 def quiet(experiment, out, **kw):

@@ -44,6 +44,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from genaug.files import json_safe
+
 __all__ = [
     "Comparison",
     "compare",
@@ -122,7 +124,7 @@ class Comparison:
         data = asdict(self)
         data["halfwidth"] = self.halfwidth
         data["sentence"] = self.sentence()
-        return _finite(data)
+        return json_safe(data)
 
 
 def paired_differences(
@@ -288,14 +290,3 @@ def one_image_points(n_test: int) -> float:
 
 def _p_text(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}"
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities become None (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value

@@ -260,8 +260,9 @@ def data_digest(ids, labels) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def words_key(model: dict, dataset, settings: InversionSettings, seed: int, prompt: str, resolution: int) -> dict:
-    """What learnt words depend on: weights, data, settings, seed, prompt and resolution."""
+def words_key(model: dict, dataset, settings, seed: int, prompt: str, resolution: int) -> dict:
+    """What learnt words (or fine-tuned weights, :mod:`genaug.generation.lora`) depend on: weights,
+    data, settings (a pydantic model), seed, prompt and resolution."""
     return {
         "model": model.get("hash") or model.get("location"),
         "data": data_digest(dataset.ids, dataset.labels),

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from genaug.files import save_safetensors
-from genaug.generation.inversion import cached_class_latents, data_digest, encode_prompts, word_embedding
+from genaug.generation.inversion import cached_class_latents, encode_prompts, word_embedding, words_key
 from genaug.generation.runtime import autocast_context
 from genaug.sdi.cache import LatentCache
 from genaug.sdi.models import FrozenDiffusion
@@ -80,19 +80,6 @@ def load_lora_state(unet, state: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, tensor in state.items():
             own[name].copy_(tensor.to(own[name].device, own[name].dtype))
-
-
-def finetune_key(model: dict, dataset, settings: FineTuneSettings, seed: int, prompt: str, resolution: int) -> dict:
-    """What the fine-tuned weights depend on."""
-    return {
-        "model": model.get("hash") or model.get("location"),
-        "data": data_digest(dataset.ids, dataset.labels),
-        "classes": list(dataset.class_names),
-        "settings": settings.model_dump(mode="json"),
-        "seed": int(seed),
-        "prompt": prompt,
-        "resolution": int(resolution),
-    }
 
 
 def load_finetune(path: Path, key: dict | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
@@ -185,7 +172,7 @@ def learn_or_load_finetune(
     ``<folder>/training-<process>``, one folder per shard process, so shards started
     together never write the same checkpoint (each trains the same weights; the last to
     finish replaces the file atomically with identical content)."""
-    key = finetune_key(diffusion.model.identity, dataset, settings, seed, prompt, resolution)
+    key = words_key(diffusion.model.identity, dataset, settings, seed, prompt, resolution)  # the same dependencies as the words
     path = Path(folder) / FINETUNE_FILE
     found = load_finetune(path, key)
     if found is not None:

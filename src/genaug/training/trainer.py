@@ -39,7 +39,7 @@ from genaug.config import ConfigError, FractalBankConfig, TrainConfig, dump_conf
 from genaug.data.base import RealDataset
 from genaug.data.identity import identity_changes, skipped_count, splits_identity
 from genaug.data.synthetic import SyntheticSet, load_synthetic_set
-from genaug.files import write_text_atomic
+from genaug.files import json_safe, write_text_atomic
 from genaug.generation.runtime import autocast_context
 from genaug.progress import progress_bar
 from genaug.training.checkpoint import (
@@ -140,7 +140,7 @@ class RunResult:
     def to_json(self) -> str:
         data = asdict(self)
         data["out_dir"] = str(self.out_dir)
-        return json.dumps(_json_safe(data), indent=2, allow_nan=False)
+        return json.dumps(json_safe(data), indent=2, allow_nan=False)
 
     @classmethod
     def load(cls, out_dir: Path) -> "RunResult":
@@ -1001,19 +1001,3 @@ def is_checkpoint_epoch(config: TrainConfig, epoch: int, last: bool, seconds_sin
     if not config.fast:
         return True
     return seconds_since >= CHECKPOINT_SECONDS
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become null (strict JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    return value
