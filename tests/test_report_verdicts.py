@@ -88,3 +88,33 @@ def test_verdicts_section_shows_in_headless_chromium(tmp_path):
             assert section.screenshot(str(screenshot)) and Image.open(screenshot).size[1] > 400
         finally:
             driver.quit()
+
+
+def test_warnings_are_grouped_by_the_arms_they_concern_and_their_rows_marked(tmp_path):
+    results = write_results(tmp_path)
+    pocket = "stages.edits.editor.model is pocket:ip2p, a pocket model trained on 16 px digits, but the dataset is 'folder'"
+    results["run_warnings"] = [{"text": pocket, "arms": ["big", "small"]}, {"text": "dataset.labels_per_class is 10 but ...", "arms": []}]
+    results["arms"][1]["warnings"] = ["(seed 1): validation top-1 was still rising at the end of training"]
+    (tmp_path / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    html = write_report(tmp_path).read_text(encoding="utf-8")
+    section = html[html.index('<section id="warnings">') :].split("</section>")[0]
+    titles = [part.split("</h3>")[0] for part in section.split("<h3>")[1:]]
+    assert titles == ["The whole run", "big", "small"]
+    big = section.split("<h3>big</h3>")[1].split("</ul>")[0]
+    assert str(escape(pocket)) in big and "big (seed 1): validation top-1 was still rising" in big
+    rows = {row.split('<span class="arm-name">')[1].split("</span>")[0]: row for row in html.split("<tr")[1:] if 'arm-name' in row}
+    assert "⚠ 2" in rows["big"] and "⚠ 1" in rows["small"] and "⚠" not in rows["worse"]
+
+
+def test_a_stage_warning_concerns_the_arms_that_train_on_what_the_stage_made(tmp_path):
+    from genaug.experiment import load_experiment
+    from genaug.experiment.graph import build_graph
+    from genaug.experiment.runner import attribute_warnings
+
+    from test_experiment import STAGES, write_experiment
+
+    arms = [{"name": "baseline"}, {"name": "dm", "data": "mixed/fractal"}, {"name": "raw", "data": "edits"}]
+    experiment = load_experiment(write_experiment(tmp_path, stages=STAGES, arms=arms))
+    nodes = build_graph(experiment, tmp_path / "art")
+    found = attribute_warnings(["stages.edits.editor.model is pocket:ip2p ...", "stages.mixed.fractal ...", "other"], experiment, nodes)
+    assert [w["arms"] for w in found] == [["dm", "raw"], ["dm"], []]

@@ -259,6 +259,7 @@ def run_experiment(
         results["seed_stops"] = stop_reasons(rule, seed_plan, verdict_comparisons(results, experiment))
     add_set_metrics(results, experiment, nodes, every_job, splits["train"], train_digest, out_dir, echo)
     add_verdicts(results, experiment)
+    results["run_warnings"] = attribute_warnings(checked.warnings, experiment, nodes)
     write_results(out_dir, results)
     split_report(out_dir, splits, write=True)  # the splits results.json was made on
     if report:
@@ -491,6 +492,23 @@ def view_entry(runs: list[dict[str, Any]], steps: int) -> dict[str, Any]:
         "images_seen": round(statistics.fmean(run["images_seen"] for run in runs)),
         "still_rising": sum(1 for run in runs if run.get("still_rising")),
     }
+
+
+def attribute_warnings(warnings: list[str], experiment: ExperimentConfig, nodes: dict[str, StageNode]) -> list[dict[str, Any]]:
+    """The run's own warnings (configuration, data, pocket models on other data), each with the
+    arms it concerns: a warning about ``stages.<name>.`` concerns every arm that trains on what
+    that stage made (directly or through the stages after it); any other, the whole run."""
+    import re
+
+    readers = {
+        arm.name: {node.name for node in upstream(nodes, arm.data_refs)} for arm in experiment.arms
+    }
+    attributed = []
+    for warning in warnings:
+        match = re.match(r"stages\.([^.\s]+)\.", warning)
+        arms = [name for name, stages in readers.items() if match and match.group(1) in stages] if match else []
+        attributed.append({"text": warning, "arms": arms})
+    return attributed
 
 
 def verdict_comparisons(results: dict[str, Any], experiment: ExperimentConfig):

@@ -164,6 +164,7 @@ def _count(value: Any) -> str:
 def results_rows(run: RunFolder) -> list[dict[str, Any]]:
     views = run.results.get("views") or ["natural"]
     found = {(c["arm"], c["view"]): c for c in run.results.get("comparisons") or [] if not c.get("named")}
+    flagged = arm_warning_counts(run)
     rows = []
     for arm in run.arms:
         is_baseline = arm.get("name") == run.baseline
@@ -186,6 +187,7 @@ def results_rows(run: RunFolder) -> list[dict[str, Any]]:
             "images_seen": _count(arm.get("images_seen")),
             "test_se": _number(arm.get("test_se"), 1),
             "seeds": len(arm.get("runs", [])),
+            "warnings": flagged.get(arm.get("name", ""), 0),
             "views": [verdict_cell(found.get((arm.get("name"), view)), arm, view, is_baseline) for view in views],
         })
     return rows
@@ -263,22 +265,40 @@ def noise_sentence(noise: dict[str, Any]) -> str | None:
     return text + "."
 
 
-def warning_list(run: RunFolder) -> list[str]:
-    """Input files skipped while loading, and each arm's training warnings (NaN or diverged
-    loss, a thin validation split, a warm-up as long as training)."""
-    warnings = []
+def warning_list(run: RunFolder) -> list[dict[str, Any]]:
+    """Every warning of the run, grouped: the whole run's (skipped inputs, the test split's noise,
+    configuration warnings that concern no arm in particular), then each arm's (the run's
+    warnings about the stages it trains on, e.g. a pocket model on other data, and its runs'
+    training warnings: NaN or diverged loss, a thin validation split, not converged)."""
+    whole = []
     skipped = run.results.get("dataset", {}).get("skipped")
     if skipped:
-        warnings.append(f"{skipped} input file(s) were skipped while loading the dataset (unreadable or unusable images).")
+        whole.append(f"{skipped} input file(s) were skipped while loading the dataset (unreadable or unusable images).")
     noise = run.results.get("noise") or {}
     if _finite(noise.get("one_image_points")) and noise["one_image_points"] > 1.0:
-        warnings.append(
+        whole.append(
             f"The test split has {noise['test_images']} images: one image moves top-1 by {noise['one_image_points']:.1f} "
             "points, so differences of a few points are a few images."
         )
+    by_arm: dict[str, list[str]] = {}
+    for warning in run.results.get("run_warnings") or []:
+        if warning.get("arms"):
+            for arm in warning["arms"]:
+                by_arm.setdefault(arm, []).append(warning["text"])
+        else:
+            whole.append(warning["text"])
     for arm in run.arms:
-        warnings.extend(f"{arm.get('name', '?')} {warning}" for warning in arm.get("warnings", []))
-    return warnings
+        by_arm.setdefault(arm.get("name", "?"), []).extend(
+            f"{arm.get('name', '?')} {warning}" for warning in arm.get("warnings", [])
+        )
+    groups = [{"title": "The whole run", "items": whole}] if whole else []
+    groups += [{"title": name, "items": items} for name, items in by_arm.items() if items]
+    return groups
+
+
+def arm_warning_counts(run: RunFolder) -> dict[str, int]:
+    """How many warnings concern each arm (its row in the results table is marked)."""
+    return {group["title"]: len(group["items"]) for group in warning_list(run) if group["title"] != "The whole run"}
 
 
 # ---------------------------------------------------------------------------- sections with figures

@@ -44,6 +44,7 @@ table.results td { padding:8px 8px; border-bottom:1px solid var(--line); vertica
 table.results tr:hover td { background:#f8fafc; }
 table.results tr.baseline td { background:#eef3fd; }
 td.verdict { white-space:nowrap; font-size:12.5px; }
+a.badge.warn { background:#fef3c7; color:#92400e; text-decoration:none; margin-left:4px; }
 td.verdict.up { color:#2f855a; font-weight:600; } td.verdict.down { color:#c53030; font-weight:600; }
 ul.sentences { font-size:13.5px; line-height:1.6; }
 ul.sentences li.better { color:#2f855a; } ul.sentences li.worse { color:#c53030; }
@@ -130,7 +131,7 @@ TEMPLATE = """<!DOCTYPE html>
     <tbody>
     {% for row in results %}
       <tr class="{{ 'baseline' if row.baseline else '' }}">
-        <td class="arm"><span class="arm-name">{{ row.name }}</span>{% if row.baseline %}<span class="badge">baseline</span>{% endif %}</td>
+        <td class="arm"><span class="arm-name">{{ row.name }}</span>{% if row.baseline %}<span class="badge">baseline</span>{% endif %}{% if row.warnings %}<a class="badge warn" href="#warnings" title="warnings that concern this arm">⚠ {{ row.warnings }}</a>{% endif %}</td>
         <td class="description">{{ row.description }}</td>
         <td class="num">{{ row.seeds }}</td>
         <td class="num">{{ row.top1 }} <span class="pm">± {{ row.top1_std }}</span></td>
@@ -196,10 +197,11 @@ TEMPLATE = """<!DOCTYPE html>
 <section id="warnings">
   <h2>Warnings</h2>
   <p class="lead">What the runs found that makes their numbers less trustworthy (also in each run's <code>warnings.log</code>).</p>
+  {% for group in warnings %}<h3>{{ group.title }}</h3>
   <ul class="warnings">
-  {% for warning in warnings %}<li>{{ warning }}</li>
+  {% for warning in group["items"] %}<li>{{ warning }}</li>
   {% endfor %}
-  </ul>
+  </ul>{% endfor %}
 </section>
 {% endif %}
 
