@@ -62,7 +62,7 @@ def test_data_info_on_an_experiment_checks_what_its_methods_need(tmp_path, monke
     path = tmp_path / "e.yaml"
     path.write_text(yaml.safe_dump({
         "name": "e", "dataset": {"name": "folder", "root": str(root), "image_size": 16},
-        "train": {"recipe": "pocket"}, "seeds": [0],
+        "train": {"recipe": "pocket", "augmentation": {"image_size": 64, "crop": 64}}, "seeds": [0],
         "stages": {"words": {"kind": "generate", "editor": {"name": "dafusion"}}},
         "arms": [{"name": "base"}, {"name": "words", "data": "words"}],
     }, allow_unicode=True), encoding="utf-8")  # fmt: skip
@@ -75,5 +75,5 @@ def test_data_info_on_an_experiment_checks_what_its_methods_need(tmp_path, monke
     problems = [line.strip() for line in err.splitlines() if line.strip().startswith(f"in {path}")]
     assert len(problems) == 2, err
     assert "1 class(es) have no training image: 'empty'" in problems[0]
-    assert "stages.words.editor dafusion needs at least 2 real training images per class" in problems[1]
-    assert problems[1].endswith("1 class(es) have fewer: 'lone' 1")
+    assert "train (recipe 'pocket') needs images of at least 64 px" in problems[1] and "images are 16 px" in problems[1]
+    assert "lone" not in err  # DA-Fusion learns a class word from one image (it runs 1-shot)
