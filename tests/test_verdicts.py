@@ -138,3 +138,11 @@ def test_headline_names_a_best_arm_only_when_resolved():
     text = headline(unresolved)
     assert text.startswith("No arm is resolved better than baseline at the recipe's epochs")
     assert "small +0.2 [" in text and "seeds would resolve" in text
+
+
+def test_headline_with_too_few_seeds_says_no_verdict():
+    from genaug.experiment.verdicts import comparisons
+
+    two = _results({"big": [9.0, 10.0]}, [50.0, 52.0])
+    two["comparisons"] = [c.to_json() for c in comparisons(two)]
+    assert headline(two).startswith("No verdict at the recipe's epochs: 2 paired seed(s), and a verdict needs 3.")

@@ -118,6 +118,11 @@ def headline(results: dict[str, Any]) -> str:
         return text
     worse = [c["arm"] for c in in_view if c["verdict"] == stats.WORSE]
     largest = max(in_view, key=lambda c: c["mean"] if c["mean"] is not None else -math.inf)
+    if all(c["verdict"] == stats.TOO_FEW for c in in_view):
+        return (
+            f"No verdict {where}: {min(len(c['seeds']) for c in in_view)} paired seed(s), and a verdict needs "
+            f"{stats.MIN_SEEDS}. The largest difference is {largest['arm']} {_interval(largest)}."
+        )
     text = f"No arm is resolved better than {largest['against']} {where}"
     text += f" ({len(in_view)} comparisons, Holm, alpha {results.get('stats', {}).get('alpha', 0.05)})."
     need = largest.get("seeds_to_resolve")
