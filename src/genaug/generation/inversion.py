@@ -225,16 +225,25 @@ def evaluate_words(
     same draws, so they compare pairwise (e.g. learnt against initial on held-out images)."""
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
     position = slot_position(diffusion, prompt)
+
+    def loss_of(rows, found):
+        return inversion_loss(diffusion, latents, labels, vectors, rows, found, prompt, position, sample_latents=False)
+
+    return mean_draw_loss(diffusion, latents, len(labels), loss_of, seed, draws, batch_size)
+
+
+def mean_draw_loss(diffusion: FrozenDiffusion, latents: LatentCache, count: int, loss_of, seed: int, draws: int, batch_size: int) -> float:
+    """Mean of ``loss_of(rows, step)`` over ``count`` images in batches, ``draws`` seeded (t, noise)
+    draws each: the same draws for a given ``seed``, so two models compare pairwise."""
     steps = int(diffusion.noise_scheduler.config.num_train_timesteps)
-    total, count = 0.0, 0
+    total, seen = 0.0, 0
     for draw in range(draws):
-        for start in range(0, len(labels), batch_size):
-            rows = torch.arange(start, min(start + batch_size, len(labels)))
+        for start in range(0, count, batch_size):
+            rows = torch.arange(start, min(start + batch_size, count))
             found = draw_step(len(rows), tuple(latents.mean.shape[1:]), steps, 0.0, generator_for(seed, "eval", draw, start))
-            loss = inversion_loss(diffusion, latents, labels, vectors, rows, found, prompt, position, sample_latents=False)
-            total += float(loss) * len(rows)
-            count += len(rows)
-    return total / max(count, 1)
+            total += float(loss_of(rows, found)) * len(rows)
+            seen += len(rows)
+    return total / max(seen, 1)
 
 
 # ---------------------------------------------------------------------------- files

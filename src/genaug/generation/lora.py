@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from genaug.files import save_safetensors
-from genaug.generation.inversion import cached_class_latents, encode_prompts, word_embedding, words_key
+from genaug.generation.inversion import cached_class_latents, encode_prompts, mean_draw_loss, word_embedding, words_key
 from genaug.generation.runtime import autocast_context
 from genaug.sdi.cache import LatentCache
 from genaug.sdi.models import FrozenDiffusion
@@ -204,15 +204,10 @@ def evaluate_finetune(
     UNet as it is (with or without adapters), over ``draws`` seeded (t, noise) draws per
     image: two models see the same draws for a given ``seed``, so they compare pairwise."""
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-    steps = int(diffusion.noise_scheduler.config.num_train_timesteps)
-    total, count = 0.0, 0
-    for draw in range(draws):
-        for start in range(0, len(labels), batch_size):
-            rows = torch.arange(start, min(start + batch_size, len(labels)))
-            found = draw_step(len(rows), tuple(latents.mean.shape[1:]), steps, 0.0, generator_for(seed, "eval", draw, start))
-            z0 = cached_latents(latents, rows, found, diffusion.scaling_factor, sample=False)
-            context = encode_prompts(diffusion, [prompt] * len(rows), words[labels[rows]])
-            loss = diffusion_loss(diffusion.unet, diffusion.noise_scheduler, z0, context, found.noise, found.timesteps)
-            total += float(loss) * len(rows)
-            count += len(rows)
-    return total / max(count, 1)
+
+    def loss_of(rows, found):
+        z0 = cached_latents(latents, rows, found, diffusion.scaling_factor, sample=False)
+        context = encode_prompts(diffusion, [prompt] * len(rows), words[labels[rows]])
+        return diffusion_loss(diffusion.unet, diffusion.noise_scheduler, z0, context, found.noise, found.timesteps)
+
+    return mean_draw_loss(diffusion, latents, len(labels), loss_of, seed, draws, batch_size)

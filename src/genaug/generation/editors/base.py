@@ -196,10 +196,15 @@ class Editor(ABC):
 
     @property
     def steps(self) -> int:
+        """``editor.steps``, else the sampling preset's, else :meth:`default_steps`."""
         if self.config.steps:
             return self.config.steps
         if self.preset is not None:
             return int(self.preset["num_inference_steps"])
+        return self.default_steps()
+
+    def default_steps(self) -> int:
+        """Steps when neither the config nor a preset sets them: the pipeline's own default."""
         return self._library_default("num_inference_steps")
 
     @property

@@ -142,13 +142,8 @@ class DiffMixEditor(Img2ImgEditor):
         self.finetune_file: Path | None = None
         self.finetune_hash: str | None = None
 
-    @property
-    def steps(self) -> int:
-        """``editor.steps``, else the preset's, else the official 25."""
-        if self.config.steps:
-            return self.config.steps
-        if self.preset is not None:
-            return int(self.preset["num_inference_steps"])
+    def default_steps(self) -> int:
+        """The official sampler's 25 steps (when neither ``editor.steps`` nor a preset sets them)."""
         return OFFICIAL_STEPS
 
     @property
