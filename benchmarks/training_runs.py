@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's 60 epochs")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--paths", default="legacy,fast", help="paths to compare, in order: legacy (fast: false), "
+                        "fast, bf16 (the fast path with precision: bf16); default legacy,fast")  # fmt: skip
     args = parser.parse_args(argv)
 
     from scipy import stats
@@ -137,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GENAUG_HOME", str(root / "home"))
 
     def spec(path: str, seed: int, synthetic: bool, epochs: int | None = None) -> dict:
-        train = {"recipe": "pocket", "seed": seed, "keep_checkpoint": False, "fast": path == "fast",
+        train = {"recipe": "pocket", "seed": seed, "keep_checkpoint": False, "fast": path != "legacy",
                  "logging": {"progress": False}, "device": args.device}  # fmt: skip
+        if path == "bf16":
+            train["precision"] = "bf16"
         if synthetic:
             train["data_policy"] = "concat"
         if epochs or args.epochs:
@@ -147,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         return {"path": path, "arm": arm, "seed": seed, "synthetic": synthetic, "dataset": dataset, "train": train,
                 "out": str(root / f"{path}-{arm}-{seed}")}  # fmt: skip
 
-    jobs = [spec(path, seed, False) for seed in range(args.seeds) for path in ("legacy", "fast")]
-    jobs += [spec(path, seed, True) for seed in range(args.synthetic_seeds) for path in ("legacy", "fast")]
+    paths = args.paths.split(",")
+    if unknown := sorted(set(paths) - {"legacy", "fast", "bf16"}):
+        parser.error(f"--paths: unknown {', '.join(unknown)}; choose from legacy, fast, bf16")
+    jobs = [spec(path, seed, False) for seed in range(args.seeds) for path in paths]
+    jobs += [spec(path, seed, True) for seed in range(args.synthetic_seeds) for path in paths]
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {len(jobs)} runs, "
           f"{args.workers} workers x 1 thread, device {args.device}", flush=True)  # fmt: skip
     context = multiprocessing.get_context("spawn")
@@ -168,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
 
     unit = "GPU-minute" if args.device == "cuda" else "core-minute"
     summary = {}
+    reference = paths[0]
     for arm in ("baseline", "synthetic"):
-        for path in ("legacy", "fast"):
+        for path in paths:
             runs = [run for run in results if run["arm"] == arm and run["path"] == path]
             if not runs:
                 continue
@@ -178,18 +186,20 @@ def main(argv: list[str] | None = None) -> int:
                   f"time: forward+backward {100 * info['forward_backward']:4.1f} %, SGD {100 * info['sgd']:4.1f} %, "
                   f"validation+test {100 * info['evaluate']:4.1f} % ({info['evaluations']:.0f} validations), "
                   f"rest {100 * info['rest']:4.1f} %")  # fmt: skip
-        if (arm, "legacy") in summary and (arm, "fast") in summary:
-            legacy, fast = summary[arm, "legacy"], summary[arm, "fast"]
-            print(f"{arm:9s} speed-up: {fast['rate'] / legacy['rate']:.2f}x runs per {unit}")
-    legacy, fast = summary.get(("baseline", "legacy")), summary.get(("baseline", "fast"))
-    if legacy and fast and legacy["n"] > 1 and fast["n"] > 1:
-        a, b = legacy["top1"], fast["top1"]
-        welch = stats.ttest_ind(b, a, equal_var=False)
-        mann = stats.mannwhitneyu(b, a, alternative="two-sided")
-        print(f"\nbaseline test top-1: legacy {statistics.fmean(a):.2f} +- {statistics.stdev(a):.2f}, "
-              f"fast {statistics.fmean(b):.2f} +- {statistics.stdev(b):.2f} (mean +- sd, {len(a)} and {len(b)} seeds); "
-              f"difference {statistics.fmean(b) - statistics.fmean(a):+.2f} points; Welch t p = {welch.pvalue:.3f}, "
-              f"Mann-Whitney U p = {mann.pvalue:.3f}")  # fmt: skip
+        for path in paths[1:]:
+            if (arm, reference) in summary and (arm, path) in summary:
+                ratio = summary[arm, path]["rate"] / summary[arm, reference]["rate"]
+                print(f"{arm:9s} speed-up of {path} over {reference}: {ratio:.2f}x runs per {unit}")
+    for path in paths[1:]:
+        old, new = summary.get(("baseline", reference)), summary.get(("baseline", path))
+        if old and new and old["n"] > 1 and new["n"] > 1:
+            a, b = old["top1"], new["top1"]
+            welch = stats.ttest_ind(b, a, equal_var=False)
+            mann = stats.mannwhitneyu(b, a, alternative="two-sided")
+            print(f"\nbaseline test top-1: {reference} {statistics.fmean(a):.2f} +- {statistics.stdev(a):.2f}, "
+                  f"{path} {statistics.fmean(b):.2f} +- {statistics.stdev(b):.2f} (mean +- sd, {len(a)} and {len(b)} seeds); "
+                  f"difference {statistics.fmean(b) - statistics.fmean(a):+.2f} points; Welch t p = {welch.pvalue:.3f}, "
+                  f"Mann-Whitney U p = {mann.pvalue:.3f}")  # fmt: skip
     return 0
 
 
