@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 _session: dict[str, object] = {}
 
 
@@ -40,3 +42,51 @@ def pytest_unconfigure(config) -> None:
     if _session["remove"]:
         shutil.rmtree(_session["home"], ignore_errors=True)
     _session.clear()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a test module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    tiny models run faster so, and the test machine is shared."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def genaug_home(tmp_path, monkeypatch):
+    """This test's own GENAUG_HOME (``pytestmark = pytest.mark.usefixtures("genaug_home")``)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("GENAUG_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def single_process_home(genaug_home, monkeypatch):
+    """This test's own GENAUG_HOME and no torchrun variables: one process."""
+    for name in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory) -> str:
+    """A tiny randomly initialised SD folder with the pocket architecture, one per test module."""
+    from genaug.pocket.tiny import make_tiny_pocket
+
+    return str(make_tiny_pocket(tmp_path_factory.mktemp("tiny"), models=["sd"])["sd"])
+
+
+@pytest.fixture(scope="module")
+def splits():
+    """5 train and 5 val pocket digits per class and every 4th test digit (~113 keep tests
+    quick); a module may define its own ``splits``."""
+    import numpy as np
+
+    from training_helpers import pocket_splits
+
+    full = pocket_splits(labels_per_class=5, val_per_class=5)
+    full["test"] = full["test"].subset(np.arange(0, len(full["test"]), 4))
+    return full

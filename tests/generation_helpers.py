@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -10,6 +11,7 @@ import numpy as np
 from genaug.data.base import RealDataset
 from genaug.manifest import read_manifest, record_file
 from genaug.pocket.render import DIGIT_NAMES, styled_digits
+from genaug.pocket.tiny import make_tiny_pocket
 
 
 def pocket_dataset(n: int = 12) -> RealDataset:
@@ -60,3 +62,16 @@ def check_set_integrity(set_dir: str | Path) -> None:
     on_disk = {p.relative_to(set_dir).as_posix() for p in (set_dir / "images").rglob("*.png") if not p.name.startswith(".")}
     assert on_disk == paths, f"orphan images: {sorted(on_disk - paths)[:5]}"
     assert not list((set_dir / "images").rglob(".*tmp*")), "temporary files left"
+
+
+def tiny_ip2p_script(tmp_path: Path, script: str) -> tuple[str, Path, dict[str, str]]:
+    """A tiny pocket-architecture InstructPix2Pix in ``tmp_path``, ``script`` written there
+    (``{tests}`` filled with this folder), and an environment for running it in a fresh
+    single-process Python: its own GENAUG_HOME, one thread, no torchrun variables."""
+    model = str(make_tiny_pocket(tmp_path, models=["ip2p"])["ip2p"])
+    path = tmp_path / "generate_script.py"
+    path.write_text(script.format(tests=str(Path(__file__).parent)))
+    env = {**os.environ, "GENAUG_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    return model, path, env

@@ -22,25 +22,14 @@ from genaug.generation.lora import (
 )
 from genaug.generation.stage import generate
 from genaug.manifest import read_manifest
-from genaug.pocket.tiny import make_tiny_pocket
 from genaug.sdi.cache import LatentCache, build_latent_cache
 from genaug.sdi.models import load_frozen_diffusion
 
 from generation_helpers import check_set_integrity, pocket_dataset, set_pixels
 
+pytestmark = pytest.mark.usefixtures("single_process_home")  # tests/conftest.py
+
 PROMPT = "a photo of a class"
-
-
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory):
-    return str(make_tiny_pocket(tmp_path_factory.mktemp("tiny"), models=["sd"])["sd"])
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("GENAUG_HOME", str(tmp_path / "home"))
-    for name in ("RANK", "WORLD_SIZE"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def test_finetuning_lowers_the_held_out_loss_on_pocket_sd():

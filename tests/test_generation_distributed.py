@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -11,11 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genaug.pocket.tiny import make_tiny_pocket
+from generation_helpers import check_set_integrity, set_pixels, tiny_ip2p_script
 
-from generation_helpers import check_set_integrity, set_pixels
-
-TESTS = Path(__file__).parent
 SCRIPT = textwrap.dedent(
     """
     import sys
@@ -39,12 +35,7 @@ SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_torchrun_two_processes_equal_one_process(tmp_path):
-    model = str(make_tiny_pocket(tmp_path, models=["ip2p"])["ip2p"])
-    script = tmp_path / "generate_script.py"
-    script.write_text(SCRIPT.format(tests=str(TESTS)))
-    env = {**os.environ, "GENAUG_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
+    model, script, env = tiny_ip2p_script(tmp_path, SCRIPT)
 
     single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), model], env=env, capture_output=True, timeout=600)
     assert single.returncode == 0, single.stderr.decode()[-2000:]

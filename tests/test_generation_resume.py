@@ -14,11 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genaug.pocket.tiny import make_tiny_pocket
+from generation_helpers import check_set_integrity, set_pixels, tiny_ip2p_script
 
-from generation_helpers import check_set_integrity, set_pixels
-
-TESTS = Path(__file__).parent
 SCRIPT = textwrap.dedent(
     """
     import sys
@@ -64,11 +61,7 @@ def _run(script: Path, set_dir: Path, model: str, env: dict, kill_after: int | N
 
 @pytest.mark.slow
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
-    model = str(make_tiny_pocket(tmp_path, models=["ip2p"])["ip2p"])
-    script = tmp_path / "generate_script.py"
-    script.write_text(SCRIPT.format(tests=str(TESTS)))
-    env = {**os.environ, "GENAUG_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
+    model, script, env = tiny_ip2p_script(tmp_path, SCRIPT)
 
     _run(script, tmp_path / "reference", model, env)
     reference = set_pixels(tmp_path / "reference")

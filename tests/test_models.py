@@ -5,13 +5,7 @@ import torchvision
 from genaug.models import ManifoldMix, create_model, list_models, scale_channels
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and the test machine is shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 ALL_MODELS = ["preactresnet18", "preactresnet34", "resnet50", "wrn28_10", "wrn28_2"]

@@ -18,25 +18,14 @@ from genaug.generation import inversion
 from genaug.generation.stage import generate
 from genaug.generation.editors.diffmix import soft_label
 from genaug.manifest import MANIFEST, read_manifest
-from genaug.pocket.tiny import make_tiny_pocket
 
 from generation_helpers import check_set_integrity, pocket_dataset, set_pixels
+
+pytestmark = pytest.mark.usefixtures("single_process_home")  # tests/conftest.py
 
 STEPS = 4
 FAST_INVERSION = {"steps": 3, "batch_size": 4}
 FAST_FINETUNE = {"steps": 3, "batch_size": 2, "checkpoint_every": 2}
-
-
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory):
-    return str(make_tiny_pocket(tmp_path_factory.mktemp("tiny"), models=["sd"])["sd"])
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("GENAUG_HOME", str(tmp_path / "home"))
-    for name in ("RANK", "WORLD_SIZE"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def config(tmp_path, model, name, output="gen", engine=None, **editor) -> GenerateConfig:

@@ -15,13 +15,13 @@ from genaug.config import ConfigError, TrainConfig, parse_config
 from genaug.data import load_splits
 from genaug.mixing.fractals import fractal_bank, save_fractal_pngs
 from genaug.training import create_policy, resolve_recipe, train
-from genaug.training import trainer as trainer_module
 from genaug.training.policies import POLICIES, TrainPool, synthetic_partners
 from genaug.training.recipes import POCKET_MEAN, POCKET_STD
 from genaug.training.schedules import blend_ratio
 from genaug.training.seeding import generator_for
 from genaug.training.trainer import build_mixer
 from test_synthetic_set import write_recoloured_set
+from training_helpers import train_killed_in_epoch
 
 
 def make_pool(real_labels, synthetic_labels, sources=None):
@@ -289,26 +289,12 @@ def test_training_with_each_policy_reports_its_real_and_synthetic_counts(tmp_pat
     assert (result.real_samples, result.synthetic_samples) == totals
 
 
-class Killed(Exception):
-    pass
-
-
 def test_a_killed_and_resumed_curriculum_run_replays_every_epoch(tmp_path, pocket, monkeypatch):
     splits, set_dir = pocket
     config = quick(epochs=4, data_policy="curriculum", data_policy_kwargs={"schedule": "linear"}, mixer="fractal",
                    mixer_kwargs={"bank": {"count": 4, "size": 16}})  # fmt: skip
     train(config, splits, tmp_path / "a", synthetic=set_dir)
-    real_epoch = trainer_module.train_one_epoch
-
-    def dies_in_epoch_2(*args, **kwargs):
-        if args[-2] == 2:  # (..., epoch, dist)
-            raise Killed
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "train_one_epoch", dies_in_epoch_2)
-    with pytest.raises(Killed):
-        train(config, splits, tmp_path / "b", synthetic=set_dir)
-    monkeypatch.setattr(trainer_module, "train_one_epoch", real_epoch)
+    train_killed_in_epoch(monkeypatch, 2, config, splits, tmp_path / "b", synthetic=set_dir)
     train(config, splits, tmp_path / "b", synthetic=set_dir)
 
     a, b = load_file(tmp_path / "a" / "best.safetensors"), load_file(tmp_path / "b" / "best.safetensors")

@@ -18,25 +18,9 @@ from genaug.training.pipeline import InputPipeline
 from genaug.training.policies import TrainPool, create_policy
 from genaug.training.recipes import resolve_recipe
 from genaug.training.seeding import generator_for
-from training_helpers import pocket_splits, tiny_net
+from training_helpers import quick, tiny_net, train_killed_in_epoch
 
-
-@pytest.fixture(autouse=True)
-def _genaug_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("GENAUG_HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture(scope="module")
-def splits():
-    full = pocket_splits(labels_per_class=5, val_per_class=5)
-    full["test"] = full["test"].subset(np.arange(0, len(full["test"]), 4))
-    return full
-
-
-def quick(**overrides):
-    settings = dict(recipe="pocket", epochs=3, batch_size=16, logging={"progress": False, "tensorboard": False})
-    settings.update(overrides)
-    return TrainConfig(**settings)
+pytestmark = pytest.mark.usefixtures("genaug_home")  # tests/conftest.py
 
 
 @pytest.fixture
@@ -89,24 +73,10 @@ def test_epoch_mode_counts_its_steps_and_images(tmp_path, splits, counted_steps)
     assert set(counted_steps[:4]) == {0.02}  # stepped once per epoch, as before
 
 
-class Killed(Exception):
-    pass
-
-
 def test_a_steps_run_killed_mid_run_resumes_bit_identical(tmp_path, splits, monkeypatch):
     config = quick(steps=10, checkpoint_every=1)
     uninterrupted = train(config, splits, tmp_path / "a", model=tiny_net(dropout=0.3))
-    real_epoch = trainer_module.train_one_epoch
-
-    def dies_in_epoch_3(*args, **kwargs):
-        if args[-2] == 2:
-            raise Killed
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "train_one_epoch", dies_in_epoch_3)
-    with pytest.raises(Killed):
-        train(config, splits, tmp_path / "b", model=tiny_net(dropout=0.3))
-    monkeypatch.setattr(trainer_module, "train_one_epoch", real_epoch)
+    train_killed_in_epoch(monkeypatch, 2, config, splits, tmp_path / "b", model=tiny_net(dropout=0.3))
     resumed = train(config, splits, tmp_path / "b", model=tiny_net(seed=5, dropout=0.3))
     for name in ("checkpoint/model.safetensors", "best.safetensors"):
         a, b = load_file(tmp_path / "a" / name), load_file(tmp_path / "b" / name)
@@ -286,18 +256,8 @@ def test_fast_checkpoints_are_timed_and_a_kill_still_resumes_bit_identical(tmp_p
     assert written == [5]  # a quick run: only the last epoch's checkpoint
     monkeypatch.setattr(trainer_module, "CHECKPOINT_SECONDS", 0.0)
     written.clear()
-    real_epoch = trainer_module.train_one_epoch
-
-    def dies_in_epoch_4(*args, **kwargs):
-        if args[-2] == 3:
-            raise Killed
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "train_one_epoch", dies_in_epoch_4)
-    with pytest.raises(Killed):
-        train(config, splits, tmp_path / "b", model=tiny_net(dropout=0.3))
+    train_killed_in_epoch(monkeypatch, 3, config, splits, tmp_path / "b", model=tiny_net(dropout=0.3))
     assert written == [1, 2, 3]  # every epoch once 0 s have passed
-    monkeypatch.setattr(trainer_module, "train_one_epoch", real_epoch)
     resumed = train(config, splits, tmp_path / "b", model=tiny_net(seed=9, dropout=0.3))
     for name in ("checkpoint/model.safetensors", "best.safetensors"):
         a, b = load_file(tmp_path / "a" / name), load_file(tmp_path / "b" / name)

@@ -15,27 +15,11 @@ from genaug.data.base import RealDataset
 from genaug.training import RunResult, train
 from genaug.training import trainer as trainer_module
 from genaug.training.recipes import is_resolved
-from training_helpers import pocket_splits, tiny_net
+from training_helpers import quick, tiny_net, train_killed_in_epoch
+
+pytestmark = pytest.mark.usefixtures("genaug_home")  # tests/conftest.py
 
 TIMING_COLUMNS = {"epoch_seconds", "samples_per_second"}
-
-
-@pytest.fixture(autouse=True)
-def _genaug_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("GENAUG_HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture(scope="module")
-def splits():
-    full = pocket_splits(labels_per_class=5, val_per_class=5)
-    full["test"] = full["test"].subset(np.arange(0, len(full["test"]), 4))  # ~113 images keep tests quick
-    return full
-
-
-def quick(**overrides):
-    settings = dict(recipe="pocket", epochs=3, batch_size=16, logging={"progress": False, "tensorboard": False})
-    settings.update(overrides)
-    return TrainConfig(**settings)
 
 
 def read_csv(path):
@@ -103,29 +87,15 @@ def test_without_a_validation_split_the_last_weights_are_tested(tmp_path, splits
     assert (tmp_path / "run" / "best.safetensors").is_file()
 
 
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.parametrize("mixer", ["none", "mixup"])
 def test_a_killed_and_resumed_run_ends_bit_identical(tmp_path, splits, monkeypatch, mixer):
     config = quick(epochs=5, checkpoint_every=2, mixer=mixer)
     uninterrupted = train(config, splits, tmp_path / "a", model=tiny_net(dropout=0.3))
 
-    real_epoch = trainer_module.train_one_epoch
-
-    def dies_in_epoch_3(*args, **kwargs):
-        if args[-2] == 3:  # (..., epoch, dist)
-            raise Killed
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "train_one_epoch", dies_in_epoch_3)
-    with pytest.raises(Killed):
-        train(config, splits, tmp_path / "b", model=tiny_net(dropout=0.3))
+    train_killed_in_epoch(monkeypatch, 3, config, splits, tmp_path / "b", model=tiny_net(dropout=0.3))
     # killed after epoch 2 was logged but the last checkpoint is from epoch 1
     assert torch.load(tmp_path / "b" / "checkpoint" / "state.pt", weights_only=True)["epoch"] == 2
     assert len(read_csv(tmp_path / "b" / "metrics.csv")) == 3
-    monkeypatch.setattr(trainer_module, "train_one_epoch", real_epoch)
     # a differently initialised model: everything must come from the checkpoint
     resumed = train(config, splits, tmp_path / "b", model=tiny_net(seed=123, dropout=0.3))
 
@@ -146,17 +116,7 @@ def test_a_killed_and_resumed_run_ends_bit_identical(tmp_path, splits, monkeypat
 
 
 def test_resuming_with_a_different_config_is_an_error_naming_the_field(tmp_path, splits, monkeypatch):
-    real_epoch = trainer_module.train_one_epoch
-
-    def dies_in_epoch_1(*args, **kwargs):
-        if args[-2] == 1:
-            raise Killed
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(trainer_module, "train_one_epoch", dies_in_epoch_1)
-    with pytest.raises(Killed):
-        train(quick(checkpoint_every=1), splits, tmp_path / "run", model=tiny_net())
-    monkeypatch.setattr(trainer_module, "train_one_epoch", real_epoch)
+    train_killed_in_epoch(monkeypatch, 1, quick(checkpoint_every=1), splits, tmp_path / "run", model=tiny_net())
     with pytest.raises(ConfigError, match=r"(?s)different config.*lr: 0\.02 in the run, 0\.01 now"):
         train(quick(lr=0.01), splits, tmp_path / "run", model=tiny_net())
     # logging and checkpoint frequency do not change the result: resuming with them changed is fine

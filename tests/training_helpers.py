@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from genaug.config import TrainConfig
 from genaug.data.base import RealDataset
 from genaug.pocket.render import DIGIT_NAMES, pocket_pools, styled_digits
 
@@ -59,3 +60,36 @@ class TinyNet(nn.Module):
 def tiny_net(seed: int = 0, **kwargs: object) -> TinyNet:
     torch.manual_seed(seed)
     return TinyNet(**kwargs)
+
+
+class Killed(Exception):
+    """Stands for a kill: raised inside a run by :func:`train_killed_in_epoch`."""
+
+
+def train_killed_in_epoch(monkeypatch, epoch: int, *args, **kwargs) -> None:
+    """``train(*args, **kwargs)`` killed as training epoch ``epoch`` (numbered from 0) starts:
+    whatever the run wrote before stays, as after a real kill; the trainer is restored after."""
+    import pytest
+
+    from genaug.training import trainer as trainer_module
+
+    real_epoch = trainer_module.train_one_epoch
+
+    def dies(*epoch_args, **epoch_kwargs):
+        if epoch_args[-2] == epoch:  # (..., epoch, dist)
+            raise Killed
+        return real_epoch(*epoch_args, **epoch_kwargs)
+
+    monkeypatch.setattr(trainer_module, "train_one_epoch", dies)
+    try:
+        with pytest.raises(Killed):
+            trainer_module.train(*args, **kwargs)
+    finally:
+        monkeypatch.setattr(trainer_module, "train_one_epoch", real_epoch)
+
+
+def quick(**overrides) -> TrainConfig:
+    """The pocket recipe for 3 epochs at batch 16, no progress bar or TensorBoard, with ``overrides``."""
+    settings = dict(recipe="pocket", epochs=3, batch_size=16, logging={"progress": False, "tensorboard": False})
+    settings.update(overrides)
+    return TrainConfig(**settings)

@@ -176,6 +176,24 @@ def pipeline_images(output) -> np.ndarray:
     return np.clip(np.rint(np.asarray(output.images) * 255), 0, 255).astype(np.uint8)
 
 
+def in_batches(call, n: int, batch_size: int, seed: int) -> np.ndarray:
+    """``call(rows, generator)`` over ``n`` items in slices of ``batch_size``, each with its own
+    generator seeded ``seed * 1000 + first row``; the images as uint8 ``(n, H, W, 3)``."""
+    return np.concatenate([
+        pipeline_images(call(slice(start, start + batch_size), torch.Generator().manual_seed(seed * 1000 + start)))
+        for start in range(0, n, batch_size)
+    ])
+
+
+def realised(judge: DigitJudge, images: np.ndarray, digits, fg, bg) -> tuple[float, float, float, float]:
+    """Shares of ``images`` whose digit the judge reads as ``digits``, whose estimated foreground
+    and background colours are both ``fg``/``bg``, and each alone."""
+    pred = judge.predict(images)
+    efg, ebg = estimate_colors(images)
+    return (float((pred == digits).mean()), float(((efg == fg) & (ebg == bg)).mean()),
+            float((efg == fg).mean()), float((ebg == bg).mean()))  # fmt: skip
+
+
 @torch.no_grad()
 def sd_fidelity(sd_dir, judge: DigitJudge, n: int = 200, steps: int = 25, guidance_scale: float = 7.5, batch_size: int = 50, seed: int = 0) -> dict[str, Any]:
     """Pocket SD txt2img on "a photo of the digit {k}, {fg} on {bg}": judge digit + colours."""
@@ -188,19 +206,16 @@ def sd_fidelity(sd_dir, judge: DigitJudge, n: int = 200, steps: int = 25, guidan
     fg = rng.integers(0, len(COLOR_NAMES), n)
     bg = (fg + rng.integers(1, len(COLOR_NAMES), n)) % len(COLOR_NAMES)
     prompts = [caption(d, f, b) for d, f, b in zip(digits, fg, bg)]
-    images = []
-    for i in range(0, n, batch_size):
-        gen = torch.Generator().manual_seed(seed * 1000 + i)
-        out = pipe(prompts[i : i + batch_size], num_inference_steps=steps, guidance_scale=guidance_scale, generator=gen, output_type="np")
-        images.append(pipeline_images(out))
-    images = np.concatenate(images)
-    pred = judge.predict(images)
-    efg, ebg = estimate_colors(images)
+    images = in_batches(
+        lambda rows, gen: pipe(prompts[rows], num_inference_steps=steps, guidance_scale=guidance_scale, generator=gen, output_type="np"),
+        n, batch_size, seed,
+    )
+    digit, colours, fg_rate, bg_rate = realised(judge, images, digits, fg, bg)
     return {
-        "sd_digit_fidelity": float((pred == digits).mean()),
-        "sd_color_realised": float(((efg == fg) & (ebg == bg)).mean()),
-        "sd_fg_realised": float((efg == fg).mean()),
-        "sd_bg_realised": float((ebg == bg).mean()),
+        "sd_digit_fidelity": digit,
+        "sd_color_realised": colours,
+        "sd_fg_realised": fg_rate,
+        "sd_bg_realised": bg_rate,
         "sd_n": n,
         "sd_steps": steps,
         "sd_guidance_scale": guidance_scale,
@@ -224,21 +239,17 @@ def ip2p_fidelity(
     texts, new_fg, new_bg = sample_edits(fg, bg, np.random.default_rng([seed, 300]))
     from PIL import Image
 
-    edited = []
-    for i in range(0, len(images), batch_size):
-        gen = torch.Generator().manual_seed(seed * 1000 + i)
-        batch = [Image.fromarray(im) for im in images[i : i + batch_size]]
-        out = pipe(
-            texts[i : i + batch_size], image=batch, num_inference_steps=steps, guidance_scale=guidance_scale,
-            image_guidance_scale=image_guidance_scale, generator=gen, output_type="np",
-        )
-        edited.append(pipeline_images(out))
-    edited = np.concatenate(edited)
-    pred = judge.predict(edited)
-    efg, ebg = estimate_colors(edited)
+    edited = in_batches(
+        lambda rows, gen: pipe(
+            texts[rows], image=[Image.fromarray(im) for im in images[rows]], num_inference_steps=steps,
+            guidance_scale=guidance_scale, image_guidance_scale=image_guidance_scale, generator=gen, output_type="np",
+        ),
+        len(images), batch_size, seed,
+    )
+    preserved, colours, _, _ = realised(judge, edited, labels, new_fg, new_bg)
     return {
-        "ip2p_digit_preserved": float((pred == labels).mean()),
-        "ip2p_color_realised": float(((efg == new_fg) & (ebg == new_bg)).mean()),
+        "ip2p_digit_preserved": preserved,
+        "ip2p_color_realised": colours,
         "ip2p_n": int(len(labels)),
         "ip2p_steps": steps,
         "ip2p_guidance_scale": guidance_scale,

@@ -249,31 +249,21 @@ TEMPLATE = """<!DOCTYPE html>
 </section>
 {% endif %}
 
-{% if feature_spaces %}
-<section id="sdi">
-  <h2>SDI feature space</h2>
-  <p class="lead">Projected real features (dots) and the features sampled from them (crosses) in the first two
-  principal components of the real features, coloured by class.</p>
-  {% for item in feature_spaces %}
+{% macro figures(id, title, lead, items) %}{% if items %}
+<section id="{{ id }}">
+  <h2>{{ title }}</h2>
+  <p class="lead">{{ lead }}</p>
+  {% for item in items %}
     <h3>{{ item.title }}</h3>
     <p class="note">{{ item.summary }}</p>
     <img class="figure" src="{{ item.figure }}" alt="{{ item.title }}">
   {% endfor %}
 </section>
-{% endif %}
-
-{% if filters %}
-<section id="filters">
-  <h2>Filter scores</h2>
-  <p class="lead">Every score the filters wrote, kept and dropped images stacked; the dashed line is the cut where
-  one value separates them (per-class ranking cuts each class at its own place).</p>
-  {% for item in filters %}
-    <h3>{{ item.title }}</h3>
-    <p class="note">{{ item.summary }}</p>
-    <img class="figure" src="{{ item.figure }}" alt="{{ item.title }}">
-  {% endfor %}
-</section>
-{% endif %}
+{% endif %}{% endmacro %}
+{{ figures("sdi", "SDI feature space", "Projected real features (dots) and the features sampled from them (crosses) in the
+  first two principal components of the real features, coloured by class.", feature_spaces) }}
+{{ figures("filters", "Filter scores", "Every score the filters wrote, kept and dropped images stacked; the dashed line is
+  the cut where one value separates them (per-class ranking cuts each class at its own place).", filters) }}
 
 {% if cost %}
 <section id="cost">
