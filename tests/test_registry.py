@@ -37,29 +37,35 @@ def _registry() -> Registry:
     def spinner(alpha: float = 1.0) -> tuple[str, float]:
         return ("spinner", alpha)
 
-    reg.register("lazy", "os.path:join")
+    @reg.register("wheel")
+    class Wheel:
+        spokes = 12
+
     return reg
 
 
 def test_register_names_get_create_and_metadata():
     reg = _registry()
-    assert reg.names() == ["lazy", "spinner"] and reg.names("sp*") == ["spinner"]
+    assert reg.names() == ["spinner", "wheel"] and reg.names("sp*") == ["spinner"]
     assert "spinner" in reg and "nope" not in reg and len(reg) == 2
     assert reg.create("spinner", alpha=0.5) == ("spinner", 0.5)
     assert reg.create("spinner") == ("spinner", 1.0)
     assert reg.spec("spinner").metadata == {"heavy": True} and reg.spec("spinner").heavy is True
-    import os.path
-
-    assert reg.get("lazy") is os.path.join  # a "module:attribute" entry is imported when used
+    # a registered class learns its name; its attributes are the entry's facts
+    assert reg.get("wheel").name == "wheel" and reg.spec("wheel").spokes == 12
+    with pytest.raises(AttributeError):
+        reg.spec("spinner").spokes
     with pytest.raises(ValueError, match="widget 'spinner' is already registered"):
-        reg.register("spinner", print)
+        reg.register("spinner")(print)
+    with pytest.raises(TypeError):  # one idiom: the decorator, not an object or a "module:attr" path
+        reg.register("lazy", "os.path:join")
 
 
 def test_unknown_names_and_parameters_are_one_line_naming_the_key_and_the_allowed_values():
     reg = _registry()
     with pytest.raises(ConfigError) as error:
         reg.validate("spiner", {})
-    assert str(error.value) == "widget: unknown widget 'spiner'; did you mean 'spinner'? (allowed: lazy, spinner)"
+    assert str(error.value) == "widget: unknown widget 'spiner'; did you mean 'spinner'? (allowed: spinner, wheel)"
     with pytest.raises(ConfigError) as error:
         reg.validate("spinner", {"alhpa": 2})
     assert str(error.value) == "widget 'spinner': widget_kwargs.alhpa: unknown key 'alhpa'; did you mean 'alpha'? (allowed: alpha)"
@@ -67,7 +73,7 @@ def test_unknown_names_and_parameters_are_one_line_naming_the_key_and_the_allowe
     with pytest.raises(ConfigError, match=r"widget_kwargs.alpha: Input should be greater than or equal to 0"):
         reg.create("spinner", alpha=-1)
     assert reg.validate("spinner", {"alpha": 3}).alpha == 3.0
-    assert reg.validate("lazy", {"anything": 1}) == {"anything": 1}  # no params model: not checked
+    assert reg.validate("wheel", {"anything": 1}) == {"anything": 1}  # no params model: not checked
 
 
 # ---------------------------------------------------------------------------- stages
@@ -261,9 +267,9 @@ def test_every_filter_creates_with_default_params(name):
 
 
 def _schedules():
-    from genaug.training.schedules import list_schedules
+    from genaug.training.schedules import BLEND_SCHEDULES
 
-    return list_schedules()
+    return BLEND_SCHEDULES.names()
 
 
 @pytest.mark.parametrize("name", _schedules())
@@ -279,9 +285,9 @@ def test_every_blend_schedule_gives_a_probability_with_default_params(name):
 
 
 def _samplers():
-    from genaug.sdi.samplers import sampler_names
+    from genaug.sdi.samplers import SAMPLERS
 
-    return sampler_names()
+    return SAMPLERS.names()
 
 
 @pytest.mark.parametrize("name", _samplers())
@@ -313,9 +319,9 @@ def test_every_lr_schedule_starts_positive_with_a_recipe(name):
 
 
 def _editors():
-    from genaug.generation.editors import editor_names
+    from genaug.generation.editors import EDITORS
 
-    return editor_names()
+    return EDITORS.names()
 
 
 @pytest.mark.parametrize("name", _editors())
