@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from genaug.config import ConfigError
 from genaug.data import DatasetError, MissingDataError, clean_class_name, load_dataset, load_splits, prepare_dataset
 
 
@@ -99,7 +100,7 @@ def test_prepare_reports_download_failures_and_datasets_without_a_downloader(tmp
     downloadable = r"downloadable: cifar10, cifar100, dtd, flowers102, pets\)"
     with pytest.raises(DatasetError, match=r"'cub200' has no automatic download.*" + downloadable):
         prepare_dataset("cub200", tmp_path)
-    with pytest.raises(DatasetError, match="unknown dataset 'mnist'"):
+    with pytest.raises(ConfigError, match=r"name: unknown dataset 'mnist' \(allowed: cars, cifar10,"):
         prepare_dataset("mnist", tmp_path)
     folder, *_ = _fake_cifar10(tmp_path / "ready", np.random.default_rng(4))
     assert prepare_dataset("cifar10", tmp_path / "ready") == folder  # complete: nothing downloaded

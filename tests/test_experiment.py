@@ -98,15 +98,6 @@ def test_quick_section_merges_and_selects_arms():
         apply_quick({**data, "quick": {"arms": ["zz"]}})
 
 
-def test_packaged_configs_validate():
-    configs = Path(__file__).resolve().parents[1] / "configs"
-    names = sorted(path.name for path in configs.glob("*.yaml"))
-    assert "demo.yaml" in names
-    for name in names:
-        for quick in (False, True):
-            load_experiment(configs / name, quick=quick)
-
-
 # ---------------------------------------------------------------------------- graph
 
 

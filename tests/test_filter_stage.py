@@ -158,7 +158,7 @@ def test_load_classifier_rebuilds_a_training_run(tmp_path, real):
 
 
 def test_filter_config_errors_name_the_filter_and_field(tmp_path):
-    with pytest.raises(ConfigError, match="unknown filter 'blur'"):
+    with pytest.raises(ConfigError, match=r"filters\[0\]\.name: unknown filter 'blur' \(allowed: classifier, "):
         parse_config(FilterConfig, {"set_dir": str(tmp_path), "filters": [{"name": "blur"}]})
     with pytest.raises(ConfigError, match="keep_ratio"):
         parse_config(FilterConfig, {"set_dir": str(tmp_path), "filters": [{"name": "clip_rank", "keep_ratio": 2}]})

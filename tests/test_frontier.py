@@ -74,7 +74,7 @@ def test_fast_is_the_fastest_point_within_one_point_of_fidelity_and_two_of_colou
 def test_sweep_points_are_checked_and_parsed():
     assert frontier.parse_point("dpmsolver:8:bf16") == frontier.SweepPoint("dpmsolver", 8, "bf16", 50)
     assert frontier.parse_point("unipc:6:fp32:16", 50).batch_size == 16
-    with pytest.raises(ValueError, match="scheduler must be one of"):
+    with pytest.raises(ValueError, match="point 'dpm:8:fp32': scheduler: unknown scheduler 'dpm'; did you mean 'ddpm'"):
         frontier.parse_point("dpm:8:fp32")
     with pytest.raises(ValueError, match="precision must be one of"):
         frontier.SweepPoint("ddim", 8, "fp8")

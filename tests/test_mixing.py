@@ -123,6 +123,6 @@ def test_package_exports_and_lazy_online_names():
     for name in ["feathered_halves", "random_rect_mask", "rect_mix", "fractal_blend", "make_fractals",
                  "fractal_bank", "patch_grid", "shb_mask", "hybrid_blend"]:
         assert callable(getattr(mixing, name))
-    assert {"create_mixer", "list_mixers", "OnlineMixer"} <= set(dir(mixing))
+    assert {"create_mixer", "MIXERS", "OnlineMixer"} <= set(dir(mixing))
     with pytest.raises(AttributeError):
         mixing.no_such_thing

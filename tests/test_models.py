@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchvision
 
-from genaug.models import ManifoldMix, create_model, list_models, scale_channels
+from genaug.models import MODELS, ManifoldMix, create_model, scale_channels
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -16,10 +16,10 @@ def n_parameters(model):
 
 
 def test_registry_lists_every_model():
-    assert set(ALL_MODELS) <= set(list_models()) and list_models() == sorted(list_models())
-    assert {"wrn28_10", "wrn28_2"} <= set(list_models("wrn*"))
-    assert all(name.startswith("wrn") for name in list_models("wrn*"))
-    assert {"preactresnet18", "preactresnet34", "resnet50"} <= set(list_models("*resnet*"))
+    assert set(ALL_MODELS) <= set(MODELS.names()) and MODELS.names() == sorted(MODELS.names())
+    assert {"wrn28_10", "wrn28_2"} <= set(MODELS.names("wrn*"))
+    assert all(name.startswith("wrn") for name in MODELS.names("wrn*"))
+    assert {"preactresnet18", "preactresnet34", "resnet50"} <= set(MODELS.names("*resnet*"))
 
 
 def test_unknown_model_names_the_known_ones():

@@ -15,7 +15,8 @@ from genaug.config import ConfigError, TrainConfig, parse_config
 from genaug.data import load_splits
 from genaug.mixing.fractals import fractal_bank, save_fractal_pngs
 from genaug.training import create_policy, resolve_recipe, train
-from genaug.training.policies import POLICIES, TrainPool, synthetic_partners
+from genaug.training.policies import TrainPool, synthetic_partners
+from genaug.training.registry import POLICIES
 from genaug.training.recipes import POCKET_MEAN, POCKET_STD
 from genaug.training.schedules import blend_ratio
 from genaug.training.seeding import generator_for
@@ -225,7 +226,7 @@ def test_bad_policy_arguments_are_config_errors_naming_the_policy():
         create_policy("synthetic_probability", p=1.5)
     with pytest.raises(ConfigError, match="multiples.*unexpected keyword"):
         create_policy("multiples", multiple=2)
-    with pytest.raises(ConfigError, match="unknown policy 'curricula'"):
+    with pytest.raises(ConfigError, match="unknown data policy 'curricula'; did you mean 'curriculum'"):
         create_policy("curricula")
 
 

@@ -37,29 +37,35 @@ def _registry() -> Registry:
     def spinner(alpha: float = 1.0) -> tuple[str, float]:
         return ("spinner", alpha)
 
-    reg.register("lazy", "os.path:join")
+    @reg.register("wheel")
+    class Wheel:
+        spokes = 12
+
     return reg
 
 
 def test_register_names_get_create_and_metadata():
     reg = _registry()
-    assert reg.names() == ["lazy", "spinner"] and reg.names("sp*") == ["spinner"]
+    assert reg.names() == ["spinner", "wheel"] and reg.names("sp*") == ["spinner"]
     assert "spinner" in reg and "nope" not in reg and len(reg) == 2
     assert reg.create("spinner", alpha=0.5) == ("spinner", 0.5)
     assert reg.create("spinner") == ("spinner", 1.0)
     assert reg.spec("spinner").metadata == {"heavy": True} and reg.spec("spinner").heavy is True
-    import os.path
-
-    assert reg.get("lazy") is os.path.join  # a "module:attribute" entry is imported when used
+    # a registered class learns its name; its attributes are the entry's facts
+    assert reg.get("wheel").name == "wheel" and reg.spec("wheel").spokes == 12
+    with pytest.raises(AttributeError):
+        reg.spec("spinner").spokes
     with pytest.raises(ValueError, match="widget 'spinner' is already registered"):
-        reg.register("spinner", print)
+        reg.register("spinner")(print)
+    with pytest.raises(TypeError):  # one idiom: the decorator, not an object or a "module:attr" path
+        reg.register("lazy", "os.path:join")
 
 
 def test_unknown_names_and_parameters_are_one_line_naming_the_key_and_the_allowed_values():
     reg = _registry()
     with pytest.raises(ConfigError) as error:
         reg.validate("spiner", {})
-    assert str(error.value) == "widget: unknown widget 'spiner'; did you mean 'spinner'? (allowed: lazy, spinner)"
+    assert str(error.value) == "widget: unknown widget 'spiner'; did you mean 'spinner'? (allowed: spinner, wheel)"
     with pytest.raises(ConfigError) as error:
         reg.validate("spinner", {"alhpa": 2})
     assert str(error.value) == "widget 'spinner': widget_kwargs.alhpa: unknown key 'alhpa'; did you mean 'alpha'? (allowed: alpha)"
@@ -67,7 +73,115 @@ def test_unknown_names_and_parameters_are_one_line_naming_the_key_and_the_allowe
     with pytest.raises(ConfigError, match=r"widget_kwargs.alpha: Input should be greater than or equal to 0"):
         reg.create("spinner", alpha=-1)
     assert reg.validate("spinner", {"alpha": 3}).alpha == 3.0
-    assert reg.validate("lazy", {"anything": 1}) == {"anything": 1}  # no params model: not checked
+    assert reg.validate("wheel", {"anything": 1}) == {"anything": 1}  # no params model: not checked
+
+
+# ---------------------------------------------------------------------------- every registry
+
+
+def _registries() -> list[tuple[str, str]]:
+    """(module, attribute) of every module-level ``NAME = Registry(...)`` in the package, found
+    in the source (a new registry is covered without an edit here)."""
+    found = []
+    for path in sorted((SRC / "genaug").rglob("*.py")):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Call)
+                and isinstance(node.value.func, ast.Name)
+                and node.value.func.id == "Registry"
+            ):
+                found += [(module, target.id) for target in node.targets if isinstance(target, ast.Name)]
+    return found
+
+
+REGISTRIES = _registries()
+
+
+def _misspelt(name: str) -> str:
+    """``name`` with its middle character doubled (``cutmix`` -> ``cutmmix``)."""
+    middle = len(name) // 2
+    return name[:middle] + name[middle] + name[middle:]
+
+
+def test_the_registries_are_found():
+    names = {attribute for _, attribute in REGISTRIES}
+    assert {"STAGES", "MODELS", "DATASETS", "EDITORS", "SCHEDULERS", "PROMPT_PRESETS", "FILTERS", "MIXERS",
+            "MIX_METHODS", "LOSSES", "LR_SCHEDULES", "POLICIES", "BLEND_SCHEDULES", "SAMPLERS"} <= names  # fmt: skip
+
+
+@pytest.mark.parametrize(("module", "attribute"), REGISTRIES, ids=[attribute for _, attribute in REGISTRIES])
+def test_every_registry_raises_one_config_error_with_the_close_match_for_a_misspelt_name(module, attribute):
+    """Whichever lookup meets it (spec, get, validate, create, [] ), an unknown name is the
+    registry's own one-line ConfigError naming its key, the close match and the allowed names."""
+    import importlib
+
+    registry = getattr(importlib.import_module(module), attribute)
+    names = registry.names()
+    assert names, f"{attribute} has no entries"
+    for name in names:
+        wrong = _misspelt(name)
+        assert wrong not in registry
+        expected = f"{registry.key}: unknown {registry.kind} '{wrong}'; did you mean '{name}'? (allowed: {', '.join(names)})"
+        for lookup in (registry.spec, registry.get, registry.validate, registry.create, registry.__getitem__):
+            with pytest.raises(ConfigError) as error:
+                lookup(wrong)
+            assert str(error.value) == expected, f"{attribute}.{lookup.__name__}"
+            assert [problem.path for problem in error.value.problems] == [registry.key]
+        with pytest.raises(ConfigError, match=r"^x\[2\]\.y: unknown "):
+            registry.spec(wrong, key="x.2.y")
+
+
+def test_the_public_builders_raise_the_registry_error_for_a_misspelt_name():
+    """The functions that build a registered thing by name add no error of their own."""
+    from genaug.config import EditorConfig
+    from genaug.data.registry import dataset_spec
+    from genaug.filtering.registry import create_filter
+    from genaug.generation.prompts import resolve_prompts
+    from genaug.mixing.mixers import create_mixer
+    from genaug.models.registry import create_model
+    from genaug.sdi.samplers import fit_sampler
+    from genaug.training.losses import create_loss
+    from genaug.training.policies import create_policy
+    from genaug.training.schedules import blend_ratio, schedule_parameters
+
+    calls = {
+        "dataset 'cifar1000'; did you mean 'cifar100'": lambda: dataset_spec("cifar1000"),
+        "filter 'framess'; did you mean 'frames'": lambda: create_filter({"name": "framess"}),
+        "prompt preset 'diffusemixx'; did you mean 'diffusemix'": lambda: resolve_prompts("diffusemixx"),
+        "mixer 'cutmixx'; did you mean 'cutmix'": lambda: create_mixer("cutmixx"),
+        "model 'wrn28_22'; did you mean 'wrn28_2'": lambda: create_model("wrn28_22", num_classes=2),
+        "sampler 'gausian'; did you mean 'gaussian'": lambda: fit_sampler([[0.0, 1.0]], "gausian"),
+        "loss 'bce_softmx'; did you mean 'bce_softmax'": lambda: create_loss("bce_softmx"),
+        "data policy 'concatt'; did you mean 'concat'": lambda: create_policy("concatt"),
+        "rho schedule 'cosin'; did you mean 'cosine'": lambda: blend_ratio("cosin", 0, 1),
+        "rho schedule 'warmupp'; did you mean 'warmup'": lambda: schedule_parameters("warmupp"),
+        "editor 'instructt'; did you mean 'instruct'": lambda: parse_config(EditorConfig, {"name": "instructt"}),
+    }
+    for expected, call in calls.items():
+        with pytest.raises(ConfigError, match=f"unknown {expected}"):
+            call()
+
+
+def test_registry_names_and_params_models_are_reachable_without_torch():
+    """Every registry but the classifiers' lists its names and params models with no torch,
+    torchvision, diffusers or transformers imported (config validation needs no more)."""
+    pairs = [(module, attribute) for module, attribute in REGISTRIES if attribute != "MODELS"]
+    code = (
+        "import importlib, sys\n"
+        f"for module, attribute in {pairs!r}:\n"
+        "    registry = getattr(importlib.import_module(module), attribute)\n"
+        "    for name in registry.names():\n"
+        "        registry.spec(name).params\n"
+        "        registry.validate(name, {}) if registry.spec(name).params is None or all(\n"
+        "            not f.is_required() for f in registry.spec(name).params.model_fields.values()) else None\n"
+        "print(','.join(sorted(m for m in ('torch', 'torchvision', 'diffusers', 'transformers') if m in sys.modules)))\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(SRC)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.strip() == "", f"listing the registries imported {result.stdout.strip()}"
 
 
 # ---------------------------------------------------------------------------- stages
@@ -261,9 +375,9 @@ def test_every_filter_creates_with_default_params(name):
 
 
 def _schedules():
-    from genaug.training.schedules import list_schedules
+    from genaug.training.schedules import BLEND_SCHEDULES
 
-    return list_schedules()
+    return BLEND_SCHEDULES.names()
 
 
 @pytest.mark.parametrize("name", _schedules())
@@ -279,9 +393,9 @@ def test_every_blend_schedule_gives_a_probability_with_default_params(name):
 
 
 def _samplers():
-    from genaug.sdi.samplers import sampler_names
+    from genaug.sdi.samplers import SAMPLERS
 
-    return sampler_names()
+    return SAMPLERS.names()
 
 
 @pytest.mark.parametrize("name", _samplers())
@@ -313,9 +427,9 @@ def test_every_lr_schedule_starts_positive_with_a_recipe(name):
 
 
 def _editors():
-    from genaug.generation.editors import editor_names
+    from genaug.generation.editors import EDITORS
 
-    return editor_names()
+    return EDITORS.names()
 
 
 @pytest.mark.parametrize("name", _editors())

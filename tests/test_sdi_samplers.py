@@ -8,7 +8,7 @@ import torch
 from sklearn.covariance import LedoitWolf
 
 from genaug.config import ConfigError, SdiSampleConfig
-from genaug.sdi import fit_sampler, sampler_names
+from genaug.sdi import SAMPLERS, fit_sampler
 from genaug.sdi.presets import REFERENCE_MULTIPLIERS, reference_multiplier
 from genaug.sdi.sample import class_seed, sample_bank, sample_id
 from genaug.sdi.samplers import JITTER
@@ -23,8 +23,8 @@ def known_gaussian(d: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_registry_names_and_unknown_kind():
-    assert {"gaussian", "gmm-2", "gmm-3", "gmm-5", "shrinkage"} <= set(sampler_names())
-    assert sampler_names("gmm-*") == [name for name in sampler_names() if name.startswith("gmm-")]
+    assert {"gaussian", "gmm-2", "gmm-3", "gmm-5", "shrinkage"} <= set(SAMPLERS.names())
+    assert SAMPLERS.names("gmm-*") == [name for name in SAMPLERS.names() if name.startswith("gmm-")]
     with pytest.raises(ValueError, match="unknown sampler 'gmm-4'"):
         fit_sampler(np.zeros((3, 2)), "gmm-4")
 
@@ -74,7 +74,7 @@ def test_samples_of_a_small_class_lie_in_the_affine_span_of_its_features():
 
 def test_same_seed_same_draws_other_seed_other_draws():
     features = np.random.default_rng(8).normal(size=(12, 5))
-    for kind in sampler_names():
+    for kind in SAMPLERS.names():
         sampler = fit_sampler(features, kind)
         np.testing.assert_array_equal(sampler.sample(9, seed=1), sampler.sample(9, seed=1))
         assert not np.allclose(sampler.sample(9, seed=1), sampler.sample(9, seed=2))

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from genaug.config import AugmentationConfig
+from genaug.config import AugmentationConfig, ConfigError
 from genaug.data.base import RealDataset
 from genaug.training.pipeline import (
     InputPipeline,
@@ -147,5 +147,5 @@ def test_concat_uses_real_and_synthetic_once_each():
 
 
 def test_an_unknown_policy_names_the_allowed_ones():
-    with pytest.raises(ValueError, match="data_policy.*concat.*real_only"):
+    with pytest.raises(ConfigError, match="data_policy: unknown data policy 'curriculumm'; did you mean 'curriculum'.*concat.*real_only"):
         create_policy("curriculumm")

@@ -26,7 +26,7 @@ def cache_dir(*parts: str) -> Path:
 
 
 def packaged_config(name: str) -> Path:
-    """A config shipped inside the package (``genaug/configs/``; the repository's ``configs/`` links there)."""
+    """A config shipped inside the package (``genaug/configs/``: the demo's; the repository's ``configs/demo.yaml`` links to it)."""
     from importlib.resources import files
 
     path = Path(str(files("genaug") / "configs" / name))

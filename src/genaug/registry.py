@@ -1,27 +1,39 @@
-"""One registry idiom for every family of named things: models, datasets, editors, filters,
-mixers, mix methods, losses, data policies, schedules, samplers, prompt presets, stages.
+"""One registry idiom for every family of named things: models, datasets, editors, schedulers,
+filters, mixers, mix methods, losses, LR schedules, data policies, blend schedules, samplers,
+prompt presets, stages.
 
 A :class:`Registry` maps a name to an entry: the registered object (a class or a function),
 an optional typed ``params`` model (a pydantic model of the keyword arguments it takes) and
-free metadata the callers read (``needs_normalisation`` of a mixer, ``default_model`` of an
-editor, ...). An entry may also be registered lazily as ``"module:attribute"``, imported
-only when it is used, so that a config naming it can be checked without importing torch::
+facts the callers read (``needs_normalisation`` of a mixer, ``fields`` of a mix method, ...).
+There is one way to fill it: the registry's decorator on the function or class, in the module
+that holds its code, its params model beside it::
 
-    MIXERS = Registry("mixer")
+    MIXERS = Registry("mixer", discover=("genaug.mixing.mixers",))
+
+    class CutMixParams(StrictModel):
+        alpha: float = 1.0
 
     @MIXERS.register("cutmix", params=CutMixParams)
-    class CutMix: ...
+    def cutmix(**params):
+        from genaug.mixing.online import CutMix  # torch: imported when the mixer is built
 
-    MIXERS.register("puzzlemix", "genaug.mixing.online:PuzzleMix", params=PuzzleMixParams)
+        return CutMix(**params)
 
     MIXERS.names("*mix*")                   # fnmatch pattern, sorted
     MIXERS.validate("cutmx", {}, key="mixer")
     # ConfigError: mixer: unknown mixer 'cutmx'; did you mean 'cutmix'? (allowed: ...)
     MIXERS.create("cutmix", alpha=0.4)
 
-Errors are :class:`genaug.config.ConfigError` with one line naming the key and the allowed
-values. A registry can name ``discover`` modules imported on first use: the modules whose
-decorators fill it. This module imports nothing of genaug but the config base.
+``discover`` names the modules whose decorators fill a registry; they are imported on its
+first lookup. They import no torch, diffusers or transformers at module level (those go
+inside the registered function), so that a config naming an entry, and its parameters,
+are checked without them. A registered class learns its name (``cls.name``), and an
+entry's facts are its keyword facts or, failing those, attributes of the registered object
+(an editor class states ``default_model`` on itself).
+
+Every lookup of a name that is not registered raises the same error, from the registry
+itself: a :class:`genaug.config.ConfigError` of one line naming the config key, the close
+match and the allowed names. This module imports nothing of genaug but the config base.
 
 The stage registry (:data:`STAGES`, :func:`register_stage`) lives here too: each subsystem
 registers its stage kind (generate, mix, sdi, filter) with its config class, the fields the
@@ -46,24 +58,23 @@ __all__ = ["Entry", "Registry", "STAGES", "StageKind", "register_stage", "stage_
 
 @dataclass
 class Entry:
-    """One registered name: the object (or its ``"module:attribute"`` path), its params model, metadata."""
+    """One registered name: the object, its params model, its facts.
+
+    ``entry.<fact>`` reads ``metadata`` (the decorator's keyword facts), else the registered
+    object's attribute of that name.
+    """
 
     name: str
     target: Any
     params: type[BaseModel] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def load(self) -> Any:
-        """The registered object (imported on first use when registered as a ``"module:attribute"`` path)."""
-        if isinstance(self.target, str) and ":" in self.target:
-            module, _, attribute = self.target.partition(":")
-            self.target = getattr(importlib.import_module(module), attribute)
-        return self.target
-
     def __getattr__(self, name: str) -> Any:
         metadata = self.__dict__.get("metadata", {})
         if name in metadata:
             return metadata[name]
+        if not name.startswith("_") and "target" in self.__dict__ and hasattr(self.__dict__["target"], name):
+            return getattr(self.__dict__["target"], name)
         raise AttributeError(name)
 
 
@@ -83,22 +94,17 @@ class Registry:
 
     # ------------------------------------------------------------------ registering
 
-    def register(
-        self, name: str, target: Any = None, *, params: type[BaseModel] | None = None, **metadata: Any
-    ) -> Any:
-        """Register ``target`` (an object or ``"module:attribute"``) under ``name``.
+    def register(self, name: str, *, params: type[BaseModel] | None = None, **metadata: Any) -> Callable[[Any], Any]:
+        """Decorator: ``@REG.register("name", params=Params, **facts)`` on a function or class
+        registers it under ``name`` (a class also gets ``cls.name = name``)."""
 
-        Without ``target`` it is a decorator: ``@REG.register("name", params=Params)``.
-        """
-        if target is None:
+        def decorate(obj: Any) -> Any:
+            if isinstance(obj, type):
+                obj.name = name
+            self._add(Entry(name, obj, params, metadata))
+            return obj
 
-            def decorate(obj: Any) -> Any:
-                self._add(Entry(name, obj, params, metadata))
-                return obj
-
-            return decorate
-        self._add(Entry(name, target, params, metadata))
-        return target
+        return decorate
 
     def _add(self, entry: Entry) -> None:
         if entry.name in self._entries:
@@ -133,11 +139,13 @@ class Registry:
         return len(self.names())
 
     def unknown(self, name: object, key: str | None = None) -> ConfigError:
-        """The one-line error for a name that is not registered."""
+        """The one-line error for a name that is not registered (``key``: dotted, list positions
+        as numbers, ``filters.0.name``)."""
         names = self.names()
         message = f"unknown {self.kind} '{name}'{did_you_mean(name, names)} (allowed: {', '.join(names)})"
-        key = key or self.key
-        return ConfigError(f"{key}: {message}", [Problem(tuple(key.split(".")), message)])
+        loc = tuple(int(part) if part.isdigit() else part for part in (key or self.key).split("."))
+        problem = Problem(loc, message)
+        return ConfigError(f"{problem.path}: {message}", [problem])
 
     def spec(self, name: str, key: str | None = None) -> Entry:
         """The entry of ``name``; a :class:`ConfigError` naming ``key`` when there is none."""
@@ -147,8 +155,8 @@ class Registry:
         return self._entries[name]
 
     def get(self, name: str, key: str | None = None) -> Any:
-        """The registered object of ``name`` (imported if registered as a path)."""
-        return self.spec(name, key).load()
+        """The registered object of ``name``."""
+        return self.spec(name, key).target
 
     def __getitem__(self, name: str) -> Any:
         return self.get(name)
@@ -179,7 +187,7 @@ class Registry:
         if entry.params is not None:
             params = self.validate(name, kwargs)
             kwargs = {key: getattr(params, key) for key in params.model_fields_set | set(kwargs)}
-        return entry.load()(*args, **kwargs)
+        return entry.target(*args, **kwargs)
 
 
 # ------------------------------------------------------------------------------------- stages
@@ -246,7 +254,7 @@ def register_stage(name: str, *, config: type[BaseModel], **facts: Any) -> Calla
     ``name`` with its ``config`` class and the :class:`StageKind` ``facts``."""
 
     def decorate(run: Callable) -> Callable:
-        STAGES.register(name, StageKind(name=name, config=config, run=run, **facts))
+        STAGES.register(name)(StageKind(name=name, config=config, run=run, **facts))
         return run
 
     return decorate

@@ -20,7 +20,7 @@ from genaug.data.images import ImageLoadError, load_rgb
 from genaug.data.info import dataset_info
 from genaug.data.names import class_prompt, clean_class_name
 from genaug.data.prepare import prepare_dataset
-from genaug.data.registry import dataset_names, dataset_spec, register_dataset
+from genaug.data.registry import DATASETS, dataset_spec, register_dataset
 from genaug.data.splits import load_dataset, load_splits
 from genaug.data.synthetic import SyntheticSet, concat_synthetic_sets, load_synthetic_set
 
@@ -38,7 +38,7 @@ __all__ = [
     "clean_class_name",
     "concat_synthetic_sets",
     "dataset_info",
-    "dataset_names",
+    "DATASETS",
     "dataset_spec",
     "load_dataset",
     "load_rgb",

@@ -15,7 +15,7 @@ __all__ = ["DatasetConfig"]
 class DatasetConfig(StrictModel):
     """Which real dataset, which split, and how it is subset (``genaug.data.load_dataset``).
 
-    ``name`` is a registered dataset (``genaug.data.dataset_names()``: pocket_digits,
+    ``name`` is a registered dataset (``genaug.data.DATASETS.names()``: pocket_digits,
     folder, cifar10, cifar100, cub200, flowers102, pets, cars, dtd, npz). ``split`` is one
     of ``train`` (after the validation hold-out and the ``labels_per_class`` subset),
     ``val`` (the dataset's own validation split if it has one, else held out of the
@@ -57,14 +57,12 @@ class DatasetConfig(StrictModel):
         # The registry is the one list of datasets. Importing it imports the genaug.data
         # package, whose loader modules register themselves (none imports this module at
         # import time, so this works while this module is still being imported).
-        from genaug.data.registry import DATASETS, dataset_names, dataset_spec
+        from genaug.data.registry import DATASETS
 
         def readers(option: str) -> str:
-            return ", ".join(name for name in dataset_names() if option in dataset_spec(name).options)
+            return ", ".join(name for name in DATASETS.names() if option in DATASETS.get(name).options)
 
-        if self.name not in DATASETS:
-            raise ValueError(str(DATASETS.unknown(self.name, key="name")))
-        spec = dataset_spec(self.name)
+        spec = DATASETS.get(self.name, key="name")
         if spec.needs_root and self.root is None:
             raise ValueError(f"dataset '{self.name}' needs a 'root' ({spec.root_hint})")
         if self.split not in spec.splits:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from genaug.data.base import DatasetError
-from genaug.data.registry import dataset_names, dataset_spec
+from genaug.data.registry import DATASETS, dataset_spec
 
 
 def prepare_dataset(name: str, root: str | Path) -> Path:
@@ -14,11 +14,9 @@ def prepare_dataset(name: str, root: str | Path) -> Path:
     Needs network access; does nothing when the files are already there (CIFAR). Datasets
     without a downloader raise an error saying where to put the files.
     """
-    if name not in dataset_names():
-        raise DatasetError(f"unknown dataset '{name}'; known: {', '.join(dataset_names())}")
     spec = dataset_spec(name)
     if spec.prepare is None:
-        preparable = [known for known in dataset_names() if dataset_spec(known).prepare is not None]
+        preparable = [known for known in DATASETS.names() if dataset_spec(known).prepare is not None]
         raise DatasetError(
             f"'{name}' has no automatic download; place it as {spec.root_hint or 'described in its loader'} "
             f"(downloadable: {', '.join(preparable)})"

@@ -70,7 +70,7 @@ def register_dataset(
     """Decorator registering ``loader`` under ``name`` (see the module docstring)."""
 
     def decorator(loader: Loader) -> Loader:
-        DATASETS.register(name, DatasetSpec(
+        DATASETS.register(name)(DatasetSpec(
             name=name,
             load=loader,
             needs_root=needs_root,
@@ -96,13 +96,6 @@ def register_preparer(name: str) -> Callable[[Preparer], Preparer]:
     return decorator
 
 
-def dataset_names() -> list[str]:
-    """Every registered dataset name, sorted."""
-    return DATASETS.names()
-
-
 def dataset_spec(name: str) -> DatasetSpec:
-    """The registration of ``name``; an unknown name is an error listing the known ones."""
-    if name not in DATASETS:
-        raise KeyError(f"unknown dataset '{name}'; known: {', '.join(dataset_names())}")
+    """The registration of ``name`` (a :class:`~genaug.config.ConfigError` with the close match if unknown)."""
     return DATASETS.get(name)

@@ -3,7 +3,7 @@
 - :func:`clip_rank_filter` - SDI's per-class top ``keep_ratio`` by CLIP score (docs/README.md);
 - :func:`filter_set` - the ``filter`` stage: a configured list of filters applied in order
   to a set; scores go into ``record.scores``, the verdict into ``record.kept``;
-- the filter registry (:func:`filter_names`, :func:`register_filter`): ``frames``,
+- the filter registry (:data:`FILTERS`, ``FILTERS.names()``): ``frames``,
   ``clip_rank``, ``clip_posneg``, ``classifier``, ``dedupe``;
 - :mod:`genaug.filtering.scores`: the math, as pure functions over arrays.
 """
@@ -18,8 +18,6 @@ _LAZY = {
     "FILTERS": "genaug.filtering.registry",
     "Filter": "genaug.filtering.registry",
     "create_filter": "genaug.filtering.registry",
-    "filter_names": "genaug.filtering.registry",
-    "register_filter": "genaug.filtering.registry",
     "classifier_scores": "genaug.filtering.scores",
     "clip_class_scores": "genaug.filtering.scores",
     "confidence_verdict": "genaug.filtering.scores",
@@ -46,13 +44,11 @@ __all__ = [
     "clip_rank_filter",
     "confidence_verdict",
     "create_filter",
-    "filter_names",
     "filter_set",
     "load_classifier",
     "max_cosine",
     "pixel_features",
     "positive_probability",
-    "register_filter",
     "top_fraction_per_class",
 ]
 

@@ -22,7 +22,7 @@ class FilterConfig(StrictModel):
 
     ``filters`` are applied in order, each to the records the previous ones kept: a list of
     ``{"name": <filter>, <parameter>: <value>, ...}`` with names from
-    ``genaug.filtering.filter_names()`` (frames, clip_rank, clip_posneg, classifier,
+    ``genaug.filtering.FILTERS.names()`` (frames, clip_rank, clip_posneg, classifier,
     dedupe). ``clip`` serves every CLIP filter; ``dataset`` is the real dataset the
     ``dedupe`` filter compares against (its train and test splits). Images are read and
     scored in chunks of ``batch_size``.

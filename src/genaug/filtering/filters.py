@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genaug.data.names import class_prompt
-from genaug.filtering.registry import Filter, register_filter
+from genaug.filtering.registry import FILTERS, Filter
 from genaug.filtering.scores import (
     classifier_scores,
     clip_class_scores,
@@ -40,13 +40,10 @@ class FramesParams(_Params):
     max_fraction: float = Field(0.9, gt=0.0, lt=1.0)
 
 
-@register_filter
+@FILTERS.register("frames", params=FramesParams)
 class FramesFilter(Filter):
     """Drop frames more than ``max_fraction`` black or more than ``max_fraction`` white (both
     directions; the reference checks one). Pixel levels as in :mod:`genaug.generation.degenerate`."""
-
-    name = "frames"
-    Params = FramesParams
 
     def score(self, chunk: "ImageChunk", context: "FilterContext") -> dict[str, np.ndarray]:
         from genaug.generation.degenerate import black_white_fractions
@@ -86,14 +83,12 @@ def clip_rank_filter(records, scores, keep_ratio: float = 0.5) -> np.ndarray:
     return top_fraction_per_class(np.asarray(scores, dtype=np.float64), labels, keep_ratio)
 
 
-@register_filter
+@FILTERS.register("clip_rank", params=ClipRankParams)
 class ClipRankFilter(Filter):
     """CLIP score against "a photo of a {class}" (cosine, or the reference's unnormalised
     image feature times the normalised text feature), ranked per class, top ``keep_ratio`` kept."""
 
-    name = "clip_rank"
     uses_clip = True
-    Params = ClipRankParams
 
     def prepare(self, context: "FilterContext") -> None:
         prompts = [class_prompt(self.params.template, name) for name in context.class_names]
@@ -126,16 +121,14 @@ class ClipPosNegParams(_Params):
         return self
 
 
-@register_filter
+@FILTERS.register("clip_posneg", params=ClipPosNegParams)
 class ClipPosNegFilter(Filter):
     """Softmax of CLIP's scaled similarities over positive and negative prompts; keep when the
     positives' probability reaches ``threshold``. ``negative``: prompts (``{class}`` filled in,
     e.g. "a photo without a {class} on it"), or ``other_classes``: the first positive template
     filled with every other class (CLIP's zero-shot belief that the image shows its class)."""
 
-    name = "clip_posneg"
     uses_clip = True
-    Params = ClipPosNegParams
 
     def prepare(self, context: "FilterContext") -> None:
         names = context.class_names
@@ -172,15 +165,12 @@ class ClassifierParams(_Params):
     easy_confidence: float | None = Field(None, ge=0.0, le=1.0)
 
 
-@register_filter
+@FILTERS.register("classifier", params=ClassifierParams)
 class ClassifierFilter(Filter):
     """A trained classifier's verdict: drop confidently wrong images (predicted class is not
     the record's with probability >= ``wrong_confidence``) and, optionally, too easy ones
     (the record's class with probability >= ``easy_confidence``). ``run``: a ``genaug train``
     run folder (or pass a loaded classifier to ``filter_set``)."""
-
-    name = "classifier"
-    Params = ClassifierParams
 
     def prepare(self, context: "FilterContext") -> None:
         self.classifier = context.classifier(self.params.run)
@@ -218,14 +208,11 @@ class DedupeParams(_Params):
 DEDUPE_THRESHOLDS = {"pixels": 0.98, "clip": 0.95}
 
 
-@register_filter
+@FILTERS.register("dedupe", params=DedupeParams)
 class DedupeFilter(Filter):
     """Near-duplicate (leakage) check against the real train and test images: the highest
     cosine to any real image, on downsampled pixels (correlation of thumbnails) or CLIP
     embeddings; drop above ``threshold``. Chunked matrix products: linear in the records."""
-
-    name = "dedupe"
-    Params = DedupeParams
 
     @property
     def threshold(self) -> float:

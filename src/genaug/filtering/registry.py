@@ -7,9 +7,10 @@ in the number of records:
 - ``decide(scores, labels, candidates)``: the verdict over the whole set from the score
   columns, among the records the previous filters kept (``candidates``); True = keep.
 
-Adding a filter = one class decorated with :func:`register_filter` in a module the
-registry discovers (``genaug.filtering.filters``, or any module imported before use).
-Importing this module needs no torch.
+Adding a filter = one class decorated with ``@FILTERS.register("name", params=Params)`` (its
+params model beside it) in a module the registry discovers (``genaug.filtering.filters``,
+``genaug.filtering.zero_shot``, or any module imported before use). Importing this module
+needs no torch.
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ FILTERS = Registry("filter", key="name", discover=("genaug.filtering.filters", "
 class Filter(ABC):
     """One way of scoring and judging synthetic images."""
 
-    name: ClassVar[str]
-    Params: ClassVar[type[BaseModel]]
+    name: ClassVar[str]  # set by the registration
     #: Whether it scores with the stage's CLIP (``FilterConfig.clip``; checked before a run).
     uses_clip: ClassVar[bool] = False
 
@@ -56,23 +56,13 @@ class Filter(ABC):
         return {}
 
 
-def register_filter(cls: type[Filter]) -> type[Filter]:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
-    FILTERS.register(cls.name, cls, params=cls.Params)
-    return cls
-
-
-def filter_names(pattern: str | None = None) -> list[str]:
-    return FILTERS.names(pattern)
-
-
-def parse_filter_spec(spec: dict[str, Any]) -> tuple[str, BaseModel]:
-    """``{"name": ..., **params}`` -> (name, validated params); errors name the filter and field."""
+def parse_filter_spec(spec: dict[str, Any], key: str = "name") -> tuple[str, BaseModel]:
+    """``{"name": ..., **params}`` -> (name, validated params); errors name the filter and field
+    (``key``: where the name is written, for an unknown one)."""
     if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"a filter is a mapping with a 'name' (one of {filter_names()}), got {spec!r}")
+        raise ValueError(f"a filter is a mapping with a 'name' (one of {', '.join(FILTERS.names())}), got {spec!r}")
     name = spec["name"]
-    if name not in FILTERS:
-        raise ValueError(f"unknown filter {name!r}; filters: {filter_names()}")
+    FILTERS.spec(name, key=key)
     params = {key: value for key, value in spec.items() if key != "name"}
     try:
         return name, FILTERS.spec(name).params.model_validate(params)
@@ -84,9 +74,9 @@ def parse_filter_spec(spec: dict[str, Any]) -> tuple[str, BaseModel]:
 def validate_filter_specs(specs: list[dict[str, Any]]) -> None:
     """Check every spec of a filter list (used by :class:`genaug.config.FilterConfig`)."""
     if not specs:
-        raise ValueError(f"filters must name at least one filter of {filter_names()}")
-    for spec in specs:
-        parse_filter_spec(spec)
+        raise ValueError(f"filters must name at least one filter of {', '.join(FILTERS.names())}")
+    for i, spec in enumerate(specs):
+        parse_filter_spec(spec, key=f"filters.{i}.name")
 
 
 def create_filter(spec: dict[str, Any]) -> Filter:

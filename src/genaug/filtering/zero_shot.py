@@ -18,7 +18,7 @@ from pydantic import Field
 
 from genaug.data.names import class_prompt
 from genaug.filtering.filters import _Params
-from genaug.filtering.registry import Filter, register_filter
+from genaug.filtering.registry import FILTERS, Filter
 from genaug.filtering.scores import normalize_rows
 
 if TYPE_CHECKING:
@@ -65,14 +65,12 @@ class ClipZeroShotParams(_Params):
     seed: int = 0
 
 
-@register_filter
+@FILTERS.register("clip_zero_shot", params=ClipZeroShotParams)
 class ClipZeroShotFilter(Filter):
     """CLIP's zero-shot probability of the record's class over all the set's classes; keep
     p > 1/K (optionally exactly ``per_class`` per class, as the official script)."""
 
-    name = "clip_zero_shot"
     uses_clip = True
-    Params = ClipZeroShotParams
 
     def prepare(self, context: "FilterContext") -> None:
         self.text = context.text_embeds([class_prompt(self.params.template, name) for name in context.class_names])

@@ -51,7 +51,7 @@ class EngineConfig(StrictModel):
 class EditorConfig(StrictModel):
     """Which editor and model make the images, and its sampling parameters.
 
-    ``name``: a registered editor (``genaug.generation.editors.editor_names()``: instruct,
+    ``name``: a registered editor (``genaug.generation.editors.EDITORS.names()``: instruct,
     img2img, txt2img, real_guidance, dafusion, diffmix, ...). ``model``: a hub id, a pipeline folder or ``pocket:<name>``; None =
     the editor's pocket model. ``None`` for ``steps``, ``guidance_scale``,
     ``image_guidance_scale`` and ``scheduler`` means the editor's default (instruct: Euler

@@ -67,8 +67,7 @@ class SweepPoint:
     batch_size: int = 50
 
     def __post_init__(self) -> None:
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {self.scheduler!r}")
+        SCHEDULERS.spec(self.scheduler)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if self.steps < 1 or self.batch_size < 1:
@@ -283,14 +282,12 @@ class TimedSetting:
 
 def settings_for(points: Sequence[SweepPoint], workload: Workload, pipeline, device: str, size: int | None) -> list[TimedSetting]:
     """An editor per point, all on ``pipeline``; each point's scheduler built from the folder's scheduler config."""
-    import diffusers
-
     base = dict(pipeline.scheduler.config)
     settings = []
     for point in points:
         editor = make_renderer(workload, point, device, size)
         editor.pipeline = pipeline
-        settings.append(TimedSetting(point, editor, getattr(diffusers, SCHEDULERS[point.scheduler]).from_config(base)))
+        settings.append(TimedSetting(point, editor, SCHEDULERS.get(point.scheduler)(base)))
     return settings
 
 

@@ -36,21 +36,44 @@ POCKET_ALL_INSTRUCTIONS: tuple[str, ...] = (
 POCKET_CAPTIONS: tuple[str, ...] = tuple(f"a photo of the digit {{class}}, {fg} on {bg}" for fg, bg in _POCKET_PAIRS)
 CLASS_TEMPLATE: tuple[str, ...] = ("a photo of a {class}",)
 
-#: Prompt preset name -> its prompt templates (``prompts: <name>`` in a generate stage).
+#: Prompt preset name -> ``fn() -> templates`` (``prompts: <name>`` in a generate stage).
 PROMPT_PRESETS = Registry("prompt preset", key="prompts")
-PROMPT_PRESETS.register("diffusemix", DIFFUSEMIX_PROMPTS)
-PROMPT_PRESETS.register("pocket", POCKET_INSTRUCTIONS)
-PROMPT_PRESETS.register("pocket_all", POCKET_ALL_INSTRUCTIONS)
-PROMPT_PRESETS.register("pocket_captions", POCKET_CAPTIONS)
-PROMPT_PRESETS.register("class_template", CLASS_TEMPLATE)
+
+
+@PROMPT_PRESETS.register("diffusemix")
+def diffusemix() -> tuple[str, ...]:
+    """DiffuseMix's nine style prompts."""
+    return DIFFUSEMIX_PROMPTS
+
+
+@PROMPT_PRESETS.register("pocket")
+def pocket() -> tuple[str, ...]:
+    """Pocket styles: each palette colour once as the ink, once as the background."""
+    return POCKET_INSTRUCTIONS
+
+
+@PROMPT_PRESETS.register("pocket_all")
+def pocket_all() -> tuple[str, ...]:
+    """Every ink-on-background pair of the palette, and the digit or background alone in each colour."""
+    return POCKET_ALL_INSTRUCTIONS
+
+
+@PROMPT_PRESETS.register("pocket_captions")
+def pocket_captions() -> tuple[str, ...]:
+    """Text-to-image captions of the pocket styles."""
+    return POCKET_CAPTIONS
+
+
+@PROMPT_PRESETS.register("class_template")
+def class_template() -> tuple[str, ...]:
+    """The class name alone: "a photo of a {class}"."""
+    return CLASS_TEMPLATE
 
 
 def resolve_prompts(prompts: str | list[str] | tuple[str, ...]) -> list[str]:
     """A preset name or an explicit list, as a list of prompt templates."""
     if isinstance(prompts, str):
-        if prompts not in PROMPT_PRESETS:
-            raise ValueError(f"unknown prompt preset {prompts!r}; presets: {sorted(PROMPT_PRESETS)}")
-        return list(PROMPT_PRESETS[prompts])
+        return list(PROMPT_PRESETS.get(prompts)())
     if not prompts:
         raise ValueError("the prompt list is empty")
     return list(prompts)

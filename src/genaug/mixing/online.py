@@ -8,7 +8,7 @@ mixed_targets)``. All randomness comes from the generator, so a run is reproduci
 Mixed targets are convex combinations of target rows, so they stay distributions (rows
 sum to 1) and suit both the ``ce`` and ``bce_softmax`` losses.
 
->>> mixer = create_mixer("cutmix", alpha=1.0)
+>>> mixer = create_mixer("cutmix", alpha=1.0)   # genaug.mixing.mixers: the registered mixers
 >>> logits, soft_targets = mixer(model, images, targets, loss_fn, generator)
 
 The math is in pure functions (:func:`sample_lambda`, :func:`mix_targets`,
@@ -19,14 +19,13 @@ The math is in pure functions (:func:`sample_lambda`, :func:`mix_targets`,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from scipy.special import betaincinv
 from torch import Tensor, nn
 
-from genaug.mixing.registry import MIXERS
 from genaug.mixing.puzzlemix import BLOCK_NUMS, input_saliency, puzzlemix_mask, valid_block_nums
 from genaug.models.layers import MANIFOLD_MIX_LAYERS, ManifoldMix
 
@@ -39,31 +38,6 @@ class OnlineMixer(Protocol):
     def __call__(
         self, model: nn.Module, images: Tensor, targets: Tensor, loss_fn: LossFn, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]: ...
-
-
-# --- registry (genaug.mixing.registry.MIXERS) --------------------------------------------
-
-MixerClass = TypeVar("MixerClass", bound=type)
-
-
-def register_mixer(name: str, params: type | None = None, **needs: object) -> Callable[[MixerClass], MixerClass]:
-    """Class decorator: make the mixer available as ``create_mixer(name, **kw)`` and as
-    ``mixer: name`` in a config; ``params``: the pydantic model of its YAML keyword
-    arguments; ``needs``: what the trainer hands it (``needs_normalisation=True``: the
-    batches' ``mean``/``std``; ``needs_fractal_bank=True``: ``fractals`` from ``bank``)."""
-    return MIXERS.register(name, params=params, **needs)
-
-
-def list_mixers(pattern: str = "*") -> list[str]:
-    """Registered mixer names matching the shell-style ``pattern``, sorted."""
-    return MIXERS.names(pattern)
-
-
-def create_mixer(name: str, **kwargs) -> OnlineMixer:
-    """The online mixer ``name`` built with ``kwargs`` (its constructor's parameters)."""
-    if name not in MIXERS:
-        raise ValueError(f"unknown mixer '{name}'; known mixers: {', '.join(list_mixers())}")
-    return MIXERS.get(name)(**kwargs)
 
 
 # --- pure helpers -----------------------------------------------------------------------

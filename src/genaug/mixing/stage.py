@@ -2,7 +2,8 @@
 
 ``mix`` reads as the method: read the generated set, find each record's real source image
 by id, resize the generated image to the original's size, and write one new set per mixing
-method, each record pointing to both sources (``source_ids = [real id, generated id]``):
+method, each record pointing to both sources (``source_ids = [real id, generated id]``).
+The methods are registered in :mod:`genaug.mixing.methods`:
 
 - ``concat``: feathered halves, the orientation drawn per item from its seed;
 - ``rect``: random rectangles of the edit pasted on the original, realised coverage recorded;
@@ -37,13 +38,10 @@ import torch
 from genaug.config import MixConfig
 from genaug.data.base import RealDataset
 from genaug.data.images import load_rgb
-from genaug.data.names import class_prompt
 from genaug.generation.seeds import item_seed, seed_rng
 from genaug.manifest import SampleRecord, SetWriter, check_relative_path, read_manifest, record_file, save_image_atomic
-from genaug.mixing.concat import feathered_halves, mask_coverage, random_orientation, random_rect_mask, rect_mix
 from genaug.mixing.registry import MIX_METHODS
-from genaug.mixing.fractals import fractal_bank_name, fractal_blend, load_fractal_bank, resize_images
-from genaug.mixing.shb import semantic_hybrid_blend
+from genaug.mixing.fractals import load_fractal_bank, resize_images
 from genaug.progress import progress_bar
 
 
@@ -183,7 +181,7 @@ def pair_with_sources(records: list[SampleRecord], real: RealDataset) -> tuple[l
 
 def write_mixed_set(
     method: str,
-    mixer: "Mixer",
+    mixer: Callable[[MixBatch, MixConfig, MixResources], Mixed],
     pairs: list[Pair],
     real: RealDataset,
     config: MixConfig,
@@ -307,84 +305,3 @@ def mixed_record(pair: Pair, method: str, params: dict[str, Any], config: MixCon
         model=source.model,
         kept=source.kept,
     )
-
-
-# ---------------------------------------------------------------------------- mixers
-# Each mixer: (batch, config, shared resources) -> Mixed (uint8 batch, params and extra files per item)
-
-Mixer = Callable[[MixBatch, MixConfig, MixResources], Mixed]
-
-
-def concat_mixer(batch: MixBatch, config: MixConfig, resources: MixResources | None = None) -> Mixed:
-    """Feathered halves; orientation horizontal or vertical with probability 1/2 per item."""
-    orientations = [random_orientation(rng) for rng in batch.rngs]
-    mixed = feathered_halves(batch.originals, batch.generated, orientations, band=config.band)
-    return Mixed(mixed, [{"orientation": o, "band": config.band} for o in orientations])
-
-
-def rect_mixer(batch: MixBatch, config: MixConfig, resources: MixResources | None = None) -> Mixed:
-    """Random rectangles of the edit on the original; the realised coverage is recorded."""
-    h, w = batch.originals.shape[-2:]
-    masks = torch.stack([random_rect_mask(h, w, config.rect_ratio, rng) for rng in batch.rngs])
-    coverage = mask_coverage(masks)
-    mixed = rect_mix(batch.originals, batch.generated, masks)
-    return Mixed(mixed, [{"ratio": config.rect_ratio, "coverage": round(float(c), 6)} for c in coverage])
-
-
-def fractal_mixer(batch: MixBatch, config: MixConfig, resources: MixResources) -> Mixed:
-    """A fractal drawn uniformly from the bank, blended with alpha into the concatenation (or the edit)."""
-    bank = resources.bank
-    params: list[dict[str, Any]] = [{} for _ in batch.rngs]
-    if config.fractal_on == "concat":
-        concat = concat_mixer(batch, config)
-        base = concat.images
-        for p, c in zip(params, concat.params):
-            p.update(c)
-    else:
-        base = batch.generated
-    indices = [int(rng.integers(len(bank))) for rng in batch.rngs]
-    mixed = fractal_blend(base, bank[indices], alpha=config.fractal_alpha)
-    for p, index in zip(params, indices):
-        p.update({"on": config.fractal_on, "alpha": config.fractal_alpha, "fractal_index": index, "fractal_bank": fractal_bank_name(config.fractals)})
-    return Mixed(mixed, params)
-
-
-def shb_mixer(batch: MixBatch, config: MixConfig, resources: MixResources) -> Mixed:
-    """Semantic hybrid blending of the batch, all patches of all pairs through CLIP together.
-
-    Deterministic (no randomness). Params: the realised replaced fraction, the patch grid
-    actually used, the mask parameters, the CLIP and prompt, the patches per CLIP call
-    (``clip_batch_size``, after any out-of-memory halving); with ``heatmaps`` the
-    similarity map as a grey PNG, its path under ``heatmap``.
-    """
-    shb = config.shb
-    result = semantic_hybrid_blend(
-        batch.originals, batch.generated, batch.class_names, resources.clip,
-        patch=shb.patch, stride=shb.stride, percentile=shb.percentile, sigma=shb.sigma, mode=shb.mode,
-        prompt=shb.prompt, batch_size=shb.clip_batch_size, return_heatmaps=shb.heatmaps,
-    )
-    params, files = [], []
-    for i, (item_id, class_name) in enumerate(zip(batch.ids, batch.class_names)):
-        item = {
-            "replaced_fraction": round(float(result.replaced_fraction[i]), 6),
-            "patch": result.patch, "stride": result.stride, "percentile": shb.percentile,
-            "sigma": shb.sigma, "mode": shb.mode, "prompt": class_prompt(shb.prompt, class_name),
-            "clip": resources.clip_identity, "size": int(batch.originals.shape[-1]),
-        }
-        if result.clip_batch_size is not None:
-            item["clip_batch_size"] = result.clip_batch_size
-        extra = {}
-        if result.heatmaps is not None:
-            item["heatmap"] = f"heatmaps/{item_id}.png"
-            extra[item["heatmap"]] = heatmap_png(result.heatmaps[i])
-        params.append(item)
-        files.append(extra)
-    return Mixed(result.images, params, files)
-
-
-def heatmap_png(heatmap: torch.Tensor) -> np.ndarray:
-    """A similarity map in [0, 1] as a grey uint8 image (255 = most like the class)."""
-    return (heatmap.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-
-
-

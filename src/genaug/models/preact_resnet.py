@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from genaug.models.layers import MANIFOLD_MIX_LAYERS, ManifoldMix, make_stage, mix_at, scale_channels
-from genaug.models.registry import register_model
+from genaug.models.registry import MODELS
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 STAGE_STRIDES = (1, 2, 2, 2)
@@ -43,13 +43,13 @@ class PreActResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(out), 1))
 
 
-@register_model
+@MODELS.register("preactresnet18")
 def preactresnet18(num_classes: int, width: float = 1.0, in_channels: int = 3) -> PreActResNet:
     """PreActResNet-18: blocks (2, 2, 2, 2)."""
     return PreActResNet((2, 2, 2, 2), num_classes, width=width, in_channels=in_channels)
 
 
-@register_model
+@MODELS.register("preactresnet34")
 def preactresnet34(num_classes: int, width: float = 1.0, in_channels: int = 3) -> PreActResNet:
     """PreActResNet-34: blocks (3, 4, 6, 3)."""
     return PreActResNet((3, 4, 6, 3), num_classes, width=width, in_channels=in_channels)

@@ -7,8 +7,8 @@ multiplies every channel count (stem, the planes of every stage, hence the bottl
 and expansion widths, and the classifier input), and ``in_channels`` replaces the stem's
 input channels; the replaced layers get torchvision's initialisation.
 
-Registered by path in :mod:`genaug.models.registry`: torchvision is imported only when a
-ResNet-50 is built (about 2 s a process; the pocket and CIFAR recipes never need it).
+Its registered entrypoint ``resnet50`` is in :mod:`genaug.models.torchvision_models`, which
+imports this module (and torchvision) only when a ResNet-50 is built.
 """
 
 from __future__ import annotations
@@ -60,7 +60,3 @@ class ScaledResNet(ResNet):
         x = self.layer4(self.layer3(x))
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
-
-def resnet50(num_classes: int, width: float = 1.0, in_channels: int = 3) -> ScaledResNet:
-    """ResNet-50 (bottleneck blocks (3, 4, 6, 3)), torchvision's architecture, untrained."""
-    return ScaledResNet(Bottleneck, [3, 4, 6, 3], num_classes, width=width, in_channels=in_channels)

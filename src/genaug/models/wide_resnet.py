@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from genaug.models.layers import MANIFOLD_MIX_LAYERS, ManifoldMix, make_stage, mix_at, scale_channels
-from genaug.models.registry import register_model
+from genaug.models.registry import MODELS
 
 STEM_CHANNELS = 16
 STAGE_CHANNELS = (16, 32, 64)
@@ -70,13 +70,13 @@ class WideResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(out), 1))
 
 
-@register_model
+@MODELS.register("wrn28_10")
 def wrn28_10(num_classes: int, dropout: float = 0.0, width: float = 1.0, in_channels: int = 3) -> WideResNet:
     """WRN-28-10: widths 160/320/640."""
     return WideResNet(28, 10, num_classes, dropout=dropout, width=width, in_channels=in_channels)
 
 
-@register_model
+@MODELS.register("wrn28_2")
 def wrn28_2(num_classes: int, dropout: float = 0.0, width: float = 1.0, in_channels: int = 3) -> WideResNet:
     """WRN-28-2: widths 32/64/128."""
     return WideResNet(28, 2, num_classes, dropout=dropout, width=width, in_channels=in_channels)

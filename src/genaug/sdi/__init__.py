@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from genaug.lazy import lazy_exports
 
-from genaug.sdi.samplers import SAMPLERS, Sampler, fit_sampler, register_sampler, sampler_names
+from genaug.sdi.samplers import SAMPLERS, Sampler, fit_sampler
 
 _LAZY = {
     "embed_training_images": "genaug.sdi.embed",
@@ -45,6 +45,6 @@ _LAZY = {
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
-__all__ = ["SAMPLERS", "Sampler", "fit_sampler", "register_sampler", "sampler_names", *_LAZY]
+__all__ = ["SAMPLERS", "Sampler", "fit_sampler", *_LAZY]
 
 

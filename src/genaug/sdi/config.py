@@ -82,7 +82,7 @@ class ProjectorTrainConfig(StrictModel):
 class SdiSampleConfig(StrictModel):
     """Sampling new features per class (docs/methods/sdi.md); ``genaug.sdi.sample.sample_features``.
 
-    ``sampler``: a registered sampler (``genaug.sdi.sampler_names()``: gaussian, gmm-2,
+    ``sampler``: a registered sampler (``genaug.sdi.SAMPLERS.names()``: gaussian, gmm-2,
     gmm-3, gmm-5, shrinkage) with ``sampler_kwargs``. ``multiplier``: samples per class =
     multiplier x N_c; None = the reference multiplier of the dataset's name (cub200, cars,
     dtd, flowers102: 40; pets: 60; imagenet subsets: 10; pathmnist: 5; pocket_digits: 10).

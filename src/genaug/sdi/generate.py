@@ -92,11 +92,9 @@ class SdiRenderer(Editor):
             pipeline.scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1
         )
         if self.config.scheduler != "ddim":  # a sampling preset's scheduler, on the same betas
-            import diffusers
-
             from genaug.generation.editors.base import SCHEDULERS
 
-            pipeline.scheduler = getattr(diffusers, SCHEDULERS[self.config.scheduler]).from_config(pipeline.scheduler.config)
+            pipeline.scheduler = SCHEDULERS.get(self.config.scheduler)(pipeline.scheduler.config)
         pipeline.set_progress_bar_config(disable=True)
         return pipeline.to(self.device)
 

@@ -2,7 +2,7 @@
 
 ``fit_sampler(features, kind)`` fits one class's features (N_c, D) and returns an object
 whose ``sample(n, seed)`` draws ``n`` new vectors (float64, (n, D)); the same ``seed``
-gives the same draws. Kinds (a small registry, :func:`sampler_names`):
+gives the same draws. Kinds (a small registry, :data:`SAMPLERS`):
 
 - ``gaussian`` (the reference default): mean ``mu = mean(X)`` and unbiased covariance
   ``S = (X - mu)^T (X - mu) / (N_c - 1)`` plus ``1e-6 I``; samples ``x ~ N(mu, S + 1e-6 I)``.
@@ -22,7 +22,7 @@ combinations of the centred class features plus a tiny isotropic jitter.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -46,26 +46,15 @@ class MixtureParams(StrictModel):
     random_state: int = 0
 
 
-def register_sampler(name: str, params: type | None = None) -> Callable:
-    """Decorator: make a fitting function available as ``fit_sampler(features, name, **kw)``;
-    ``params``: the pydantic model of ``kw`` (``sampler_kwargs``), checked when a config is loaded."""
-    return SAMPLERS.register(name, params=params)
-
-
-def sampler_names(pattern: str | None = None) -> list[str]:
-    return SAMPLERS.names(pattern)
-
-
 def fit_sampler(features, kind: str = "gaussian", **kw: Any) -> "Sampler":
     """Fit the distribution ``kind`` to one class's features ``(N_c, D)``; see the module doc."""
-    if kind not in SAMPLERS:
-        raise ValueError(f"unknown sampler {kind!r}; samplers: {', '.join(sampler_names())}")
+    fit = SAMPLERS.get(kind)
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or len(features) == 0:
         raise ValueError(f"features must be a non-empty (N, D) array, got shape {features.shape}")
     if not np.isfinite(features).all():
         raise ValueError("features contain NaN or infinite values")
-    return SAMPLERS.get(kind)(features, **kw)
+    return fit(features, **kw)
 
 
 class Sampler(ABC):
@@ -145,7 +134,7 @@ class GaussianSampler(Sampler):
         return self.mean + z @ self.factor.T + np.sqrt(self.jitter) * w
 
 
-@register_sampler("gaussian", params=GaussianParams)
+@SAMPLERS.register("gaussian", params=GaussianParams)
 def fit_gaussian(features: np.ndarray, jitter: float = JITTER) -> GaussianSampler:
     """Mean and unbiased covariance + ``jitter I``; exact low-rank sampling when N_c <= D."""
     mean, factor = class_mean_and_factor(features)
@@ -157,7 +146,7 @@ def fit_gaussian(features: np.ndarray, jitter: float = JITTER) -> GaussianSample
 # ---------------------------------------------------------------------------- shrinkage
 
 
-@register_sampler("shrinkage", params=GaussianParams)
+@SAMPLERS.register("shrinkage", params=GaussianParams)
 def fit_shrinkage(features: np.ndarray, jitter: float = JITTER) -> GaussianSampler:
     """``N(mu, LW + eps I)``: scikit-learn's Ledoit-Wolf covariance ``LW = (1 - a) S_ml + a (tr S_ml / D) I``
     (``S_ml`` the maximum-likelihood covariance, ``a`` the estimated optimal shrinkage)."""
@@ -213,13 +202,19 @@ def fit_mixture(features: np.ndarray, n_components: int, reg_covar: float = JITT
     return MixtureSampler(weights, mixture.means_, chols)
 
 
-def _register_mixture(k: int) -> None:
-    @register_sampler(f"gmm-{k}", params=MixtureParams)
-    def fit(features: np.ndarray, reg_covar: float = JITTER, random_state: int = 0) -> MixtureSampler:
-        return fit_mixture(features, k, reg_covar=reg_covar, random_state=random_state)
-
-    fit.__doc__ = f"A {k}-component full-covariance Gaussian mixture (reg_covar 1e-6)."
+@SAMPLERS.register("gmm-2", params=MixtureParams)
+def fit_gmm2(features: np.ndarray, reg_covar: float = JITTER, random_state: int = 0) -> MixtureSampler:
+    """A 2-component full-covariance Gaussian mixture (reg_covar 1e-6)."""
+    return fit_mixture(features, 2, reg_covar=reg_covar, random_state=random_state)
 
 
-for _k in (2, 3, 5):
-    _register_mixture(_k)
+@SAMPLERS.register("gmm-3", params=MixtureParams)
+def fit_gmm3(features: np.ndarray, reg_covar: float = JITTER, random_state: int = 0) -> MixtureSampler:
+    """A 3-component full-covariance Gaussian mixture (reg_covar 1e-6)."""
+    return fit_mixture(features, 3, reg_covar=reg_covar, random_state=random_state)
+
+
+@SAMPLERS.register("gmm-5", params=MixtureParams)
+def fit_gmm5(features: np.ndarray, reg_covar: float = JITTER, random_state: int = 0) -> MixtureSampler:
+    """A 5-component full-covariance Gaussian mixture (reg_covar 1e-6)."""
+    return fit_mixture(features, 5, reg_covar=reg_covar, random_state=random_state)

@@ -25,7 +25,6 @@ _LAZY = {
     "EpochPlan": "genaug.training.policies",
     "TrainPool": "genaug.training.policies",
     "create_policy": "genaug.training.policies",
-    "register_policy": "genaug.training.policies",
     "RECIPES": "genaug.training.recipes",
     "resolve_recipe": "genaug.training.recipes",
     "RunResult": "genaug.training.trainer",

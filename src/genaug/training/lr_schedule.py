@@ -12,6 +12,9 @@ With ``steps = N`` (compute-matched runs) the same formulas are evaluated at the
 epoch ``t = s / N * epochs`` after ``s`` optimizer steps, and the scheduler is stepped after
 every optimizer step: step ``s`` (from 0) trains at ``lr * lr_factor(s / N * epochs)``, and
 after step N the schedule stands at its end value ``lr_factor(epochs)`` (0 for cosine).
+
+Each schedule is registered in :data:`genaug.training.registry.LR_SCHEDULES`
+(``lr_schedule: cosine``); torch is imported only to build the scheduler.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-
-import torch
+from typing import TYPE_CHECKING
 
 from genaug.config import TrainConfig
+from genaug.training.registry import LR_SCHEDULES
+
+if TYPE_CHECKING:
+    import torch
 
 
 def step_factor(
@@ -43,11 +49,13 @@ def cosine_factor(epoch: int, epochs: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
+@LR_SCHEDULES.register("step")
 def step_schedule(config: TrainConfig, epoch: int) -> float:
     """``lr_schedule: step``: :func:`step_factor` with the config's warm-up and milestones."""
     return step_factor(epoch, config.warmup_epochs, config.warmup_factor, config.milestones, config.lr_decay)
 
 
+@LR_SCHEDULES.register("cosine")
 def cosine_schedule(config: TrainConfig, epoch: int) -> float:
     """``lr_schedule: cosine``: :func:`cosine_factor` over ``config.epochs``."""
     return cosine_factor(epoch, config.epochs)
@@ -56,8 +64,6 @@ def cosine_schedule(config: TrainConfig, epoch: int) -> float:
 def lr_factor(config: TrainConfig, epoch: float) -> float:
     """The factor on ``config.lr`` during ``epoch`` for a resolved config (``LR_SCHEDULES``);
     ``epoch`` is fractional in steps mode."""
-    from genaug.training.registry import LR_SCHEDULES
-
     return LR_SCHEDULES.get(config.lr_schedule)(config, epoch)
 
 
@@ -66,9 +72,10 @@ def step_position(config: TrainConfig, step: int) -> float:
     return step / config.steps * config.epochs
 
 
-def make_lr_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+def make_lr_scheduler(optimizer: "torch.optim.Optimizer", config: TrainConfig) -> "torch.optim.lr_scheduler.LambdaLR":
     """A ``LambdaLR`` for ``optimizer``, counting epochs, or optimizer steps when ``config.steps``
     is set (:func:`step_position`); its state is plain numbers (checkpoint-safe)."""
+    import torch
 
     def factor(count: int) -> float:  # a plain function: LambdaLR leaves it out of state_dict
         return lr_factor(config, count if config.steps is None else step_position(config, count))

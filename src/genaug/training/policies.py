@@ -26,16 +26,15 @@ union and is not paired. (The trainer pairs the real samples' augmentation the s
 ``genaug.training.trainer.epoch_augment_params``; the initial weights come from
 ``(seed, "init")`` in every arm.)
 
-Adding a policy = one class with ``plan`` decorated with ``@register_policy("name", params=...)``;
-the built-in ones are registered by path in :mod:`genaug.training.registry` (so that a
-config naming them is checked without importing torch).
+Adding a policy = one class with ``plan`` here and its registered builder with its params
+model in :mod:`genaug.training.data_policies` (which imports no torch, so that a config
+naming the policy is checked without it).
 """
 
 from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -49,12 +48,10 @@ __all__ = [
     "TrainPool",
     "EpochPlan",
     "DataPolicy",
-    "register_policy",
     "create_policy",
     "replace_with_synthetic",
     "interleave",
     "synthetic_partners",
-    "POLICIES",
 ]
 
 
@@ -113,25 +110,11 @@ class DataPolicy(ABC):
         """The ordered pool positions of ``epoch`` (0-based, of ``total_epochs``)."""
 
 
-def register_policy(name: str, params: type | None = None, **metadata: object) -> Callable[[type[DataPolicy]], type[DataPolicy]]:
-    """Class decorator: make the policy available as ``data_policy: name``; ``params``: the
-    pydantic model of its keyword arguments, checked when a config is loaded."""
-
-    def register(cls: type[DataPolicy]) -> type[DataPolicy]:
-        cls.name = name
-        POLICIES.register(name, cls, params=params, **metadata)
-        return cls
-
-    return register
-
-
 def create_policy(name: str, **kwargs: object) -> DataPolicy:
     """The policy called ``name``, built with ``kwargs`` (a :class:`ConfigError` names a bad one)."""
-    if name not in POLICIES:
-        raise ConfigError(f"data_policy: unknown policy '{name}'; allowed: {', '.join(POLICIES.names())}")
-    cls = POLICIES.get(name)
+    build = POLICIES.get(name)
     try:
-        return cls(**kwargs)
+        return build(**kwargs)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"data_policy_kwargs of '{name}': {error}") from None
 

@@ -2,7 +2,8 @@
 
 The curriculum data policy (docs/methods/progressive-scheduling.md) keeps an epoch as long as the real set and
 swaps each sample for a synthetic sample of its class with probability rho(t), epoch t
-counted from 0 of T. Schedules are registered by name::
+counted from 0 of T. Each schedule is a function registered in :data:`BLEND_SCHEDULES`
+(``@BLEND_SCHEDULES.register("name")``)::
 
     blend_ratio("step", epoch=150, total_epochs=300)            # 0.5
     blend_ratio("warmup", 175, 300, warmup_epochs=50)           # 0.5
@@ -14,30 +15,17 @@ from __future__ import annotations
 import bisect
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from numbers import Real
 
 from genaug.registry import Registry
 
-Schedule = Callable[..., float]
 #: Blend schedule name -> ``fn(epoch, total_epochs, **params) -> float``.
 BLEND_SCHEDULES = Registry("rho schedule", key="schedule")
 
 
-def register_schedule(name: str) -> Callable[[Schedule], Schedule]:
-    """Register ``fn(epoch, total_epochs, **params) -> float`` under ``name``."""
-    return BLEND_SCHEDULES.register(name)
-
-
-def list_schedules(pattern: str | None = None) -> list[str]:
-    """The registered schedule names, sorted."""
-    return BLEND_SCHEDULES.names(pattern)
-
-
 def schedule_parameters(name: str) -> set[str]:
     """The keyword parameters schedule ``name`` takes (besides ``epoch`` and ``total_epochs``)."""
-    if name not in BLEND_SCHEDULES:
-        raise ValueError(f"unknown rho schedule {name!r}; known: {', '.join(list_schedules())}")
     return {p for p in inspect.signature(BLEND_SCHEDULES.get(name)).parameters if p not in ("epoch", "total_epochs")}
 
 
@@ -46,13 +34,11 @@ def blend_ratio(name: str, epoch: float, total_epochs: int, **kw: object) -> flo
 
     ``epoch`` must lie in [0, total_epochs]; ``kw`` are the schedule's parameters.
     """
-    if name not in BLEND_SCHEDULES:
-        raise ValueError(f"unknown rho schedule {name!r}; known: {', '.join(list_schedules())}")
+    fn = BLEND_SCHEDULES.get(name)
     if isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1:
         raise ValueError(f"total_epochs must be a positive int, got {total_epochs!r}")
     if isinstance(epoch, bool) or not isinstance(epoch, Real) or not 0 <= epoch <= total_epochs:
         raise ValueError(f"epoch must be a number in [0, {total_epochs}], got {epoch!r}")
-    fn = BLEND_SCHEDULES.get(name)
     try:
         inspect.signature(fn).bind(epoch, total_epochs, **kw)
     except TypeError:
@@ -68,13 +54,13 @@ def _check_probability(name: str, value: float) -> None:
         raise ValueError(f"{name} must be in [0, 1], got {value}")
 
 
-@register_schedule("linear")
+@BLEND_SCHEDULES.register("linear")
 def linear(epoch: float, total_epochs: int) -> float:
     """rho = t / T."""
     return epoch / total_epochs
 
 
-@register_schedule("step")
+@BLEND_SCHEDULES.register("step")
 def step(
     epoch: float,
     total_epochs: int,
@@ -92,7 +78,7 @@ def step(
     return float(values[bisect.bisect_right(list(milestones), epoch)])
 
 
-@register_schedule("warmup")
+@BLEND_SCHEDULES.register("warmup")
 def warmup(epoch: float, total_epochs: int, warmup_epochs: float = 50) -> float:
     """rho = 0 for t < w, then min(1, (t - w) / (T - w)).
 
@@ -107,13 +93,13 @@ def warmup(epoch: float, total_epochs: int, warmup_epochs: float = 50) -> float:
     return min(1.0, (epoch - warmup_epochs) / (total_epochs - warmup_epochs))
 
 
-@register_schedule("cosine")
+@BLEND_SCHEDULES.register("cosine")
 def cosine(epoch: float, total_epochs: int) -> float:
     """rho = (1 - cos(pi t / T)) / 2."""
     return (1 - math.cos(math.pi * epoch / total_epochs)) / 2
 
 
-@register_schedule("constant")
+@BLEND_SCHEDULES.register("constant")
 def constant(epoch: float, total_epochs: int, p: float) -> float:
     """rho = p at every epoch."""
     _check_probability("p", p)

@@ -579,7 +579,7 @@ def build_mixer(config: TrainConfig) -> Callable | None:
     """The online mixer named by ``config.mixer`` (a ``plain`` one, ``none``: plain forward passes).
 
     ``config.mixer_kwargs`` are the mixer's parameters, except what YAML cannot hold and
-    the trainer knows, as the mixer's registration declares (``genaug.mixing.registry``):
+    the trainer knows, as the mixer's registration declares (``genaug.mixing.mixers``):
     the normalisation of its batches (``needs_normalisation``: ``mean``/``std`` from
     ``augmentation``) and a fractal bank (``needs_fractal_bank``: built from
     ``mixer_kwargs["bank"]``, :class:`FractalBankConfig` fields).
@@ -601,9 +601,9 @@ def build_mixer(config: TrainConfig) -> Callable | None:
     if entry.metadata.get("needs_fractal_bank"):
         kwargs["fractals"] = build_fractal_bank(kwargs.pop("bank", {}))
     try:
-        return entry.load()(**kwargs)
+        return entry.target(**kwargs)
     except ImportError as error:
-        raise ConfigError(f"mixer: '{config.mixer}' needs {entry.target}, which failed: {error}") from None
+        raise ConfigError(f"mixer: '{config.mixer}' could not be built: {error}") from None
     except (KeyError, ValueError, TypeError) as error:
         raise ConfigError(f"mixer: {error}") from None
 

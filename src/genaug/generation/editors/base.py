@@ -30,30 +30,66 @@ if TYPE_CHECKING:  # the editor modules import without torch (a config naming on
 #: A function giving the source image of a work item, uint8 (H, W, 3) or PIL.
 SourceFetcher = Callable[["WorkItem"], "np.ndarray | Image.Image"]
 
-#: Scheduler names accepted in configs -> diffusers class names.
+#: Scheduler names accepted in configs -> ``build(scheduler_config)``: the diffusers scheduler
+#: made from a pipeline's scheduler config; fact ``diffusers_class``: the class it builds.
 SCHEDULERS = Registry("scheduler", key="scheduler")
-SCHEDULERS.register("euler_ancestral", "EulerAncestralDiscreteScheduler")
-SCHEDULERS.register("euler", "EulerDiscreteScheduler")
-SCHEDULERS.register("ddim", "DDIMScheduler")
-SCHEDULERS.register("ddpm", "DDPMScheduler")
-SCHEDULERS.register("pndm", "PNDMScheduler")
-SCHEDULERS.register("dpmsolver", "DPMSolverMultistepScheduler")  # DPM-Solver++ 2M with the class defaults
-SCHEDULERS.register("unipc", "UniPCMultistepScheduler")
+
+
+def _diffusers_scheduler(name: str, config: Any) -> Any:
+    import diffusers
+
+    return getattr(diffusers, SCHEDULERS.spec(name).diffusers_class).from_config(config)
+
+
+@SCHEDULERS.register("euler_ancestral", diffusers_class="EulerAncestralDiscreteScheduler")
+def euler_ancestral(config: Any) -> Any:
+    return _diffusers_scheduler("euler_ancestral", config)
+
+
+@SCHEDULERS.register("euler", diffusers_class="EulerDiscreteScheduler")
+def euler(config: Any) -> Any:
+    return _diffusers_scheduler("euler", config)
+
+
+@SCHEDULERS.register("ddim", diffusers_class="DDIMScheduler")
+def ddim(config: Any) -> Any:
+    return _diffusers_scheduler("ddim", config)
+
+
+@SCHEDULERS.register("ddpm", diffusers_class="DDPMScheduler")
+def ddpm(config: Any) -> Any:
+    return _diffusers_scheduler("ddpm", config)
+
+
+@SCHEDULERS.register("pndm", diffusers_class="PNDMScheduler")
+def pndm(config: Any) -> Any:
+    return _diffusers_scheduler("pndm", config)
+
+
+@SCHEDULERS.register("dpmsolver", diffusers_class="DPMSolverMultistepScheduler")
+def dpmsolver(config: Any) -> Any:
+    """DPM-Solver++ 2M with the class defaults."""
+    return _diffusers_scheduler("dpmsolver", config)
+
+
+@SCHEDULERS.register("unipc", diffusers_class="UniPCMultistepScheduler")
+def unipc(config: Any) -> Any:
+    return _diffusers_scheduler("unipc", config)
 
 
 def scheduler_name(class_name: str) -> str:
     """The config name of a diffusers scheduler class (``"DDIMScheduler"`` -> ``"ddim"``)."""
     for name in SCHEDULERS.names():
-        if SCHEDULERS[name] == class_name:
+        if SCHEDULERS.spec(name).diffusers_class == class_name:
             return name
-    known = sorted(SCHEDULERS[name] for name in SCHEDULERS.names())
+    known = sorted(SCHEDULERS.spec(name).diffusers_class for name in SCHEDULERS.names())
     raise ValueError(f"scheduler class {class_name!r} has no config name; known: {known}")
 
 
 class Editor(ABC):
     """One way of making an image from a work item with a diffusers pipeline."""
 
-    name: ClassVar[str]
+    name: ClassVar[str]  # set by the registration (``@EDITORS.register("name")``)
     method: ClassVar[str]  # the manifest's ``method``
     pipeline_class: ClassVar[str]  # the diffusers pipeline class name
     default_model: ClassVar[str]
@@ -183,7 +219,7 @@ class Editor(ABC):
         )
         scheduler = self.scheduler_name
         if scheduler is not None:
-            pipeline.scheduler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(pipeline.scheduler.config)
+            pipeline.scheduler = SCHEDULERS.get(scheduler)(pipeline.scheduler.config)
         pipeline.set_progress_bar_config(disable=True)
         return pipeline.to(self.device)
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 from pydantic import Field, model_validator
 
 from genaug.config import StrictModel
-from genaug.generation.editors import register_editor
+from genaug.generation.editors import EDITORS
 from genaug.generation.editors.img2img import Img2ImgEditor, check_unit_strengths, plan_from_sources
 from genaug.generation.items import WorkItem
 from genaug.generation.seeds import item_seed, seed_rng
@@ -103,9 +103,8 @@ class DAFusionOptions(StrictModel):
         return self
 
 
-@register_editor
+@EDITORS.register("dafusion")
 class DAFusionEditor(Img2ImgEditor):
-    name = "dafusion"
     method = "dafusion"
     Options = DAFusionOptions
 

@@ -35,7 +35,7 @@ from pydantic import Field, model_validator
 
 from genaug.config import ConfigError, StrictModel
 from genaug.data.names import class_prompt
-from genaug.generation.editors import register_editor
+from genaug.generation.editors import EDITORS
 from genaug.generation.editors.img2img import Img2ImgEditor, check_unit_strengths
 from genaug.generation.items import WorkItem, unique_ids
 from genaug.generation.seeds import item_seed, seed_rng
@@ -128,9 +128,8 @@ def draw_translation(experiment_seed: int, k: int, rows_of: dict[int, list[int]]
     return source, row, target, strength
 
 
-@register_editor
+@EDITORS.register("diffmix")
 class DiffMixEditor(Img2ImgEditor):
-    name = "diffmix"
     method = "diffmix"
     default_strength = OFFICIAL_STRENGTH
     default_scheduler = "dpmsolver"

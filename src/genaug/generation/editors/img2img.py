@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 import numpy as np
 
 from genaug.config import ConfigError
-from genaug.generation.editors import register_editor
+from genaug.generation.editors import EDITORS
 from genaug.generation.editors.base import Editor
 from genaug.generation.items import WorkItem, unique_ids
 from genaug.generation.seeds import item_seed
@@ -25,9 +25,8 @@ if TYPE_CHECKING:
     import torch
 
 
-@register_editor
+@EDITORS.register("img2img")
 class Img2ImgEditor(Editor):
-    name = "img2img"
     method = "img2img"
     pipeline_class = "StableDiffusionImg2ImgPipeline"
     default_model = "pocket:sd"

@@ -11,16 +11,15 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from genaug.generation.editors import register_editor
+from genaug.generation.editors import EDITORS
 from genaug.generation.editors.base import Editor
 
 if TYPE_CHECKING:
     from genaug.generation.items import WorkItem
 
 
-@register_editor
+@EDITORS.register("instruct")
 class InstructEditor(Editor):
-    name = "instruct"
     method = "instruct"
     pipeline_class = "StableDiffusionInstructPix2PixPipeline"
     default_model = "pocket:ip2p"

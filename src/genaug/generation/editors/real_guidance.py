@@ -29,7 +29,7 @@ from pydantic import model_validator
 
 from genaug.config import StrictModel
 from genaug.data.names import class_prompt
-from genaug.generation.editors import register_editor
+from genaug.generation.editors import EDITORS
 from genaug.generation.editors.img2img import Img2ImgEditor, plan_from_sources
 from genaug.generation.items import WorkItem
 from genaug.generation.prompts import CLASS_TEMPLATE, resolve_prompts
@@ -79,9 +79,8 @@ class RealGuidanceOptions(StrictModel):
         return self
 
 
-@register_editor
+@EDITORS.register("real_guidance")
 class RealGuidanceEditor(Img2ImgEditor):
-    name = "real_guidance"
     method = "real_guidance"
     default_strength = OFFICIAL_NOISE_BY_SHOTS[16]
     Options = RealGuidanceOptions

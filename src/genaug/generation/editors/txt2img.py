@@ -10,16 +10,15 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from genaug.generation.editors import register_editor
+from genaug.generation.editors import EDITORS
 from genaug.generation.editors.base import Editor
 
 if TYPE_CHECKING:
     from genaug.generation.items import WorkItem
 
 
-@register_editor
+@EDITORS.register("txt2img")
 class Txt2ImgEditor(Editor):
-    name = "txt2img"
     method = "txt2img"
     pipeline_class = "StableDiffusionPipeline"
     default_model = "pocket:sd"
