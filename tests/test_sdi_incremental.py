@@ -178,3 +178,67 @@ def test_a_kill_during_an_incremental_sdi_pass_resumes_to_the_uninterrupted_resu
     assert a.keys() == b.keys() and all(np.array_equal(a[i], b[i]) for i in a)
     assert {r.id: comparable(r) for r in read_manifest(set_of(after))} == {r.id: comparable(r) for r in read_manifest(set_of(tmp_path / "clean"))}
     check_set_integrity(set_of(after))
+
+
+def test_the_experiment_stages_take_from_their_earlier_runs_after_images_are_added(tmp_path, monkeypatch):
+    """Through the stage graph (what `genaug run` runs): images added to one class of a folder;
+    the SDI stage keeps its projector and remakes only that class, the filter stage scores only
+    the remade images; both say so in stage.json."""
+    import json
+
+    import yaml
+    from PIL import Image
+
+    from genaug.data import load_splits
+    from genaug.experiment import load_experiment
+    from genaug.experiment.graph import build_graph
+    from genaug.experiment.stages import run_stage
+    from test_sdi_helpers import tiny_models
+
+    monkeypatch.setenv("GENAUG_HOME", str(tmp_path / "home"))
+    root = tmp_path / "data"
+
+    def add(name: str, start: int, stop: int) -> None:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(start, stop):
+            pixels = np.random.default_rng([ord(name), i]).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i:02d}.png")
+
+    for name in ("a", "b", "c"):
+        add(name, 0, 6)
+    models = tiny_models()
+    sdi = {"kind": "sdi", "clip": str(models["clip"]), "model": str(models["sd"]), "device": "cpu", "keep_projector": True,
+           "train": {"preset": "pocket", "pools": ["train"], "hidden": 32, "batch_size": 8, "epochs": 1, "progress": False},
+           "sample": {"multiplier": MULTIPLIER}, "generate": {"steps": 2, "engine": {"batch_size": 8, "progress": False}}}  # fmt: skip
+    filtered = {"kind": "filter", "input": "sdi", "clip": str(models["clip"]), "progress": False,
+                "filters": [{"name": "frames"}, {"name": "clip_rank", "keep_ratio": 0.5}]}  # fmt: skip
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "incremental", "seeds": [0], "dataset": {"name": "folder", "root": str(root), "image_size": 16},
+        "train": {"recipe": "pocket", "epochs": 1}, "stages": {"sdi": sdi, "filtered": filtered},
+        "arms": [{"name": "baseline"}, {"name": "sdi", "data": "filtered"}],
+    }), encoding="utf-8")  # fmt: skip
+
+    def run_all() -> dict[str, dict]:
+        nodes = build_graph(load_experiment(path), tmp_path / "artifacts")
+        return {name: run_stage(node, nodes) for name, node in nodes.items()}
+
+    def train_ids() -> dict[str, set[str]]:
+        train = load_splits({"name": "folder", "root": str(root), "image_size": 16})["train"]
+        return {name: {i for i, label in zip(train.ids, train.labels) if train.class_names[label] == name} for name in ("a", "b", "c")}
+
+    first, before = run_all(), train_ids()
+    stop = 6
+    while train_ids()["b"] == before["b"]:  # add images to class b until one lands in its train split
+        add("b", stop, stop + 2)
+        stop += 2
+    second = run_all()
+    assert first["sdi"]["key"] != second["sdi"]["key"]  # the data changed: a new stage folder
+    assert second["sdi"]["projector_reused_from"] == f"sdi-{first['sdi']['key']}" and second["sdi"]["projector_kept"]
+    assert second["sdi"]["classes_reused"] == ["a", "c"]
+    images = {name: MULTIPLIER * len(ids) for name, ids in train_ids().items()}
+    assert second["sdi"]["reused"] == images["a"] + images["c"] and second["sdi"]["made"] == images["b"]
+    assert second["filtered"]["scores_reused"] == {"frames": images["a"] + images["c"], "clip_rank": images["a"] + images["c"]}
+    assert second["filtered"]["scores_made"] == {"frames": images["b"], "clip_rank": images["b"]}
+    stored = json.loads((tmp_path / "artifacts" / f"filter-{second['filtered']['key']}" / "stage.json").read_text(encoding="utf-8"))
+    assert stored["scores_made"] == second["filtered"]["scores_made"]
