@@ -381,6 +381,9 @@ def filter_command(config: ConfigFile = None, overrides: Overrides = None) -> No
     report = filter_set(_stage_config(FilterConfig, config, overrides, check=True))
     counts = ", ".join(f"{name} dropped {len(ids)}" for name, ids in report.dropped.items())
     typer.echo(f"kept {report.kept} of {report.total} ({counts}) in {report.seconds:.1f} s -> {report.set_dir}")
+    reused = {name: sum(found.values()) for name, found in report.scores_reused.items()}
+    if reused:
+        typer.echo("scores from the cache: " + ", ".join(f"{name} {n} of {report.total}" for name, n in reused.items()))
 
 
 def _sdi_config(config: Path | None, overrides: list[str] | None):

@@ -150,6 +150,7 @@ def train_projector(
     if resume and keys is not None:
         found, donor = reusable_projector(config, keys, total, reuse_from if find_checkpoint(out) is None else ())
         if found is not None:
+            found.world_size = dist.world_size
             return found if donor is None else copy_projector(found, donor, out, keys, dist)
     diffusion = diffusion or load_frozen_diffusion(config.model, config.revision, dist.device)
     latents, context = prepare_caches(config, train, diffusion, pools, datasets, dist)
