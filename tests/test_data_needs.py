@@ -115,3 +115,70 @@ def test_the_file_is_validated_before_its_quick_section_is_merged_and_after(tmp_
     assert load_experiment(path).train["epochs"] == 1
     with pytest.raises(ConfigError, match="epochs must be >= 1, got -3"):
         load_experiment(path, quick=True)
+
+
+# ---------------------------------------------------------------------------- standalone commands
+
+
+def command_error(monkeypatch, capsys, *argv: str) -> str:
+    """Run ``genaug <argv>``; it must exit 2 with one error line (besides warnings), which is returned."""
+    from genaug.cli import main
+
+    monkeypatch.setattr("sys.argv", ["genaug", *map(str, argv)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if not line.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_standalone_generate_stops_on_an_empty_class_and_on_its_editors_needs(tmp_path, monkeypatch, capsys):
+    from genaug.cli import app
+    from genaug.generation.editors import EDITORS
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("GENAUG_HOME", str(tmp_path / "home"))
+    root = tree(tmp_path / "data", {"cat": 12, "dog": 4})
+    (root / "empty").mkdir()
+    out = tmp_path / "set"
+    fields = [f"dataset.root={root}", "dataset.name=folder", "dataset.image_size=16", "dataset.labels_per_class=all",
+              "editor.steps=2", "regime=single", "prompts=[make it red]", "engine.progress=false"]  # fmt: skip
+    err = command_error(monkeypatch, capsys, "generate", f"output={out}", *fields)
+    assert "on the command line: dataset: 1 class(es) have no training image: 'empty'" in err
+    assert "dataset.allow_empty_classes: true" in err and not out.exists()
+
+    # The same opt-in as `genaug run`: then the editor's declared needs are checked, one line.
+    needs = DataNeeds(who="editor instruct", per_class=5, why="a declared need")
+    monkeypatch.setattr(EDITORS["instruct"], "data_needs", classmethod(lambda cls, config: [needs]))
+    err = command_error(monkeypatch, capsys, "generate", f"output={out}", *fields, "dataset.allow_empty_classes=true")
+    train = load_splits({"name": "folder", "root": str(root), "image_size": 16, "labels_per_class": "all", "allow_empty_classes": True})["train"]
+    counts = dict(zip(train.class_names, train.class_counts().tolist()))
+    assert counts["empty"] == 0 and 0 < counts["dog"] < 5 <= counts["cat"]
+    assert err.endswith("editor instruct needs at least 5 real training images per class (a declared need); "
+                        f"1 class(es) have fewer: 'dog' {counts['dog']}")  # fmt: skip
+    assert not out.exists()
+
+    monkeypatch.setattr(EDITORS["instruct"], "data_needs", classmethod(lambda cls, config: []))
+    result = CliRunner().invoke(app, ["generate", f"output={out}", *fields, "dataset.allow_empty_classes=true"], catch_exceptions=False)
+    assert result.exit_code == 0 and f"{len(train)} images made" in result.output, result.output
+
+
+def test_standalone_train_stops_on_an_empty_class_and_on_a_recipe_larger_than_the_data(tmp_path, monkeypatch, capsys):
+    root = tree(tmp_path / "data", {"cat": 8, "dog": 8})
+    (root / "empty").mkdir()
+    out = tmp_path / "run"
+    fields = ["train.recipe=pocket", "train.epochs=1", "train.width=0.125", "train.logging.tensorboard=false",
+              "train.logging.progress=false"]  # fmt: skip
+    dataset = {"name": "folder", "root": str(root), "image_size": 16, "test_fraction": 0.25}
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({"output": str(out), "dataset": dataset}), encoding="utf-8")
+    err = command_error(monkeypatch, capsys, "train", config, *fields)
+    assert f"in {config}: dataset: 1 class(es) have no training image: 'empty'" in err and not out.exists()
+
+    err = command_error(monkeypatch, capsys, "train", config, *fields, "dataset.allow_empty_classes=true",
+                        "train.augmentation.image_size=64", "train.augmentation.crop=64")  # fmt: skip
+    assert err.startswith("error: on the command line: train (recipe 'pocket') needs images of at least 64 px")
+    assert err.endswith("the dataset's images are 16 px")
+    assert not out.exists()

@@ -9,6 +9,9 @@
   pocket digits).
 - :func:`recipe_size_mismatch` finds a training recipe whose image size is not the
   dataset's (the pocket recipe would train 64 px photos at 16 px).
+- :func:`check_stage_data` and :func:`check_train_data`: what a standalone ``genaug
+  generate`` or ``genaug train`` needs of the training split (:mod:`genaug.data.needs`)
+  and its empty classes, the same lines ``genaug run`` stops on, before any work.
 
 Warnings are returned as messages; callers show them with :func:`genaug.warn.warn_once`.
 """
@@ -24,6 +27,8 @@ from genaug.generation.models import POCKET_SCHEME, ModelRef, resolve_model
 __all__ = [
     "POCKET_DATASET",
     "check_models",
+    "check_stage_data",
+    "check_train_data",
     "dataset_root_problem",
     "pocket_mismatches",
     "preflight_stage",
@@ -135,3 +140,34 @@ def _check_root(dataset: DatasetConfig | None, path: str | Path | None, override
     problem = dataset_root_problem(dataset) if isinstance(dataset, DatasetConfig) else None
     if problem:
         raise ConfigError(located(problem, source_of("dataset.root", path, overrides)))
+
+
+def check_stage_data(config: Any, train, path: str | Path | None = None, overrides: list[str] | None = None) -> None:
+    """Before a standalone stage command works: the training split ``train`` has no empty class
+    (unless ``dataset.allow_empty_classes``) and meets every need the stage declares
+    (``data_needs()``, e.g. its editor's); one :class:`~genaug.config.ConfigError` line per
+    problem, located like ``genaug run``'s."""
+    from genaug.data.needs import stage_needs
+
+    _raise_data_problems(config.dataset, train, list(stage_needs(config, "")), "editor", path, overrides)
+
+
+def check_train_data(run: Any, train, path: str | Path | None = None, overrides: list[str] | None = None) -> None:
+    """Before ``genaug train`` trains: no empty class (unless allowed), and what the recipe needs
+    of the data (its image size, two classes), as ``genaug run`` checks its training runs."""
+    from genaug.data.needs import training_needs
+
+    _raise_data_problems(run.dataset, train, [training_needs(run.train, "train")], "train", path, overrides)
+
+
+def _raise_data_problems(dataset: DatasetConfig, train, needs: list, key: str, path, overrides) -> None:
+    from genaug.config import ConfigError, located, source_of
+    from genaug.data.needs import empty_class_problems, need_problems
+
+    problems = [located(line, source_of("dataset", path, overrides)) for line in empty_class_problems(train, dataset.allow_empty_classes)]
+    for declared in needs:
+        problems += [located(line, source_of(key, path, overrides)) for line in need_problems(train, declared, dataset.image_size)]
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError("\n  ".join([f"{len(problems)} problems:", *problems]))

@@ -279,6 +279,9 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
     run = _stage_config(TrainRunConfig, config, overrides)
     warnings = _preflight_train(run, config, overrides)
     splits = load_splits(run.dataset)
+    from genaug.checks import check_train_data
+
+    check_train_data(run, splits["train"], *_file_and_overrides(config, overrides))  # before any work, as `genaug run`
     synthetic = None
     if run.synthetic:
         from genaug.data.synthetic import load_synthetic_set
@@ -302,9 +305,15 @@ def generate(config: ConfigFile = None, overrides: Overrides = None, shard: Shar
     from genaug.config import GenerateConfig
     from genaug.generation import generate as run_generate
 
-    stage = _stage_config(GenerateConfig, config, _with_shard(overrides, shard, "engine.shard"), check=True)
+    from genaug.checks import check_stage_data
+    from genaug.data import load_dataset
+
+    overrides = _with_shard(overrides, shard, "engine.shard")
+    stage = _stage_config(GenerateConfig, config, overrides, check=True)
+    dataset = load_dataset(stage.dataset)
+    check_stage_data(stage, dataset, *_file_and_overrides(config, overrides))  # before any work, as `genaug run`
     _quiet_model_loading()
-    report = run_generate(stage)
+    report = run_generate(stage, dataset=dataset)
     _echo_job(report)
 
 
@@ -372,6 +381,9 @@ def filter_command(config: ConfigFile = None, overrides: Overrides = None) -> No
     report = filter_set(_stage_config(FilterConfig, config, overrides, check=True))
     counts = ", ".join(f"{name} dropped {len(ids)}" for name, ids in report.dropped.items())
     typer.echo(f"kept {report.kept} of {report.total} ({counts}) in {report.seconds:.1f} s -> {report.set_dir}")
+    reused = {name: sum(found.values()) for name, found in report.scores_reused.items()}
+    if reused:
+        typer.echo("scores from the cache: " + ", ".join(f"{name} {n} of {report.total}" for name, n in reused.items()))
 
 
 def _sdi_config(config: Path | None, overrides: list[str] | None):

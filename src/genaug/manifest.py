@@ -444,7 +444,7 @@ def link_set(source: Path, target: Path) -> None:
     for entry in source.iterdir():
         if entry.name.startswith(".") or entry.name.startswith("manifest"):
             continue
-        if entry.name in ("filter.json", "stage.json"):
+        if entry.name in ("filter.json", "stage.json", "filter-scores.jsonl"):  # the target's own
             continue
         link = target / entry.name
         if not link.exists() and not link.is_symlink():

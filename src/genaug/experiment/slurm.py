@@ -143,18 +143,21 @@ def _make_generate_shard(config: Any, node: "StageNode") -> int:
 
 
 def _prepare_sdi(node: "StageNode", nodes: dict) -> None:
+    from genaug.generation.stage import earlier_runs
     from genaug.sdi import build_bank, embed_training_images, sample_features, train_projector
 
+    work_dirs = [folder for folder, _ in earlier_runs(node)]  # incremental passes, as run_sdi_stage
     embed_training_images(node.config)
-    train_projector(node.config)
+    train_projector(node.config, reuse_from=work_dirs)
     build_bank(node.config)
-    sample_features(node.config)
+    sample_features(node.config, reuse_from=work_dirs)
 
 
 def _make_sdi_shard(config: Any, node: "StageNode") -> int:
+    from genaug.generation.stage import earlier_sets
     from genaug.sdi import generate_from_samples
 
-    return generate_from_samples(config).made
+    return generate_from_samples(config, reuse_from=earlier_sets(node)).made
 
 
 #: The stage kinds that run as arrays: ``generate`` (the engine's items), ``sdi`` (projector,

@@ -75,3 +75,20 @@ def load_classifier(run_dir: str | Path, device: str | torch.device = "cpu") -> 
         image_size=int(config.augmentation.image_size),
         device=device,
     )
+
+
+def classifier_identity(run_dir: str | Path) -> dict | None:
+    """``{"run": <folder>, "sha256": <of its best.safetensors and config.yaml>}``: what a classifier's
+    scores depend on (None when the run is not finished)."""
+    import hashlib
+
+    from genaug.training.checkpoint import BEST_FILE
+    from genaug.training.trainer import CONFIG_FILE
+
+    run_dir = Path(run_dir)
+    digest = hashlib.sha256()
+    for name in (BEST_FILE, CONFIG_FILE):
+        if not (run_dir / name).is_file():
+            return None
+        digest.update((run_dir / name).read_bytes())
+    return {"run": str(run_dir.resolve()), "sha256": digest.hexdigest()}

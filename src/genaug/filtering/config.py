@@ -87,9 +87,12 @@ def run_filter_stage(node, nodes) -> tuple[int, dict]:
     """
     from genaug.experiment.graph import resolve_ref
     from genaug.filtering import filter_set
+    from genaug.generation.stage import earlier_sets
     from genaug.manifest import link_set
 
     _, source = resolve_ref(nodes, node.input)
     link_set(source, node.dir)
-    report = filter_set(node.config)
-    return 0, {"total": report.total, "kept": report.kept, "filter_seconds": report.seconds}
+    report = filter_set(node.config, reuse_from=earlier_sets(node))
+    reused = {label: sum(counts.values()) for label, counts in report.scores_reused.items()}
+    return 0, {"total": report.total, "kept": report.kept, "filter_seconds": report.seconds,
+               "scores_reused": reused, "scores_made": report.scores_made}  # fmt: skip

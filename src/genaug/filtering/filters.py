@@ -147,6 +147,10 @@ class ClipPosNegFilter(Filter):
         self.positive_mask = np.arange(len(per_class[0])) < len(self.params.positive)
         self.logit_scale = context.logit_scale
 
+    def score_inputs(self, context):
+        """Also every class of the set (``other_classes`` negatives are the other classes' prompts)."""
+        return {**super().score_inputs(context), "classes": context.class_names}
+
     def score(self, chunk, context):
         embeds = context.image_embeds(chunk)
         prompts = self.prompts[context.class_ids[chunk.rows]]
@@ -179,6 +183,16 @@ class ClassifierFilter(Filter):
         if missing:
             raise ValueError(f"the classifier does not know the set's classes {missing}; it knows {self.classifier.class_names}")
         self.targets = np.array([known[name] for name in context.class_names], dtype=np.int64)
+
+    def score_inputs(self, context):
+        """Also the classifier's weights (``best.safetensors`` of ``run``) and the set's classes;
+        None (not cached) for a classifier passed in without a run folder."""
+        from genaug.filtering.classifier import classifier_identity
+
+        identity = classifier_identity(self.params.run) if self.params.run is not None else None
+        if identity is None:
+            return None
+        return {**super().score_inputs(context), "classifier": identity, "classes": context.class_names}
 
     def score(self, chunk, context):
         probabilities = self.classifier.probabilities(chunk.images)
@@ -233,6 +247,11 @@ class DedupeFilter(Filter):
             self.real_ids += [f"{split}:{image_id}" for image_id in dataset.ids]
         self.bank = np.concatenate(banks) if banks else np.zeros((0, 1), dtype=np.float32)
         self.nearest = np.full(context.num_records, -1, dtype=np.int64)
+
+    def score_inputs(self, context):
+        """Not cached: a score is the nearest of every real train and test image (any image added
+        to the data may be the new nearest), and its note names that image."""
+        return None
 
     def score(self, chunk, context):
         similarity, nearest = max_cosine(self.features_of(chunk.images, context, chunk), self.bank)

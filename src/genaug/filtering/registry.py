@@ -7,6 +7,10 @@ in the number of records:
 - ``decide(scores, labels, candidates)``: the verdict over the whole set from the score
   columns, among the records the previous filters kept (``candidates``); True = keep.
 
+A record's scores are cached with the set (:mod:`genaug.filtering.cache`), keyed by the
+record's image and class and by what else the scores depend on (``score_inputs``): a rerun,
+or the filter stage on a set that gained images, scores only the records it has no scores for.
+
 Adding a filter = one class decorated with ``@FILTERS.register("name", params=Params)`` (its
 params model beside it) in a module the registry discovers (``genaug.filtering.filters``,
 ``genaug.filtering.zero_shot``, or any module imported before use). Importing this module
@@ -42,6 +46,16 @@ class Filter(ABC):
 
     def prepare(self, context: "FilterContext") -> None:
         """Load what scoring needs (models, text embeddings, reference features); once per run."""
+
+    def score_inputs(self, context: "FilterContext") -> dict[str, Any] | None:
+        """What a record's scores depend on besides its image and its class name (JSON-able), or
+        None when they cannot be cached. Default: the filter's name and parameters, and the
+        CLIP's identity when it scores with CLIP; a filter whose scores read more (other
+        classes, a classifier, the real images) says so."""
+        inputs: dict[str, Any] = {"name": self.name, "params": self.params.model_dump(mode="json")}
+        if self.uses_clip:
+            inputs["clip"] = context.clip_identity
+        return inputs
 
     @abstractmethod
     def score(self, chunk: "ImageChunk", context: "FilterContext") -> dict[str, np.ndarray]:

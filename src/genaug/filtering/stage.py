@@ -8,11 +8,15 @@
    filters starts from the same place rather than from the previous run's verdict;
 3. build the configured filters and let each prepare (models, text embeddings, real
    reference features);
-4. read the images once, in chunks, and let every filter score each chunk (CLIP image
-   embeddings are computed once per chunk and shared by the CLIP filters);
-5. apply the filters in order, each deciding among the records the previous ones kept;
-6. write the scores into ``record.scores`` and the verdict into ``record.kept``, rewrite
-   the manifest atomically, and write ``filter.json`` (counts, what dropped which id).
+4. take the scores the set's score cache or those of earlier sets of the stage hold for a
+   record's image and the filter's inputs (:mod:`genaug.filtering.cache`);
+5. read the images of the other records once, in chunks, and let every filter score each
+   chunk (CLIP image embeddings are computed once per chunk and shared by the CLIP filters);
+6. apply the filters in order over all scores, each deciding among the records the previous
+   ones kept (the selection is always recomputed over the whole set);
+7. write the score cache, the scores into ``record.scores`` and the verdict into
+   ``record.kept``, rewrite the manifest atomically, and write ``filter.json`` (counts, what
+   dropped which id, how many scores were reused and from which set).
 
 Files are never deleted or moved. Unreadable images are marked not kept (listed in the
 report). Time and memory are linear in the number of records.
@@ -32,6 +36,7 @@ import numpy as np
 from genaug.config import FilterConfig
 from genaug.data.images import load_rgb
 from genaug.files import write_json_atomic
+from genaug.filtering.cache import write_cache
 from genaug.filtering.registry import Filter, create_filter
 from genaug.manifest import SampleRecord, merge_shards, read_manifest, record_file, shard_manifests, write_manifest
 from genaug.progress import progress_bar
@@ -63,6 +68,8 @@ class FilterReport:
     notes: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     clip_batch_size: int | None = None  # images per CLIP call, after any out-of-memory halving (None: CLIP unused)
+    scores_reused: dict[str, dict[str, int]] = field(default_factory=dict)  # filter -> set read from ("" = this set) -> records
+    scores_made: dict[str, int] = field(default_factory=dict)  # filter -> records scored by this run
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +83,8 @@ class FilterReport:
             "notes": self.notes,
             "seconds": self.seconds,
             "clip_batch_size": self.clip_batch_size,
+            "scores_reused": self.scores_reused,
+            "scores_made": self.scores_made,
         }
 
 
@@ -110,6 +119,15 @@ class FilterContext:
 
             self._clip = Clip.from_reference(self.config.clip, self.device, stage="filter")
         return self._clip
+
+    @property
+    def clip_identity(self) -> dict:
+        """The CLIP's identity (weights hash, id or path) without loading it, for score cache keys."""
+        if self._clip is not None:
+            return self._clip.identity or {"name": self._clip.name}
+        from genaug.generation.models import clip_reference, resolve_model
+
+        return resolve_model(clip_reference(self.config.clip), field="clip").identity
 
     @property
     def clip_batch_size(self) -> int | None:
@@ -160,12 +178,13 @@ class FilterContext:
 # ---------------------------------------------------------------------------- the stage
 
 
-def filter_set(config: FilterConfig, *, clip=None, real=None, classifier=None) -> FilterReport:
+def filter_set(config: FilterConfig, *, clip=None, real=None, classifier=None, reuse_from=()) -> FilterReport:
     """Score and mark the synthetic set ``config.set_dir`` (module doc).
 
     ``clip`` (a :class:`genaug.clip.Clip`), ``real`` (``{"train": RealDataset, ...}``) and
     ``classifier`` (a :class:`genaug.filtering.classifier.Classifier`) may be passed in;
-    otherwise they are loaded from the config.
+    otherwise they are loaded from the config. ``reuse_from``: earlier filtered sets (of this
+    stage, e.g. before images were added) whose cached scores are taken where they apply.
     """
     started = time.perf_counter()
     set_dir = Path(config.set_dir)
@@ -176,9 +195,11 @@ def filter_set(config: FilterConfig, *, clip=None, real=None, classifier=None) -
     for f in filters:
         f.prepare(context)
 
-    scores, readable = score_records(set_dir, records, filters, context)
+    cached = CachedScores.plan(set_dir, records, filters, context, reuse_from)
+    scores, readable = score_records(set_dir, records, filters, context, cached)
     keep, dropped, notes = apply_in_order(filters, scores, context.class_ids, before & readable, records)
 
+    write_cache(set_dir, cached.entries(scores, readable))
     mark_records(records, scores, keep, stale=previous_score_keys(set_dir) - set(scores))
     write_manifest(set_dir, records)
     report = FilterReport(
@@ -192,6 +213,8 @@ def filter_set(config: FilterConfig, *, clip=None, real=None, classifier=None) -
         notes=notes,
         seconds=time.perf_counter() - started,
         clip_batch_size=context.clip_batch_size,
+        scores_reused=cached.reused_counts(),
+        scores_made=cached.made_counts(),
     )
     write_filter_report(set_dir, report, config)
     return report
@@ -229,18 +252,116 @@ def verdict_before_filtering(records: list[SampleRecord]) -> np.ndarray:
     return np.array([not record.params.get("degenerate", False) for record in records], dtype=bool)
 
 
-def score_records(set_dir: Path, records: list[SampleRecord], filters: list[Filter], context: FilterContext):
-    """Every filter's score columns over all records (one read of every image) and the readable mask."""
+def filter_labels(filters: list[Filter]) -> list[str]:
+    """Each filter's name in reports (``name#position`` for a repeated filter)."""
+    labels: list[str] = []
+    for position, f in enumerate(filters):
+        labels.append(f.name if f.name not in labels else f"{f.name}#{position}")
+    return labels
+
+
+@dataclass
+class CachedScores:
+    """Which scores of which records come from a score cache (:mod:`genaug.filtering.cache`).
+
+    ``have[f]``: records whose filter-f scores were found; ``found[f][row]``: those scores;
+    ``source[f][row]``: the set they were read from (None: this set's own cache).
+    """
+
+    labels: list[str]
+    items: list[str]
+    scorers: list[str | None]
+    have: list[np.ndarray]
+    found: list[dict[int, dict[str, float]]]
+    source: list[dict[int, str | None]]
+    columns: list[set[str]] = field(default_factory=list)  # score names of each filter
+
+    @classmethod
+    def plan(cls, set_dir: Path, records: list[SampleRecord], filters: list[Filter], context, reuse_from=()) -> "CachedScores":
+        from genaug.filtering.cache import item_key, read_cache, scorer_key
+
+        scorers = [scorer_key(f.score_inputs(context)) for f in filters]
+        items = [item_key(set_dir, record) for record in records] if any(s is not None for s in scorers) else []
+        cache = read_cache(set_dir, reuse_from) if items else None
+        have, found, source = [], [], []
+        for scorer in scorers:
+            mine_found, mine_source = {}, {}
+            for row, item in enumerate(items):
+                entry = cache.get(item, scorer) if cache is not None else None
+                if entry is not None:
+                    mine_found[row], mine_source[row] = entry
+            mask = np.zeros(len(records), dtype=bool)
+            mask[list(mine_found)] = True
+            have.append(mask)
+            found.append(mine_found)
+            source.append(mine_source)
+        return cls(filter_labels(filters), items, scorers, have, found, source, [set() for _ in filters])
+
+    def rows_to_score(self, n: int) -> np.ndarray:
+        """Records some filter has no cached scores for."""
+        missing = np.zeros(n, dtype=bool)
+        for mask in self.have:
+            missing |= ~mask
+        return np.flatnonzero(missing)
+
+    def entries(self, scores: dict[str, np.ndarray], readable: np.ndarray) -> list[tuple[str, str, dict[str, float]]]:
+        """What the set's score cache holds after this run: every readable record's finite
+        scores of every cached filter."""
+        out = []
+        for f, scorer in enumerate(self.scorers):
+            if scorer is None:
+                continue
+            for row in np.flatnonzero(readable):
+                values = {name: float(scores[name][row]) for name in sorted(self.columns[f]) if np.isfinite(scores[name][row])}
+                if values:
+                    out.append((self.items[row], scorer, values))
+        return out
+
+    def reused_counts(self) -> dict[str, dict[str, int]]:
+        """Filter -> the set its scores were read from (``""``: this set's own cache) -> records."""
+        counts: dict[str, dict[str, int]] = {}
+        for label, sources in zip(self.labels, self.source):
+            for where in sources.values():
+                per = counts.setdefault(label, {})
+                per[where or ""] = per.get(where or "", 0) + 1
+        return counts
+
+    def made_counts(self) -> dict[str, int]:
+        return {label: int((~mask).sum()) for label, mask in zip(self.labels, self.have)}
+
+
+def score_records(
+    set_dir: Path, records: list[SampleRecord], filters: list[Filter], context: FilterContext, cached: CachedScores | None = None
+):
+    """Every filter's score columns over all records and the readable mask: cached scores taken,
+    the other records' images read once and scored. A record scored only from the cache counts as
+    readable when its image file is there."""
     columns: dict[str, np.ndarray] = {}
     readable = np.ones(len(records), dtype=bool)
-    shown = context.config.progress and len(records) >= 1000  # small sets finish before a bar helps
-    with progress_bar(len(records), "filtering", enabled=shown, stderr=True, transient=True) as progress:
-        for chunk in image_chunks(set_dir, records, context.batch_size):
+    if cached is None:
+        cached = CachedScores(filter_labels(filters), [], [None] * len(filters),
+                              [np.zeros(len(records), dtype=bool) for _ in filters], [{} for _ in filters],
+                              [{} for _ in filters], [set() for _ in filters])  # fmt: skip
+    for f, found in enumerate(cached.found):
+        for row, values in found.items():
+            for name, value in values.items():
+                columns.setdefault(name, np.full(len(records), np.nan))[row] = value
+                cached.columns[f].add(name)
+    todo = cached.rows_to_score(len(records))
+    for row in np.setdiff1d(np.arange(len(records)), todo):
+        readable[row] = record_file(set_dir, records[row]).is_file()
+    shown = context.config.progress and len(todo) >= 1000  # small sets finish before a bar helps
+    with progress_bar(len(todo), "filtering", enabled=shown, stderr=True, transient=True) as progress:
+        for chunk in image_chunks(set_dir, records, context.batch_size, todo):
             readable[chunk.rows] = chunk.readable
-            for f in filters:
-                for name, values in f.score(chunk, context).items():
+            for f, filt in enumerate(filters):
+                missing = ~cached.have[f][chunk.rows]
+                if not missing.any():
+                    continue
+                for name, values in filt.score(chunk, context).items():
                     column = columns.setdefault(name, np.full(len(records), np.nan))
-                    column[chunk.rows] = values
+                    column[chunk.rows[missing]] = np.asarray(values)[missing]
+                    cached.columns[f].add(name)
             progress.advance(len(chunk.rows))
     for column in columns.values():
         column[~readable] = np.nan
@@ -297,15 +418,17 @@ def read_image(path: Path) -> np.ndarray | None:
         return None
 
 
-def image_chunks(set_dir: Path, records: list[SampleRecord], batch_size: int) -> Iterator[ImageChunk]:
-    """The records' images, ``batch_size`` at a time, decoded in threads (Pillow releases the GIL)."""
+def image_chunks(set_dir: Path, records: list[SampleRecord], batch_size: int, rows: np.ndarray | None = None) -> Iterator[ImageChunk]:
+    """The images of the records ``rows`` (default all), ``batch_size`` at a time, decoded in
+    threads (Pillow releases the GIL); a chunk's ``rows`` index ``records``."""
     from concurrent.futures import ThreadPoolExecutor
 
     from genaug.data.progress import default_workers
 
+    order = np.arange(len(records)) if rows is None else np.asarray(rows, dtype=np.int64)
     with ThreadPoolExecutor(default_workers()) as pool:
-        for index, start in enumerate(range(0, len(records), batch_size)):
-            rows = np.arange(start, min(start + batch_size, len(records)))
+        for index, start in enumerate(range(0, len(order), batch_size)):
+            rows = order[start : start + batch_size]
             images = list(pool.map(lambda i: read_image(record_file(set_dir, records[i])), rows))
             readable = np.array([image is not None for image in images], dtype=bool)
             yield ImageChunk(index, rows, [image if image is not None else _PLACEHOLDER for image in images], readable)

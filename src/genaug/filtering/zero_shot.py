@@ -77,6 +77,10 @@ class ClipZeroShotFilter(Filter):
         self.logit_scale = context.logit_scale
         self.num_classes = len(context.class_names)
 
+    def score_inputs(self, context):
+        """Also every class of the set (the softmax runs over all of them)."""
+        return {**super().score_inputs(context), "classes": context.class_names}
+
     def score(self, chunk, context):
         embeds = context.image_embeds(chunk)
         return {"clip_zero_shot": class_probability(embeds, self.text, context.class_ids[chunk.rows], self.logit_scale)}

@@ -235,12 +235,18 @@ def item_input_key(
 ) -> str:
     """``sha256(json({id, seed, label, class, prompt, negative prompt, prompt index, source id,
     source content, item params and embedding, renderer params, extra params, model}))[:24]``:
-    two items of equal key make the same image (up to the batch they are made in)."""
+    two items of equal key make the same image (up to the batch they are made in).
+
+    Of an item's ``embedding`` (SDI: where its sampled vector is) only what it is counts, not
+    where it is stored (``file``, ``row``): the vector's content is the item's ``source``."""
+    embedding = item.extra.get("embedding")
+    if embedding is not None:
+        embedding = {key: value for key, value in embedding.items() if key not in ("file", "row")}
     content = {
         "id": item.id, "seed": item.seed, "label": item.label, "class_name": item.class_name,
         "prompt": item.prompt, "negative_prompt": item.negative_prompt, "prompt_index": item.prompt_index,
         "source_id": item.source_id, "source": source,
-        "item_params": item.extra.get("params", {}), "embedding": item.extra.get("embedding"),
+        "item_params": item.extra.get("params", {}), "embedding": embedding,
         "params": renderer_params, "extra": extra_params or {}, "model": model,
     }  # fmt: skip
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:24]
@@ -280,7 +286,8 @@ def copy_from_donors(
 ) -> None:
     """Copy each item's image and record from its earlier set, ``batch_size`` at a time, as
     :meth:`SetWriter.add_batch` writes made images (images synced before their records).
-    The record is the earlier one with this set's image path and ``params.reused_from``."""
+    The record is the earlier one with this set's image path and ``params.reused_from`` (and the
+    item's own ``embedding``: where its vector is in this run's samples table)."""
     from dataclasses import replace
 
     from PIL import Image
@@ -291,9 +298,21 @@ def copy_from_donors(
             donor, record = donors[item.id]
             with Image.open(record_file(donor, record)) as image:
                 pixels = np.array(image.convert("RGB"))
-            params = {**record.params, "reused_from": donor.name}
-            entries.append((replace(record, path=writer.image_path(item.id, item.class_name), params=params), pixels))
+            params = {**record.params, "reused_from": donor_name(donor, writer.set_dir)}
+            embedding = getattr(item, "extra", {}).get("embedding", record.embedding)
+            copied = replace(record, path=writer.image_path(item.id, item.class_name), params=params, embedding=embedding)
+            entries.append((copied, pixels))
         writer.add_batch(entries)
+
+
+def donor_name(donor: Path, set_dir: Path) -> str:
+    """An earlier set as ``params.reused_from`` names it: its folder relative to the folder it
+    shares with this set (``generate-<key>``, ``mix-<key>/concat``, ``sdi-<key>/generated/gaussian``)."""
+    import os
+
+    donor, here = Path(os.path.abspath(donor)), Path(os.path.abspath(set_dir))
+    common = Path(os.path.commonpath([donor, here]))
+    return donor.relative_to(common).as_posix() if donor != common else donor.name
 
 
 def completed_ids(set_dir: Path) -> set[str]:

@@ -96,6 +96,13 @@ def earlier_sets(node) -> list[Path]:
     """The sets written by earlier finished runs of the experiment stage ``node`` (same name and
     kind, beside its folder, made on other data or config), newest first: what an incremental
     pass may copy from."""
+    return [folder / rel for folder, record in earlier_runs(node) for rel in (record.get("sets") or {}).values()]
+
+
+def earlier_runs(node) -> list[tuple[Path, dict]]:
+    """``(folder, stage record)`` of the earlier finished runs of the experiment stage ``node``
+    (same name and kind, beside its folder, made on other data or config), newest first (an SDI
+    stage reads its earlier work dirs: their projector and sampled vectors)."""
     import json
 
     from genaug.experiment.graph import STAGE_RECORD
@@ -107,8 +114,8 @@ def earlier_sets(node) -> list[Path]:
         except (OSError, ValueError):
             continue
         if record.get("name") == node.name and path.parent != node.dir:
-            found += [(record.get("finished", ""), path.parent / rel) for rel in (record.get("sets") or {}).values()]
-    return [folder for _, folder in sorted(found, key=lambda entry: entry[0], reverse=True)]
+            found.append((record.get("finished", ""), path.parent, record))
+    return [(folder, record) for _, folder, record in sorted(found, key=lambda entry: entry[0], reverse=True)]
 
 
 def load_real_dataset(config: GenerateConfig) -> RealDataset:

@@ -149,6 +149,13 @@ class SdiConfig(StrictModel):
     (``openai/clip-vit-large-patch14`` at real scale) or a folder; ``model``: ``pocket:sd``,
     an SD hub id or pipeline folder. ``device`` runs embedding, training and the bank;
     generation runs where ``generate.engine.device`` says.
+
+    Incremental passes (``genaug run`` after the data changed): the projector is trained on
+    every training image, so any change retrains it and every class is sampled and made
+    again. ``keep_projector``: keep the projector an earlier run of the stage trained with
+    the same recipe, weights and CLIP, so that only the classes whose images changed are
+    sampled and made again (the new images are projected by a projector that did not see
+    them: not what a full run on the new data makes; recorded in ``projector/train.json``).
     """
 
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
@@ -158,6 +165,7 @@ class SdiConfig(StrictModel):
     revision: str | None = None
     embed_batch_size: int = 64
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    keep_projector: bool = False
     train: ProjectorTrainConfig = Field(default_factory=ProjectorTrainConfig)
     sample: SdiSampleConfig = Field(default_factory=SdiSampleConfig)
     generate: SdiGenerateConfig = Field(default_factory=SdiGenerateConfig)
@@ -195,12 +203,22 @@ def _sdi_set_dir(config: SdiConfig, folder: Path, method: str | None) -> Path:
     description="SDI: projector, feature bank, per-class sampling, images from the samples",
 )
 def run_sdi_stage(node, nodes) -> tuple[int, dict]:
+    """Every SDI step; on changed data or config, each step takes from the earlier runs of the
+    stage what they made from the same inputs (the projector, a class's vectors, an image)."""
+    from genaug.generation.stage import earlier_runs, earlier_sets
     from genaug.sdi import build_bank, embed_training_images, generate_from_samples, sample_features, train_projector
+    from genaug.sdi.tables import table_info
 
     config = node.config
+    work_dirs = [folder for folder, _ in earlier_runs(node)]
     embed_training_images(config)
-    run = train_projector(config)
+    run = train_projector(config, reuse_from=work_dirs)
     build_bank(config)
-    sample_features(config)
-    report = generate_from_samples(config)
-    return report.made, {"projector_steps": run.steps, "projector_loss": run.final_loss, "degenerate": report.degenerate}
+    samples = sample_features(config, reuse_from=work_dirs)
+    report = generate_from_samples(config, reuse_from=earlier_sets(node))
+    reused_classes = table_info(samples).get("reused_classes", {})
+    return report.made, {
+        "projector_steps": run.steps, "projector_loss": run.final_loss, "degenerate": report.degenerate,
+        "projector_reused_from": run.reused_from, "projector_kept": run.kept,
+        "classes_reused": sorted(reused_classes), "reused": report.reused,
+    }  # fmt: skip

@@ -4,8 +4,10 @@
 per image, its id, label and class) for the few-shot ``train`` split and any other pool the
 projector trains on (the pocket world's ``pretrain`` pool). The embedding is CLIP's pooled
 projected ``image_embeds``, not normalised (what ``CLIPVisionModelWithProjection`` returns
-and the reference feeds its projector). A table is reused when it holds the same ids
-embedded by the same CLIP weights.
+and the reference feeds its projector). The table's info lists every image's content digest
+(``content``, :func:`genaug.generation.stage.row_digest`): what the projector and the
+per-class samples of an incremental pass are keyed by. A table is reused when it holds the
+same ids and contents embedded by the same CLIP weights.
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ def embed_training_images(
         if clip is None:
             clip = _load_clip(config)
         identity = identity or clip.identity or {"name": clip.name}
-        if not is_current(path, dataset.ids, identity):
+        content = content_digests(dataset)
+        if not is_current(path, dataset.ids, identity, content):
             features = image_embeds(clip, dataset, config.embed_batch_size)
             info = {"clip": identity, "normalized": False, "pool": pool, "dataset": dataset.name, "split": dataset.split,
-                    "clip_batch_size": clip.batch_size_used(config.embed_batch_size)}  # after any out-of-memory halving
+                    "clip_batch_size": clip.batch_size_used(config.embed_batch_size),  # after any out-of-memory halving
+                    "content": content}
             save_table(path, FeatureTable(features, dataset.labels, list(dataset.ids), list(dataset.class_names), info))
         paths[pool] = path
     return paths
@@ -98,12 +102,22 @@ def _load_clip(config: SdiConfig):
     return Clip.from_reference(config.clip, device, stage="sdi embed")
 
 
-def is_current(path: Path, ids: list[str], clip_identity: dict) -> bool:
-    """True when ``path`` holds embeddings of exactly ``ids`` made by the same CLIP."""
+def content_digests(dataset: RealDataset) -> list[str]:
+    """Every image's content digest, in row order (:func:`genaug.generation.stage.row_digest`)."""
+    from genaug.generation.stage import row_digest
+
+    return [row_digest(dataset, row) for row in range(len(dataset))]
+
+
+def is_current(path: Path, ids: list[str], clip_identity: dict, content: list[str] | None = None) -> bool:
+    """True when ``path`` holds embeddings of exactly ``ids`` (of these ``content`` digests, when
+    given) made by the same CLIP."""
     if not path.is_file():
         return False
     try:
         info = table_info(path)
+        if content is not None and info.get("content") != list(content):
+            return False
         return info.get("clip") == clip_identity and load_table(path).ids == list(ids)
     except Exception:  # noqa: BLE001 - an unreadable cache is simply remade
         return False

@@ -7,6 +7,11 @@ guidance 2.0, the positive context = the fixed prompt's context with its "class"
 to the sampled vector, the negative context = the text-encoder output of SDI's negative
 prompt. The class name is never in any prompt. Every record's ``embedding`` points to its
 vector (table file, row, sampler).
+
+Incremental passes: every record's ``params.input_key`` covers its vector's content (not
+where it is stored), so given the sets of earlier runs of the stage (``reuse_from``), an
+image whose key one of them holds is copied (``params.reused_from``) instead of made: the
+images of the classes whose vectors were reused (:mod:`genaug.sdi.sample`).
 """
 
 from __future__ import annotations
@@ -158,10 +163,13 @@ class SdiRenderer(Editor):
 # ---------------------------------------------------------------------------- the stage
 
 
-def generate_from_samples(config: SdiConfig, samples: str | Path | None = None, renderer: SdiRenderer | None = None) -> JobReport:
+def generate_from_samples(
+    config: SdiConfig, samples: str | Path | None = None, renderer: SdiRenderer | None = None, reuse_from=()
+) -> JobReport:
     """Make (or continue) the synthetic set of ``config.generate.output`` from sampled vectors.
 
-    ``samples``: a samples table (default ``<work_dir>/samples/<sampler>.safetensors``).
+    ``samples``: a samples table (default ``<work_dir>/samples/<sampler>.safetensors``);
+    ``reuse_from``: sets of earlier runs of the stage to copy images of equal input key from.
     """
     path = Path(samples) if samples is not None else samples_path(config.work_dir, config.sample.sampler)
     table = load_table(path)
@@ -172,7 +180,17 @@ def generate_from_samples(config: SdiConfig, samples: str | Path | None = None, 
     items = plan_items(table, path, gen.seed, gen.negative_prompt or NEGATIVE_PROMPT, renderer.prompt)
     model = {**renderer.model.identity, "vae": renderer.vae.identity if renderer.vae is not None else None}
     return run_job(items, renderer, output, experiment_seed=gen.seed, engine=gen.engine, model=model,
-                   extra_params={"sampler": table.info.get("sampler")})
+                   extra_params={"sampler": table.info.get("sampler")}, sources=vector_digests(table), reuse_from=reuse_from)
+
+
+def vector_digests(table: FeatureTable):
+    """An item's source content for its input key: ``sha256`` of its sampled vector's float32 bytes."""
+    import hashlib
+
+    def digest(item: WorkItem) -> str:
+        return hashlib.sha256(table.features[item.extra["row"]].numpy().astype(np.float32).tobytes()).hexdigest()
+
+    return digest
 
 
 def build_renderer(config: SdiConfig, table: FeatureTable) -> SdiRenderer:

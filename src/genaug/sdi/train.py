@@ -20,6 +20,15 @@
    every ``checkpoint_every`` steps; a rerun resumes from it;
 7. write ``projector.safetensors`` and ``train.json``.
 
+Incremental passes: the projector file records what its weights depend on
+(:func:`projector_keys`: every training image's id, label and content, the pools, the
+resolved recipe, the SD weights, the CLIP). Given the work dirs of earlier runs of the stage
+(``reuse_from``), a projector of equal inputs is copied instead of trained (e.g. when only the
+sampling or generation settings changed). When the images changed its inputs changed, so it
+is trained again, unless ``keep_projector`` (:class:`genaug.config.SdiConfig`) keeps an
+earlier one of equal recipe, weights and CLIP: then the new images are projected by a
+projector that did not see them, which a full run would not do (recorded as ``kept_from``).
+
 Every step's randomness comes from ``(seed, step)``, so a resumed run continues exactly
 as an uninterrupted one would, and 1 or N processes train the same projector (up to the
 order of floating-point sums). Several processes (``torchrun --nproc_per_node N``;
@@ -83,6 +92,8 @@ class ProjectorRun:
     seconds: float
     resumed_from: int
     world_size: int
+    reused_from: str | None = None  # the earlier work dir whose projector was copied
+    kept: bool = False  # copied although the images changed (keep_projector)
 
     @property
     def steps_per_second(self) -> float:
@@ -118,8 +129,13 @@ def train_projector(
     *,
     resume: bool = True,
     diffusion: FrozenDiffusion | None = None,
+    reuse_from: list[str | Path] | tuple = (),
 ) -> ProjectorRun:
-    """Train (or resume, or return the finished) projector of ``config.work_dir``; see the module doc."""
+    """Train (or resume, or return the finished) projector of ``config.work_dir``; see the module doc.
+
+    ``reuse_from``: work dirs of earlier runs of the stage, whose projector is copied when its
+    inputs equal this one's (or, with ``config.keep_projector``, its recipe, weights and CLIP).
+    """
     train = resolve_train_config(config.model, config.train)
     pools = training_pools(config)
     dist = setup_distributed(config.device)
@@ -127,14 +143,21 @@ def train_projector(
         raise ConfigError(f"train.batch_size {train.batch_size} is global: it must be at least the {dist.world_size} processes")
     out = projector_dir(config.work_dir)
     embeds = load_embeddings(config.work_dir, pools)
-    check_architecture(config, embeds, diffusion.model if diffusion else resolve_model(config.model, config.revision))
+    model_ref = diffusion.model if diffusion else resolve_model(config.model, config.revision)
+    check_architecture(config, embeds, model_ref)
+    total = total_steps(len(embeds), train)
+    keys = projector_keys(config, train, pools, embeds, model_ref)
+    if resume and keys is not None:
+        found, donor = reusable_projector(config, keys, total, reuse_from if find_checkpoint(out) is None else ())
+        if found is not None:
+            found.world_size = dist.world_size
+            return found if donor is None else copy_projector(found, donor, out, keys, dist)
     diffusion = diffusion or load_frozen_diffusion(config.model, config.revision, dist.device)
     latents, context = prepare_caches(config, train, diffusion, pools, datasets, dist)
     check_alignment(embeds, latents)
 
     projector = build_projector(embeds.dim, train.hidden, diffusion.cross_attention_dim, train.seed).to(dist.device)
     optimizer = torch.optim.AdamW(projector.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    total = total_steps(len(embeds), train)
     start = restore_checkpoint(out, train, projector, optimizer, resume)
     if start >= total and projector_path(config.work_dir).is_file():
         return finished_run(out, total, dist.world_size)
@@ -179,7 +202,7 @@ def train_projector(
     run = ProjectorRun(projector_path(config.work_dir), total, loss_value, seconds, start, dist.world_size)
     if dist.is_main and start < total:
         metadata = {"train": json.dumps(train.model_dump(mode="json")), "steps": str(total),
-                    "model": json.dumps(diffusion.model.identity)}
+                    "model": json.dumps(diffusion.model.identity), **(keys or {})}
         save_projector(run.path, projector, metadata)
         write_json_atomic(out / SUMMARY_FILE, {**asdict(run), "path": str(run.path), "steps_per_second": run.steps_per_second})
     dist.barrier()
@@ -348,6 +371,111 @@ def check_alignment(embeds: FeatureTable, latents: LatentCache) -> None:
         raise ValueError("CLIP embeddings and cached latents describe different images: rerun `genaug sdi embed`")
 
 
+# ---------------------------------------------------------------------------- incremental passes
+
+
+def projector_keys(
+    config: SdiConfig, train: ProjectorTrainConfig, pools: list[str], embeds: FeatureTable, model: ModelRef
+) -> dict[str, str] | None:
+    """``inputs``: ``sha256(json({ids, labels, contents, class names, pools, recipe, SD weights,
+    CLIP}))``, everything the trained weights depend on (the recipe without the fields a resumed
+    run may change); ``recipe``: the same without the images. None when an embedding table
+    does not list its images' contents (made before tables did)."""
+    import hashlib
+
+    from genaug.sdi.embed import embeds_path
+    from genaug.sdi.tables import table_info
+
+    infos = [table_info(embeds_path(config.work_dir, pool)) for pool in pools]
+    if any("content" not in info for info in infos):
+        return None
+    recipe = {"recipe": recipe_of(train), "model": model.identity, "clip": infos[0].get("clip")}
+    data = {"ids": embeds.ids, "labels": embeds.labels.tolist(), "content": [c for info in infos for c in info["content"]],
+            "class_names": embeds.class_names, "pools": pools}  # fmt: skip
+
+    def digest(content: dict) -> str:
+        return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:24]
+
+    return {"inputs": digest({**recipe, "data": data}), "recipe_key": digest(recipe)}
+
+
+def projector_metadata(path: Path) -> dict[str, str]:
+    """The header metadata of a projector file ({} when there is none or it is unreadable)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception:  # noqa: BLE001 - an unreadable earlier projector is simply not used
+        return {}
+
+
+def reusable_projector(
+    config: SdiConfig, keys: dict[str, str], total: int, reuse_from
+) -> tuple[ProjectorRun | None, Path | None]:
+    """``(finished run, None)`` when this work dir's projector has these inputs; ``(its run, its
+    folder)`` for an earlier work dir's of equal inputs and steps (or of equal recipe, weights
+    and CLIP with ``keep_projector``), to copy; ``(None, None)`` when the projector must be trained."""
+    here = projector_metadata(projector_path(config.work_dir)) if projector_path(config.work_dir).is_file() else {}
+    if here.get("inputs") == keys["inputs"] and (here.get("steps") == str(total) or "kept_from" in here):
+        return finished_run(projector_dir(config.work_dir), int(here.get("steps", total)), 1), None
+    for kept in (False, True) if config.keep_projector else (False,):
+        for folder in map(Path, reuse_from):
+            found = projector_metadata(projector_path(folder)) if projector_path(folder).is_file() else {}
+            if kept:
+                equal = found.get("recipe_key") == keys["recipe_key"]
+            else:
+                equal = found.get("inputs") == keys["inputs"] and found.get("steps") == str(total)
+            if found and equal:
+                return finished_run(projector_dir(folder), int(found.get("steps", total)), 1), folder
+    return None, None
+
+
+def copy_projector(run: ProjectorRun, folder: Path, out: Path, keys: dict[str, str], dist: Distributed) -> ProjectorRun:
+    """Copy the projector of the earlier work dir ``folder`` (its finished ``run``) into ``out``:
+    its summary, then its weights with this run's keys in the header (atomic writes: a killed
+    copy is made again on rerun). ``kept``: its inputs were not this run's (keep_projector)."""
+    from safetensors import safe_open
+
+    from genaug.files import save_safetensors
+
+    with safe_open(str(projector_path(folder)), framework="pt") as handle:
+        metadata = dict(handle.metadata() or {})
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    kept = metadata.get("inputs") != keys["inputs"]
+    copied = ProjectorRun(out / PROJECTOR_FILE, run.steps, run.final_loss, 0.0, run.steps, dist.world_size,
+                          reused_from=folder.name, kept=kept)  # fmt: skip
+    if dist.is_main:
+        if kept:
+            metadata["kept_from"] = metadata.get("inputs", "")
+        metadata.update({**keys, "reused_from": folder.name})
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / SUMMARY_FILE, {**asdict(copied), "path": str(copied.path), "steps_per_second": 0.0})
+        save_safetensors(copied.path, tensors, metadata)
+    dist.barrier()
+    return copied
+
+
+def projector_digest(path: str | Path) -> str:
+    """:func:`weights_digest` of the projector file at ``path``, whatever its header says."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return weights_digest({name: handle.get_tensor(name) for name in handle.keys()})
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """``sha256`` over the tensors (name, dtype, shape, bytes; sorted by name)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
 # ---------------------------------------------------------------------------- caches
 
 
@@ -427,7 +555,8 @@ def write_projector_checkpoint(out: Path, projector: Projector, optimizer, train
 def finished_run(out: Path, steps: int, world_size: int) -> ProjectorRun:
     """The record of a run that already reached its last step (nothing is trained again)."""
     summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8")) if (out / SUMMARY_FILE).is_file() else {}
-    return ProjectorRun(out / PROJECTOR_FILE, steps, float(summary.get("final_loss", math.nan)), 0.0, steps, world_size)
+    return ProjectorRun(out / PROJECTOR_FILE, steps, float(summary.get("final_loss", math.nan)), 0.0, steps, world_size,
+                        reused_from=summary.get("reused_from"), kept=bool(summary.get("kept", False)))
 
 
 def load_trained_projector(work_dir: str | Path, device: str | torch.device = "cpu") -> Projector:
