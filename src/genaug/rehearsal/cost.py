@@ -78,27 +78,85 @@ def count_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
+def model_folder(reference: str) -> Path:
+    """The folder whose config files give ``reference``'s architecture: the shipped hub configs
+    of a stand-in hub id, the pocket store's folder of ``pocket:<name>`` (``"pocket"`` for
+    CLIP), or a local diffusers / CLIP folder. Only config files are read, never weights."""
+    from genaug.generation.models import POCKET_SCHEME, clip_reference
+    from genaug.rehearsal.standins import hub_config_dir
+
+    if reference in STANDINS:
+        return hub_config_dir(reference)
+    reference = clip_reference(reference)
+    if reference.startswith(POCKET_SCHEME):
+        from genaug.pocket.store import MODEL_NAMES, pocket_model_dir
+
+        name = reference[len(POCKET_SCHEME):]
+        if name in MODEL_NAMES:
+            try:
+                return pocket_model_dir(name)
+            except FileNotFoundError as error:
+                raise ValueError(str(error)) from None
+    folder = Path(reference).expanduser()
+    if folder.is_dir():
+        return folder
+    raise ValueError(
+        f"no architecture known for {reference!r}: cost estimates read a model's own config files, from a local "
+        f"diffusers folder, a pocket model (pocket:sd, pocket:ip2p, pocket:clip) or a hub model with a stand-in "
+        f"({', '.join(sorted(STANDINS))})"
+    )
+
+
+def has_architecture(reference: str) -> bool:
+    """Whether :func:`model_folder` finds ``reference``'s config files."""
+    try:
+        model_folder(reference)
+    except ValueError:
+        return False
+    return True
+
+
 @lru_cache(maxsize=None)
 def _meta(reference: str, component: str | None = None):
-    from genaug.rehearsal.standins import meta_model
+    from genaug.rehearsal.standins import meta_model_at
 
-    return meta_model(reference, component)
+    return meta_model_at(model_folder(reference), component)
 
 
-def _component(model: str, part: str) -> tuple[str, str | None]:
-    """(stand-in id, component) of a pipeline part, or of a single-model reference (a VAE id)."""
-    if model not in STANDINS:
-        raise ValueError(f"no architecture known for {model!r}: cost estimates need a hub model with a stand-in ({', '.join(sorted(STANDINS))})")
-    return (model, part) if part else (model, None)
+def _config(reference: str, component: str | None = None) -> dict[str, Any]:
+    folder = model_folder(reference)
+    path = (folder / component if component else folder) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read the model's config ({error})") from None
+
+
+def vae_scale(model: str, component: str | None = "vae") -> int:
+    """Pixels per latent side: ``2 ** (len(block_out_channels) - 1)`` of the VAE's config (8 for SD)."""
+    return 2 ** (len(_config(model, component).get("block_out_channels", [0] * 4)) - 1)
+
+
+def native_size(model: str) -> int:
+    """A pipeline's working side when the config gives none: ``unet.sample_size x`` the VAE's scale."""
+    return int(_config(model, "unet")["sample_size"]) * vae_scale(model)
+
+
+def _text_tokens(model: str) -> int:
+    """Tokens of the pipeline's text context: the text encoder's positions (77 for SD's CLIP)."""
+    try:
+        return int(_config(model, "text_encoder").get("max_position_embeddings", 77))
+    except ValueError:
+        return 77
 
 
 @lru_cache(maxsize=None)
 def unet_flops(model: str, latent: int, batch: int, train: bool = False) -> int:
     """One UNet call on ``batch`` latents of side ``latent`` (forward; forward + backward to the input when ``train``)."""
-    unet = _meta(*_component(model, "unet"))
+    unet = _meta(model, "unet")
     cfg = unet.config
     sample = torch.zeros(batch, cfg.in_channels, latent, latent, device="meta", requires_grad=train)
-    context = torch.zeros(batch, 77, cfg.cross_attention_dim, device="meta", requires_grad=train)
+    context = torch.zeros(batch, _text_tokens(model), cfg.cross_attention_dim, device="meta", requires_grad=train)
     steps = torch.zeros(batch, device="meta")
 
     def call():
@@ -114,7 +172,8 @@ def vae_flops(model: str, size: int, encode: bool, component: str | None = "vae"
     vae = _meta(model, component)
     if encode:
         return count_flops(lambda: vae.encode(torch.zeros(1, 3, size, size, device="meta")))
-    return count_flops(lambda: vae.decode(torch.zeros(1, 4, size // 8, size // 8, device="meta")))
+    latent = size // vae_scale(model, component)
+    return count_flops(lambda: vae.decode(torch.zeros(1, vae.config.latent_channels, latent, latent, device="meta")))
 
 
 @lru_cache(maxsize=None)
@@ -184,34 +243,31 @@ def estimate_experiment(experiment, seeds: list[int] | None = None, arms: list[s
 
 
 def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, Any]]:
-    from genaug.rehearsal.run import editor_steps
-
     config = node.config
     row = {"stage": node.name, "kind": node.kind}
     if node.kind == "generate":
-        from genaug.generation.prompts import resolve_prompts
-        from genaug.generation.stage import default_prompts
-
         from genaug.generation.editors import EDITORS
+        from genaug.generation.prompts import resolve_prompts
 
         editor = config.editor
-        model = editor.model or EDITORS[editor.name].default_model
-        work = EDITORS[editor.name].planned_work(editor)
-        if work is not None:
-            items = int(round(n_train * work[0]))
+        cls = EDITORS[editor.name]  # every figure below is a fact the editor states (Editor)
+        model = editor.model or cls.default_model
+        per_image = cls.items_per_image(editor)
+        if per_image is not None:
+            items = int(round(n_train * per_image))
         else:
-            prompts = resolve_prompts(config.prompts or default_prompts(editor))
+            prompts = resolve_prompts(config.prompts or cls.prompts_for(editor))
             items = n_train * (len(prompts) if config.regime == "all" else 1)
         sizes[node.name] = items
-        size = editor.size or 512
-        steps = editor_steps(editor)
-        guidance = editor.guidance_scale if editor.guidance_scale is not None else (4.0 if editor.name == "instruct" else 7.5)
-        cfg = 3 if editor.name == "instruct" else (2 if guidance > 1 else 1)
-        per_item = steps * unet_flops(model, size // 8, cfg) + vae_flops(model, size, False)
-        if editor.name != "txt2img":
+        size = editor.size or native_size(model)
+        steps = cls.steps_run(editor)
+        cfg = cls.branches(editor)
+        latent = size // vae_scale(model)
+        per_item = steps * unet_flops(model, latent, cfg) + vae_flops(model, size, False)
+        if cls.needs_source:  # the source image is VAE-encoded once
             per_item += vae_flops(model, size, True)
         return [{**row, "part": None, "items": items, "flops_per_item": per_item, "flops": items * per_item,
-                 "what": f"{steps:g} steps x UNet on {cfg} latents {size // 8}x{size // 8} + VAE"}]
+                 "what": f"{steps:g} steps x UNet on {cfg} latents {latent}x{latent} + VAE"}]
     if node.kind == "sdi":
         from genaug.sdi.presets import reference_multiplier, resolve_train_config
 
@@ -220,15 +276,16 @@ def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, 
         resolution = train.resolution
         steps_train = train.max_steps or train.epochs * math.ceil(n_train / train.batch_size)
         vae_model, vae_part = (config.generate.vae, None) if config.generate.vae else (config.model, "vae")
-        size = config.generate.size or 512
+        size = config.generate.size or native_size(config.model)
+        scale = vae_scale(config.model)
         generated = multiplier * n_train
         sizes[node.name] = generated
         parts = [
             ("embed", n_train, vit_flops(config.clip), "CLIP image forward"),
             ("latents", n_train, vae_flops(config.model, resolution, True), f"VAE encode at {resolution} px"),
-            ("train", steps_train, train.batch_size * unet_flops(config.model, resolution // 8, 1, True),
+            ("train", steps_train, train.batch_size * unet_flops(config.model, resolution // scale, 1, True),
              f"batch {train.batch_size} x UNet forward + backward"),
-            ("generate", generated, config.generate.steps * unet_flops(config.model, size // 8, 2) + vae_flops(vae_model, size, False, vae_part),
+            ("generate", generated, config.generate.steps * unet_flops(config.model, size // scale, 2) + vae_flops(vae_model, size, False, vae_part),
              f"{config.generate.steps} steps x UNet on 2 latents + VAE decode"),
         ]
         return [{**row, "part": part, "items": items, "flops_per_item": flops, "flops": items * flops, "what": what}
@@ -242,7 +299,7 @@ def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, 
                 kept = int(round(kept * float(spec["keep_ratio"])))
         sizes[node.name] = kept
         uses_clip = any(str(f.get("name", "")).startswith("clip") for f in config.filters)
-        per_item = vit_flops(config.clip) if uses_clip and config.clip in STANDINS else 0
+        per_item = vit_flops(config.clip) if uses_clip and has_architecture(config.clip) else 0
         return [{**row, "part": None, "items": items, "flops_per_item": per_item, "flops": items * per_item, "what": "CLIP image forward"}]
     if node.kind == "mix":
         base = node.input.split("/", 1)[0]
@@ -252,7 +309,7 @@ def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, 
         sizes[node.name] = items
         per_item = 0
         what = "no model"
-        if "shb" in config.methods and config.shb.clip in STANDINS:
+        if "shb" in config.methods and has_architecture(config.shb.clip):
             from genaug.mixing.shb import grid_shape, scale_patch
 
             side = config.shb.size or 256
