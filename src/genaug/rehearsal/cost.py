@@ -339,7 +339,7 @@ def train_estimate(experiment, arm, seeds: list[int], n_train: int, n_classes: i
     per_sample = classifier_train_flops(config.model, config.width or 1.0, n_classes, size)
     steps = config.epochs * samples * len(seeds)
     return {"stage": f"train:{arm.name}", "kind": "train", "part": None, "items": steps, "flops_per_item": per_sample,
-            "flops": steps * per_sample,
+            "flops": steps * per_sample, "samples_per_epoch": samples, "size": size,
             "what": f"{config.epochs} epochs x {samples} samples x {len(seeds)} seed(s), {config.model} fwd+bwd at {size} px"}
 
 
@@ -396,13 +396,99 @@ def cost_table(estimate: dict[str, Any], cpu: dict[str, Any], gpus: dict[str, fl
     return "\n".join(lines)
 
 
-def plan_cost_text(experiment, arms: list[str] | None = None, seeds: list[int] | None = None) -> str:
+def plan_cost_text(experiment, arms: list[str] | None = None, seeds: list[int] | None = None,
+                   jobs: list | None = None, stages: list[str] | None = None) -> str:
     """The cost table ``genaug run --dry-run`` prints, or one line saying why there is none
-    (a model without a known architecture, e.g. the pocket models or a local folder)."""
+    (a model whose architecture cannot be read). With ``jobs`` (the training runs to make)
+    and ``stages`` (the names of the stages to run), a time estimate follows the table
+    (:func:`time_estimate`)."""
     from genaug.home import cache_dir
 
     try:
         estimate = estimate_experiment(experiment, seeds=seeds, arms=arms)
     except ValueError as error:
         return f"cost estimate: none ({error})"
-    return cost_table(estimate, cpu_throughput(cache_dir("rehearsal") / LATEST_REHEARSAL))
+    cpu = cpu_throughput(cache_dir("rehearsal") / LATEST_REHEARSAL)
+    text = cost_table(estimate, cpu)
+    if jobs is not None:
+        text += "\n" + time_estimate_text(time_estimate(estimate, jobs, stages or [], experiment.workers, cpu))
+    return text
+
+
+# ---------------------------------------------------------------------------- time before any run
+
+
+def train_step_seconds(config, num_classes: int, size: int, repeats: int = 3) -> float:
+    """Seconds of one optimizer step of a resolved ``TrainConfig``'s model on this machine, timed
+    now: forward, cross-entropy, backward and the recipe's SGD step on a random batch of
+    ``batch_size`` images at ``size`` px, on the recipe's CPU threads, after one warm-up step;
+    the median of ``repeats`` steps. Data loading, augmentation and evaluation are not in it."""
+    import statistics
+    import time
+
+    from genaug.training.trainer import build_model, build_optimizer, cpu_threads
+
+    with cpu_threads(config.cpu_threads), torch.random.fork_rng(devices=[]):
+        model = build_model(config, num_classes, torch.device("cpu"), None)
+        optimizer = build_optimizer(model, config)
+        images = torch.randn(config.batch_size, 3, size, size)
+        targets = torch.randint(num_classes, (config.batch_size,))
+        seconds = []
+        for _ in range(repeats + 1):
+            started = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(images), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds[1:])
+
+
+def time_estimate(estimate: dict[str, Any], jobs: list, stages: list[str], workers: int, cpu: dict[str, Any],
+                  step_seconds=train_step_seconds) -> dict[str, Any]:
+    """Wall seconds of what is left to run, before any run has finished, from the cost model.
+
+    Training: each run ``job`` (an arm x seed with its resolved ``config``) makes
+    ``config.steps`` optimizer steps, else ``epochs x ceil(samples per epoch / batch_size)``
+    with the arm's samples per epoch from ``estimate``; a step costs :func:`train_step_seconds`
+    of its model (timed once per model, width, size and batch); ``workers`` runs go at once:
+    training wall = sum / min(workers, runs). Stages: the ``stages`` rows' counted FLOPs at
+    this machine's FLOP/s (``cpu``)."""
+    from genaug.training import resolve_recipe
+
+    rows = {row["stage"]: row for row in estimate["rows"] if row["kind"] == "train"}
+    classes = estimate["dataset"]["classes"]
+    timed: dict[tuple, float] = {}
+    train_seconds, steps_total, runs = 0.0, 0, 0
+    for job in jobs:
+        row = rows.get(f"train:{job.arm}")
+        if row is None:
+            continue
+        config = resolve_recipe(job.config)
+        steps = config.steps or config.epochs * math.ceil(row["samples_per_epoch"] / config.batch_size)
+        key = (config.model, config.width, config.batch_size, config.cpu_threads, row["size"])
+        if key not in timed:
+            timed[key] = step_seconds(config, classes, row["size"])
+        train_seconds += steps * timed[key]
+        steps_total += steps
+        runs += 1
+    parallel = max(1, min(workers, runs))
+    stage_flops = sum(row["flops"] for row in estimate["rows"] if row["kind"] != "train" and row["stage"] in stages)
+    return {
+        "runs": runs, "steps": steps_total, "workers": parallel, "train_seconds": train_seconds / parallel,
+        "step_seconds": {f"{key[0]} batch {key[2]} at {key[4]} px": value for key, value in timed.items()},
+        "stages": [name for name in stages], "stage_seconds": stage_flops / cpu["flops_per_second"],
+        "flops_per_second": cpu["flops_per_second"],
+    }
+
+
+def time_estimate_text(estimate: dict[str, Any]) -> str:
+    """One line: the estimate in minutes and what it was made from."""
+    total = estimate["train_seconds"] + estimate["stage_seconds"]
+    steps = ", ".join(f"{seconds * 1000:.1f} ms per step of {what}" for what, seconds in estimate["step_seconds"].items())
+    training = (f"training {estimate['runs']} run(s), {estimate['steps']:,} optimizer steps at {steps} (timed now), "
+                f"{estimate['workers']} at a time: {estimate['train_seconds'] / 60:.1f} min") if estimate["runs"] else "no training"
+    stages = (f"{len(estimate['stages'])} stage(s) from their counted FLOPs at {estimate['flops_per_second'] / 1e9:.0f} GFLOP/s: "
+              f"{estimate['stage_seconds'] / 60:.1f} min") if estimate["stages"] else "no stage"
+    return (f"time estimate (cost model, before any run has finished): about {total / 60:.1f} min = {training}; {stages}; "
+            "loading, data, evaluation and I/O are not counted, so the run takes longer")
