@@ -418,21 +418,30 @@ def plan_cost_text(experiment, arms: list[str] | None = None, seeds: list[int] |
 # ---------------------------------------------------------------------------- time before any run
 
 
+#: Counted FLOPs a timed training step may cost: larger batches are timed at fewer images and
+#: scaled linearly (a ResNet-50 step at batch 128 and 224 px would take the dry run minutes).
+TIMED_STEP_FLOPS = 2e10
+
+
 def train_step_seconds(config, num_classes: int, size: int, repeats: int = 3) -> float:
     """Seconds of one optimizer step of a resolved ``TrainConfig``'s model on this machine, timed
-    now: forward, cross-entropy, backward and the recipe's SGD step on a random batch of
-    ``batch_size`` images at ``size`` px, on the recipe's CPU threads, after one warm-up step;
-    the median of ``repeats`` steps. Data loading, augmentation and evaluation are not in it."""
+    now: forward, cross-entropy, backward and the recipe's SGD step on a random batch of ``b``
+    images at ``size`` px (``b = batch_size`` when it costs at most :data:`TIMED_STEP_FLOPS`
+    counted FLOPs, else as many as fit, at least 1), on the recipe's CPU threads, after one
+    warm-up step; the median of ``repeats`` steps, times ``batch_size / b``. Data loading,
+    augmentation and evaluation are not in it."""
     import statistics
     import time
 
     from genaug.training.trainer import build_model, build_optimizer, cpu_threads
 
+    per_sample = classifier_train_flops(config.model, config.width or 1.0, num_classes, size)
+    batch = max(1, min(config.batch_size, int(TIMED_STEP_FLOPS // max(per_sample, 1))))
     with cpu_threads(config.cpu_threads), torch.random.fork_rng(devices=[]):
         model = build_model(config, num_classes, torch.device("cpu"), None)
         optimizer = build_optimizer(model, config)
-        images = torch.randn(config.batch_size, 3, size, size)
-        targets = torch.randint(num_classes, (config.batch_size,))
+        images = torch.randn(batch, 3, size, size)
+        targets = torch.randint(num_classes, (batch,))
         seconds = []
         for _ in range(repeats + 1):
             started = time.perf_counter()
@@ -441,7 +450,7 @@ def train_step_seconds(config, num_classes: int, size: int, repeats: int = 3) ->
             loss.backward()
             optimizer.step()
             seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds[1:])
+    return statistics.median(seconds[1:]) * config.batch_size / batch
 
 
 def time_estimate(estimate: dict[str, Any], jobs: list, stages: list[str], workers: int, cpu: dict[str, Any],
@@ -482,13 +491,22 @@ def time_estimate(estimate: dict[str, Any], jobs: list, stages: list[str], worke
     }
 
 
+def duration_text(seconds: float) -> str:
+    """``12.5 min`` below two hours, ``7.3 h`` below two days, else ``3.1 days``."""
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def time_estimate_text(estimate: dict[str, Any]) -> str:
-    """One line: the estimate in minutes and what it was made from."""
+    """One line: the estimate and what it was made from."""
     total = estimate["train_seconds"] + estimate["stage_seconds"]
     steps = ", ".join(f"{seconds * 1000:.1f} ms per step of {what}" for what, seconds in estimate["step_seconds"].items())
     training = (f"training {estimate['runs']} run(s), {estimate['steps']:,} optimizer steps at {steps} (timed now), "
-                f"{estimate['workers']} at a time: {estimate['train_seconds'] / 60:.1f} min") if estimate["runs"] else "no training"
+                f"{estimate['workers']} at a time: {duration_text(estimate['train_seconds'])}") if estimate["runs"] else "no training"
     stages = (f"{len(estimate['stages'])} stage(s) from their counted FLOPs at {estimate['flops_per_second'] / 1e9:.0f} GFLOP/s: "
-              f"{estimate['stage_seconds'] / 60:.1f} min") if estimate["stages"] else "no stage"
-    return (f"time estimate (cost model, before any run has finished): about {total / 60:.1f} min = {training}; {stages}; "
+              f"{duration_text(estimate['stage_seconds'])}") if estimate["stages"] else "no stage"
+    return (f"time estimate (cost model, before any run has finished): about {duration_text(total)} = {training}; {stages}; "
             "loading, data, evaluation and I/O are not counted, so the run takes longer")
