@@ -48,6 +48,9 @@ def test_the_time_estimate_adds_each_runs_steps_and_the_stages_flops():
     estimate = cost.estimate_experiment(experiment, arms=["baseline", "edits_only"])
     jobs = [SimpleNamespace(arm=arm, config=train_config(experiment, experiment.arm(arm), seed))
             for arm in ("baseline", "edits_only") for seed in experiment.seeds]
+    # the matched view (260 steps): baseline trains once more; edits_only's natural runs make 260 steps already
+    jobs += [SimpleNamespace(arm=arm, view="matched", config=train_config(experiment, experiment.arm(arm), 0).model_copy(update={"steps": 260}))
+             for arm in ("baseline", "edits_only")]
     cpu = {"flops_per_second": 1e11, "source": "test"}
     measured = []
 
@@ -57,14 +60,14 @@ def test_the_time_estimate_adds_each_runs_steps_and_the_stages_flops():
 
     result = cost.time_estimate(estimate, jobs, ["edit_random"], workers=2, cpu=cpu, step_seconds=step_seconds)
     # quick demo: 20 epochs; baseline 100 real images a epoch (7 batches of 16), edits_only 200 (13)
-    assert result["steps"] == 2 * 20 * 7 + 2 * 20 * 13 and result["runs"] == 4 and result["workers"] == 2
+    assert result["steps"] == 2 * 20 * 7 + 2 * 20 * 13 + 260 and result["runs"] == 5 and result["workers"] == 2
     assert result["train_seconds"] == pytest.approx(result["steps"] * 0.05 / 2)
     assert measured == [("preactresnet18", 16, 10, 16)]  # one model, timed once
     edit = next(row for row in estimate["rows"] if row["stage"] == "edit_random")
     assert result["stage_seconds"] == pytest.approx(edit["flops"] / 1e11)
     text = cost.time_estimate_text(result)
     assert text.startswith("time estimate (cost model, before any run has finished): about ")
-    assert "800 optimizer steps at 50.0 ms per step" in text
+    assert "1,060 optimizer steps at 50.0 ms per step" in text
 
 
 def test_a_training_step_is_timed_on_the_recipes_model():
@@ -92,5 +95,6 @@ def test_dry_run_of_the_quick_demo_prints_a_time_estimate_and_the_pocket_cost(tm
     edit = next(line for line in table if line.strip().startswith("edit_random"))
     assert edit.split()[1] == "100"  # 100 real images, one random prompt each, made by pocket:ip2p
     assert "time estimate (cost model, before any run has finished): about " in out
-    assert "8 run(s)" in out and "ms per step of preactresnet18" in out
+    # 4 arms x 2 seeds, and the matched view's extra runs of the two arms whose natural runs make 140 steps, not 260
+    assert "training 12 run(s), 2,640 optimizer steps at " in out and "ms per step of preactresnet18" in out
     assert not (tmp_path / "demo").exists()  # a dry run writes nothing

@@ -163,14 +163,16 @@ def run_experiment(
         echo(describe_plan(experiment, needed, jobs, out_dir))
         from genaug.rehearsal.cost import plan_cost_text
 
+        # the matched view's extra runs (those that cannot reuse a natural run) train too
+        matched = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds, identity, view="matched") \
+            if experiment.compute.matched_steps else []
         first = not any(job.done for job in jobs)  # no measured run yet: the cost model estimates the time
         echo(plan_cost_text(experiment, [arm.name for arm in arms], seeds,
-                            jobs=[job for job in jobs if not job.done] if first else None,
+                            jobs=[job for job in jobs + matched if not job.done] if first else None,
                             stages=[node.name for node in needed if not node.is_done()]))
         if launcher_settings(experiment, launcher).name == "slurm":
             from genaug.experiment.slurm import slurm_plan
 
-            matched = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds, identity, view="matched")
             echo(slurm_plan(launcher_settings(experiment, launcher), experiment, needed, jobs + matched, out_dir, [arm.name for arm in arms], seeds))
         checked.raise_problems()
         return None

@@ -459,7 +459,8 @@ def time_estimate(estimate: dict[str, Any], jobs: list, stages: list[str], worke
 
     Training: each run ``job`` (an arm x seed with its resolved ``config``) makes
     ``config.steps`` optimizer steps, else ``epochs x ceil(samples per epoch / batch_size)``
-    with the arm's samples per epoch from ``estimate``; a step costs :func:`train_step_seconds`
+    with the arm's samples per epoch from ``estimate`` (a matched-view run whose steps equal
+    its arm's natural ones is not made: the natural runs are reused); a step costs :func:`train_step_seconds`
     of its model (timed once per model, width, size and batch); ``workers`` runs go at once:
     training wall = sum / min(workers, runs). Stages: the ``stages`` rows' counted FLOPs at
     this machine's FLOP/s (``cpu``)."""
@@ -474,7 +475,10 @@ def time_estimate(estimate: dict[str, Any], jobs: list, stages: list[str], worke
         if row is None:
             continue
         config = resolve_recipe(job.config)
-        steps = config.steps or config.epochs * math.ceil(row["samples_per_epoch"] / config.batch_size)
+        natural = config.epochs * math.ceil(row["samples_per_epoch"] / config.batch_size)
+        steps = config.steps or natural
+        if getattr(job, "view", "natural") == "matched" and steps == natural:
+            continue  # the arm's natural runs already make the matched steps: they are reused
         key = (config.model, config.width, config.batch_size, config.cpu_threads, row["size"])
         if key not in timed:
             timed[key] = step_seconds(config, classes, row["size"])
