@@ -61,7 +61,13 @@ def editor_name_tests(source: str, names: set[str], filename: str = "<snippet>")
                     if names & set(_constants(literal)) and _about_editor(other):
                         hits = True
         elif isinstance(node, ast.Dict):
-            hits = any(key is not None and names & set(_constants(key)) for key in node.keys)
+            # a table keyed by editor names, or mapping other things to them ({"pocket:sd": "txt2img"});
+            # a config's {"name": "instruct"} names an editor, it tests nothing
+            hits = any(key is not None and names & set(_constants(key)) for key in node.keys) or any(
+                key is not None and _constants(key) and not any(word in _constants(key)[0] for word in (*EDITOR_WORDS, "name"))
+                and names & set(_constants(value))
+                for key, value in zip(node.keys, node.values)
+            )
         elif isinstance(node, ast.Match):
             hits = _about_editor(node.subject) and any(
                 isinstance(case.pattern, ast.MatchValue) and names & set(_constants(case.pattern.value)) for case in node.cases
@@ -95,9 +101,10 @@ if "diffmix" == record.method:
 match editor.name:
     case "dafusion":
         pass
+POCKET = {"pocket:sd": "txt2img"}
 '''
     found = editor_name_tests(violations, names)
-    assert sorted(int(line.split(":")[1]) for line in found) == [2, 4, 5, 6, 7, 9], found
+    assert sorted(int(line.split(":")[1]) for line in found) == [2, 4, 5, 6, 7, 9, 12], found
     clean = '''
 if node.kind == "generate" and record.method == "shb":
     pass
