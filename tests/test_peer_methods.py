@@ -105,7 +105,9 @@ def test_diffmix_official_defaults():
     assert (tune.enabled, tune.rank, tune.lr, tune.ti_lr, tune.batch_size, tune.steps, tune.weight_decay, tune.flip_p,
             tune.max_grad_norm) == (True, 10, 5e-5, 5e-5, 2, 35000, 1e-2, 0.5, 1.0)
     assert POLICIES.spec("synthetic_replacement").params().p == 0.1
-    assert DiffMixEditor.planned_work(EditorConfig(name="diffmix")) == (5.0, 0.5)
+    config = EditorConfig(name="diffmix")
+    assert DiffMixEditor.items_per_image(config) == 5.0 and DiffMixEditor.step_strengths(config) == [0.5]
+    assert DiffMixEditor.configured_steps(config) == 25 and DiffMixEditor.steps_run(config) == 12.5
     # the soft label (1 - s^gamma, s^gamma)
     assert soft_label(0, 1, 0.5, 0.5) == pytest.approx((1 - math.sqrt(0.5), math.sqrt(0.5)))
     assert soft_label(0, 1, 0.81, 0.5) == pytest.approx((0.1, 0.9))
@@ -298,5 +300,8 @@ def test_cost_estimates_see_each_methods_items_and_strengths(editor, work):
     from genaug.rehearsal.run import editor_steps
 
     config = EditorConfig(steps=20, **editor)
-    assert EDITORS[config.name].planned_work(config) == (pytest.approx(work) if work else None)
-    assert editor_steps(config) == pytest.approx(20 * (work[1] if work else 0.5))
+    cls = EDITORS[config.name]
+    strengths = cls.step_strengths(config)
+    assert cls.items_per_image(config) == (pytest.approx(work[0]) if work else None)
+    assert sum(strengths) / len(strengths) == pytest.approx(work[1] if work else 0.5)
+    assert editor_steps(config) == cls.steps_run(config) == pytest.approx(20 * (work[1] if work else 0.5))

@@ -41,7 +41,9 @@ def test_dry_run_prints_arrays_dependencies_and_every_script(tmp_path):
                   "launcher.sbatch=[--qos=high]", "launcher.setup=[module load cuda]")  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert re.search(r"stage edit_random: array of 4 tasks \(--shard i/4\); then stage-edit_random-\w+-merge \(afterok on the array\)", out)
+    # each line ends with its task's cost when the stage's models have a known architecture (the pocket models do)
+    priced = r"(?: \[~\d+\.\d\d A100-h, \d+\.\d\d V100-h per task\])"
+    assert re.search(r"stage edit_random: array of 4 tasks \(--shard i/4\)" + priced + r"; then stage-edit_random-\w+-merge \(afterok on the array\)", out)
     assert re.search(r"stage mix_random: 1 task, after stage edit_random has finished", out)
     # 4 arms x 2 seeds natural + 4 x 2 matched (the quick demo matches every arm)
     assert "training: 16 task(s)" in out

@@ -163,11 +163,16 @@ def run_experiment(
         echo(describe_plan(experiment, needed, jobs, out_dir))
         from genaug.rehearsal.cost import plan_cost_text
 
-        echo(plan_cost_text(experiment, [arm.name for arm in arms], seeds))
+        # the matched view's extra runs (those that cannot reuse a natural run) train too
+        matched = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds, identity, view="matched") \
+            if experiment.compute.matched_steps else []
+        first = not any(job.done for job in jobs)  # no measured run yet: the cost model estimates the time
+        echo(plan_cost_text(experiment, [arm.name for arm in arms], seeds,
+                            jobs=[job for job in jobs + matched if not job.done] if first else None,
+                            stages=[node.name for node in needed if not node.is_done()]))
         if launcher_settings(experiment, launcher).name == "slurm":
             from genaug.experiment.slurm import slurm_plan
 
-            matched = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds, identity, view="matched")
             echo(slurm_plan(launcher_settings(experiment, launcher), experiment, needed, jobs + matched, out_dir, [arm.name for arm in arms], seeds))
         checked.raise_problems()
         return None
@@ -788,7 +793,8 @@ def estimate_line(done: list[TrainJob], todo: list[TrainJob], needed: list[Stage
     if not todo and not missing_stages:
         return "estimate: nothing to do"
     if not done:
-        return f"estimate: unknown until one run finishes ({len(todo)} runs, {missing_stages} stages to run)"
+        return (f"estimate from this folder's runs: none until one run finishes ({len(todo)} runs, {missing_stages} stages "
+                "to run); the cost model's time estimate follows the cost table")
     per_run = statistics.fmean(RunResult.load(job.run_dir).wall_seconds for job in done)
     stage_part = f" + {missing_stages} stage(s)" if missing_stages else ""
     mean_stage = f" (cached stages took {statistics.fmean(stage_seconds):.0f} s each)" if stage_seconds else ""

@@ -713,7 +713,7 @@ def write_launch(folder: Path, artifacts: Path) -> None:
 def task_costs(experiment: Any, settings: LauncherConfig, arms: list[str], seeds: list[int]) -> dict[str, float]:
     """FLOPs of one task of each job, from the dry run's estimate (:func:`genaug.rehearsal.cost.estimate_experiment`):
     ``<stage>`` (a single task), ``<stage>/prepare``, ``<stage>/shard`` (the array's images over
-    ``launcher.array``), ``train:<arm>`` (one seed). Empty when there is no estimate (e.g. pocket models)."""
+    ``launcher.array``), ``train:<arm>`` (one seed). Empty when there is no estimate (a model whose config files cannot be read)."""
     from genaug.rehearsal.cost import estimate_experiment
 
     try:

@@ -86,7 +86,7 @@ class EditorConfig(StrictModel):
         if self.preset is not None:
             from genaug.generation.presets import sampling_preset
 
-            sampling_preset(f"{self.name}/{self.model or editor.default_model}", self.preset)
+            sampling_preset(editor.preset_key_for(self.model), self.preset)
         if self.scheduler is not None:
             SCHEDULERS.spec(self.scheduler, key="scheduler")
         if not 0.0 < self.strength <= 1.0:

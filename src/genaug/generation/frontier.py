@@ -49,12 +49,22 @@ from genaug.generation.items import WorkItem
 from genaug.generation.runtime import autocast_context
 from genaug.generation.seeds import item_seed
 
-#: Generators the sweep can drive -> the pipeline class their models load with.
-GENERATORS = {"txt2img": "StableDiffusionPipeline", "instruct": "StableDiffusionInstructPix2PixPipeline"}
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_SCHEDULERS = ("ddim", "dpmsolver", "unipc", "euler_ancestral")
 DEFAULT_STEPS = (4, 6, 8, 12, 20)
-POCKET_MODELS = {"pocket:sd": "txt2img", "pocket:ip2p": "instruct"}
+
+
+def sweep_editors() -> dict[str, type]:
+    """The editors the sweep can drive, by name: those stating a ``frontier_workload``
+    (``Editor.frontier_workload``: the pocket workload they are judged on)."""
+    from genaug.generation.editors import EDITORS
+
+    return {name: EDITORS[name] for name in EDITORS.names() if EDITORS[name].frontier_workload}
+
+
+def pocket_generators() -> dict[str, str]:
+    """Pocket model -> the sweepable editor whose default model it is (``pocket:sd`` -> txt2img)."""
+    return {cls.default_model: name for name, cls in sweep_editors().items()}
 
 
 @dataclass(frozen=True)
@@ -106,19 +116,22 @@ class SweepResult:
 
 
 def infer_generator(model: str) -> str:
-    """``txt2img`` or ``instruct`` from a pocket name or a folder's ``model_index.json``."""
-    if model in POCKET_MODELS:
-        return POCKET_MODELS[model]
+    """The sweepable editor of a pocket model, or of a folder's pipeline (its ``model_index.json``
+    class is the editor's ``pipeline_class``)."""
+    pockets = pocket_generators()
+    if model in pockets:
+        return pockets[model]
+    editors = sweep_editors()
     index = Path(model).expanduser() / "model_index.json"
     if index.is_file():
         import json
 
         pipeline = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
-        for name, cls in GENERATORS.items():
-            if pipeline == cls:
+        for name, cls in editors.items():
+            if pipeline == cls.pipeline_class:
                 return name
-        raise ValueError(f"{index}: pipeline {pipeline!r} is not one of {sorted(GENERATORS.values())}; give --generator")
-    raise ValueError(f"cannot tell the generator of {model!r}: give --generator ({sorted(GENERATORS)})")
+        raise ValueError(f"{index}: pipeline {pipeline!r} is not one of {sorted(cls.pipeline_class for cls in editors.values())}; give --generator")
+    raise ValueError(f"cannot tell the generator of {model!r}: give --generator ({sorted(editors)})")
 
 
 def pocket_workload(generator: str, model: str, n: int, seed: int = 0, judged: bool = True) -> Workload:
@@ -127,9 +140,13 @@ def pocket_workload(generator: str, model: str, n: int, seed: int = 0, judged: b
     from genaug.pocket.captions import sample_edits
     from genaug.pocket.render import DIGIT_NAMES, caption, load_digits, pocket_pools, render, sample_styles, styled_digits
 
+    editors = sweep_editors()
+    if generator not in editors:
+        raise ValueError(f"generator must be one of {sorted(editors)}, got {generator!r}")
+    workload = editors[generator].frontier_workload
     test = pocket_pools(seed)["test"]
     source = load_digits()
-    if generator == "txt2img":
+    if workload == "captions":
         digits = np.arange(n) % 10
         fg, bg = sample_styles(n, np.random.default_rng([seed, 200]))
         prompts = [caption(d, f, b) for d, f, b in zip(digits, fg, bg)]
@@ -138,7 +155,7 @@ def pocket_workload(generator: str, model: str, n: int, seed: int = 0, judged: b
         ideal = render(source.images[chosen], fg, bg)
         items = [_item(f"frontier-{i:05d}", seed, int(d), DIGIT_NAMES[d], prompts[i]) for i, d in enumerate(digits)]
         sources = None
-    elif generator == "instruct":
+    elif workload == "recolour":
         if n > len(test):
             raise ValueError(f"images: at most {len(test)} for instruct (the pocket test split), got {n}")
         images, labels, old_fg, old_bg = styled_digits(test[:n], seed)
@@ -152,7 +169,7 @@ def pocket_workload(generator: str, model: str, n: int, seed: int = 0, judged: b
         def sources(item: WorkItem) -> np.ndarray:
             return images[item.source_index]
     else:
-        raise ValueError(f"generator must be one of {sorted(GENERATORS)}, got {generator!r}")
+        raise ValueError(f"editor {generator!r}: unknown frontier workload {workload!r} (captions, recolour)")
     if not judged:
         return Workload(generator, model, items, sources)
     return Workload(generator, model, items, sources, np.asarray(digits), np.asarray(fg), np.asarray(bg), ideal)
@@ -369,15 +386,17 @@ def check_sweep(model: str, generator: str | None, quality: bool, sdi=None) -> s
     """The generator to sweep (given or inferred); judged sweeps need a pocket model; SDI
     needs its config (``sdi``: an ``SdiConfig`` whose samples are drawn) for ``model``."""
     generator = generator or infer_generator(model)
-    if generator not in (*GENERATORS, "sdi"):
-        raise ValueError(f"generator must be one of {sorted([*GENERATORS, 'sdi'])}, got {generator!r}")
+    editors = sweep_editors()
+    if generator not in (*editors, "sdi"):
+        raise ValueError(f"generator must be one of {sorted([*editors, 'sdi'])}, got {generator!r}")
     if generator == "sdi":
         if sdi is None:
             raise ValueError("generator sdi needs the SDI config whose sampled vectors it renders (--sdi-config)")
         if sdi.model != model:
             raise ValueError(f"the SDI config's model is {sdi.model!r}, not {model!r}")
-    if quality and model not in POCKET_MODELS:
-        raise ValueError(f"quality is judged on pocket models only ({sorted(POCKET_MODELS)}); for {model!r} use quality=False (--speed-only)")
+    pockets = pocket_generators()
+    if quality and model not in pockets:
+        raise ValueError(f"quality is judged on pocket models only ({sorted(pockets)}); for {model!r} use quality=False (--speed-only)")
     return generator
 
 
@@ -543,7 +562,10 @@ def preset_settings(row: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]
 
 
 def preset_key(result: SweepResult) -> str:
-    return f"{result.meta['generator']}/{result.meta['model']}"
+    """Where the sweep's presets are stored: the editor's preset key for the model (SDI: ``sdi/<model>``)."""
+    editors = sweep_editors()
+    generator, model = result.meta["generator"], result.meta["model"]
+    return editors[generator].preset_key_for(model) if generator in editors else f"{generator}/{model}"
 
 
 COLUMNS = [

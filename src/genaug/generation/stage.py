@@ -17,14 +17,13 @@ from typing import Sequence
 
 import numpy as np
 
-from genaug.config import EditorConfig, GenerateConfig, dump_config
+from genaug.config import GenerateConfig, dump_config
 from genaug.data.base import RealDataset
 from genaug.data.names import class_prompt
 from genaug.files import write_text_atomic
 from genaug.generation.editors import Editor, create_editor
 from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem, unique_ids
-from genaug.generation.models import POCKET_SCHEME
 from genaug.generation.prompts import prompt_indices, resolve_prompts
 from genaug.generation.seeds import item_seed
 
@@ -50,7 +49,7 @@ def generate(
     editor.prepare(dataset, config)
     items = editor.plan(dataset, config)
     if items is None:
-        prompts = resolve_prompts(config.prompts or default_prompts(config.editor))
+        prompts = resolve_prompts(config.prompts or editor.prompts_for(config.editor))
         if editor.needs_source:
             items = plan_edit_items(dataset, editor.name, prompts, config)
         else:
@@ -131,16 +130,6 @@ def dataset_sources(dataset: RealDataset):
         return dataset.rgb(item.source_index)
 
     return source
-
-
-def default_prompts(editor: EditorConfig) -> str:
-    """The prompt preset matching the editor and model: pocket texts for pocket models."""
-    pocket = editor.model is None or editor.model.startswith(POCKET_SCHEME)
-    if editor.name == "instruct":
-        return "pocket" if pocket else "diffusemix"
-    if editor.name == "txt2img":
-        return "pocket_captions" if pocket else "class_template"
-    return "pocket_captions" if pocket else "diffusemix"
 
 
 def plan_edit_items(dataset: RealDataset, editor_name: str, prompts: list[str], config: GenerateConfig) -> list[WorkItem]:

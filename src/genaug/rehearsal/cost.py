@@ -78,27 +78,85 @@ def count_flops(fn) -> int:
     return int(counter.get_total_flops())
 
 
+def model_folder(reference: str) -> Path:
+    """The folder whose config files give ``reference``'s architecture: the shipped hub configs
+    of a stand-in hub id, the pocket store's folder of ``pocket:<name>`` (``"pocket"`` for
+    CLIP), or a local diffusers / CLIP folder. Only config files are read, never weights."""
+    from genaug.generation.models import POCKET_SCHEME, clip_reference
+    from genaug.rehearsal.standins import hub_config_dir
+
+    if reference in STANDINS:
+        return hub_config_dir(reference)
+    reference = clip_reference(reference)
+    if reference.startswith(POCKET_SCHEME):
+        from genaug.pocket.store import MODEL_NAMES, pocket_model_dir
+
+        name = reference[len(POCKET_SCHEME):]
+        if name in MODEL_NAMES:
+            try:
+                return pocket_model_dir(name)
+            except FileNotFoundError as error:
+                raise ValueError(str(error)) from None
+    folder = Path(reference).expanduser()
+    if folder.is_dir():
+        return folder
+    raise ValueError(
+        f"no architecture known for {reference!r}: cost estimates read a model's own config files, from a local "
+        f"diffusers folder, a pocket model (pocket:sd, pocket:ip2p, pocket:clip) or a hub model with a stand-in "
+        f"({', '.join(sorted(STANDINS))})"
+    )
+
+
+def has_architecture(reference: str) -> bool:
+    """Whether :func:`model_folder` finds ``reference``'s config files."""
+    try:
+        model_folder(reference)
+    except ValueError:
+        return False
+    return True
+
+
 @lru_cache(maxsize=None)
 def _meta(reference: str, component: str | None = None):
-    from genaug.rehearsal.standins import meta_model
+    from genaug.rehearsal.standins import meta_model_at
 
-    return meta_model(reference, component)
+    return meta_model_at(model_folder(reference), component)
 
 
-def _component(model: str, part: str) -> tuple[str, str | None]:
-    """(stand-in id, component) of a pipeline part, or of a single-model reference (a VAE id)."""
-    if model not in STANDINS:
-        raise ValueError(f"no architecture known for {model!r}: cost estimates need a hub model with a stand-in ({', '.join(sorted(STANDINS))})")
-    return (model, part) if part else (model, None)
+def _config(reference: str, component: str | None = None) -> dict[str, Any]:
+    folder = model_folder(reference)
+    path = (folder / component if component else folder) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read the model's config ({error})") from None
+
+
+def vae_scale(model: str, component: str | None = "vae") -> int:
+    """Pixels per latent side: ``2 ** (len(block_out_channels) - 1)`` of the VAE's config (8 for SD)."""
+    return 2 ** (len(_config(model, component).get("block_out_channels", [0] * 4)) - 1)
+
+
+def native_size(model: str) -> int:
+    """A pipeline's working side when the config gives none: ``unet.sample_size x`` the VAE's scale."""
+    return int(_config(model, "unet")["sample_size"]) * vae_scale(model)
+
+
+def _text_tokens(model: str) -> int:
+    """Tokens of the pipeline's text context: the text encoder's positions (77 for SD's CLIP)."""
+    try:
+        return int(_config(model, "text_encoder").get("max_position_embeddings", 77))
+    except ValueError:
+        return 77
 
 
 @lru_cache(maxsize=None)
 def unet_flops(model: str, latent: int, batch: int, train: bool = False) -> int:
     """One UNet call on ``batch`` latents of side ``latent`` (forward; forward + backward to the input when ``train``)."""
-    unet = _meta(*_component(model, "unet"))
+    unet = _meta(model, "unet")
     cfg = unet.config
     sample = torch.zeros(batch, cfg.in_channels, latent, latent, device="meta", requires_grad=train)
-    context = torch.zeros(batch, 77, cfg.cross_attention_dim, device="meta", requires_grad=train)
+    context = torch.zeros(batch, _text_tokens(model), cfg.cross_attention_dim, device="meta", requires_grad=train)
     steps = torch.zeros(batch, device="meta")
 
     def call():
@@ -114,7 +172,8 @@ def vae_flops(model: str, size: int, encode: bool, component: str | None = "vae"
     vae = _meta(model, component)
     if encode:
         return count_flops(lambda: vae.encode(torch.zeros(1, 3, size, size, device="meta")))
-    return count_flops(lambda: vae.decode(torch.zeros(1, 4, size // 8, size // 8, device="meta")))
+    latent = size // vae_scale(model, component)
+    return count_flops(lambda: vae.decode(torch.zeros(1, vae.config.latent_channels, latent, latent, device="meta")))
 
 
 @lru_cache(maxsize=None)
@@ -184,34 +243,31 @@ def estimate_experiment(experiment, seeds: list[int] | None = None, arms: list[s
 
 
 def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, Any]]:
-    from genaug.rehearsal.run import editor_steps
-
     config = node.config
     row = {"stage": node.name, "kind": node.kind}
     if node.kind == "generate":
-        from genaug.generation.prompts import resolve_prompts
-        from genaug.generation.stage import default_prompts
-
         from genaug.generation.editors import EDITORS
+        from genaug.generation.prompts import resolve_prompts
 
         editor = config.editor
-        model = editor.model or EDITORS[editor.name].default_model
-        work = EDITORS[editor.name].planned_work(editor)
-        if work is not None:
-            items = int(round(n_train * work[0]))
+        cls = EDITORS[editor.name]  # every figure below is a fact the editor states (Editor)
+        model = editor.model or cls.default_model
+        per_image = cls.items_per_image(editor)
+        if per_image is not None:
+            items = int(round(n_train * per_image))
         else:
-            prompts = resolve_prompts(config.prompts or default_prompts(editor))
+            prompts = resolve_prompts(config.prompts or cls.prompts_for(editor))
             items = n_train * (len(prompts) if config.regime == "all" else 1)
         sizes[node.name] = items
-        size = editor.size or 512
-        steps = editor_steps(editor)
-        guidance = editor.guidance_scale if editor.guidance_scale is not None else (4.0 if editor.name == "instruct" else 7.5)
-        cfg = 3 if editor.name == "instruct" else (2 if guidance > 1 else 1)
-        per_item = steps * unet_flops(model, size // 8, cfg) + vae_flops(model, size, False)
-        if editor.name != "txt2img":
+        size = editor.size or native_size(model)
+        steps = cls.steps_run(editor)
+        cfg = cls.branches(editor)
+        latent = size // vae_scale(model)
+        per_item = steps * unet_flops(model, latent, cfg) + vae_flops(model, size, False)
+        if cls.needs_source:  # the source image is VAE-encoded once
             per_item += vae_flops(model, size, True)
         return [{**row, "part": None, "items": items, "flops_per_item": per_item, "flops": items * per_item,
-                 "what": f"{steps:g} steps x UNet on {cfg} latents {size // 8}x{size // 8} + VAE"}]
+                 "what": f"{steps:g} steps x UNet on {cfg} latents {latent}x{latent} + VAE"}]
     if node.kind == "sdi":
         from genaug.sdi.presets import reference_multiplier, resolve_train_config
 
@@ -220,15 +276,16 @@ def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, 
         resolution = train.resolution
         steps_train = train.max_steps or train.epochs * math.ceil(n_train / train.batch_size)
         vae_model, vae_part = (config.generate.vae, None) if config.generate.vae else (config.model, "vae")
-        size = config.generate.size or 512
+        size = config.generate.size or native_size(config.model)
+        scale = vae_scale(config.model)
         generated = multiplier * n_train
         sizes[node.name] = generated
         parts = [
             ("embed", n_train, vit_flops(config.clip), "CLIP image forward"),
             ("latents", n_train, vae_flops(config.model, resolution, True), f"VAE encode at {resolution} px"),
-            ("train", steps_train, train.batch_size * unet_flops(config.model, resolution // 8, 1, True),
+            ("train", steps_train, train.batch_size * unet_flops(config.model, resolution // scale, 1, True),
              f"batch {train.batch_size} x UNet forward + backward"),
-            ("generate", generated, config.generate.steps * unet_flops(config.model, size // 8, 2) + vae_flops(vae_model, size, False, vae_part),
+            ("generate", generated, config.generate.steps * unet_flops(config.model, size // scale, 2) + vae_flops(vae_model, size, False, vae_part),
              f"{config.generate.steps} steps x UNet on 2 latents + VAE decode"),
         ]
         return [{**row, "part": part, "items": items, "flops_per_item": flops, "flops": items * flops, "what": what}
@@ -242,7 +299,7 @@ def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, 
                 kept = int(round(kept * float(spec["keep_ratio"])))
         sizes[node.name] = kept
         uses_clip = any(str(f.get("name", "")).startswith("clip") for f in config.filters)
-        per_item = vit_flops(config.clip) if uses_clip and config.clip in STANDINS else 0
+        per_item = vit_flops(config.clip) if uses_clip and has_architecture(config.clip) else 0
         return [{**row, "part": None, "items": items, "flops_per_item": per_item, "flops": items * per_item, "what": "CLIP image forward"}]
     if node.kind == "mix":
         base = node.input.split("/", 1)[0]
@@ -252,7 +309,7 @@ def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, 
         sizes[node.name] = items
         per_item = 0
         what = "no model"
-        if "shb" in config.methods and config.shb.clip in STANDINS:
+        if "shb" in config.methods and has_architecture(config.shb.clip):
             from genaug.mixing.shb import grid_shape, scale_patch
 
             side = config.shb.size or 256
@@ -282,7 +339,7 @@ def train_estimate(experiment, arm, seeds: list[int], n_train: int, n_classes: i
     per_sample = classifier_train_flops(config.model, config.width or 1.0, n_classes, size)
     steps = config.epochs * samples * len(seeds)
     return {"stage": f"train:{arm.name}", "kind": "train", "part": None, "items": steps, "flops_per_item": per_sample,
-            "flops": steps * per_sample,
+            "flops": steps * per_sample, "samples_per_epoch": samples, "size": size,
             "what": f"{config.epochs} epochs x {samples} samples x {len(seeds)} seed(s), {config.model} fwd+bwd at {size} px"}
 
 
@@ -339,13 +396,121 @@ def cost_table(estimate: dict[str, Any], cpu: dict[str, Any], gpus: dict[str, fl
     return "\n".join(lines)
 
 
-def plan_cost_text(experiment, arms: list[str] | None = None, seeds: list[int] | None = None) -> str:
+def plan_cost_text(experiment, arms: list[str] | None = None, seeds: list[int] | None = None,
+                   jobs: list | None = None, stages: list[str] | None = None) -> str:
     """The cost table ``genaug run --dry-run`` prints, or one line saying why there is none
-    (a model without a known architecture, e.g. the pocket models or a local folder)."""
+    (a model whose architecture cannot be read). With ``jobs`` (the training runs to make)
+    and ``stages`` (the names of the stages to run), a time estimate follows the table
+    (:func:`time_estimate`)."""
     from genaug.home import cache_dir
 
     try:
         estimate = estimate_experiment(experiment, seeds=seeds, arms=arms)
     except ValueError as error:
         return f"cost estimate: none ({error})"
-    return cost_table(estimate, cpu_throughput(cache_dir("rehearsal") / LATEST_REHEARSAL))
+    cpu = cpu_throughput(cache_dir("rehearsal") / LATEST_REHEARSAL)
+    text = cost_table(estimate, cpu)
+    if jobs is not None:
+        text += "\n" + time_estimate_text(time_estimate(estimate, jobs, stages or [], experiment.workers, cpu))
+    return text
+
+
+# ---------------------------------------------------------------------------- time before any run
+
+
+#: Counted FLOPs a timed training step may cost: larger batches are timed at fewer images and
+#: scaled linearly (a ResNet-50 step at batch 128 and 224 px would take the dry run minutes).
+TIMED_STEP_FLOPS = 2e10
+
+
+def train_step_seconds(config, num_classes: int, size: int, repeats: int = 3) -> float:
+    """Seconds of one optimizer step of a resolved ``TrainConfig``'s model on this machine, timed
+    now: forward, cross-entropy, backward and the recipe's SGD step on a random batch of ``b``
+    images at ``size`` px (``b = batch_size`` when it costs at most :data:`TIMED_STEP_FLOPS`
+    counted FLOPs, else as many as fit, at least 1), on the recipe's CPU threads, after one
+    warm-up step; the median of ``repeats`` steps, times ``batch_size / b``. Data loading,
+    augmentation and evaluation are not in it."""
+    import statistics
+    import time
+
+    from genaug.training.trainer import build_model, build_optimizer, cpu_threads
+
+    per_sample = classifier_train_flops(config.model, config.width or 1.0, num_classes, size)
+    batch = max(1, min(config.batch_size, int(TIMED_STEP_FLOPS // max(per_sample, 1))))
+    with cpu_threads(config.cpu_threads), torch.random.fork_rng(devices=[]):
+        model = build_model(config, num_classes, torch.device("cpu"), None)
+        optimizer = build_optimizer(model, config)
+        images = torch.randn(batch, 3, size, size)
+        targets = torch.randint(num_classes, (batch,))
+        seconds = []
+        for _ in range(repeats + 1):
+            started = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(images), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds[1:]) * config.batch_size / batch
+
+
+def time_estimate(estimate: dict[str, Any], jobs: list, stages: list[str], workers: int, cpu: dict[str, Any],
+                  step_seconds=train_step_seconds) -> dict[str, Any]:
+    """Wall seconds of what is left to run, before any run has finished, from the cost model.
+
+    Training: each run ``job`` (an arm x seed with its resolved ``config``) makes
+    ``config.steps`` optimizer steps, else ``epochs x ceil(samples per epoch / batch_size)``
+    with the arm's samples per epoch from ``estimate`` (a matched-view run whose steps equal
+    its arm's natural ones is not made: the natural runs are reused); a step costs :func:`train_step_seconds`
+    of its model (timed once per model, width, size and batch); ``workers`` runs go at once:
+    training wall = sum / min(workers, runs). Stages: the ``stages`` rows' counted FLOPs at
+    this machine's FLOP/s (``cpu``)."""
+    from genaug.training import resolve_recipe
+
+    rows = {row["stage"]: row for row in estimate["rows"] if row["kind"] == "train"}
+    classes = estimate["dataset"]["classes"]
+    timed: dict[tuple, float] = {}
+    train_seconds, steps_total, runs = 0.0, 0, 0
+    for job in jobs:
+        row = rows.get(f"train:{job.arm}")
+        if row is None:
+            continue
+        config = resolve_recipe(job.config)
+        natural = config.epochs * math.ceil(row["samples_per_epoch"] / config.batch_size)
+        steps = config.steps or natural
+        if getattr(job, "view", "natural") == "matched" and steps == natural:
+            continue  # the arm's natural runs already make the matched steps: they are reused
+        key = (config.model, config.width, config.batch_size, config.cpu_threads, row["size"])
+        if key not in timed:
+            timed[key] = step_seconds(config, classes, row["size"])
+        train_seconds += steps * timed[key]
+        steps_total += steps
+        runs += 1
+    parallel = max(1, min(workers, runs))
+    stage_flops = sum(row["flops"] for row in estimate["rows"] if row["kind"] != "train" and row["stage"] in stages)
+    return {
+        "runs": runs, "steps": steps_total, "workers": parallel, "train_seconds": train_seconds / parallel,
+        "step_seconds": {f"{key[0]} batch {key[2]} at {key[4]} px": value for key, value in timed.items()},
+        "stages": [name for name in stages], "stage_seconds": stage_flops / cpu["flops_per_second"],
+        "flops_per_second": cpu["flops_per_second"],
+    }
+
+
+def duration_text(seconds: float) -> str:
+    """``12.5 min`` below two hours, ``7.3 h`` below two days, else ``3.1 days``."""
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def time_estimate_text(estimate: dict[str, Any]) -> str:
+    """One line: the estimate and what it was made from."""
+    total = estimate["train_seconds"] + estimate["stage_seconds"]
+    steps = ", ".join(f"{seconds * 1000:.1f} ms per step of {what}" for what, seconds in estimate["step_seconds"].items())
+    training = (f"training {estimate['runs']} run(s), {estimate['steps']:,} optimizer steps at {steps} (timed now), "
+                f"{estimate['workers']} at a time: {duration_text(estimate['train_seconds'])}") if estimate["runs"] else "no training"
+    stages = (f"{len(estimate['stages'])} stage(s) from their counted FLOPs at {estimate['flops_per_second'] / 1e9:.0f} GFLOP/s: "
+              f"{duration_text(estimate['stage_seconds'])}") if estimate["stages"] else "no stage"
+    return (f"time estimate (cost model, before any run has finished): about {duration_text(total)} = {training}; {stages}; "
+            "loading, data, evaluation and I/O are not counted, so the run takes longer")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import inspect
 import json
 import math
 import os
@@ -247,11 +246,12 @@ def small_stage_params(kind: str, params: dict[str, Any], steps: int) -> dict[st
         params["editor"] = {**params.get("editor", {}), "steps": steps}
         params["engine"] = {**params.get("engine", {}), "batch_size": REHEARSAL_BATCH, "progress": False}
         if params.get("regime") == "all":
-            from genaug.generation.stage import default_prompts
-            from genaug.generation.prompts import resolve_prompts
             from genaug.config import EditorConfig
+            from genaug.generation.editors import EDITORS
+            from genaug.generation.prompts import resolve_prompts
 
-            prompts = params.get("prompts") or default_prompts(EditorConfig(**params["editor"]))
+            editor = EditorConfig(**params["editor"])
+            prompts = params.get("prompts") or EDITORS[editor.name].prompts_for(editor)
             params["prompts"] = resolve_prompts(prompts)[:1]
     elif kind == "sdi":
         generate = params.get("generate", {})
@@ -366,19 +366,11 @@ def stage_real_steps(node) -> dict[str, float]:
 
 
 def editor_steps(editor) -> float:
-    """Denoising steps per item of an editor config: its steps (the pipeline's default when unset),
-    times ``strength`` for img2img (which starts part-way), or the editor's own mean share
-    (``Editor.planned_work``)."""
-    import diffusers
-
+    """Denoising steps per item of an editor config, as the editor states them
+    (``Editor.steps_run``: its configured steps x the mean share of them an item runs)."""
     from genaug.generation.editors import EDITORS
 
-    cls = EDITORS[editor.name]
-    steps = editor.steps or inspect.signature(getattr(diffusers, cls.pipeline_class).__call__).parameters["num_inference_steps"].default
-    work = cls.planned_work(editor)
-    if work is not None:
-        return float(steps) * work[1]
-    return float(steps) * (editor.strength if editor.name == "img2img" else 1.0)
+    return EDITORS[editor.name].steps_run(editor)
 
 
 def _blocked_by(node, broken: set[str]) -> str | None:

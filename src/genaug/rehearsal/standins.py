@@ -150,10 +150,18 @@ def _write_clip_processor(folder: Path) -> None:
 def meta_model(hub_id: str, component: str | None = None):
     """The model of ``hub_id`` (``component``: ``unet``, ``vae``, ``text_encoder`` of a pipeline)
     on the meta device: the architecture without memory, for parameter and FLOP counts."""
-    folder = hub_config_dir(hub_id)
-    if component:
-        folder = folder / component
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return meta_model_at(hub_config_dir(hub_id), component)
+
+
+def meta_model_at(folder: str | Path, component: str | None = None):
+    """The model whose ``config.json`` is in ``folder`` (or its ``component`` subfolder: a
+    diffusers pipeline folder's ``unet``, ``vae``...) on the meta device: any local diffusers or
+    CLIP folder, the pocket models' among them; only its config files are read."""
+    folder = Path(folder) / component if component else Path(folder)
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{path}: no such config file (cost estimates read the model's own config files)")
+    config = json.loads(path.read_text(encoding="utf-8"))
     with torch.device("meta"):
         return _random_model(folder, config)
 

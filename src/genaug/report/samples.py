@@ -32,11 +32,9 @@ THUMBNAIL_SIDE = 160
 #: datasets keep a page of reasonable length.
 MAX_GRID_CLASSES = 24
 
-#: Column of each method, in the order the pipeline makes them; unknown methods get their own column.
+#: Column of each method that is not an editor's, in the order the pipeline makes them (editors
+#: state their own column, ``Editor.report_label``, and come first); unknown methods get their own column.
 METHOD_COLUMNS = {
-    "instruct": "Edited",
-    "img2img": "Edited",
-    "txt2img": "Generated",
     "concat": "Concatenated",
     "rect": "Rectangles",
     "fractal": "Blended (fractal)",
@@ -139,14 +137,25 @@ def _spread(labels: list[int], limit: int) -> list[int]:
     return [labels[i] for i in sorted(set(picks))]
 
 
+def method_columns() -> dict[str, str]:
+    """Method -> column: each registered editor's ``report_label`` (by its manifest ``method``), then
+    :data:`METHOD_COLUMNS`."""
+    from genaug.generation.editors import EDITORS
+
+    editors = [EDITORS[name] for name in EDITORS.names()]
+    by_label = sorted(editors, key=lambda cls: (cls.report_label != "Edited", cls.report_label != "Generated", cls.name))
+    return {**{cls.method: cls.report_label for cls in by_label}, **METHOD_COLUMNS}
+
+
 def _columns(located: list[Located]) -> list[str]:
-    present = {METHOD_COLUMNS.get(item.record.method, item.record.method) for item in located}
-    known = [title for title in dict.fromkeys(METHOD_COLUMNS.values()) if title in present]
+    columns = method_columns()
+    present = {columns.get(item.record.method, item.record.method) for item in located}
+    known = [title for title in dict.fromkeys(columns.values()) if title in present]
     return known + sorted(present - set(known))
 
 
 def column_of(record: SampleRecord) -> str:
-    return METHOD_COLUMNS.get(record.method, record.method)
+    return method_columns().get(record.method, record.method)
 
 
 class RealSources:

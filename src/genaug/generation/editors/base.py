@@ -89,14 +89,38 @@ def scheduler_name(class_name: str) -> str:
 class Editor(ABC):
     """One way of making an image from a work item with a diffusers pipeline."""
 
+    # ------------------------------------------------------------------ the editor's facts
+    # Everything other modules need to know about an editor is stated here, on its class,
+    # and read through the class (cost estimates, the rehearsal, the generate stage, the
+    # sampling frontier, the report): no module outside ``generation/editors/`` tests an
+    # editor's name. docs/adding-a-method.md lists who reads which fact.
+
     name: ClassVar[str]  # set by the registration (``@EDITORS.register("name")``)
     method: ClassVar[str]  # the manifest's ``method``
     pipeline_class: ClassVar[str]  # the diffusers pipeline class name
     default_model: ClassVar[str]
     default_scheduler: ClassVar[str | None] = None  # None: the model folder's own scheduler
     default_guidance: ClassVar[float | None] = None  # None: the library's default
+    #: Whether it edits a real image (False: made from the prompt alone); a source image is
+    #: VAE-encoded once per item when True.
     needs_source: ClassVar[bool] = True
-    unet_inputs: ClassVar[UnetInputs] = "latent"  # what the UNet takes: latents, or latents + the source image
+    #: What the UNet takes: ``latent`` (the VAE's latent channels, 4 for SD) or
+    #: ``latent+image`` (twice that: InstructPix2Pix's latents + the source image's latents).
+    unet_inputs: ClassVar[UnetInputs] = "latent"
+    #: UNet batch rows per denoising step and item: None = classifier-free guidance's 2 when
+    #: the guidance scale is > 1, else 1; an editor with a fixed count states it
+    #: (InstructPix2Pix: 3, text + image, image only, neither).
+    guidance_branches: ClassVar[int | None] = None
+    #: Prompt presets when the stage gives none (``genaug.generation.prompts.PROMPT_PRESETS``):
+    #: ``default_prompts`` for real models, ``pocket_prompts`` for the pocket models.
+    default_prompts: ClassVar[str] = "diffusemix"
+    pocket_prompts: ClassVar[str] = "pocket_captions"
+    #: The column its images get in the report's sample grids (editors sharing a label share a column).
+    report_label: ClassVar[str] = "Edited"
+    #: The pocket workload the sampling frontier judges it on (``genaug bench sampling``):
+    #: ``captions`` (digits drawn from captions), ``recolour`` (real digits re-coloured by an
+    #: instruction), or None (the frontier does not drive it).
+    frontier_workload: ClassVar[str | None] = None
     #: The editor's own parameters (``editor.options``): a pydantic model checked when the
     #: config loads; None = the editor takes none.
     Options: ClassVar[type | None] = None
@@ -145,12 +169,67 @@ class Editor(ABC):
         """The validated ``config.options`` (None for an editor without options)."""
         return self.check_options(getattr(self.config, "options", None) or {})
 
+    # ------------------------------------------------------------------ facts that depend on a config
+    # Each takes an ``EditorConfig`` alone (no model load, no data): cost estimates and the
+    # rehearsal read them before anything runs, and the instance uses the same ones.
+
     @classmethod
-    def planned_work(cls, config) -> tuple[float, float] | None:
-        """For cost estimates from an ``EditorConfig`` alone: (items per real image, mean share of
-        ``steps`` an item runs) of the editor's own plan; None = the stage's plan (prompts under
-        the regime, every step; img2img: ``strength`` of them)."""
+    def items_per_image(cls, config) -> float | None:
+        """Items its own plan makes per real training image; None = the generate stage's plan
+        (one item per real image and prompt under the regime, or per class image for editors
+        that need no source)."""
         return None
+
+    @classmethod
+    def step_strengths(cls, config) -> list[float]:
+        """The shares of the denoising steps an item runs, each equally likely over the items
+        (an editor that starts from a noised source runs ``strength`` of them; DA-Fusion draws
+        one of several strengths per item). Every step by default: ``[1.0]``."""
+        return [1.0]
+
+    @classmethod
+    def configured_steps(cls, config) -> int:
+        """``editor.steps``, else the sampling preset's, else :meth:`default_steps`."""
+        if config.steps:
+            return int(config.steps)
+        if getattr(config, "preset", None):
+            from genaug.generation.presets import sampling_preset
+
+            return int(sampling_preset(cls.preset_key_for(config.model), config.preset)["num_inference_steps"])
+        return int(cls.default_steps())
+
+    @classmethod
+    def steps_run(cls, config) -> float:
+        """Denoising steps an item actually runs, on average: ``configured_steps x mean(step_strengths)``."""
+        strengths = cls.step_strengths(config)
+        return float(cls.configured_steps(config)) * sum(strengths) / len(strengths)
+
+    @classmethod
+    def configured_guidance(cls, config) -> float:
+        """``editor.guidance_scale``, else the editor's default, else the pipeline's."""
+        if config.guidance_scale is not None:
+            return float(config.guidance_scale)
+        return float(cls.default_guidance if cls.default_guidance is not None else cls.library_default("guidance_scale"))
+
+    @classmethod
+    def branches(cls, config) -> int:
+        """UNet batch rows per step and item (:attr:`guidance_branches`, else 2 when guided, else 1)."""
+        if cls.guidance_branches is not None:
+            return cls.guidance_branches
+        return 2 if cls.configured_guidance(config) > 1 else 1
+
+    @classmethod
+    def prompts_for(cls, config) -> str:
+        """The prompt preset of the stage when it gives none: pocket texts for pocket models."""
+        from genaug.generation.models import POCKET_SCHEME
+
+        model = config.model or cls.default_model
+        return cls.pocket_prompts if model.startswith(POCKET_SCHEME) else cls.default_prompts
+
+    @classmethod
+    def preset_key_for(cls, model: str | None) -> str:
+        """Where its sampling presets for ``model`` (None: its default model) are stored: ``<editor>/<model>``."""
+        return f"{cls.name}/{model or cls.default_model}"
 
     @classmethod
     def data_needs(cls, config) -> list:
@@ -185,7 +264,7 @@ class Editor(ABC):
     @property
     def preset_key(self) -> str:
         """Where this editor's sampling presets are stored: ``<editor>/<model reference>``."""
-        return f"{self.name}/{self.config.model or self.default_model}"
+        return self.preset_key_for(self.config.model)
 
     @cached_property
     def preset(self) -> dict[str, Any] | None:
@@ -225,10 +304,12 @@ class Editor(ABC):
 
     # ------------------------------------------------------------------ resolved parameters
 
-    def _library_default(self, argument: str) -> Any:
+    @classmethod
+    def library_default(cls, argument: str) -> Any:
+        """The default of ``argument`` in the pipeline's ``__call__`` (imports diffusers)."""
         import diffusers
 
-        return inspect.signature(getattr(diffusers, self.pipeline_class).__call__).parameters[argument].default
+        return inspect.signature(getattr(diffusers, cls.pipeline_class).__call__).parameters[argument].default
 
     @property
     def steps(self) -> int:
@@ -239,15 +320,14 @@ class Editor(ABC):
             return int(self.preset["num_inference_steps"])
         return self.default_steps()
 
-    def default_steps(self) -> int:
+    @classmethod
+    def default_steps(cls) -> int:
         """Steps when neither the config nor a preset sets them: the pipeline's own default."""
-        return self._library_default("num_inference_steps")
+        return cls.library_default("num_inference_steps")
 
     @property
     def guidance_scale(self) -> float:
-        if self.config.guidance_scale is not None:
-            return self.config.guidance_scale
-        return self.default_guidance if self.default_guidance is not None else self._library_default("guidance_scale")
+        return self.configured_guidance(self.config)
 
     @property
     def size(self) -> int:

@@ -106,6 +106,7 @@ class DAFusionOptions(StrictModel):
 @EDITORS.register("dafusion")
 class DAFusionEditor(Img2ImgEditor):
     method = "dafusion"
+    report_label = "DA-Fusion"
     Options = DAFusionOptions
 
     def __init__(self, *args, **kwargs) -> None:
@@ -114,18 +115,22 @@ class DAFusionEditor(Img2ImgEditor):
         self.words_file: Path | None = None
         self.words_hash: str | None = None
 
-    @property
-    def strengths(self) -> list[float]:
-        """``editor.strength`` when given (one strength), else ``options.strengths``."""
-        return [self.config.strength] if "strength" in self.config.model_fields_set else list(self.options.strengths)
+    @classmethod
+    def step_strengths(cls, config) -> list[float]:
+        """``editor.strength`` when given (one strength), else ``options.strengths`` (each item draws one uniformly)."""
+        if "strength" in config.model_fields_set:
+            return [float(config.strength)]
+        return list(cls.check_options(config.options).strengths)
 
     @classmethod
-    def planned_work(cls, config) -> tuple[float, float]:
-        """Per real image: ``per_image`` edits at the strengths' mean (each is drawn uniformly;
-        textual inversion, a one-off cost, is not counted)."""
-        options = cls.check_options(config.options)
-        strengths = [config.strength] if "strength" in config.model_fields_set else options.strengths
-        return float(options.per_image), sum(strengths) / len(strengths)
+    def items_per_image(cls, config) -> float:
+        """``per_image`` edits per real image (textual inversion, a one-off cost, is not an item)."""
+        return float(cls.check_options(config.options).per_image)
+
+    @property
+    def strengths(self) -> list[float]:
+        """The strengths items draw from (:meth:`step_strengths` of this editor's config)."""
+        return self.step_strengths(self.config)
 
     @property
     def slot_prompt(self) -> str:

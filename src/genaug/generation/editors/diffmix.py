@@ -133,6 +133,7 @@ class DiffMixEditor(Img2ImgEditor):
     method = "diffmix"
     default_strength = OFFICIAL_STRENGTH
     default_scheduler = "dpmsolver"
+    report_label = "Diff-Mix"
     Options = DiffMixOptions
 
     def __init__(self, *args, **kwargs) -> None:
@@ -141,23 +142,26 @@ class DiffMixEditor(Img2ImgEditor):
         self.finetune_file: Path | None = None
         self.finetune_hash: str | None = None
 
-    def default_steps(self) -> int:
+    @classmethod
+    def default_steps(cls) -> int:
         """The official sampler's 25 steps (when neither ``editor.steps`` nor a preset sets them)."""
         return OFFICIAL_STEPS
 
-    @property
-    def strengths(self) -> list[float]:
-        """The strengths items take: ``[editor.strength or 0.5]`` (fixed) or ``options.strengths`` (uniform)."""
-        return list(self.options.strengths) if self.options.strength_strategy == "uniform" else [self.strength]
+    @classmethod
+    def step_strengths(cls, config) -> list[float]:
+        """``[editor.strength or 0.5]`` (fixed) or ``options.strengths`` (uniform: each item draws one)."""
+        options = cls.check_options(config.options)
+        return list(options.strengths) if options.strength_strategy == "uniform" else [cls.configured_strength(config)]
 
     @classmethod
-    def planned_work(cls, config) -> tuple[float, float]:
-        options = cls.check_options(config.options)
-        if options.strength_strategy == "uniform":
-            mean = sum(options.strengths) / len(options.strengths)
-        else:
-            mean = config.strength if "strength" in config.model_fields_set else cls.default_strength
-        return float(options.multiplier), mean
+    def items_per_image(cls, config) -> float:
+        """``multiplier`` translations per real image."""
+        return float(cls.check_options(config.options).multiplier)
+
+    @property
+    def strengths(self) -> list[float]:
+        """The strengths items take (:meth:`step_strengths` of this editor's config)."""
+        return self.step_strengths(self.config)
 
     def prepare(self, dataset, config) -> None:
         """Fine-tune (or read back the fine-tuned weights); a dry run writes nothing and uses the initial words."""

@@ -30,13 +30,29 @@ class Img2ImgEditor(Editor):
     method = "img2img"
     pipeline_class = "StableDiffusionImg2ImgPipeline"
     default_model = "pocket:sd"
+    needs_source = True
+    unet_inputs = "latent"
+    guidance_branches = None  # classifier-free guidance: 2 when guidance > 1, else 1
+    default_prompts = "diffusemix"
+    pocket_prompts = "pocket_captions"
+    report_label = "Edited"
     #: The strength used when ``editor.strength`` is not given.
     default_strength: ClassVar[float] = 0.5
+
+    @classmethod
+    def configured_strength(cls, config) -> float:
+        """``editor.strength`` when the config sets it, else the editor's default."""
+        return float(config.strength) if "strength" in config.model_fields_set else cls.default_strength
+
+    @classmethod
+    def step_strengths(cls, config) -> list[float]:
+        """The source is noised to ``strength`` of the schedule: an item runs ``steps x strength`` steps."""
+        return [cls.configured_strength(config)]
 
     @property
     def strength(self) -> float:
         """The configured strength, else the editor's default."""
-        return self.config.strength if "strength" in self.config.model_fields_set else self.default_strength
+        return self.configured_strength(self.config)
 
     def sampling_params(self) -> dict[str, Any]:
         return {**super().sampling_params(), "strength": self.strength}

@@ -25,13 +25,19 @@ class InstructEditor(Editor):
     default_model = "pocket:ip2p"
     default_scheduler = "euler_ancestral"
     default_guidance = 4.0
-    unet_inputs = "latent+image"
+    needs_source = True
+    unet_inputs = "latent+image"  # 8 channels: 4 latent + 4 of the source image's latents
+    guidance_branches = 3  # text + image, image only, neither (the pipeline's three-way guidance)
+    default_prompts = "diffusemix"
+    pocket_prompts = "pocket"  # re-colouring instructions
+    report_label = "Edited"
+    frontier_workload = "recolour"
 
     @property
     def image_guidance_scale(self) -> float:
         if self.config.image_guidance_scale is not None:
             return self.config.image_guidance_scale
-        return self._library_default("image_guidance_scale")
+        return self.library_default("image_guidance_scale")
 
     def sampling_params(self) -> dict[str, Any]:
         return {**super().sampling_params(), "image_guidance": self.image_guidance_scale}

@@ -32,7 +32,7 @@ from genaug.data.names import class_prompt
 from genaug.generation.editors import EDITORS
 from genaug.generation.editors.img2img import Img2ImgEditor, plan_from_sources
 from genaug.generation.items import WorkItem
-from genaug.generation.prompts import CLASS_TEMPLATE, resolve_prompts
+from genaug.generation.prompts import resolve_prompts
 
 #: The official noise level (``refer_img_iters`` / 100) by shots per class.
 OFFICIAL_NOISE_BY_SHOTS = {16: 0.15, 8: 0.20, 4: 0.35, 2: 0.40, 1: 0.50}
@@ -83,19 +83,26 @@ class RealGuidanceOptions(StrictModel):
 class RealGuidanceEditor(Img2ImgEditor):
     method = "real_guidance"
     default_strength = OFFICIAL_NOISE_BY_SHOTS[16]
+    default_prompts = "class_template"  # the official "a photo of a {class}", pocket models too
+    pocket_prompts = "class_template"
+    report_label = "Real-Guidance"
     Options = RealGuidanceOptions
 
+    # Without the dataset the shot count is unknown: estimates from a config alone assume 16
+    # shots per class (``per_class / 16`` outputs per image at the 16-shot strength).
+
     @classmethod
-    def planned_work(cls, config) -> tuple[float, float]:
-        """Without the dataset the shot count is unknown: ``per_image`` when given, else the
-        estimate assumes 16 shots per class (``per_class / 16`` outputs at the 16-shot strength)."""
+    def items_per_image(cls, config) -> float:
+        """``per_image`` when given, else ``per_class / 16`` (16 shots assumed)."""
         options = cls.check_options(config.options)
+        return float(options.per_image if options.per_image is not None else options.per_class / 16)
+
+    @classmethod
+    def step_strengths(cls, config) -> list[float]:
+        """``editor.strength`` when given, else the strength for 16 shots of ``noise_by_shots``."""
         if "strength" in config.model_fields_set:
-            strength = config.strength
-        else:
-            strength = strength_for_shots(16, options.noise_by_shots)
-        per_image = options.per_image if options.per_image is not None else options.per_class / 16
-        return float(per_image), strength
+            return [float(config.strength)]
+        return [strength_for_shots(16, cls.check_options(config.options).noise_by_shots)]
 
     def class_strengths(self, dataset) -> dict[int, float]:
         """Each class's strength: ``editor.strength`` when given, else by its shot count."""
@@ -107,7 +114,7 @@ class RealGuidanceEditor(Img2ImgEditor):
     def plan(self, dataset, config) -> list[WorkItem]:
         strengths = self.class_strengths(dataset)
         self.check_strengths(sorted(set(strengths.values())))
-        templates = resolve_prompts(config.prompts or list(CLASS_TEMPLATE))
+        templates = resolve_prompts(config.prompts or self.prompts_for(config.editor))
         counts = self.counts_per_image(dataset)
 
         def describe(row: int, label: int, m: int, item_id: str):

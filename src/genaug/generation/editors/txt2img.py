@@ -22,7 +22,13 @@ class Txt2ImgEditor(Editor):
     method = "txt2img"
     pipeline_class = "StableDiffusionPipeline"
     default_model = "pocket:sd"
-    needs_source = False
+    needs_source = False  # made from the prompt alone: no source image, no VAE encode
+    unet_inputs = "latent"
+    guidance_branches = None  # classifier-free guidance: 2 when guidance > 1, else 1
+    default_prompts = "class_template"
+    pocket_prompts = "pocket_captions"
+    report_label = "Generated"
+    frontier_workload = "captions"
 
     def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
         positive, negative = self.prompt_embeddings(items)
