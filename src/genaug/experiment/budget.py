@@ -63,7 +63,7 @@ def class_quota(synthetic_per_real: float, real_count: int) -> int:
 
 def natural_sets(arm: "ArmConfig", nodes: dict[str, "StageNode"]) -> list[tuple[str, Path]]:
     """``(key, folder)`` of every set the arm names, as the stages wrote them."""
-    from genaug.experiment.graph import resolve_ref
+    from genaug.stage_dirs import resolve_ref
 
     sets = []
     for ref in arm.data_refs:

@@ -85,7 +85,7 @@ def run_filter_stage(node, nodes) -> tuple[int, dict]:
     Two arms may read one set unfiltered and filtered (or filtered two ways): scores and
     verdicts go into this node's own manifest only.
     """
-    from genaug.experiment.graph import resolve_ref
+    from genaug.stage_dirs import resolve_ref
     from genaug.filtering import filter_set
     from genaug.manifest import link_set
 

@@ -98,7 +98,7 @@ def earlier_sets(node) -> list[Path]:
     pass may copy from."""
     import json
 
-    from genaug.experiment.graph import STAGE_RECORD
+    from genaug.stage_dirs import STAGE_RECORD
 
     found = []
     for path in node.dir.parent.glob(f"{node.kind}-*/{STAGE_RECORD}"):
