@@ -67,7 +67,7 @@ from genaug.experiment.budget import BudgetConfig
 from genaug.experiment.compute import ComputeConfig
 from genaug.experiment.seeds import SeedRule
 from genaug.experiment.set_metrics import MetricsConfig
-from genaug.experiment.slurm import LauncherConfig
+from genaug.experiment.launcher import LauncherConfig
 from genaug.experiment.verdicts import StatsConfig
 
 __all__ = [

@@ -30,11 +30,10 @@ import io
 import json
 import math
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genaug.config import TrainConfig, dump_config
+from genaug.config import dump_config
 from genaug.data import DatasetError, load_splits
 from genaug.data.identity import splits_identity
 from genaug.data.membership import split_report
@@ -43,6 +42,7 @@ from genaug.experiment.checks import preflight
 from genaug.experiment.compute import natural_steps
 from genaug.experiment.config import ArmConfig, ExperimentConfig, train_config
 from genaug.experiment.graph import StageNode, build_graph, dataset_identity, upstream
+from genaug.experiment.jobs import TrainJob
 from genaug.experiment.schedule import TrainingPool, launcher_settings, open_pool
 from genaug.experiment.seeds import next_round, stop_reasons
 from genaug.experiment.set_metrics import add_set_metrics, judge_arm, measure_sets
@@ -66,42 +66,6 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 #: The synthetic-set metrics shown in the printed metrics table and results.csv.
 SET_METRICS = ("fd", "precision", "recall", "density", "coverage", "fidelity_clip", "fidelity_classifier", "diversity")
-
-
-@dataclass(frozen=True)
-class TrainJob:
-    """One arm x seed: its resolved config, where it writes, and the sets it trains on."""
-
-    arm: str
-    seed: int
-    config: TrainConfig
-    run_dir: Path
-    sets: tuple[Path, ...]
-    dataset: dict[str, Any]
-    data: dict[str, Any] | None = None  # identity of train / val / test the key was made with
-    view: str = "natural"  # or "matched": trained for the experiment's compute.matched_steps
-
-    @property
-    def done(self) -> bool:
-        return (self.run_dir / "metrics.json").is_file()
-
-    def stale_reason(self) -> str | None:
-        """Why an earlier finished run of this arm and seed is not reused (dry run)."""
-        from genaug.data.identity import identity_changes
-        from genaug.training.trainer import DATA_FILE
-
-        for other in sorted(self.run_dir.parent.glob(f"seed-{self.seed}-*")):
-            if other == self.run_dir or not (other / "metrics.json").is_file():
-                continue
-            try:
-                before = json.loads((other / DATA_FILE).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                before = None
-            changes = identity_changes(before, self.data) if before is not None and self.data is not None else []
-            if changes:
-                return f"the dataset changed since {other.name} ({'; '.join(changes)})"
-            return f"its config or synthetic sets changed since {other.name}"
-        return None
 
 
 # ---------------------------------------------------------------------------- the run

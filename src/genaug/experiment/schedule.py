@@ -27,10 +27,9 @@ import concurrent.futures as futures
 import contextlib
 import multiprocessing
 import signal
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
-if TYPE_CHECKING:  # pragma: no cover
-    from genaug.experiment.runner import TrainJob
+from genaug.experiment.jobs import TrainJob, train_job
 
 __all__ = ["TrainingPool", "train_job", "launcher_settings", "open_pool"]
 
@@ -214,27 +213,6 @@ def _leave_interrupts_to_parent() -> None:
     result and take the next queued run.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def train_job(job: "TrainJob", progress: bool) -> dict[str, Any]:
-    """Train one arm x seed (also the body of a worker process)."""
-    from genaug.data import DatasetError, load_splits
-    from genaug.data.identity import identity_changes, splits_identity
-    from genaug.data.synthetic import load_synthetic_set
-    from genaug.training import train
-
-    splits = load_splits(job.dataset)
-    changes = identity_changes(job.data, splits_identity(splits)) if job.data is not None else []
-    if changes:
-        raise DatasetError(
-            f"the dataset changed while the experiment ran ({'; '.join(changes)}); run the same command again"
-        )
-    synthetic = load_synthetic_set(job.sets, splits["train"].class_names) if job.sets else None
-    config = job.config
-    if not progress:
-        config = config.model_copy(update={"logging": config.logging.model_copy(update={"progress": False})})
-    result = train(config, splits, job.run_dir, synthetic)
-    return {"top1": result.test["top1"], "seconds": result.wall_seconds}
 
 
 def launcher_settings(experiment, launcher: str | None = None):

@@ -43,15 +43,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from pydantic import Field
 
-from genaug.config import StrictModel
+from genaug.experiment.launcher import LauncherConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.experiment.graph import StageNode
-    from genaug.experiment.runner import TrainJob
+    from genaug.experiment.jobs import TrainJob
 
 __all__ = [
     "LauncherConfig", "SlurmPool", "SlurmError", "LeftRunning", "Sbatch", "slurm_plan", "shared_storage_problems",
@@ -63,35 +62,6 @@ JOBS_FILE = "jobs.json"
 #: Path prefixes that compute nodes usually do not share with the submitting machine.
 LOCAL_PREFIXES = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 ALIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"}  # fmt: skip
-
-
-class LauncherConfig(StrictModel):
-    """Where ``genaug run`` does its work: ``local`` (this machine, ``workers`` processes) or
-    ``slurm`` (module doc). The other fields are Slurm's:
-
-    ``partition``, ``account``, ``time`` (``--time``, e.g. ``"04:00:00"``), ``memory``
-    (``--mem``, e.g. ``"16G"``), ``gpus_per_task`` (``--gpus-per-task``), ``cpus_per_task``
-    (also the torch threads of a stage task), ``array`` (tasks of a ``generate`` stage's array,
-    its ``--shard i/n``), ``sbatch`` (extra ``#SBATCH`` lines, e.g. ``"--qos=high"``),
-    ``setup`` (shell lines before the command, e.g. ``"module load cuda"``), ``retries`` (a
-    failed task is submitted again this many times), ``poll_seconds`` (how often ``squeue`` is
-    asked), ``shared`` (true: the run folder and caches are on storage the nodes share even
-    where the path looks node-local, e.g. under /tmp on a one-machine cluster).
-    """
-
-    name: Literal["local", "slurm"] = "local"
-    partition: str | None = None
-    account: str | None = None
-    time: str | None = None
-    memory: str | None = None
-    gpus_per_task: int = Field(default=0, ge=0)
-    cpus_per_task: int = Field(default=1, ge=1)
-    array: int = Field(default=1, ge=1)
-    sbatch: list[str] = Field(default_factory=list)
-    setup: list[str] = Field(default_factory=list)
-    retries: int = Field(default=2, ge=0)
-    poll_seconds: float = Field(default=10.0, gt=0)
-    shared: bool = False
 
 
 class SlurmError(RuntimeError):
@@ -888,8 +858,7 @@ def run_merge_task(run_dir: Path, name: str, key: str, shards: int, echo=print) 
 def run_train_task(spec_path: Path, echo=print) -> None:
     """``genaug task train``: the training run written in ``spec_path`` (:func:`train_spec`)."""
     from genaug.config import TrainConfig
-    from genaug.experiment.runner import TrainJob
-    from genaug.experiment.schedule import train_job
+    from genaug.experiment.jobs import TrainJob, train_job
 
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     job = TrainJob(
