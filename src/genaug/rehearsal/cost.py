@@ -29,6 +29,7 @@ measured the fraction on that GPU.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from functools import lru_cache
@@ -183,8 +184,23 @@ def estimate_experiment(experiment, seeds: list[int] | None = None, arms: list[s
     }
 
 
+def editor_steps(editor) -> float:
+    """Denoising steps per item of an editor config: its steps (the pipeline's default when unset),
+    times ``strength`` for img2img (which starts part-way), or the editor's own mean share
+    (``Editor.planned_work``)."""
+    import diffusers
+
+    from genaug.generation.editors import EDITORS
+
+    cls = EDITORS[editor.name]
+    steps = editor.steps or inspect.signature(getattr(diffusers, cls.pipeline_class).__call__).parameters["num_inference_steps"].default
+    work = cls.planned_work(editor)
+    if work is not None:
+        return float(steps) * work[1]
+    return float(steps) * (editor.strength if editor.name == "img2img" else 1.0)
+
+
 def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, Any]]:
-    from genaug.rehearsal.run import editor_steps
 
     config = node.config
     row = {"stage": node.name, "kind": node.kind}

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import inspect
 import json
 import math
 import os
@@ -44,6 +43,7 @@ import numpy as np
 from genaug.config import DatasetConfig, parse_config
 from genaug.experiment.config import ExperimentConfig
 from genaug.files import write_json_atomic, write_text_atomic
+from genaug.rehearsal.cost import LATEST_REHEARSAL, editor_steps
 from genaug.rehearsal.meter import StageMeter, process_peak_rss_bytes
 from genaug.rehearsal.standins import STANDINS, standin_dir
 
@@ -171,7 +171,6 @@ def rehearse(
     }
     write_json_atomic(out_dir / REHEARSAL_JSON, result)
     from genaug.home import cache_dir
-    from genaug.rehearsal.cost import LATEST_REHEARSAL
 
     write_json_atomic(cache_dir("rehearsal") / LATEST_REHEARSAL, result)
     write_text_atomic(out_dir / REHEARSAL_MD, rehearsal_table(result))
@@ -298,7 +297,7 @@ def _train_measured(job, count_flops: bool) -> tuple[StageMeter, str | None]:
     from scratch, without counting."""
     import shutil
 
-    from genaug.experiment.schedule import train_job
+    from genaug.experiment.jobs import train_job
 
     meter = StageMeter(count_flops=count_flops)
     try:
@@ -363,22 +362,6 @@ def stage_real_steps(node) -> dict[str, float]:
     if node.kind == "sdi":
         return {"generate": float(config.generate.steps)}
     return {}
-
-
-def editor_steps(editor) -> float:
-    """Denoising steps per item of an editor config: its steps (the pipeline's default when unset),
-    times ``strength`` for img2img (which starts part-way), or the editor's own mean share
-    (``Editor.planned_work``)."""
-    import diffusers
-
-    from genaug.generation.editors import EDITORS
-
-    cls = EDITORS[editor.name]
-    steps = editor.steps or inspect.signature(getattr(diffusers, cls.pipeline_class).__call__).parameters["num_inference_steps"].default
-    work = cls.planned_work(editor)
-    if work is not None:
-        return float(steps) * work[1]
-    return float(steps) * (editor.strength if editor.name == "img2img" else 1.0)
 
 
 def _blocked_by(node, broken: set[str]) -> str | None:
