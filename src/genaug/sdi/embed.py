@@ -11,12 +11,18 @@ embedded by the same CLIP weights.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from genaug.config import ConfigError, SdiConfig
+from genaug.config import ConfigError
 from genaug.data.base import RealDataset
+from genaug.sdi.presets import training_pools
+from genaug.sdi.projector import trained_projectors
 from genaug.sdi.tables import FeatureTable, load_table, save_table, table_info
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.sdi.config import SdiConfig
 
 EMBEDS_DIR = "embeds"
 
@@ -36,8 +42,6 @@ def embed_training_images(
     ``datasets`` may hold the pools' real datasets (tests, notebooks); else they are loaded
     from ``config.dataset``. ``clip`` may be a loaded :class:`genaug.clip.Clip`.
     """
-    from genaug.sdi.train import training_pools
-
     pools = pools or training_pools(config)
     check_against_projector(config, clip)
     identity = None
@@ -64,7 +68,6 @@ def check_against_projector(config: SdiConfig, clip=None) -> None:
     from genaug.generation.architecture import check_projector_input, clip_embed_dim
     from genaug.generation.models import resolve_model
     from genaug.generation.models import clip_reference
-    from genaug.sdi.train import trained_projectors
 
     trained = trained_projectors(config.work_dir)
     if not trained:

@@ -14,12 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
-from genaug.config import SdiConfig
 from genaug.generation.architecture import check_projector_output
 from genaug.generation.editors.base import Editor
 from genaug.generation.engine import JobReport, run_job
@@ -29,6 +28,9 @@ from genaug.generation.seeds import item_seed
 from genaug.sdi.conditioning import NEGATIVE_PROMPT, SDI_PROMPT, SLOT_WORD, class_token_position, slot_context
 from genaug.sdi.sample import samples_path
 from genaug.sdi.tables import FeatureTable, load_table
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.sdi.config import SdiConfig
 
 
 @dataclass(frozen=True)

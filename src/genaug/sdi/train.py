@@ -34,12 +34,12 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from genaug.config import ConfigError, ProjectorTrainConfig, SdiConfig
+from genaug.config import ConfigError
 from genaug.data.base import RealDataset
 from genaug.files import write_json_atomic
 from genaug.generation.architecture import check_pipeline, check_projector_input, check_projector_output
@@ -59,14 +59,24 @@ from genaug.sdi.cache import (
 from genaug.sdi.conditioning import slot_context
 from genaug.sdi.embed import EMBEDS_DIR, load_embeddings, pool_dataset
 from genaug.sdi.models import FrozenDiffusion, load_frozen_diffusion
-from genaug.sdi.presets import resolve_train_config
-from genaug.sdi.projector import PROJECTOR_FILE, Projector, load_projector, save_projector, stored_dims
+from genaug.sdi.presets import resolve_train_config, training_pools  # noqa: F401 (training_pools re-exported)
+from genaug.sdi.projector import (  # noqa: F401 (projector_path, load_trained_projector re-exported)
+    PROJECTOR_FILE,
+    Projector,
+    load_trained_projector,
+    projector_dir,
+    projector_path,
+    save_projector,
+    trained_projectors,
+)
 from genaug.sdi.tables import FeatureTable
-from genaug.training.checkpoint import MODEL_FILE, find_checkpoint, load_checkpoint, save_checkpoint
+from genaug.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from genaug.training.distributed import Distributed, setup_distributed, shard
 from genaug.training.seeding import generator_for
 
-PROJECTOR_DIR = "projector"
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.sdi.config import ProjectorTrainConfig, SdiConfig
+
 LOG_FILE = "log.csv"
 SUMMARY_FILE = "train.json"
 #: Fields that may change between a run and its resumption (they do not change the result).
@@ -88,25 +98,6 @@ class ProjectorRun:
     def steps_per_second(self) -> float:
         done = self.steps - self.resumed_from
         return done / self.seconds if self.seconds > 0 else 0.0
-
-
-def projector_dir(work_dir: str | Path) -> Path:
-    return Path(work_dir) / PROJECTOR_DIR
-
-
-def projector_path(work_dir: str | Path) -> Path:
-    return projector_dir(work_dir) / PROJECTOR_FILE
-
-
-def training_pools(config: SdiConfig) -> list[str]:
-    """The pools the projector trains on: the preset's (``pretrain`` only where the dataset has it) or the configured ones."""
-    train = resolve_train_config(config.model, config.train)
-    if config.train.pools is None and "pretrain" in train.pools:
-        from genaug.data import dataset_spec
-
-        if "pretrain" not in dataset_spec(config.dataset.name).splits:
-            return ["train"]
-    return list(train.pools)
 
 
 # ---------------------------------------------------------------------------- the stage
@@ -325,13 +316,6 @@ def global_mean(local_sum: torch.Tensor, global_count: int, dist: Distributed) -
     return float(dist.all_reduce_sum(local_sum.reshape(1).float().cpu())[0]) / global_count
 
 
-def trained_projectors(work_dir: str | Path) -> list[tuple[Path, tuple[int, int]]]:
-    """``(file, (in_dim, out_dim))`` of the projector and the checkpoint already in ``work_dir``."""
-    folder = find_checkpoint(projector_dir(work_dir))
-    files = [projector_path(work_dir)] + ([folder / MODEL_FILE] if folder is not None else [])
-    return [(path, dims) for path in files if (dims := stored_dims(path)) is not None]
-
-
 def check_architecture(config: SdiConfig, embeds: FeatureTable, model: ModelRef) -> None:
     """Before anything loads: SD's UNet takes latents and its text encoder matches its
     cross-attention; a projector already trained (or checkpointed) in the work dir reads these
@@ -428,11 +412,6 @@ def finished_run(out: Path, steps: int, world_size: int) -> ProjectorRun:
     """The record of a run that already reached its last step (nothing is trained again)."""
     summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8")) if (out / SUMMARY_FILE).is_file() else {}
     return ProjectorRun(out / PROJECTOR_FILE, steps, float(summary.get("final_loss", math.nan)), 0.0, steps, world_size)
-
-
-def load_trained_projector(work_dir: str | Path, device: str | torch.device = "cpu") -> Projector:
-    """The projector ``train_projector`` wrote into ``work_dir``."""
-    return load_projector(projector_path(work_dir), device)
 
 
 # ---------------------------------------------------------------------------- logging
