@@ -13,11 +13,11 @@ import hashlib
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from genaug.config import EditorConfig, GenerateConfig, dump_config
+from genaug.config import dump_config
 from genaug.data.base import RealDataset
 from genaug.data.names import class_prompt
 from genaug.files import write_text_atomic
@@ -27,6 +27,9 @@ from genaug.generation.items import WorkItem, unique_ids
 from genaug.generation.models import POCKET_SCHEME
 from genaug.generation.prompts import prompt_indices, resolve_prompts
 from genaug.generation.seeds import item_seed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.generation.config import EditorConfig, GenerateConfig
 
 
 def generate(
