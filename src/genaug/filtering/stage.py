@@ -25,16 +25,18 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from genaug.config import FilterConfig
 from genaug.data.images import load_rgb
 from genaug.files import write_json_atomic
 from genaug.filtering.registry import Filter, create_filter
 from genaug.manifest import SampleRecord, merge_shards, read_manifest, record_file, shard_manifests, write_manifest
 from genaug.progress import progress_bar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.filtering.config import FilterConfig
 
 REPORT_FILE = "filter.json"
 
