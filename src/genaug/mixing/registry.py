@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import Field
 
 from genaug.config import StrictModel
-from genaug.mixing.config import FractalBankConfig, ShbConfig
+from genaug.mixing.params import FractalBankConfig, ShbConfig
 from genaug.registry import Registry
 
 __all__ = ["MIXERS", "MIX_METHODS"]

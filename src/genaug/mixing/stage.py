@@ -29,12 +29,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
-from genaug.config import MixConfig
 from genaug.data.base import RealDataset
 from genaug.data.images import load_rgb
 from genaug.data.names import class_prompt
@@ -45,6 +44,9 @@ from genaug.mixing.registry import MIX_METHODS
 from genaug.mixing.fractals import fractal_bank_name, fractal_blend, load_fractal_bank, resize_images
 from genaug.mixing.shb import semantic_hybrid_blend
 from genaug.progress import progress_bar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.mixing.config import MixConfig
 
 
 @dataclass(frozen=True)
@@ -312,7 +314,7 @@ def mixed_record(pair: Pair, method: str, params: dict[str, Any], config: MixCon
 # ---------------------------------------------------------------------------- mixers
 # Each mixer: (batch, config, shared resources) -> Mixed (uint8 batch, params and extra files per item)
 
-Mixer = Callable[[MixBatch, MixConfig, MixResources], Mixed]
+Mixer = Callable[[MixBatch, "MixConfig", MixResources], Mixed]
 
 
 def concat_mixer(batch: MixBatch, config: MixConfig, resources: MixResources | None = None) -> Mixed:
