@@ -256,7 +256,7 @@ class _TrainCommand(typer.core.TyperCommand):
     """``genaug train --help`` ends with the recipes and the fields (built when asked for)."""
 
     def format_help(self, ctx, formatter) -> None:
-        from genaug.training.recipes import train_help
+        from genaug.training.config import train_help
 
         self.epilog = train_help()
         super().format_help(ctx, formatter)
