@@ -16,11 +16,13 @@ any stage runs, one line each.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import median
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
+
+from genaug.training import resolve_recipe
 
 if TYPE_CHECKING:
     from genaug.data.base import RealDataset
@@ -107,8 +109,6 @@ def empty_class_problems(train: RealDataset, allowed: bool) -> list[str]:
 
 def training_needs(train_config: Any, where: str = "train") -> DataNeeds:
     """A training recipe needs images at least as large as the size it trains at, and two classes."""
-    from genaug.training import resolve_recipe
-
     size = resolve_recipe(train_config).augmentation.image_size
     return DataNeeds(
         who=f"{where} (recipe '{train_config.recipe}')",
@@ -125,6 +125,5 @@ def stage_needs(config: Any, where: str) -> Iterable[DataNeeds]:
     declare = getattr(config, "data_needs", None)
     if not callable(declare):
         return []
-    from dataclasses import replace
 
     return [replace(needs, who=f"{where}{needs.who}") for needs in declare()]
