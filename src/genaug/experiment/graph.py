@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from genaug.experiment.config import ExperimentConfig, StageSpec, stage_config
+from genaug.pocket import pocket_info
 from genaug.registry import stage_kind
 from genaug.stage_dirs import STAGE_RECORD, resolve_ref, set_dir  # noqa: F401 (re-exported)
 
@@ -77,8 +78,6 @@ class StageNode:
 def pocket_identity() -> str | None:
     """The spec hash of the pocket models in use (stages on pocket models depend on them)."""
     try:
-        from genaug.pocket import pocket_info
-
         return pocket_info().get("spec_hash")
     except (OSError, ValueError, KeyError):
         return None

@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,12 @@ from genaug.experiment.jobs import TrainJob
 from genaug.experiment.schedule import TrainingPool, launcher_settings, open_pool
 from genaug.experiment.seeds import next_round, stop_reasons
 from genaug.experiment.set_metrics import add_set_metrics, judge_arm, measure_sets
+from genaug.experiment.slurm import slurm_plan
 from genaug.experiment.stages import run_stage
+from genaug.experiment.stats import test_standard_error
+from genaug.experiment.verdicts import VIEW_TITLES, comparisons, headline, noise_summary
 from genaug.files import display_path, write_json_atomic, write_text_atomic
+from genaug.training.recipes import resolve_recipe
 from genaug.warn import WARNINGS_LOG, record_warnings, shown_warnings
 
 __all__ = [
@@ -129,8 +134,6 @@ def run_experiment(
 
         echo(plan_cost_text(experiment, [arm.name for arm in arms], seeds))
         if launcher_settings(experiment, launcher).name == "slurm":
-            from genaug.experiment.slurm import slurm_plan
-
             matched = plan_jobs(experiment, nodes, out_dir, [arm.name for arm in arms], seeds, identity, view="matched")
             echo(slurm_plan(launcher_settings(experiment, launcher), experiment, needed, jobs + matched, out_dir, [arm.name for arm in arms], seeds))
         checked.raise_problems()
@@ -142,7 +145,6 @@ def run_experiment(
     out_dir.mkdir(parents=True, exist_ok=True)
     record_warnings(out_dir / WARNINGS_LOG, checked.warnings)
     write_text_atomic(out_dir / "experiment.yaml", dump_config(experiment))
-    from genaug.training.recipes import resolve_recipe
 
     train_digest = identity.get("train", {}).get("digest")
     todo = [job for job in jobs if not job.done]
@@ -282,7 +284,6 @@ def arm_steps(
     """The optimizer steps of the arm's natural runs (:func:`genaug.experiment.compute.natural_steps`),
     from its data policy, the real training labels and the kept records of its sets."""
     from genaug.manifest import read_manifest
-    from genaug.training.recipes import resolve_recipe
 
     index = {name: i for i, name in enumerate(real_train.class_names)}
     synthetic = []
@@ -395,7 +396,6 @@ def collect_results(
     for arm in arms:
         for metric in ("top1", "balanced_accuracy"):
             arm[f"delta_{metric}"] = arm[f"{metric}_mean"] - baseline[f"{metric}_mean"] if baseline else None
-    from genaug.training import resolve_recipe
 
     first = resolve_recipe(train_config(experiment, experiment.arms[0], experiment.seeds[0]))
     every_seed = sorted({seed for arm in arms for seed in arm["seeds"]})
@@ -423,7 +423,6 @@ def collect_results(
 
 def run_entry(job: TrainJob, out_dir: Path, n_test: int) -> dict[str, Any]:
     """One finished run as results.json keeps it (every per-seed value a verdict is computed from)."""
-    from genaug.experiment.stats import test_standard_error
     from genaug.training.trainer import RunResult
 
     result = RunResult.load(job.run_dir)
@@ -462,8 +461,6 @@ def attribute_warnings(warnings: list[str], experiment: ExperimentConfig, nodes:
     """The run's own warnings (configuration, data, pocket models on other data), each with the
     arms it concerns: a warning about ``stages.<name>.`` concerns every arm that trains on what
     that stage made (directly or through the stages after it); any other, the whole run."""
-    import re
-
     readers = {
         arm.name: {node.name for node in upstream(nodes, arm.data_refs)} for arm in experiment.arms
     }
@@ -477,15 +474,11 @@ def attribute_warnings(warnings: list[str], experiment: ExperimentConfig, nodes:
 
 def verdict_comparisons(results: dict[str, Any], experiment: ExperimentConfig):
     """The table's comparisons (:func:`genaug.experiment.verdicts.comparisons`) for these results."""
-    from genaug.experiment.verdicts import comparisons
-
     return comparisons(results, [tuple(pair) for pair in experiment.compare], experiment.stats)
 
 
 def add_verdicts(results: dict[str, Any], experiment: ExperimentConfig) -> None:
     """Every comparison with its interval, p, Holm's p and verdict; the test split's noise; the headline."""
-    from genaug.experiment.verdicts import headline, noise_summary
-
     results["comparisons"] = [comparison.to_json() for comparison in verdict_comparisons(results, experiment)]
     results["noise"] = noise_summary(results)
     results["headline"] = headline(results)
@@ -601,8 +594,6 @@ def verdict_lines(results: dict[str, Any]) -> list[str]:
     for view in results.get("views", ["natural"]):
         these = [c for c in named if c["view"] == view]
         if these:
-            from genaug.experiment.verdicts import VIEW_TITLES
-
             lines.append(f"named comparisons {VIEW_TITLES[view]}:")
             lines += [f"  {c['sentence']}" for c in these]
     for arm, reason in (results.get("seed_stops") or {}).items():

@@ -30,6 +30,10 @@ import signal
 from typing import Any, Callable, Iterator
 
 from genaug.experiment.jobs import TrainJob, train_job
+from genaug.experiment.slurm import SlurmPool
+from genaug.progress import progress_bar
+from genaug.training.recipes import resolve_recipe
+from genaug.training.run_logger import METRICS_CSV
 
 __all__ = ["TrainingPool", "train_job", "launcher_settings", "open_pool"]
 
@@ -126,7 +130,6 @@ class TrainingPool:
             self._queued = []
         if not self._pending:
             return
-        from genaug.progress import progress_bar
 
         last = {"line": ""}
 
@@ -182,9 +185,6 @@ class TrainingPool:
 def running_line(jobs: list["TrainJob"]) -> str:
     """``arm sN done/total`` for each job that has logged an epoch: the rows of its metrics.csv
     of its epochs (``epoch N`` for a run of a fixed number of steps, whose epochs are not known)."""
-    from genaug.training.recipes import resolve_recipe
-    from genaug.training.run_logger import METRICS_CSV
-
     parts = []
     for job in jobs:
         try:
@@ -224,7 +224,5 @@ def launcher_settings(experiment, launcher: str | None = None):
 def open_pool(settings, experiment, out_dir, artifacts, total: int, progress: bool, echo, on_finished, wait: bool = True):
     """The pool the runner hands stages and runs to: local workers, or Slurm jobs (:mod:`genaug.experiment.slurm`)."""
     if settings.name == "slurm":
-        from genaug.experiment.slurm import SlurmPool
-
         return SlurmPool(settings, out_dir, artifacts, experiment.name, total, progress, echo, on_finished, wait=wait)
     return TrainingPool(experiment.workers, total, progress, echo, on_finished=on_finished)

@@ -35,7 +35,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from genaug.config import StrictModel
-from genaug.files import display_path
+from genaug.experiment.budget import BUDGET_FILE, arm_sets, budget_dir
+from genaug.files import display_path, write_json_atomic
+from genaug.generation.models import clip_reference, resolve_model
+from genaug.metrics import real_reference, set_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.experiment.config import ExperimentConfig
@@ -104,8 +107,6 @@ def add_set_metrics(
 ) -> dict[str, Any]:
     """Put ``set_metrics`` (and ``budget`` for a parity arm) into every arm of ``results``
     that trains on synthetic data; computes what is not cached (module doc)."""
-    from genaug.experiment.budget import BUDGET_FILE, budget_dir
-
     for entry in results["arms"]:
         arm = experiment.arm(entry["name"])
         folder = budget_dir(experiment, arm, nodes, train_digest)
@@ -132,14 +133,10 @@ def measure_sets(
 ) -> dict[str, dict[str, Any]]:
     """The metrics of the set each of ``arms`` trains on (arms on real images only are left
     out), read from their cache or computed and cached; the judge is :func:`judge_run` of ``jobs``."""
-    from genaug.experiment.budget import arm_sets
-
     config = experiment.metrics
     measured = [name for name in arms if experiment.arm(name).data_refs]
     if not config.enabled or not measured:
         return {}
-    from genaug.generation.models import resolve_model
-    from genaug.generation.models import clip_reference
     from genaug.training.checkpoint import BEST_FILE
 
     clip_name = metrics_clip(experiment)
@@ -152,7 +149,6 @@ def measure_sets(
 
     def models() -> dict[str, Any]:
         if not loaded:
-            from genaug.metrics import real_reference
             from genaug.clip import Clip
 
             loaded["clip"] = Clip.from_reference(clip_name, stage="metrics", field="metrics.clip")
@@ -176,9 +172,6 @@ def measure_sets(
         path = artifacts / f"metrics-{key}" / METRICS_FILE
         metrics = _read(path, key)
         if metrics is None:
-            from genaug.files import write_json_atomic
-            from genaug.metrics import set_metrics
-
             have = models()
             try:
                 metrics = set_metrics(

@@ -45,12 +45,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-
+from genaug.experiment.config import load_experiment
+from genaug.experiment.graph import build_graph, set_dir
+from genaug.experiment.jobs import TrainJob, train_job
 from genaug.experiment.launcher import LauncherConfig
+from genaug.files import write_json_atomic
+from genaug.training.config import TrainConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.experiment.graph import StageNode
-    from genaug.experiment.jobs import TrainJob
 
 __all__ = [
     "LauncherConfig", "SlurmPool", "SlurmError", "LeftRunning", "Sbatch", "slurm_plan", "shared_storage_problems",
@@ -357,8 +360,6 @@ class SlurmPool:
             raise SlurmError(f"{path} is not valid JSON; remove it to submit every job again") from None
 
     def _save(self) -> None:
-        from genaug.files import write_json_atomic
-
         write_json_atomic(self.folder / JOBS_FILE, self.record)
 
     def _entry(self, unit: Unit) -> dict[str, Any]:
@@ -440,7 +441,6 @@ class SlurmPool:
         self._refresh()
         specs = self.folder / "specs"
         specs.mkdir(parents=True, exist_ok=True)
-        from genaug.files import write_json_atomic
 
         for job in jobs:
             unit = train_unit(self.run_dir, job)
@@ -669,8 +669,6 @@ def failure_line(run_dir: Path, unit: Unit, job_id: str, attempts: int, tail: in
 
 def write_launch(folder: Path, artifacts: Path) -> None:
     """``slurm/launch.json``: what a task needs besides ``experiment.yaml`` (the artifacts folder)."""
-    from genaug.files import write_json_atomic
-
     write_json_atomic(folder / "launch.json", {"artifacts": str(artifacts.resolve())})
 
 
@@ -759,8 +757,6 @@ def _task_graph(run_dir: Path, name: str, key: str):
     """The run folder's experiment and stage graph as the driver built them; the node ``name``."""
     from genaug.data import load_splits
     from genaug.data.identity import splits_identity
-    from genaug.experiment.config import load_experiment
-    from genaug.experiment.graph import build_graph
 
     run_dir = Path(run_dir)
     experiment = load_experiment(run_dir / "experiment.yaml")
@@ -794,8 +790,6 @@ def run_stage_task(run_dir: Path, name: str, key: str, shard: str | None = None,
     """``genaug task stage``: the whole stage (its record written); with ``prepare``, the part of a
     sharded stage that runs once before its array (SDI's projector, bank and samples); with
     ``shard`` (``i/n``), one shard of its images."""
-    from genaug.files import write_json_atomic
-
     nodes, node = _task_graph(run_dir, name, key)
     with _task_threads():
         if shard is None and not prepare:
@@ -832,9 +826,7 @@ def run_stage_task(run_dir: Path, name: str, key: str, shard: str | None = None,
 
 def run_merge_task(run_dir: Path, name: str, key: str, shards: int, echo=print) -> None:
     """``genaug task merge``: join the shards' manifests, finish the stage, record it with the shards' cost."""
-    from genaug.experiment.graph import set_dir
     from genaug.experiment.stages import run_stage
-    from genaug.files import write_json_atomic
     from genaug.manifest import merge_shards
 
     nodes, node = _task_graph(run_dir, name, key)
@@ -857,9 +849,6 @@ def run_merge_task(run_dir: Path, name: str, key: str, shards: int, echo=print) 
 
 def run_train_task(spec_path: Path, echo=print) -> None:
     """``genaug task train``: the training run written in ``spec_path`` (:func:`train_spec`)."""
-    from genaug.config import TrainConfig
-    from genaug.experiment.jobs import TrainJob, train_job
-
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     job = TrainJob(
         arm=spec["arm"], seed=spec["seed"], config=TrainConfig.model_validate(spec["config"]), run_dir=Path(spec["run_dir"]),
