@@ -24,6 +24,7 @@ from genaug.filtering.scores import (
     positive_probability,
     top_fraction_per_class,
 )
+from genaug.generation.degenerate import black_white_fractions
 
 if TYPE_CHECKING:
     from genaug.filtering.stage import FilterContext, ImageChunk
@@ -49,8 +50,6 @@ class FramesFilter(Filter):
     Params = FramesParams
 
     def score(self, chunk: "ImageChunk", context: "FilterContext") -> dict[str, np.ndarray]:
-        from genaug.generation.degenerate import black_white_fractions
-
         black = np.zeros(len(chunk.images))
         white = np.zeros(len(chunk.images))
         by_shape: dict[tuple, list[int]] = defaultdict(list)

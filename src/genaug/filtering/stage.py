@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from genaug.data.images import load_rgb
+from genaug.data.progress import default_workers
 from genaug.files import write_json_atomic
 from genaug.filtering.registry import Filter, create_filter
 from genaug.manifest import SampleRecord, merge_shards, read_manifest, record_file, shard_manifests, write_manifest
@@ -301,10 +303,6 @@ def read_image(path: Path) -> np.ndarray | None:
 
 def image_chunks(set_dir: Path, records: list[SampleRecord], batch_size: int) -> Iterator[ImageChunk]:
     """The records' images, ``batch_size`` at a time, decoded in threads (Pillow releases the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from genaug.data.progress import default_workers
-
     with ThreadPoolExecutor(default_workers()) as pool:
         for index, start in enumerate(range(0, len(records), batch_size)):
             rows = np.arange(start, min(start + batch_size, len(records)))
