@@ -12,6 +12,8 @@ from pydantic import Field, model_validator
 
 from genaug.config import StrictModel
 from genaug.data.config import DatasetConfig
+from genaug.generation.presets import sampling_preset
+from genaug.generation.prompts import PROMPT_PRESETS
 from genaug.registry import register_stage
 
 __all__ = ["EngineConfig", "EditorConfig", "GenerateConfig"]
@@ -84,8 +86,6 @@ class EditorConfig(StrictModel):
         editor = EDITORS.get(self.name, key="name")
         editor.check_options(self.options)
         if self.preset is not None:
-            from genaug.generation.presets import sampling_preset
-
             sampling_preset(f"{self.name}/{self.model or editor.default_model}", self.preset)
         if self.scheduler is not None:
             SCHEDULERS.spec(self.scheduler, key="scheduler")
@@ -119,8 +119,6 @@ class GenerateConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "GenerateConfig":
-        from genaug.generation.prompts import PROMPT_PRESETS
-
         if isinstance(self.prompts, str) and self.prompts not in PROMPT_PRESETS:
             error = PROMPT_PRESETS.unknown(self.prompts, key="prompts")
             raise ValueError(f"{error} (or a list of prompts)")

@@ -40,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
@@ -281,8 +281,6 @@ def copy_from_donors(
     """Copy each item's image and record from its earlier set, ``batch_size`` at a time, as
     :meth:`SetWriter.add_batch` writes made images (images synced before their records).
     The record is the earlier one with this set's image path and ``params.reused_from``."""
-    from dataclasses import replace
-
     from PIL import Image
 
     for start in range(0, len(items), batch_size):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import json
 import os
 import platform
 import sys
@@ -44,10 +45,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from genaug.generation.config import EditorConfig
 from genaug.generation.editors.base import SCHEDULERS, scheduler_name
 from genaug.generation.items import WorkItem
 from genaug.generation.runtime import autocast_context
 from genaug.generation.seeds import item_seed
+from genaug.metrics import frechet_distance
+from genaug.pocket.captions import sample_edits
+from genaug.pocket.render import DIGIT_NAMES, caption, load_digits, pocket_pools, render, sample_styles, styled_digits
 
 #: Generators the sweep can drive -> the pipeline class their models load with.
 GENERATORS = {"txt2img": "StableDiffusionPipeline", "instruct": "StableDiffusionInstructPix2PixPipeline"}
@@ -112,8 +117,6 @@ def infer_generator(model: str) -> str:
         return POCKET_MODELS[model]
     index = Path(model).expanduser() / "model_index.json"
     if index.is_file():
-        import json
-
         pipeline = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
         for name, cls in GENERATORS.items():
             if pipeline == cls:
@@ -125,9 +128,6 @@ def infer_generator(model: str) -> str:
 def pocket_workload(generator: str, model: str, n: int, seed: int = 0, judged: bool = True) -> Workload:
     """``n`` pocket items: captions for txt2img (as the SD quality gate draws them), re-colouring
     instructions on real test digits for instruct (as the InstructPix2Pix gate does)."""
-    from genaug.pocket.captions import sample_edits
-    from genaug.pocket.render import DIGIT_NAMES, caption, load_digits, pocket_pools, render, sample_styles, styled_digits
-
     test = pocket_pools(seed)["test"]
     source = load_digits()
     if generator == "txt2img":
@@ -169,7 +169,6 @@ def sdi_workload(config, n: int, seed: int = 0, judged: bool = True) -> Workload
     classes), as ``genaug sdi generate`` plans them. Judged: the digit is the sample's class;
     colours are not prompted, so not judged; the ideal images are real downstream test
     digits of the class in their own styles."""
-    from genaug.pocket.render import load_digits, pocket_pools, styled_digits
     from genaug.sdi.conditioning import NEGATIVE_PROMPT
     from genaug.sdi.generate import plan_items
     from genaug.sdi.sample import samples_path
@@ -226,7 +225,6 @@ class ForwardTimer:
 def make_editor(workload: Workload, point: SweepPoint | None, device: str = "auto", size: int | None = None,
                 guidance_scale: float | None = None):
     """The engine's editor for ``workload`` at ``point`` (None: the editor's defaults, i.e. the reference)."""
-    from genaug.config import EditorConfig
     from genaug.generation.editors import create_editor
 
     fields: dict[str, Any] = {"name": workload.generator, "model": workload.model, "size": size, "guidance_scale": guidance_scale}
@@ -343,7 +341,6 @@ class Judges:
 
     def measure(self, images: np.ndarray, workload: Workload) -> dict[str, float]:
         """Class fidelity, colours realised (both, and each) and FD in CLIP space."""
-        from genaug.metrics import frechet_distance
         from genaug.pocket.quality import estimate_colors
 
         predicted = self.judge.predict(images)
@@ -573,8 +570,6 @@ def markdown_table(result: SweepResult) -> str:
 
 def write_sweep(result: SweepResult, out_dir: str | Path) -> dict[str, Path]:
     """``sweep.json`` (rows + meta), ``sweep.md`` (the table) and, when judged, ``pareto.png``."""
-    import json
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "sweep.json", "table": out / "sweep.md"}

@@ -16,6 +16,7 @@ from typing import Any
 
 from genaug.config import ConfigError, did_you_mean
 from genaug.home import cache_dir
+from genaug.pocket.store import MODEL_NAMES, pocket_model_dir
 
 POCKET_SCHEME = "pocket:"
 
@@ -66,8 +67,6 @@ def resolve_model(reference: str, revision: str | None = None, field: str = "mod
 
 
 def _pocket_folder(name: str, field: str) -> Path:
-    from genaug.pocket.store import MODEL_NAMES, pocket_model_dir
-
     if name not in MODEL_NAMES:
         allowed = [f"{POCKET_SCHEME}{known}" for known in MODEL_NAMES]
         raise ModelError(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
 import torch
+
+from genaug.config import ConfigError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -41,16 +44,12 @@ def autocast_context(precision: str, device: torch.device, field: str | None = N
     bf16 units (avx512_bf16, AMX) and on GPUs; fp16 autocast is CUDA only: on another device
     it is an error, a :class:`genaug.config.ConfigError` naming ``field`` when given.
     """
-    import contextlib
-
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision not in ("bf16", "fp16"):
         raise ValueError(f"precision must be one of fp32, bf16, fp16; got {precision!r}")
     if precision == "fp16" and device.type != "cuda":
         if field is not None:
-            from genaug.config import ConfigError
-
             raise ConfigError(f"{field}: 'fp16' needs a CUDA device; on CPU use 'bf16' or 'fp32'")
         raise ValueError("precision fp16 needs a CUDA device; on the CPU use fp32 or bf16")
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

@@ -10,6 +10,7 @@ Its config and stage registration are in :mod:`genaug.generation.config`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -27,6 +28,7 @@ from genaug.generation.items import WorkItem, unique_ids
 from genaug.generation.models import POCKET_SCHEME
 from genaug.generation.prompts import prompt_indices, resolve_prompts
 from genaug.generation.seeds import item_seed
+from genaug.stage_dirs import STAGE_RECORD
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.generation.config import EditorConfig, GenerateConfig
@@ -99,10 +101,6 @@ def earlier_sets(node) -> list[Path]:
     """The sets written by earlier finished runs of the experiment stage ``node`` (same name and
     kind, beside its folder, made on other data or config), newest first: what an incremental
     pass may copy from."""
-    import json
-
-    from genaug.stage_dirs import STAGE_RECORD
-
     found = []
     for path in node.dir.parent.glob(f"{node.kind}-*/{STAGE_RECORD}"):
         try:

@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+from pydantic import ValidationError
 
 from genaug.generation.architecture import UnetInputs, check_pipeline
 from genaug.generation.models import resolve_model
+from genaug.generation.presets import sampling_preset
+from genaug.generation.seeds import seed_generator
 from genaug.registry import Registry
 
 if TYPE_CHECKING:  # the editor modules import without torch (a config naming one is checked without it)
@@ -92,7 +95,6 @@ class Editor(ABC):
             if options:
                 raise ValueError(f"options: editor {cls.name!r} takes no options, got {sorted(options)}")
             return None
-        from pydantic import ValidationError
 
         try:
             return cls.Options.model_validate(options)
@@ -157,7 +159,6 @@ class Editor(ABC):
         name = getattr(self.config, "preset", None)
         if not name:
             return None
-        from genaug.generation.presets import sampling_preset
 
         return sampling_preset(self.preset_key, name)
 
@@ -320,8 +321,6 @@ class Editor(ABC):
         return batch.to(device=self.device, dtype=torch.float32).div_(255.0).to(self.dtype)
 
     def generators(self, seeds: Sequence[int]) -> list[torch.Generator]:
-        from genaug.generation.seeds import seed_generator
-
         return [seed_generator(seed) for seed in seeds]
 
     def to_uint8(self, images: np.ndarray) -> np.ndarray:

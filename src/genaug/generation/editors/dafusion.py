@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 from pydantic import Field, model_validator
 
 from genaug.config import StrictModel
+from genaug.data.needs import DataNeeds
 from genaug.generation.editors import register_editor
 from genaug.generation.editors.img2img import Img2ImgEditor, check_unit_strengths, plan_from_sources
 from genaug.generation.items import WorkItem
@@ -137,8 +138,6 @@ class DAFusionEditor(Img2ImgEditor):
     @classmethod
     def data_needs(cls, config) -> list:
         """Textual inversion learns each class word from that class's images: one is enough (the paper runs 1-shot)."""
-        from genaug.data.needs import DataNeeds
-
         return [DataNeeds(who="editor dafusion", per_class=1, why="textual inversion learns a class word from them")]
 
     def prepare(self, dataset, config) -> None:
