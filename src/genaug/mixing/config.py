@@ -14,7 +14,9 @@ from pydantic import Field, model_validator
 
 from genaug.config import ConfigError, Problem, StrictModel
 from genaug.data.config import DatasetConfig
+from genaug.generation.models import clip_reference
 from genaug.mixing.params import FractalBankConfig, ShbConfig
+from genaug.mixing.registry import MIX_METHODS
 from genaug.registry import register_stage
 
 __all__ = ["FractalBankConfig", "ShbConfig", "MixConfig"]
@@ -60,7 +62,6 @@ class MixConfig(StrictModel):
         block sets the stage fields it names (``fractal: {alpha: 0.3}`` is ``fractal_alpha: 0.3``)."""
         if not isinstance(data, dict):
             return data
-        from genaug.mixing.registry import MIX_METHODS
 
         data = dict(data)
         for key in [key for key in data if key not in cls.model_fields and key in MIX_METHODS]:
@@ -79,8 +80,6 @@ class MixConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "MixConfig":
-        from genaug.mixing.registry import MIX_METHODS
-
         if not self.methods:
             raise ValueError(f"methods must name at least one of {', '.join(MIX_METHODS.names())}")
         for method in self.methods:
@@ -95,14 +94,10 @@ class MixConfig(StrictModel):
     def models(self) -> list[tuple[str, str, str | None]]:
         """``(key, reference, revision)`` of every model this stage loads (the pre-run check and
         the pocket-model warnings read them)."""
-        from genaug.generation.models import clip_reference
-
         return [("shb.clip", clip_reference(self.shb.clip), None)] if "shb" in self.methods else []
 
     def params_of(self, method: str):
         """The params of ``method`` (its registered params model), from its block or the stage fields."""
-        from genaug.mixing.registry import MIX_METHODS
-
         entry = MIX_METHODS.spec(method, key="methods")
         if entry.params is None:
             return None

@@ -26,9 +26,12 @@ what mixing it now would make.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -197,8 +200,6 @@ def write_mixed_set(
 
     A mixer's extra files (SHB heatmaps) are written before the item's image and record.
     """
-    from types import SimpleNamespace
-
     from genaug.generation.engine import copy_from_donors, find_donors
 
     set_dir = Path(config.output) / method
@@ -238,9 +239,6 @@ def mixed_id(pair: Pair, method: str) -> str:
 def mix_input_key(pair: Pair, method: str, source: str, settings: dict[str, Any], generated_dir: Path) -> str:
     """``sha256(json({method, mixed id, settings, generated record's input key (else its image's
     bytes), id, seed and prompt, real source content}))[:24]``."""
-    import hashlib
-    import json
-
     record = pair.record
     edit = record.params.get("input_key")
     if edit is None:
