@@ -9,10 +9,13 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from genaug.config import StrictModel
+from genaug.config import StrictModel, did_you_mean
 from genaug.data.config import DatasetConfig
 from genaug.generation.config import EngineConfig
+from genaug.generation.models import clip_reference
+from genaug.generation.presets import sampling_preset
 from genaug.registry import register_stage
+from genaug.sdi.samplers import SAMPLERS
 
 __all__ = ["ProjectorTrainConfig", "SdiSampleConfig", "SdiGenerateConfig", "SdiConfig"]
 
@@ -54,7 +57,6 @@ class ProjectorTrainConfig(StrictModel):
     @model_validator(mode="after")
     def _check(self) -> "ProjectorTrainConfig":
         if self.preset is not None:
-            from genaug.config import did_you_mean
             from genaug.sdi.presets import SDI_PRESETS
 
             if self.preset not in SDI_PRESETS:
@@ -97,8 +99,6 @@ class SdiSampleConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "SdiSampleConfig":
-        from genaug.sdi.samplers import SAMPLERS
-
         SAMPLERS.validate(self.sampler, self.sampler_kwargs, key="sampler", kwargs_key="sampler_kwargs")
         if self.multiplier is not None and self.multiplier < 1:
             raise ValueError(f"multiplier must be >= 1, got {self.multiplier}")
@@ -167,16 +167,12 @@ class SdiConfig(StrictModel):
         if self.embed_batch_size < 1:
             raise ValueError(f"embed_batch_size must be >= 1, got {self.embed_batch_size}")
         if self.generate.preset is not None:
-            from genaug.generation.presets import sampling_preset
-
             sampling_preset(f"sdi/{self.model}", self.generate.preset)
         return self
 
     def models(self) -> list[tuple[str, str, str | None]]:
         """``(key, reference, revision)`` of every model this stage loads (the pre-run check and
         the pocket-model warnings read them)."""
-        from genaug.generation.models import clip_reference
-
         models = [("clip", clip_reference(self.clip), None), ("model", self.model, self.revision)]
         return models + ([("generate.vae", self.generate.vae, None)] if self.generate.vae else [])
 

@@ -17,6 +17,8 @@ import torch
 
 from genaug.config import ConfigError
 from genaug.data.base import RealDataset
+from genaug.generation.architecture import check_projector_input, clip_embed_dim
+from genaug.generation.models import clip_reference, resolve_model
 from genaug.sdi.presets import training_pools
 from genaug.sdi.projector import trained_projectors
 from genaug.sdi.tables import FeatureTable, load_table, save_table, table_info
@@ -65,10 +67,6 @@ def check_against_projector(config: SdiConfig, clip=None) -> None:
     """A projector already trained in the work dir reads this CLIP's embedding width (checked
     from the CLIP's config before it loads): embedding with another CLIP would replace the
     tables it was fitted to."""
-    from genaug.generation.architecture import check_projector_input, clip_embed_dim
-    from genaug.generation.models import resolve_model
-    from genaug.generation.models import clip_reference
-
     trained = trained_projectors(config.work_dir)
     if not trained:
         return

@@ -24,6 +24,7 @@ from genaug.generation.editors.base import Editor
 from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem
 from genaug.generation.models import resolve_model
+from genaug.generation.presets import sampling_preset
 from genaug.generation.seeds import item_seed
 from genaug.sdi.conditioning import NEGATIVE_PROMPT, SDI_PROMPT, SLOT_WORD, class_token_position, slot_context
 from genaug.sdi.sample import samples_path
@@ -184,7 +185,6 @@ def build_renderer(config: SdiConfig, table: FeatureTable) -> SdiRenderer:
     steps, scheduler = gen.steps, "ddim"
     if gen.preset is not None:  # the preset's scheduler and steps; steps given in the config win
         from genaug.generation.editors.base import scheduler_name
-        from genaug.generation.presets import sampling_preset
 
         preset = sampling_preset(f"sdi/{config.model}", gen.preset)
         scheduler = scheduler_name(preset["scheduler"])
