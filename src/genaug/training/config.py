@@ -17,9 +17,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from genaug.config import ConfigError, Problem, StrictModel
+from genaug.config import ConfigError, Problem, StrictModel, did_you_mean
 from genaug.data.config import DatasetConfig
+from genaug.mixing.registry import MIXERS
 from genaug.training.recipes import RECIPES
+from genaug.training.registry import LOSSES, LR_SCHEDULES, POLICIES
 
 __all__ = ["AugmentationConfig", "TrainLoggingConfig", "TrainConfig", "TrainRunConfig"]
 
@@ -197,12 +199,7 @@ class TrainConfig(StrictModel):
 
     def _check_names(self) -> None:
         """Names and keyword arguments against the registries that own them (no torch needed)."""
-        from genaug.mixing.registry import MIXERS
-        from genaug.training.registry import LOSSES, LR_SCHEDULES, POLICIES
-
         if self.recipe not in RECIPES:
-            from genaug.config import did_you_mean
-
             raise ValueError(
                 f"recipe: unknown recipe '{self.recipe}'{did_you_mean(self.recipe, RECIPES)} (allowed: {', '.join(RECIPES)})"
             )

@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from genaug.training.registry import LOSSES
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -30,8 +32,6 @@ def bce_softmax(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def create_loss(name: str) -> LossFn:
     """The loss called ``name`` (a name of :data:`genaug.training.registry.LOSSES`: ``ce``, ``bce_softmax``)."""
-    from genaug.training.registry import LOSSES
-
     if name not in LOSSES:
         raise ValueError(f"loss: unknown loss '{name}'; allowed: {', '.join(LOSSES.names())}")
     return LOSSES.get(name)

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 
 import torch
 
-from genaug.config import TrainConfig
+from genaug.training.config import TrainConfig
+from genaug.training.registry import LR_SCHEDULES
 
 
 def step_factor(
@@ -56,8 +57,6 @@ def cosine_schedule(config: TrainConfig, epoch: int) -> float:
 def lr_factor(config: TrainConfig, epoch: float) -> float:
     """The factor on ``config.lr`` during ``epoch`` for a resolved config (``LR_SCHEDULES``);
     ``epoch`` is fractional in steps mode."""
-    from genaug.training.registry import LR_SCHEDULES
-
     return LR_SCHEDULES.get(config.lr_schedule)(config, epoch)
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field, model_validator
 
-from genaug.config import StrictModel
+from genaug.config import StrictModel, did_you_mean
 from genaug.registry import Registry
+from genaug.training.schedules import BLEND_SCHEDULES, blend_ratio, schedule_parameters
 
 __all__ = ["LOSSES", "LR_SCHEDULES", "POLICIES", "NoParams"]
 
@@ -45,16 +46,12 @@ class CurriculumParams(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "CurriculumParams":
-        from genaug.training.schedules import BLEND_SCHEDULES, blend_ratio, schedule_parameters
-
         if self.schedule not in BLEND_SCHEDULES:
             raise ValueError(str(BLEND_SCHEDULES.unknown(self.schedule, key="schedule")))
         params = dict(self.model_extra or {})
         allowed = sorted(schedule_parameters(self.schedule))
         unknown = sorted(set(params) - set(allowed))
         if unknown:
-            from genaug.config import did_you_mean
-
             raise ValueError(
                 f"{unknown[0]}: unknown parameter of schedule '{self.schedule}'{did_you_mean(unknown[0], allowed)} "
                 f"(allowed: {', '.join(allowed) or 'none'})"
