@@ -14,6 +14,27 @@ from typing import Annotated, Optional
 
 import typer
 
+from genaug import __version__
+from genaug.checks import preflight_stage, preflight_train
+from genaug.config import COMMAND_LINE, ConfigError, apply_overrides, load_config, parse_config, read_yaml_mapping
+from genaug.data.config import DatasetConfig
+from genaug.data.needs import empty_class_problems
+from genaug.experiment import load_experiment
+from genaug.experiment.checks import data_problems
+from genaug.experiment.graph import build_graph, upstream
+from genaug.experiment.slurm import LeftRunning, run_merge_task, run_stage_task, run_train_task
+from genaug.experiment.verdicts import verdict_table
+from genaug.filtering.config import FilterConfig
+from genaug.generation.config import GenerateConfig
+from genaug.generation.presets import store_presets
+from genaug.home import packaged_config
+from genaug.mixing.config import FractalBankConfig, MixConfig
+from genaug.pocket import pocket_info
+from genaug.pocket.store import format_pocket_info
+from genaug.sdi.config import SdiConfig
+from genaug.training.config import TrainRunConfig, train_help
+from genaug.warn import WARNINGS_LOG, record_warnings
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Generative dataset augmentation.")
 data_app = typer.Typer(no_args_is_help=True, help="Real datasets: inspect and prepare.")
 app.add_typer(data_app, name="data")
@@ -65,8 +86,6 @@ def main() -> None:
 @app.command()
 def version() -> None:
     """Print genaug's version."""
-    from genaug import __version__
-
     typer.echo(__version__)
 
 
@@ -85,21 +104,16 @@ def data_info(
 
     Example: ``genaug data info folder root=/data/flowers image_size=64``.
     """
-    from genaug.config import ConfigError, DatasetConfig, load_config, parse_config, read_yaml_mapping
     from genaug.data import dataset_info, load_splits
 
     experiment = None
     if name.endswith((".yaml", ".yml")):
         if "arms" in read_yaml_mapping(name):
-            from genaug.experiment import load_experiment
-
             experiment = load_experiment(name, overrides)
             config = experiment.dataset
         else:
             config = load_config(DatasetConfig, name, overrides)
     else:
-        from genaug.config import COMMAND_LINE, apply_overrides
-
         config = parse_config(DatasetConfig, apply_overrides({"name": name}, overrides), COMMAND_LINE)
     splits = load_splits(config)
     info = dataset_info(splits, packed_size=config.image_size)
@@ -114,12 +128,8 @@ def data_info(
 
 def _data_problems(config, splits, experiment) -> list[str]:
     """Empty classes (unless allowed) and, for an experiment, every need of its stages and runs."""
-    from genaug.data.needs import empty_class_problems
-
     if experiment is None:
         return empty_class_problems(splits["train"], config.allow_empty_classes)
-    from genaug.experiment.checks import data_problems
-    from genaug.experiment.graph import build_graph, upstream
     from genaug.experiment.runner import plan_jobs
 
     nodes = build_graph(experiment, Path("/nonexistent/genaug-data-info"), identity={})  # configs only
@@ -191,7 +201,6 @@ def pocket_build(
 ) -> None:
     """Train pocket CLIP, SD and InstructPix2Pix from the build spec (resumes a killed build)."""
     from genaug.pocket import build_pocket
-    from genaug.pocket.store import format_pocket_info
 
     info = build_pocket(spec_path=spec, out_dir=out, quick=quick, keep_checkpoints=keep_checkpoints, num_threads=threads)
     typer.echo(format_pocket_info(info))
@@ -202,9 +211,6 @@ def pocket_info_command(
     as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
 ) -> None:
     """Where the pocket models in use are, their spec hash and measured quality."""
-    from genaug.pocket import pocket_info
-    from genaug.pocket.store import format_pocket_info
-
     info = pocket_info()
     typer.echo(json.dumps(info, indent=2, default=str) if as_json else format_pocket_info(info))
 
@@ -214,13 +220,9 @@ def _stage_config(model, config: Path | None, overrides: list[str] | None, check
 
     ``check``: resolve its models and warn about mismatches now, before anything is written.
     """
-    from genaug.config import load_config
-
     config, overrides = _file_and_overrides(config, overrides)
     stage = load_config(model, config, overrides)
     if check:
-        from genaug.checks import preflight_stage
-
         preflight_stage(stage, config, overrides)
     return stage
 
@@ -234,8 +236,6 @@ def _file_and_overrides(config: Path | None, overrides: list[str] | None) -> tup
 
 
 def _preflight_train(run, config: Path | None, overrides: list[str] | None) -> list[str]:
-    from genaug.checks import preflight_train
-
     return preflight_train(run, *_file_and_overrides(config, overrides))
 
 
@@ -256,8 +256,6 @@ class _TrainCommand(typer.core.TyperCommand):
     """``genaug train --help`` ends with the recipes and the fields (built when asked for)."""
 
     def format_help(self, ctx, formatter) -> None:
-        from genaug.training.config import train_help
-
         self.epilog = train_help()
         super().format_help(ctx, formatter)
 
@@ -271,10 +269,8 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
 
     Example: ``genaug train output=runs/baseline train.recipe=pocket``.
     """
-    from genaug.config import TrainRunConfig
     from genaug.data import load_splits
     from genaug.training import train as run_training
-    from genaug.warn import WARNINGS_LOG, record_warnings
 
     run = _stage_config(TrainRunConfig, config, overrides)
     warnings = _preflight_train(run, config, overrides)
@@ -299,7 +295,6 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
 @app.command()
 def generate(config: ConfigFile = None, overrides: Overrides = None, shard: Shard = None) -> None:
     """Edit or synthesise images of a real dataset into a synthetic set (DiffuseMix ``generate``)."""
-    from genaug.config import GenerateConfig
     from genaug.generation import generate as run_generate
 
     stage = _stage_config(GenerateConfig, config, _with_shard(overrides, shard, "engine.shard"), check=True)
@@ -330,7 +325,6 @@ def _echo_job(report) -> None:
 @app.command()
 def mix(config: ConfigFile = None, overrides: Overrides = None) -> None:
     """Combine generated images with their real sources (concat, rect, fractal, shb), one set per method."""
-    from genaug.config import MixConfig
     from genaug.mixing.stage import mix as run_mix
 
     for method, report in run_mix(_stage_config(MixConfig, config, overrides, check=True)).items():
@@ -356,7 +350,6 @@ def fractals_make(
     seed: Annotated[int, typer.Option(help="seed of the iterated function systems")] = 0,
 ) -> None:
     """Render a seeded bank of IFS fractals as PNGs (usable as a folder bank)."""
-    from genaug.config import FractalBankConfig
     from genaug.mixing.fractals import make_fractal_folder
 
     paths = make_fractal_folder(FractalBankConfig(count=count, size=size, seed=seed), output)
@@ -366,7 +359,6 @@ def fractals_make(
 @app.command("filter")
 def filter_command(config: ConfigFile = None, overrides: Overrides = None) -> None:
     """Score a synthetic set and mark which records training keeps (never deletes)."""
-    from genaug.config import FilterConfig
     from genaug.filtering import filter_set
 
     report = filter_set(_stage_config(FilterConfig, config, overrides, check=True))
@@ -375,8 +367,6 @@ def filter_command(config: ConfigFile = None, overrides: Overrides = None) -> No
 
 
 def _sdi_config(config: Path | None, overrides: list[str] | None):
-    from genaug.config import SdiConfig
-
     return _stage_config(SdiConfig, config, overrides, check=True)
 
 
@@ -444,13 +434,9 @@ def run(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="--no-wait: submit the Slurm jobs that are ready and exit")] = True,
 ) -> None:
     """Run an experiment: stages, every arm x seed, results table and HTML report."""
-    from genaug.experiment import load_experiment
-
     experiment = load_experiment(config, overrides, quick=quick)
     _check_only(experiment, only)
     if launcher not in (None, "local", "slurm"):
-        from genaug.config import ConfigError
-
         raise ConfigError(f"on the command line: --launcher must be local or slurm, got {launcher!r}")
     _quiet_model_loading()
     if rehearse_:
@@ -460,8 +446,6 @@ def run(
 
 
 def _check_only(experiment, only: list[str] | None) -> None:
-    from genaug.config import COMMAND_LINE, ConfigError
-
     for name in only or []:
         try:
             experiment.arm(name)
@@ -479,8 +463,6 @@ def rehearse(
 ) -> None:
     """Every stage of an experiment on stand-ins of its models (real architectures, random weights):
     1-2 items per stage at real shapes, measured; writes rehearsal.json and rehearsal.md."""
-    from genaug.experiment import load_experiment
-
     _rehearse(load_experiment(config, overrides), out, steps=steps, flops=flops)
 
 
@@ -496,8 +478,6 @@ def _rehearse(experiment, out: Path | None, steps: int, flops: bool) -> None:
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:
-    from genaug.config import ConfigError
-
     if text is None:
         return None
     try:
@@ -517,8 +497,6 @@ def _run_and_print(
         results = run_experiment(experiment, out, artifacts=artifacts, only=only, seeds=seeds, dry_run=dry_run,
                                  echo=typer.echo, launcher=launcher, wait=wait)  # fmt: skip
     except Exception as error:
-        from genaug.experiment.slurm import LeftRunning
-
         if not isinstance(error, LeftRunning):
             raise
         typer.echo(str(error))
@@ -526,7 +504,6 @@ def _run_and_print(
     if results is None:
         return
     from genaug.experiment.runner import metrics_table, verdict_lines, warning_lines
-    from genaug.experiment.verdicts import verdict_table
 
     # Never cut arm names or "mean ± std" cells: the console is as wide as the table needs
     # (a pipe or log file otherwise gets 80 columns).
@@ -560,9 +537,6 @@ def demo(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan only")] = False,
 ) -> None:
     """The whole study on the pocket world with the shipped pocket models: table + HTML report."""
-    from genaug.experiment import load_experiment
-    from genaug.home import packaged_config
-
     _quiet_model_loading()
     experiment = load_experiment(packaged_config("demo.yaml"), quick=quick)
     _run_and_print(experiment, out or Path("runs") / ("demo-quick" if quick else "demo"), None, None, dry_run, None)
@@ -583,8 +557,6 @@ def task_stage(
     prepare: Annotated[bool, typer.Option("--prepare", help="only what runs once before the stage's array (SDI: projector, bank, samples)")] = False,
 ) -> None:
     """Run a stage of the run folder's experiment (or its prepare part, or one shard of its images)."""
-    from genaug.experiment.slurm import run_stage_task
-
     _quiet_model_loading()
     run_stage_task(run_dir, name, key, shard, prepare, echo=typer.echo)
 
@@ -594,8 +566,6 @@ def task_merge(
     run_dir: RunDir, name: StageName, key: StageKey, shards: Annotated[int, typer.Option(help="the stage's shard count")] = 1
 ) -> None:
     """Merge the shards of a generate stage and record the stage."""
-    from genaug.experiment.slurm import run_merge_task
-
     _quiet_model_loading()
     run_merge_task(run_dir, name, key, shards, echo=typer.echo)
 
@@ -603,8 +573,6 @@ def task_merge(
 @task_app.command("train")
 def task_train(spec: Annotated[Path, typer.Argument(help="slurm/specs/<run>.json of the run folder")]) -> None:
     """Train one arm x seed of an experiment."""
-    from genaug.experiment.slurm import run_train_task
-
     run_train_task(spec, echo=typer.echo)
 
 
@@ -615,8 +583,6 @@ app.add_typer(bench_app, name="bench")
 
 
 def _csv(text: str, cast=str) -> list:
-    from genaug.config import ConfigError
-
     try:
         return [cast(part.strip()) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -641,9 +607,7 @@ def bench_sampling(
     write_presets: Annotated[bool, typer.Option("--write-presets", help="store reference and fast in genaug's presets file")] = False,
 ) -> None:
     """Sweep schedulers x steps x precision x batch size: images/s, class fidelity, colour, FD (CLIP)."""
-    from genaug.config import ConfigError, SdiConfig, load_config
     from genaug.generation import frontier
-    from genaug.generation.presets import store_presets
 
     sdi = load_config(SdiConfig, sdi_config) if sdi_config else None
     _quiet_model_loading()

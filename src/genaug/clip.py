@@ -33,7 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genaug.generation.models import clip_reference, resolve_model
 from genaug.memory import BatchBackoff
+from genaug.pocket.store import pocket_model_dir
 
 
 class Clip:
@@ -82,8 +84,6 @@ class Clip:
         whose one-line error names ``field``) and its description kept as
         :attr:`identity` for the records. ``stage`` names the stage in out-of-memory errors.
         """
-        from genaug.generation.models import clip_reference, resolve_model
-
         resolved = resolve_model(clip_reference(str(ref)), revision, field=field)
         clip = cls.from_pretrained(resolved.location, device=device, dtype=dtype, revision=resolved.revision, stage=stage)
         clip.identity = resolved.identity
@@ -106,8 +106,6 @@ class Clip:
         from transformers import CLIPModel, CLIPProcessor
 
         if str(name) == "pocket":
-            from genaug.pocket.store import pocket_model_dir
-
             name = pocket_model_dir("clip")
         model = CLIPModel.from_pretrained(str(name), dtype=dtype, revision=revision)
         processor = CLIPProcessor.from_pretrained(str(name), revision=revision)

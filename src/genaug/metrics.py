@@ -28,6 +28,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from genaug.data.names import class_prompt
+
 __all__ = [
     "check_features",
     "classifier_fidelity",
@@ -234,8 +236,6 @@ def per_class_frechet(
 def class_texts(class_names: Sequence[str], template: str = "a photo of a {class}") -> list[str]:
     """The zero-shot prompt of each class: ``template`` with the cleaned class name
     (``001.Black_footed_Albatross`` -> "a photo of a Black footed Albatross")."""
-    from genaug.data.names import class_prompt
-
     return [class_prompt(template, name) for name in class_names]
 
 
