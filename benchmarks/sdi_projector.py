@@ -44,7 +44,7 @@ from genaug.sdi.cache import build_context_cache, build_latent_cache, resize_cen
 from genaug.sdi.conditioning import SDI_PROMPT, slot_context
 from genaug.sdi.models import load_frozen_diffusion
 from genaug.sdi.train import batch_rows, build_projector, diffusion_loss, draw_step, projector_loss
-from genaug.training.seeding import generator_for
+from genaug.seeds import generator_for
 
 
 def pick_model(workdir: Path) -> tuple[str, str]:

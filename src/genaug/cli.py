@@ -56,7 +56,7 @@ Shard = Annotated[
 #: The errors shown as one line with exit status 2: (module, class) pairs.
 USER_ERRORS = (
     ("genaug.config", "ConfigError"), ("genaug.data.base", "DatasetError"), ("genaug.manifest", "ManifestError"),
-    ("genaug.manifest", "StorageError"), ("genaug.memory", "DoesNotFitError"), ("genaug.training.checkpoint", "UntrustedFileError"),
+    ("genaug.manifest", "StorageError"), ("genaug.memory", "DoesNotFitError"), ("genaug.checkpoint", "UntrustedFileError"),
     ("genaug.experiment.budget", "BudgetError"), ("genaug.experiment.slurm", "SlurmError"),
 )  # fmt: skip
 

@@ -295,7 +295,7 @@ def arm_steps(
 
 def checkpoint_epochs(run_dir: Path) -> int | None:
     """Epochs finished by the checkpoint in ``run_dir``, or None when it holds none."""
-    from genaug.training.checkpoint import checkpoint_epoch, find_checkpoint
+    from genaug.checkpoint import checkpoint_epoch, find_checkpoint
 
     folder = find_checkpoint(run_dir)
     return None if folder is None else checkpoint_epoch(folder)

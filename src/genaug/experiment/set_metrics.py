@@ -137,7 +137,7 @@ def measure_sets(
     measured = [name for name in arms if experiment.arm(name).data_refs]
     if not config.enabled or not measured:
         return {}
-    from genaug.training.checkpoint import BEST_FILE
+    from genaug.checkpoint import BEST_FILE
 
     clip_name = metrics_clip(experiment)
     clip_identity = resolve_model(clip_reference(clip_name), field="metrics.clip").identity

@@ -812,7 +812,7 @@ def run_stage_task(run_dir: Path, name: str, key: str, shard: str | None = None,
             write_json_atomic(marker, {"seconds": seconds})
             echo(f"stage {name}: prepared in {seconds:.1f} s")
             return
-        from genaug.generation.runtime import parse_shard
+        from genaug.runtime import parse_shard
 
         parsed = parse_shard(shard)
         index, count = parsed.rank, parsed.world

@@ -91,7 +91,7 @@ class FilterContext:
     embeddings, the real dataset, the classifier."""
 
     def __init__(self, config: FilterConfig, records: list[SampleRecord], clip=None, real=None, classifier=None) -> None:
-        from genaug.generation.runtime import select_device
+        from genaug.runtime import select_device
 
         self.config = config
         self.batch_size = config.batch_size

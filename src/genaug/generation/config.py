@@ -44,7 +44,7 @@ class EngineConfig(StrictModel):
         if self.max_regenerations < 0:
             raise ValueError(f"max_regenerations must be >= 0, got {self.max_regenerations}")
         if self.shard is not None:
-            from genaug.generation.runtime import parse_shard
+            from genaug.runtime import parse_shard
 
             parse_shard(self.shard)
         return self

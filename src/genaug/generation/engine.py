@@ -49,8 +49,6 @@ import numpy as np
 from genaug.files import write_json_atomic
 from genaug.generation.degenerate import is_degenerate
 from genaug.generation.items import WorkItem, check_unique_ids
-from genaug.generation.runtime import Shard, resolve_shard, wait_for_all
-from genaug.generation.seeds import item_seed
 from genaug.home import cache_dir
 from genaug.manifest import (
     SampleRecord,
@@ -64,6 +62,8 @@ from genaug.manifest import (
 )
 from genaug.memory import BatchBackoff
 from genaug.progress import progress_bar
+from genaug.runtime import Shard, resolve_shard, wait_for_all
+from genaug.seeds import item_seed
 
 
 class Renderer(Protocol):

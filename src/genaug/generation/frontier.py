@@ -48,11 +48,11 @@ import torch
 from genaug.generation.config import EditorConfig
 from genaug.generation.editors.base import SCHEDULERS, scheduler_name
 from genaug.generation.items import WorkItem
-from genaug.generation.runtime import autocast_context
-from genaug.generation.seeds import item_seed
 from genaug.metrics import frechet_distance
 from genaug.pocket.captions import sample_edits
 from genaug.pocket.render import DIGIT_NAMES, caption, load_digits, pocket_pools, render, sample_styles, styled_digits
+from genaug.runtime import autocast_context
+from genaug.seeds import item_seed
 
 #: Generators the sweep can drive -> the pipeline class their models load with.
 GENERATORS = {"txt2img": "StableDiffusionPipeline", "instruct": "StableDiffusionInstructPix2PixPipeline"}

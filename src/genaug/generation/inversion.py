@@ -35,12 +35,12 @@ from safetensors import safe_open
 
 from genaug.config import ConfigError
 from genaug.files import save_safetensors
-from genaug.generation.runtime import autocast_context
+from genaug.runtime import autocast_context
 from genaug.sdi.cache import LatentCache, build_latent_cache, load_latent_cache, save_latent_cache
 from genaug.sdi.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
 from genaug.sdi.models import FrozenDiffusion, freeze
 from genaug.sdi.train import cached_latents, diffusion_loss, draw_step
-from genaug.training.seeding import generator_for, training_seed
+from genaug.seeds import generator_for, training_seed
 
 if TYPE_CHECKING:
     from genaug.generation.editors.dafusion import InversionSettings

@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from genaug.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from genaug.files import save_safetensors
 from genaug.generation.inversion import cached_class_latents, encode_prompts, mean_draw_loss, word_embedding, words_key
-from genaug.generation.runtime import autocast_context
+from genaug.runtime import autocast_context
 from genaug.sdi.cache import LatentCache
 from genaug.sdi.models import FrozenDiffusion
 from genaug.sdi.train import cached_latents, diffusion_loss, draw_step
-from genaug.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from genaug.training.seeding import generator_for
+from genaug.seeds import generator_for
 
 if TYPE_CHECKING:
     from genaug.generation.editors.diffmix import FineTuneSettings

@@ -27,7 +27,7 @@ from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem, unique_ids
 from genaug.generation.models import POCKET_SCHEME
 from genaug.generation.prompts import prompt_indices, resolve_prompts
-from genaug.generation.seeds import item_seed
+from genaug.seeds import item_seed
 from genaug.stage_dirs import STAGE_RECORD
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -40,13 +40,13 @@ import torch
 from genaug.data.base import RealDataset
 from genaug.data.images import load_rgb
 from genaug.data.names import class_prompt
-from genaug.generation.seeds import item_seed, seed_rng
 from genaug.manifest import SampleRecord, SetWriter, check_relative_path, read_manifest, record_file, save_image_atomic
 from genaug.mixing.concat import feathered_halves, mask_coverage, random_orientation, random_rect_mask, rect_mix
-from genaug.mixing.registry import MIX_METHODS
 from genaug.mixing.fractals import fractal_bank_name, fractal_blend, load_fractal_bank, resize_images
+from genaug.mixing.registry import MIX_METHODS
 from genaug.mixing.shb import semantic_hybrid_blend
 from genaug.progress import progress_bar
+from genaug.seeds import item_seed, seed_rng
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.mixing.config import MixConfig
@@ -144,7 +144,7 @@ def load_resources(config: MixConfig) -> MixResources:
         resources.bank = load_fractal_bank(config.fractals)
     if "clip" in needs:
         from genaug.clip import Clip
-        from genaug.generation.runtime import select_device
+        from genaug.runtime import select_device
 
         device, _ = select_device(config.shb.device, "fp32")
         resources.clip = Clip.from_reference(config.shb.clip, device, stage="mix shb", field="shb.clip")

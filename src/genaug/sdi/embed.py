@@ -93,7 +93,7 @@ def pool_dataset(config: SdiConfig, pool: str, datasets: dict[str, RealDataset] 
 
 def _load_clip(config: SdiConfig):
     from genaug.clip import Clip
-    from genaug.generation.runtime import select_device
+    from genaug.runtime import select_device
 
     device, _ = select_device(config.device, "fp32")
     return Clip.from_reference(config.clip, device, stage="sdi embed")

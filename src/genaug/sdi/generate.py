@@ -25,10 +25,10 @@ from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem
 from genaug.generation.models import resolve_model
 from genaug.generation.presets import sampling_preset
-from genaug.generation.seeds import item_seed
 from genaug.sdi.conditioning import NEGATIVE_PROMPT, SDI_PROMPT, SLOT_WORD, class_token_position, slot_context
 from genaug.sdi.sample import samples_path
 from genaug.sdi.tables import FeatureTable, load_table
+from genaug.seeds import item_seed
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.sdi.config import SdiConfig

@@ -14,8 +14,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
+from genaug.checkpoint import MODEL_FILE, UntrustedFileError, find_checkpoint
 from genaug.files import save_safetensors
-from genaug.training.checkpoint import MODEL_FILE, UntrustedFileError, find_checkpoint
 
 PROJECTOR_FILE = "projector.safetensors"
 PROJECTOR_DIR = "projector"

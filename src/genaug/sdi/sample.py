@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from genaug.generation.seeds import item_seed
 from genaug.generation.architecture import check_projector_input
 from genaug.sdi.embed import embeds_path, load_embeddings
 from genaug.sdi.presets import reference_multiplier
 from genaug.sdi.projector import Projector, load_trained_projector, projector_path
 from genaug.sdi.samplers import SAMPLERS, fit_sampler
 from genaug.sdi.tables import FeatureTable, load_table, save_table
+from genaug.seeds import item_seed
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.sdi.config import SdiConfig

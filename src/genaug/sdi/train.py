@@ -44,7 +44,7 @@ from genaug.data.base import RealDataset
 from genaug.files import write_json_atomic
 from genaug.generation.architecture import check_pipeline, check_projector_input, check_projector_output
 from genaug.generation.models import ModelRef, resolve_model
-from genaug.generation.runtime import autocast_context
+from genaug.runtime import autocast_context
 from genaug.progress import progress_bar
 from genaug.sdi.cache import (
     ContextCache,
@@ -70,9 +70,9 @@ from genaug.sdi.projector import (  # noqa: F401 (projector_path, load_trained_p
     trained_projectors,
 )
 from genaug.sdi.tables import FeatureTable
-from genaug.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from genaug.training.distributed import Distributed, setup_distributed, shard
-from genaug.training.seeding import generator_for
+from genaug.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from genaug.distributed import Distributed, setup_distributed, shard
+from genaug.seeds import generator_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.sdi.config import ProjectorTrainConfig, SdiConfig

@@ -35,16 +35,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from genaug.config import ConfigError, dump_config, parse_config
-from genaug.data.base import RealDataset
-from genaug.data.identity import identity_changes, skipped_count, splits_identity
-from genaug.data.synthetic import SyntheticSet, load_synthetic_set
-from genaug.files import json_safe, write_text_atomic
-from genaug.generation.runtime import autocast_context
-from genaug.mixing.config import FractalBankConfig
-from genaug.mixing.registry import MIXERS
-from genaug.progress import progress_bar
-from genaug.training.checkpoint import (
+from genaug.checkpoint import (
     BEST_FILE,
     find_checkpoint,
     load_checkpoint,
@@ -54,8 +45,18 @@ from genaug.training.checkpoint import (
     save_checkpoint,
     save_weights,
 )
+from genaug.config import ConfigError, dump_config, parse_config
+from genaug.data.base import RealDataset
+from genaug.data.identity import identity_changes, skipped_count, splits_identity
+from genaug.data.synthetic import SyntheticSet, load_synthetic_set
+from genaug.distributed import Distributed, setup_distributed, shard
+from genaug.files import json_safe, write_text_atomic
+from genaug.mixing.config import FractalBankConfig
+from genaug.mixing.registry import MIXERS
+from genaug.progress import progress_bar
+from genaug.runtime import autocast_context
+from genaug.seeds import generator_for, training_seed
 from genaug.training.config import TrainConfig
-from genaug.training.distributed import Distributed, setup_distributed, shard
 from genaug.training.health import (
     CONVERGENCE_WINDOW,
     add_warning,
@@ -74,7 +75,6 @@ from genaug.training.pipeline import AugmentParams, InputPipeline, epoch_batches
 from genaug.training.policies import DataPolicy, EpochPlan, TrainPool, create_policy
 from genaug.training.recipes import resolve_recipe
 from genaug.training.run_logger import METRICS_CSV, PER_CLASS_CSV, RunLogger, check_loggers
-from genaug.training.seeding import generator_for, training_seed
 from genaug.warn import WARNINGS_LOG, record_warnings, warn_once
 
 CONFIG_FILE = "config.yaml"

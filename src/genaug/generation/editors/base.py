@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from genaug.generation.architecture import UnetInputs, check_pipeline
 from genaug.generation.models import resolve_model
 from genaug.generation.presets import sampling_preset
-from genaug.generation.seeds import seed_generator
 from genaug.registry import Registry
+from genaug.seeds import seed_generator
 
 if TYPE_CHECKING:  # the editor modules import without torch (a config naming one is checked without it)
     import torch
@@ -73,7 +73,7 @@ class Editor(ABC):
             raise ValueError(f"editor {self.name!r} edits real images: give it a source fetcher")
         self.config = config
         self.sources = sources
-        from genaug.generation.runtime import select_device
+        from genaug.runtime import select_device
 
         self.device, self.dtype = select_device(device, dtype)
         self.model = resolve_model(config.model or self.default_model, config.revision, field="editor.model")
@@ -238,7 +238,7 @@ class Editor(ABC):
 
     def call_pipeline(self, **kwargs):
         """``self.pipeline(**kwargs)``, under the preset's autocast when it has one."""
-        from genaug.generation.runtime import autocast_context
+        from genaug.runtime import autocast_context
 
         with autocast_context(self.autocast or "fp32", self.device):
             return self.pipeline(**kwargs)

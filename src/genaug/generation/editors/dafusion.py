@@ -37,7 +37,7 @@ from genaug.data.needs import DataNeeds
 from genaug.generation.editors import register_editor
 from genaug.generation.editors.img2img import Img2ImgEditor, check_unit_strengths, plan_from_sources
 from genaug.generation.items import WorkItem
-from genaug.generation.seeds import item_seed, seed_rng
+from genaug.seeds import item_seed, seed_rng
 
 if TYPE_CHECKING:
     import torch

@@ -38,7 +38,7 @@ from genaug.data.names import class_prompt
 from genaug.generation.editors import register_editor
 from genaug.generation.editors.img2img import Img2ImgEditor, check_unit_strengths
 from genaug.generation.items import WorkItem, unique_ids
-from genaug.generation.seeds import item_seed, seed_rng
+from genaug.seeds import item_seed, seed_rng
 
 if TYPE_CHECKING:
     import torch
@@ -172,7 +172,7 @@ class DiffMixEditor(Img2ImgEditor):
         if config.engine.dry_run:
             self.words = word_embedding(diffusion, settings.init_word).repeat(len(dataset.class_names), 1)
             return
-        from genaug.generation.runtime import resolve_shard
+        from genaug.runtime import resolve_shard
 
         folder = Path(config.output) / FINETUNE_DIR
         shard = resolve_shard(config.engine.shard)
