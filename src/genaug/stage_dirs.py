@@ -1,4 +1,5 @@
-"""Where a stage node's files are: its ``stage.json`` record, the sets it writes, an input reference.
+"""Where a stage node's files are: its ``stage.json`` record, the sets it writes, an input reference,
+the sets earlier runs of it wrote.
 
 What a stage's runner needs to find its input without importing the experiment runner (the
 nodes are :class:`genaug.experiment.graph.StageNode`; anything with ``kind``, ``config`` and
@@ -7,12 +8,13 @@ nodes are :class:`genaug.experiment.graph.StageNode`; anything with ``kind``, ``
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from genaug.registry import stage_kind
 
-__all__ = ["STAGE_RECORD", "resolve_ref", "set_dir"]
+__all__ = ["STAGE_RECORD", "earlier_sets", "resolve_ref", "set_dir"]
 
 STAGE_RECORD = "stage.json"
 
@@ -26,3 +28,18 @@ def resolve_ref(nodes: dict[str, Any], ref: str) -> tuple[Any, Path]:
     base, _, method = ref.partition("/")
     node = nodes[base]
     return node, set_dir(node, method or None)
+
+
+def earlier_sets(node) -> list[Path]:
+    """The sets written by earlier finished runs of the experiment stage ``node`` (same name and
+    kind, beside its folder, made on other data or config), newest first: what an incremental
+    pass may copy from."""
+    found = []
+    for path in node.dir.parent.glob(f"{node.kind}-*/{STAGE_RECORD}"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if record.get("name") == node.name and path.parent != node.dir:
+            found += [(record.get("finished", ""), path.parent / rel) for rel in (record.get("sets") or {}).values()]
+    return [folder for _, folder in sorted(found, key=lambda entry: entry[0], reverse=True)]

@@ -50,6 +50,7 @@ from genaug.experiment.graph import build_graph, set_dir
 from genaug.experiment.jobs import TrainJob, train_job
 from genaug.experiment.launcher import LauncherConfig
 from genaug.files import write_json_atomic
+from genaug.stage_dirs import earlier_sets
 from genaug.training.config import TrainConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,7 +111,7 @@ class Sharding:
 
 
 def _make_generate_shard(config: Any, node: "StageNode") -> int:
-    from genaug.generation.stage import earlier_sets, generate
+    from genaug.generation.stage import generate
 
     return generate(config, reuse_from=earlier_sets(node)).made
 

@@ -15,6 +15,7 @@ from genaug.data.config import DatasetConfig
 from genaug.generation.presets import sampling_preset
 from genaug.generation.prompts import PROMPT_PRESETS
 from genaug.registry import register_stage
+from genaug.stage_dirs import earlier_sets
 
 __all__ = ["EngineConfig", "EditorConfig", "GenerateConfig"]
 
@@ -147,7 +148,7 @@ class GenerateConfig(StrictModel):
 
 @register_stage("generate", config=GenerateConfig, description="edit or synthesise images with a registered editor")
 def run_generate_stage(node, nodes) -> tuple[int, dict]:
-    from genaug.generation.stage import earlier_sets, generate
+    from genaug.generation.stage import generate
 
     report = generate(node.config, reuse_from=earlier_sets(node))
     return report.made, {"regenerated": report.regenerated, "degenerate": report.degenerate, "reused": report.reused}

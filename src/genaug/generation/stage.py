@@ -10,7 +10,6 @@ Its config and stage registration are in :mod:`genaug.generation.config`.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -28,7 +27,7 @@ from genaug.generation.items import WorkItem, unique_ids
 from genaug.generation.models import POCKET_SCHEME
 from genaug.generation.prompts import prompt_indices, resolve_prompts
 from genaug.seeds import item_seed
-from genaug.stage_dirs import STAGE_RECORD
+from genaug.stage_dirs import earlier_sets  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.generation.config import EditorConfig, GenerateConfig
@@ -95,21 +94,6 @@ def row_digest(dataset: RealDataset, row: int) -> str:
     if dataset.paths is not None:
         return f"{os.path.abspath(dataset.paths[row])}\0{file_signature(dataset.paths[row])}"
     return hashlib.sha256(np.ascontiguousarray(dataset.images[row]).tobytes()).hexdigest()
-
-
-def earlier_sets(node) -> list[Path]:
-    """The sets written by earlier finished runs of the experiment stage ``node`` (same name and
-    kind, beside its folder, made on other data or config), newest first: what an incremental
-    pass may copy from."""
-    found = []
-    for path in node.dir.parent.glob(f"{node.kind}-*/{STAGE_RECORD}"):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if record.get("name") == node.name and path.parent != node.dir:
-            found += [(record.get("finished", ""), path.parent / rel) for rel in (record.get("sets") or {}).values()]
-    return [folder for _, folder in sorted(found, key=lambda entry: entry[0], reverse=True)]
 
 
 def load_real_dataset(config: GenerateConfig) -> RealDataset:

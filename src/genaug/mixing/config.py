@@ -18,6 +18,7 @@ from genaug.generation.models import clip_reference
 from genaug.mixing.params import FractalBankConfig, ShbConfig
 from genaug.mixing.registry import MIX_METHODS
 from genaug.registry import register_stage
+from genaug.stage_dirs import earlier_sets
 
 __all__ = ["FractalBankConfig", "ShbConfig", "MixConfig"]
 
@@ -129,7 +130,6 @@ def _mix_set_dir(config: MixConfig, folder: Path, method: str | None) -> Path:
     description="combine each generated image with its real source, one set per method",
 )
 def run_mix_stage(node, nodes) -> tuple[int, dict]:
-    from genaug.generation.stage import earlier_sets
     from genaug.mixing.stage import mix
 
     reports = mix(node.config, reuse_from=earlier_sets(node))
