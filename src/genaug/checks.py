@@ -2,7 +2,7 @@
 
 - :func:`stage_models` lists the model references of a stage config (with the key each
   came from); :func:`check_models` resolves them all, so that a model that is neither
-  cached, reachable nor a folder is one :class:`~genaug.generation.models.ModelError`
+  cached, reachable nor a folder is one :class:`~genaug.diffusion.models.ModelError`
   before any output exists.
 - :func:`pocket_mismatches` finds pocket models and pocket prompts used on a dataset
   that is not the pocket digits (they were trained on 16 px digits; on photos they make
@@ -20,8 +20,8 @@ from typing import Any
 
 from genaug.config import ConfigError, located, source_of
 from genaug.data.config import DatasetConfig
+from genaug.diffusion.models import POCKET_SCHEME, ModelRef, resolve_model
 from genaug.generation.config import GenerateConfig
-from genaug.generation.models import POCKET_SCHEME, ModelRef, resolve_model
 from genaug.training import resolve_recipe
 from genaug.training.config import TrainConfig
 from genaug.warn import warn_once

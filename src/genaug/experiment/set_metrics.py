@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from genaug.config import StrictModel
+from genaug.diffusion.models import clip_reference, resolve_model
 from genaug.experiment.budget import BUDGET_FILE, arm_sets, budget_dir
 from genaug.files import display_path, write_json_atomic
-from genaug.generation.models import clip_reference, resolve_model
 from genaug.metrics import real_reference, set_metrics
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -12,8 +12,8 @@ from pydantic import Field, model_validator
 
 from genaug.config import StrictModel
 from genaug.data.config import DatasetConfig
+from genaug.diffusion.models import clip_reference
 from genaug.filtering.registry import FILTERS, validate_filter_specs
-from genaug.generation.models import clip_reference
 from genaug.registry import register_stage
 from genaug.stage_dirs import resolve_ref
 

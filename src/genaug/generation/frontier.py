@@ -169,7 +169,7 @@ def sdi_workload(config, n: int, seed: int = 0, judged: bool = True) -> Workload
     classes), as ``genaug sdi generate`` plans them. Judged: the digit is the sample's class;
     colours are not prompted, so not judged; the ideal images are real downstream test
     digits of the class in their own styles."""
-    from genaug.sdi.conditioning import NEGATIVE_PROMPT
+    from genaug.diffusion.conditioning import NEGATIVE_PROMPT
     from genaug.sdi.generate import plan_items
     from genaug.sdi.sample import samples_path
     from genaug.sdi.tables import load_table
@@ -239,7 +239,7 @@ def make_renderer(workload: Workload, point: SweepPoint | None, device: str = "a
     with the config's settings and ``point``'s scheduler and steps."""
     if workload.generator != "sdi":
         return make_editor(workload, point, device, size)
-    from genaug.sdi.conditioning import NEGATIVE_PROMPT
+    from genaug.diffusion.conditioning import NEGATIVE_PROMPT
     from genaug.sdi.generate import RenderSettings, SdiRenderer
 
     config, table = workload.sdi

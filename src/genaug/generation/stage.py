@@ -20,11 +20,11 @@ import numpy as np
 from genaug.config import dump_config
 from genaug.data.base import RealDataset
 from genaug.data.names import class_prompt
+from genaug.diffusion.models import POCKET_SCHEME
 from genaug.files import write_text_atomic
 from genaug.generation.editors import Editor, create_editor
 from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem, unique_ids
-from genaug.generation.models import POCKET_SCHEME
 from genaug.generation.prompts import prompt_indices, resolve_prompts
 from genaug.seeds import item_seed
 from genaug.stage_dirs import earlier_sets  # noqa: F401 (re-exported)

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from genaug.config import ConfigError, Problem, StrictModel
 from genaug.data.config import DatasetConfig
-from genaug.generation.models import clip_reference
+from genaug.diffusion.models import clip_reference
 from genaug.mixing.params import FractalBankConfig, ShbConfig
 from genaug.mixing.registry import MIX_METHODS
 from genaug.registry import register_stage

@@ -11,8 +11,8 @@ from pydantic import Field, model_validator
 
 from genaug.config import StrictModel, did_you_mean
 from genaug.data.config import DatasetConfig
+from genaug.diffusion.models import clip_reference
 from genaug.generation.config import EngineConfig
-from genaug.generation.models import clip_reference
 from genaug.generation.presets import sampling_preset
 from genaug.registry import register_stage
 from genaug.sdi.samplers import SAMPLERS

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
-from genaug.generation.architecture import check_projector_output
+from genaug.diffusion.architecture import check_projector_output
+from genaug.diffusion.conditioning import NEGATIVE_PROMPT, SDI_PROMPT, SLOT_WORD, class_token_position, slot_context
+from genaug.diffusion.models import resolve_model
 from genaug.generation.editors.base import Editor
 from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem
-from genaug.generation.models import resolve_model
 from genaug.generation.presets import sampling_preset
-from genaug.sdi.conditioning import NEGATIVE_PROMPT, SDI_PROMPT, SLOT_WORD, class_token_position, slot_context
 from genaug.sdi.sample import samples_path
 from genaug.sdi.tables import FeatureTable, load_table
 from genaug.seeds import item_seed

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from genaug.config import ConfigError
 from genaug.data import dataset_spec
-from genaug.generation.models import POCKET_SCHEME
+from genaug.diffusion.models import POCKET_SCHEME
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.sdi.config import ProjectorTrainConfig, SdiConfig

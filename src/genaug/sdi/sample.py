@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from genaug.generation.architecture import check_projector_input
+from genaug.diffusion.architecture import check_projector_input
 from genaug.sdi.embed import embeds_path, load_embeddings
 from genaug.sdi.presets import reference_multiplier
 from genaug.sdi.projector import Projector, load_trained_projector, projector_path

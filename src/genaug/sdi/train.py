@@ -9,7 +9,7 @@
    into its weights;
 3. load the CLIP embeddings of the training images (``genaug sdi embed``);
 4. cache each image's VAE latent distribution and the prompt's text context once
-   (:mod:`genaug.sdi.cache`);
+   (:mod:`genaug.diffusion.cache`);
 5. a step: rows of the global batch (a seeded permutation per epoch) and their randomness
    drawn from ``(seed, step)``, then split across processes; latents
    ``z0 = s * (mean + std * eps)``, 5 % of image embeddings zeroed, ``t ~ U{0..T-1}``,
@@ -37,16 +37,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
+from genaug.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from genaug.config import ConfigError
 from genaug.data.base import RealDataset
-from genaug.files import write_json_atomic
-from genaug.generation.architecture import check_pipeline, check_projector_input, check_projector_output
-from genaug.generation.models import ModelRef, resolve_model
-from genaug.runtime import autocast_context
-from genaug.progress import progress_bar
-from genaug.sdi.cache import (
+from genaug.diffusion.architecture import check_pipeline, check_projector_input, check_projector_output
+from genaug.diffusion.cache import (
     ContextCache,
     LatentCache,
     build_context_cache,
@@ -56,9 +52,15 @@ from genaug.sdi.cache import (
     save_context_cache,
     save_latent_cache,
 )
-from genaug.sdi.conditioning import slot_context
+from genaug.diffusion.conditioning import slot_context
+from genaug.diffusion.frozen import FrozenDiffusion, load_frozen_diffusion
+from genaug.diffusion.loss import StepDraws, cached_latents, diffusion_loss, draw_step
+from genaug.diffusion.models import ModelRef, resolve_model
+from genaug.distributed import Distributed, setup_distributed, shard
+from genaug.files import write_json_atomic
+from genaug.progress import progress_bar
+from genaug.runtime import autocast_context
 from genaug.sdi.embed import EMBEDS_DIR, load_embeddings, pool_dataset
-from genaug.sdi.models import FrozenDiffusion, load_frozen_diffusion
 from genaug.sdi.presets import resolve_train_config, training_pools  # noqa: F401 (training_pools re-exported)
 from genaug.sdi.projector import (  # noqa: F401 (projector_path, load_trained_projector re-exported)
     PROJECTOR_FILE,
@@ -70,8 +72,6 @@ from genaug.sdi.projector import (  # noqa: F401 (projector_path, load_trained_p
     trained_projectors,
 )
 from genaug.sdi.tables import FeatureTable
-from genaug.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from genaug.distributed import Distributed, setup_distributed, shard
 from genaug.seeds import generator_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -204,60 +204,6 @@ def batch_rows(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
     epoch, position = divmod(step, per_epoch)
     order = torch.randperm(n, generator=generator_for(seed, "order", epoch))
     return order[position * batch_size : (position + 1) * batch_size]
-
-
-@dataclass
-class StepDraws:
-    """The randomness of one global batch: latent sample noise, embedding keep mask,
-    timesteps and diffusion noise, one row per sample.
-
-    Drawn whole on every process from ``(seed, step)`` and then sliced, so a sample's
-    randomness does not depend on how many processes share the batch.
-    """
-
-    latent_eps: torch.Tensor
-    keep: torch.Tensor
-    timesteps: torch.Tensor
-    noise: torch.Tensor
-
-    def rows(self, index: slice | torch.Tensor) -> "StepDraws":
-        return StepDraws(self.latent_eps[index], self.keep[index], self.timesteps[index], self.noise[index])
-
-
-def draw_step(n: int, latent_shape: tuple[int, ...], num_timesteps: int, dropout: float, generator: torch.Generator) -> StepDraws:
-    """``eps ~ N(0, I)``, ``keep ~ Bernoulli(1 - dropout)``, ``t ~ U{0..T-1}``, ``noise ~ N(0, I)`` for ``n`` samples."""
-    latent_eps = torch.randn((n, *latent_shape), generator=generator)
-    keep = torch.rand(n, generator=generator) >= dropout
-    timesteps = torch.randint(0, num_timesteps, (n,), generator=generator)
-    noise = torch.randn((n, *latent_shape), generator=generator)
-    return StepDraws(latent_eps, keep, timesteps, noise)
-
-
-def diffusion_loss(unet, noise_scheduler, latents: torch.Tensor, context: torch.Tensor, noise: torch.Tensor,
-                   timesteps: torch.Tensor) -> torch.Tensor:
-    """``mean || target - unet(z_t, t, c) ||^2`` with ``z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) noise``
-    (the scheduler's ``add_noise``); the target is ``noise`` (epsilon prediction, SD 1.x) or
-    the velocity for v-prediction models."""
-    noise = noise.to(latents.device, latents.dtype)
-    timesteps = timesteps.to(latents.device)
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    prediction = unet(noisy, timesteps, encoder_hidden_states=context.to(noisy.dtype)).sample
-    kind = noise_scheduler.config.prediction_type
-    if kind == "epsilon":
-        target = noise
-    elif kind == "v_prediction":
-        target = noise_scheduler.get_velocity(latents, noise, timesteps)
-    else:
-        raise ValueError(f"projector training supports epsilon and v_prediction models, not {kind!r}")
-    return F.mse_loss(prediction.float(), target.float())
-
-
-def cached_latents(latents: LatentCache, rows: torch.Tensor, draws: StepDraws, scaling_factor: float,
-                   sample: bool = True) -> torch.Tensor:
-    """``z0 = s (mean + std eps)`` of the cached images ``rows`` (``s mean`` when not ``sample``)."""
-    mean, std = latents.mean[rows], latents.std[rows]
-    z0 = (mean + std * draws.latent_eps.to(mean.device, mean.dtype)) if sample else mean
-    return z0 * scaling_factor
 
 
 def projector_loss(

@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 from pydantic import ValidationError
 
-from genaug.generation.architecture import UnetInputs, check_pipeline
-from genaug.generation.models import resolve_model
+from genaug.diffusion.architecture import UnetInputs, check_pipeline
+from genaug.diffusion.models import resolve_model
 from genaug.generation.presets import sampling_preset
 from genaug.registry import Registry
 from genaug.seeds import seed_generator

@@ -131,7 +131,7 @@ class DAFusionEditor(Img2ImgEditor):
 
     @property
     def slot_prompt(self) -> str:
-        from genaug.sdi.conditioning import SLOT_WORD
+        from genaug.diffusion.conditioning import SLOT_WORD
 
         return PROMPT.replace("{token}", SLOT_WORD)
 
@@ -178,7 +178,7 @@ class DAFusionEditor(Img2ImgEditor):
             raise RuntimeError("editor dafusion renders after prepare() has learnt or loaded the class words")
         import torch
 
-        from genaug.sdi.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
+        from genaug.diffusion.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
 
         pipeline = self.pipeline
         labels = torch.tensor([item.label for item in items])

@@ -221,7 +221,7 @@ class DiffMixEditor(Img2ImgEditor):
             return self.prompt_embeddings(items)
         import torch
 
-        from genaug.sdi.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
+        from genaug.diffusion.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
 
         pipeline = self.pipeline
         targets = torch.tensor([item.extra["params"]["target_label"] for item in items])
