@@ -9,8 +9,6 @@ Its config and stage registration are in :mod:`genaug.generation.config`.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -19,6 +17,7 @@ import numpy as np
 
 from genaug.config import dump_config
 from genaug.data.base import RealDataset
+from genaug.data.identity import row_digest
 from genaug.data.names import class_prompt
 from genaug.diffusion.models import POCKET_SCHEME
 from genaug.files import write_text_atomic
@@ -83,17 +82,6 @@ def source_digests(dataset: RealDataset):
         return "" if item.source_index is None else row_digest(dataset, item.source_index)
 
     return digest
-
-
-def row_digest(dataset: RealDataset, row: int) -> str:
-    """The content digest of one real image (see :func:`source_digests`)."""
-    from genaug.data.identity import file_signature
-
-    if dataset.content is not None:
-        return dataset.content[row]
-    if dataset.paths is not None:
-        return f"{os.path.abspath(dataset.paths[row])}\0{file_signature(dataset.paths[row])}"
-    return hashlib.sha256(np.ascontiguousarray(dataset.images[row]).tobytes()).hexdigest()
 
 
 def load_real_dataset(config: GenerateConfig) -> RealDataset:

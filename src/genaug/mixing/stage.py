@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from genaug.data.base import RealDataset
+from genaug.data.identity import row_digest
 from genaug.data.images import load_rgb
 from genaug.data.names import class_prompt
 from genaug.manifest import SampleRecord, SetWriter, check_relative_path, read_manifest, record_file, save_image_atomic
@@ -46,6 +47,7 @@ from genaug.mixing.fractals import fractal_bank_name, fractal_blend, load_fracta
 from genaug.mixing.registry import MIX_METHODS
 from genaug.mixing.shb import semantic_hybrid_blend
 from genaug.progress import progress_bar
+from genaug.reuse import copy_from_donors, find_donors
 from genaug.seeds import item_seed, seed_rng
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -200,8 +202,6 @@ def write_mixed_set(
 
     A mixer's extra files (SHB heatmaps) are written before the item's image and record.
     """
-    from genaug.generation.engine import copy_from_donors, find_donors
-
     set_dir = Path(config.output) / method
     keys = mix_input_keys(pairs, method, real, config)
     with SetWriter(set_dir) as writer:
@@ -253,8 +253,6 @@ def mix_input_key(pair: Pair, method: str, source: str, settings: dict[str, Any]
 def mix_input_keys(pairs: list[Pair], method: str, real: RealDataset, config: MixConfig) -> dict[str, str]:
     """:func:`mix_input_key` of every pair, by mixed id. The settings are the config without
     where it reads and writes and how it batches (per-sample mixing does not depend on it)."""
-    from genaug.generation.stage import row_digest
-
     settings = config.model_dump(mode="json", exclude={"generated", "output", "dataset", "methods", "batch_size", "progress"})
     return {
         mixed_id(pair, method): mix_input_key(pair, method, row_digest(real, pair.source_row), settings, Path(config.generated))
