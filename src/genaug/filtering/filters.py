@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genaug.data.names import class_prompt
+from genaug.degenerate import black_white_fractions
 from genaug.filtering.registry import Filter, register_filter
 from genaug.filtering.scores import (
     classifier_scores,
@@ -24,7 +25,6 @@ from genaug.filtering.scores import (
     positive_probability,
     top_fraction_per_class,
 )
-from genaug.generation.degenerate import black_white_fractions
 
 if TYPE_CHECKING:
     from genaug.filtering.stage import FilterContext, ImageChunk
@@ -44,7 +44,7 @@ class FramesParams(_Params):
 @register_filter
 class FramesFilter(Filter):
     """Drop frames more than ``max_fraction`` black or more than ``max_fraction`` white (both
-    directions; the reference checks one). Pixel levels as in :mod:`genaug.generation.degenerate`."""
+    directions; the reference checks one). Pixel levels as in :mod:`genaug.degenerate`."""
 
     name = "frames"
     Params = FramesParams

@@ -16,7 +16,7 @@ from __future__ import annotations
 from genaug.lazy import lazy_exports
 
 _LAZY = {
-    "is_degenerate": "genaug.generation.degenerate",
+    "is_degenerate": "genaug.degenerate",
     "JobReport": "genaug.generation.engine",
     "plan_batches": "genaug.generation.engine",
     "run_job": "genaug.generation.engine",

@@ -46,8 +46,8 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from genaug.degenerate import is_degenerate
 from genaug.files import write_json_atomic
-from genaug.generation.degenerate import is_degenerate
 from genaug.generation.items import WorkItem, check_unique_ids
 from genaug.home import cache_dir
 from genaug.manifest import (
