@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 from genaug.checks import dataset_root_problem, pocket_mismatches, recipe_size_mismatch, stage_models
 from genaug.config import ConfigError, located
-from genaug.data.needs import empty_class_problems, need_problems, stage_needs, training_needs
+from genaug.data.needs import empty_class_problems, need_problems, stage_needs
 from genaug.diffusion.models import resolve_model
 from genaug.experiment.config import ExperimentConfig, source_of_key
+from genaug.training.recipes import training_needs
 from genaug.warn import warn_once
 
 __all__ = ["Preflight", "preflight"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from genaug.config import ConfigError, parse_config
+from genaug.data.needs import DataNeeds
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.training.config import TrainConfig
@@ -140,4 +141,17 @@ def is_resolved(config: TrainConfig) -> bool:
     recipe_fields = [name for name in RECIPES[config.recipe] if name != "augmentation"]
     return all(data[name] is not None for name in recipe_fields) and all(
         value is not None for value in data["augmentation"].values()
+    )
+
+
+def training_needs(train_config: Any, where: str = "train") -> DataNeeds:
+    """A training recipe needs images at least as large as the size it trains at, and two classes."""
+    size = resolve_recipe(train_config).augmentation.image_size
+    return DataNeeds(
+        who=f"{where} (recipe '{train_config.recipe}')",
+        min_side=size,
+        classes=2,
+        why=f"it trains at {size} px: set {where}.augmentation.image_size and crop to the data's size"
+        if size
+        else "",
     )
