@@ -261,8 +261,8 @@ def _circle_in(graph: dict[str, set[str]], component: set[str]) -> list[str]:
     raise AssertionError("not a strongly connected component")
 
 
-def floor_of(module: str, floors: dict[str, int], package: str) -> int | None:
-    """The floor of ``module``: the longest prefix named in ``floors``; top-level modules default to ``floors[package]``."""
+def floor_of(module: str, floors: dict[str, int]) -> int | None:
+    """The floor of ``module``: that of the longest prefix of its name in ``floors``."""
     parts = module.split(".")
     for end in range(len(parts), 0, -1):
         prefix = ".".join(parts[:end])
@@ -271,17 +271,15 @@ def floor_of(module: str, floors: dict[str, int], package: str) -> int | None:
     return None
 
 
-def upward(found: list[Import], floors: dict[str, int], package: str) -> list[Import]:
-    """Imports from a lower floor to a higher one, and between two different packages of one floor."""
+def upward(found: list[Import], floors: dict[str, int], siblings: set[int] = frozenset()) -> list[Import]:
+    """Imports from a lower floor to a higher one, and between two packages of a floor in ``siblings``."""
     bad: list[Import] = []
     for edge in found:
-        low, high = floor_of(edge.source, floors, package), floor_of(edge.target, floors, package)
+        low, high = floor_of(edge.source, floors), floor_of(edge.target, floors)
         if low is None or high is None:
             continue
-        if high > low:
+        if high > low or (high == low and high in siblings and _unit(edge.source, floors) != _unit(edge.target, floors)):
             bad.append(edge)
-        elif high == low and _unit(edge.source, floors) != _unit(edge.target, floors) and high != floors[package]:
-            bad.append(edge)  # a sibling's internals
     return bad
 
 
