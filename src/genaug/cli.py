@@ -15,24 +15,12 @@ from typing import Annotated, Optional
 import typer
 
 from genaug import __version__
-from genaug.checks import preflight_stage, preflight_train
 from genaug.config import COMMAND_LINE, ConfigError, apply_overrides, load_config, parse_config, read_yaml_mapping
-from genaug.data.config import DatasetConfig
-from genaug.data.needs import empty_class_problems
-from genaug.experiment import load_experiment
-from genaug.experiment.checks import data_problems
-from genaug.experiment.graph import build_graph, upstream
-from genaug.experiment.slurm import LeftRunning, run_merge_task, run_stage_task, run_train_task
 from genaug.experiment.verdicts import verdict_table
-from genaug.filtering.config import FilterConfig
-from genaug.generation.config import GenerateConfig
 from genaug.generation.presets import store_presets
 from genaug.home import packaged_config
-from genaug.mixing.config import FractalBankConfig, MixConfig
 from genaug.pocket import pocket_info
 from genaug.pocket.store import format_pocket_info
-from genaug.sdi.config import SdiConfig
-from genaug.training.config import TrainRunConfig, train_help
 from genaug.warn import WARNINGS_LOG, record_warnings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Generative dataset augmentation.")
@@ -105,10 +93,13 @@ def data_info(
     Example: ``genaug data info folder root=/data/flowers image_size=64``.
     """
     from genaug.data import dataset_info, load_splits
+    from genaug.data.config import DatasetConfig
 
     experiment = None
     if name.endswith((".yaml", ".yml")):
         if "arms" in read_yaml_mapping(name):
+            from genaug.experiment import load_experiment
+
             experiment = load_experiment(name, overrides)
             config = experiment.dataset
         else:
@@ -128,8 +119,12 @@ def data_info(
 
 def _data_problems(config, splits, experiment) -> list[str]:
     """Empty classes (unless allowed) and, for an experiment, every need of its stages and runs."""
+    from genaug.data.needs import empty_class_problems
+
     if experiment is None:
         return empty_class_problems(splits["train"], config.allow_empty_classes)
+    from genaug.experiment.checks import data_problems
+    from genaug.experiment.graph import build_graph, upstream
     from genaug.experiment.runner import plan_jobs
 
     nodes = build_graph(experiment, Path("/nonexistent/genaug-data-info"), identity={})  # configs only
@@ -223,6 +218,8 @@ def _stage_config(model, config: Path | None, overrides: list[str] | None, check
     config, overrides = _file_and_overrides(config, overrides)
     stage = load_config(model, config, overrides)
     if check:
+        from genaug.checks import preflight_stage
+
         preflight_stage(stage, config, overrides)
     return stage
 
@@ -236,6 +233,8 @@ def _file_and_overrides(config: Path | None, overrides: list[str] | None) -> tup
 
 
 def _preflight_train(run, config: Path | None, overrides: list[str] | None) -> list[str]:
+    from genaug.checks import preflight_train
+
     return preflight_train(run, *_file_and_overrides(config, overrides))
 
 
@@ -256,6 +255,8 @@ class _TrainCommand(typer.core.TyperCommand):
     """``genaug train --help`` ends with the recipes and the fields (built when asked for)."""
 
     def format_help(self, ctx, formatter) -> None:
+        from genaug.training.config import train_help
+
         self.epilog = train_help()
         super().format_help(ctx, formatter)
 
@@ -271,6 +272,7 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
     """
     from genaug.data import load_splits
     from genaug.training import train as run_training
+    from genaug.training.config import TrainRunConfig
 
     run = _stage_config(TrainRunConfig, config, overrides)
     warnings = _preflight_train(run, config, overrides)
@@ -296,6 +298,7 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
 def generate(config: ConfigFile = None, overrides: Overrides = None, shard: Shard = None) -> None:
     """Edit or synthesise images of a real dataset into a synthetic set (DiffuseMix ``generate``)."""
     from genaug.generation import generate as run_generate
+    from genaug.generation.config import GenerateConfig
 
     stage = _stage_config(GenerateConfig, config, _with_shard(overrides, shard, "engine.shard"), check=True)
     _quiet_model_loading()
@@ -325,6 +328,7 @@ def _echo_job(report) -> None:
 @app.command()
 def mix(config: ConfigFile = None, overrides: Overrides = None) -> None:
     """Combine generated images with their real sources (concat, rect, fractal, shb), one set per method."""
+    from genaug.mixing.config import MixConfig
     from genaug.mixing.stage import mix as run_mix
 
     for method, report in run_mix(_stage_config(MixConfig, config, overrides, check=True)).items():
@@ -350,6 +354,7 @@ def fractals_make(
     seed: Annotated[int, typer.Option(help="seed of the iterated function systems")] = 0,
 ) -> None:
     """Render a seeded bank of IFS fractals as PNGs (usable as a folder bank)."""
+    from genaug.mixing.config import FractalBankConfig
     from genaug.mixing.fractals import make_fractal_folder
 
     paths = make_fractal_folder(FractalBankConfig(count=count, size=size, seed=seed), output)
@@ -360,6 +365,7 @@ def fractals_make(
 def filter_command(config: ConfigFile = None, overrides: Overrides = None) -> None:
     """Score a synthetic set and mark which records training keeps (never deletes)."""
     from genaug.filtering import filter_set
+    from genaug.filtering.config import FilterConfig
 
     report = filter_set(_stage_config(FilterConfig, config, overrides, check=True))
     counts = ", ".join(f"{name} dropped {len(ids)}" for name, ids in report.dropped.items())
@@ -367,6 +373,8 @@ def filter_command(config: ConfigFile = None, overrides: Overrides = None) -> No
 
 
 def _sdi_config(config: Path | None, overrides: list[str] | None):
+    from genaug.sdi.config import SdiConfig
+
     return _stage_config(SdiConfig, config, overrides, check=True)
 
 
@@ -434,6 +442,8 @@ def run(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="--no-wait: submit the Slurm jobs that are ready and exit")] = True,
 ) -> None:
     """Run an experiment: stages, every arm x seed, results table and HTML report."""
+    from genaug.experiment import load_experiment
+
     experiment = load_experiment(config, overrides, quick=quick)
     _check_only(experiment, only)
     if launcher not in (None, "local", "slurm"):
@@ -463,6 +473,8 @@ def rehearse(
 ) -> None:
     """Every stage of an experiment on stand-ins of its models (real architectures, random weights):
     1-2 items per stage at real shapes, measured; writes rehearsal.json and rehearsal.md."""
+    from genaug.experiment import load_experiment
+
     _rehearse(load_experiment(config, overrides), out, steps=steps, flops=flops)
 
 
@@ -497,6 +509,8 @@ def _run_and_print(
         results = run_experiment(experiment, out, artifacts=artifacts, only=only, seeds=seeds, dry_run=dry_run,
                                  echo=typer.echo, launcher=launcher, wait=wait)  # fmt: skip
     except Exception as error:
+        from genaug.experiment.slurm import LeftRunning
+
         if not isinstance(error, LeftRunning):
             raise
         typer.echo(str(error))
@@ -537,6 +551,8 @@ def demo(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan only")] = False,
 ) -> None:
     """The whole study on the pocket world with the shipped pocket models: table + HTML report."""
+    from genaug.experiment import load_experiment
+
     _quiet_model_loading()
     experiment = load_experiment(packaged_config("demo.yaml"), quick=quick)
     _run_and_print(experiment, out or Path("runs") / ("demo-quick" if quick else "demo"), None, None, dry_run, None)
@@ -557,6 +573,8 @@ def task_stage(
     prepare: Annotated[bool, typer.Option("--prepare", help="only what runs once before the stage's array (SDI: projector, bank, samples)")] = False,
 ) -> None:
     """Run a stage of the run folder's experiment (or its prepare part, or one shard of its images)."""
+    from genaug.experiment.slurm import run_stage_task
+
     _quiet_model_loading()
     run_stage_task(run_dir, name, key, shard, prepare, echo=typer.echo)
 
@@ -566,6 +584,8 @@ def task_merge(
     run_dir: RunDir, name: StageName, key: StageKey, shards: Annotated[int, typer.Option(help="the stage's shard count")] = 1
 ) -> None:
     """Merge the shards of a generate stage and record the stage."""
+    from genaug.experiment.slurm import run_merge_task
+
     _quiet_model_loading()
     run_merge_task(run_dir, name, key, shards, echo=typer.echo)
 
@@ -573,6 +593,8 @@ def task_merge(
 @task_app.command("train")
 def task_train(spec: Annotated[Path, typer.Argument(help="slurm/specs/<run>.json of the run folder")]) -> None:
     """Train one arm x seed of an experiment."""
+    from genaug.experiment.slurm import run_train_task
+
     run_train_task(spec, echo=typer.echo)
 
 
@@ -608,6 +630,7 @@ def bench_sampling(
 ) -> None:
     """Sweep schedulers x steps x precision x batch size: images/s, class fidelity, colour, FD (CLIP)."""
     from genaug.generation import frontier
+    from genaug.sdi.config import SdiConfig
 
     sdi = load_config(SdiConfig, sdi_config) if sdi_config else None
     _quiet_model_loading()
