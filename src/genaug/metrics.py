@@ -265,7 +265,7 @@ def set_metrics(
     images); the real reference is the real training images of the classes the set holds.
     An image with a soft label (``params.soft_label``, e.g. Diff-Mix's) counts as the class
     its label weighs most (the first of equal weights), for every per-class metric.
-    ``classifier`` (a :class:`genaug.filtering.classifier.Classifier` trained on real
+    ``classifier`` (a :class:`genaug.training.classifier.Classifier` trained on real
     images only) adds its fidelity. ``reference``: :func:`real_reference` when computed
     already. Metrics a small set cannot have (PRDC needs ``k + 1`` images on each side, FD
     two) are None with a note. Keys: ``images``, ``real_images``, ``classes``, ``fd``,

@@ -17,7 +17,7 @@ metrics: {clip: null, k: 5, classifier: true}   # the defaults
   (no synthetic data, no online mixer; else the first arm that is), its run of the first
   seed. Experiments keep a finished run's selected weights (``best.safetensors``) even
   without ``keep_checkpoint``, so the judge costs nothing to train; it is loaded with
-  :func:`genaug.filtering.classifier.load_classifier`. No such run: no classifier fidelity.
+  :func:`genaug.training.classifier.load_classifier`. No such run: no classifier fidelity.
 - ``enabled: false`` skips the metrics.
 
 Each result is cached in ``<artifacts>/metrics-<key>/metrics.json``, keyed by the keys of
@@ -154,7 +154,7 @@ def measure_sets(
             loaded["clip"] = Clip.from_reference(clip_name, stage="metrics", field="metrics.clip")
             loaded["reference"] = real_reference(real_train, loaded["clip"], config.batch_size)
             if judge is not None:
-                from genaug.filtering.classifier import load_classifier
+                from genaug.training.classifier import load_classifier
 
                 loaded["classifier"] = load_classifier(judge)
         return loaded

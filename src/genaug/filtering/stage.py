@@ -155,7 +155,8 @@ class FilterContext:
         if self._classifier is None:
             if run is None:
                 raise ValueError("the classifier filter needs 'run' (a genaug train run folder) or a classifier passed in")
-            from genaug.filtering.classifier import load_classifier
+            # across siblings on purpose: the filter scores with a classifier genaug trained, loaded by training
+            from genaug.training.classifier import load_classifier
 
             self._classifier = load_classifier(run, self.device)
         return self._classifier
@@ -168,7 +169,7 @@ def filter_set(config: FilterConfig, *, clip=None, real=None, classifier=None) -
     """Score and mark the synthetic set ``config.set_dir`` (module doc).
 
     ``clip`` (a :class:`genaug.clip.Clip`), ``real`` (``{"train": RealDataset, ...}``) and
-    ``classifier`` (a :class:`genaug.filtering.classifier.Classifier`) may be passed in;
+    ``classifier`` (a :class:`genaug.training.classifier.Classifier`) may be passed in;
     otherwise they are loaded from the config.
     """
     started = time.perf_counter()
