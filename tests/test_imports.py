@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -124,17 +123,17 @@ def test_no_import_runs_back_up_the_floors(genaug_edges):
     assert set(listed) <= used, f"listed but no longer imported (remove them): {sorted(set(listed) - used)}"
 
 
-def _heavy_genaug_modules(genaug_edges: list[Import]) -> set[str]:
-    """genaug modules that import a heavy module when loaded (directly or through another genaug module)."""
-    direct = {s.source for s in statements(SRC, "genaug") if not s.local and s.module.split(".")[0] in HEAVY}
+def heavy_modules(src: Path, package: str, found: list[Import]) -> set[str]:
+    """The package's modules that load a HEAVY module when imported (themselves, through one
+    of their packages, or through another of the package's modules imported at module level)."""
+    heavy = {s.source for s in statements(src, package) if not s.local and s.module.split(".")[0] in HEAVY}
     loads: dict[str, set[str]] = {}
-    for edge in genaug_edges:
+    for edge in found:
         if not edge.local:
             loads.setdefault(edge.source, set()).add(edge.target)
-    for name in module_files(SRC, "genaug"):  # a module's packages load first
+    for name in module_files(src, package):  # a module's packages load first
         parts = name.split(".")
         loads.setdefault(name, set()).update(".".join(parts[:end]) for end in range(1, len(parts)))
-    heavy = set(direct)
     changed = True
     while changed:
         changed = False
@@ -145,18 +144,26 @@ def _heavy_genaug_modules(genaug_edges: list[Import]) -> set[str]:
     return heavy
 
 
-def test_function_local_imports_are_for_heavy_or_optional_modules_only(genaug_edges):
-    heavy = _heavy_genaug_modules(genaug_edges)
-    local_genaug = {(edge.source, edge.line): edge.target for edge in genaug_edges if edge.local}
+def light_local_imports(src: Path, package: str) -> list[str]:
+    """``path:line: module`` of every function-local import of a module that is not heavy."""
+    found = edges(src, package)
+    heavy = heavy_modules(src, package, found)
+    local_targets = {(edge.source, edge.line): edge.target for edge in found if edge.local}
+    files = module_files(src, package)
     light = []
-    for stmt in statements(SRC, "genaug"):
+    for stmt in statements(src, package):
         if not stmt.local or stmt.module.split(".")[0] in HEAVY:
             continue
-        if stmt.module.startswith("genaug"):
-            target = local_genaug.get((stmt.source, stmt.line))
+        if stmt.module.split(".")[0] == package:
+            target = local_targets.get((stmt.source, stmt.line))
             if target is None or target in heavy:  # an import of itself, or a module that loads torch & co.
                 continue
-        light.append(f"{module_files(SRC, 'genaug')[stmt.source].relative_to(ROOT)}:{stmt.line}: {stmt.module}")
+        light.append(f"{files[stmt.source].relative_to(src)}:{stmt.line}: {stmt.module}")
+    return light
+
+
+def test_function_local_imports_are_for_heavy_or_optional_modules_only():
+    light = light_local_imports(SRC, "genaug")
     assert not light, "function-local imports of light modules (move them to the top):\n" + "\n".join(light)
 
 
@@ -211,12 +218,21 @@ def test_the_checker_follows_lazy_reexports_and_finds_upward_imports(tmp_path):
     assert [(e.source, e.target) for e in upward(found, floors, {1})] == [("toy.low.cfg", "toy.high.run"), ("toy.side.x", "toy.low.cfg")]
 
 
-def test_the_local_import_check_catches_a_light_import_in_a_function(tmp_path):
-    tree = ast.parse("def f():\n    import json\n    import torch\n")
-    src = _package(tmp_path, {"toy/__init__.py": "", "toy/m.py": ast.unparse(tree) + "\n"})
-    local = [(s.module, s.local) for s in statements(src, "toy")]
-    assert local == [("json", True), ("torch", True)]
-    assert [m for m, is_local in local if is_local and m.split(".")[0] not in HEAVY] == ["json"]
+def test_the_local_import_check_catches_light_imports_in_functions(tmp_path):
+    src = _package(
+        tmp_path,
+        {
+            "toy/__init__.py": "",
+            "toy/light.py": "import json\n",
+            "toy/heavy.py": "import torch\n",
+            "toy/user.py": (
+                "def f():\n    import json\n    import torch\n"
+                "def g():\n    from toy.light import json\n    from toy.heavy import torch\n"
+            ),
+        },
+    )
+    assert heavy_modules(src, "toy", edges(src, "toy")) == {"toy.heavy"}
+    assert light_local_imports(src, "toy") == ["toy/user.py:2: json", "toy/user.py:5: toy.light"]
 
 
 # ---------------------------------------------------------------------------- torch stays out
@@ -225,7 +241,7 @@ def test_the_local_import_check_catches_a_light_import_in_a_function(tmp_path):
 def test_the_modules_found_light_import_no_heavy_module(genaug_edges):
     """The static reading agrees with Python: importing every module it finds light loads none of HEAVY
     (but the standard library's, which other standard modules load too)."""
-    heavy = _heavy_genaug_modules(genaug_edges)
+    heavy = heavy_modules(SRC, "genaug", genaug_edges)
     light = sorted(name for name in module_files(SRC, "genaug") if name not in heavy and not name.endswith("__main__"))
     code = (
         "import importlib, sys\n"
