@@ -34,7 +34,7 @@ from genaug.config import EditorConfig, EngineConfig
 from genaug.generation.editors import create_editor
 from genaug.generation.engine import run_job
 from genaug.generation.frontier import ForwardTimer, infer_generator, pocket_workload
-from genaug.generation.runtime import autocast_context
+from genaug.runtime import autocast_context
 from genaug.manifest import SetWriter
 
 

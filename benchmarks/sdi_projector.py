@@ -5,7 +5,7 @@ same per-step randomness and the same UNet loss; they differ only in where the U
 inputs come from:
 
 - cached (genaug): each image's VAE latent distribution and the prompt's text context are
-  computed once (:mod:`genaug.sdi.cache`); a step draws ``z0 = s * (mean + std * eps)``
+  computed once (:mod:`genaug.diffusion.cache`); a step draws ``z0 = s * (mean + std * eps)``
   and slices the context, so it costs the projector, the UNet forward and its backward;
 - recompute latents + context: every step encodes the batch's images with the VAE
   (``latent_dist.sample()``) and runs the text encoder on the batch's tokenized prompts,
@@ -40,11 +40,11 @@ from pathlib import Path
 
 import torch
 
-from genaug.sdi.cache import build_context_cache, build_latent_cache, resize_center_crop, vae_pixels
-from genaug.sdi.conditioning import SDI_PROMPT, slot_context
-from genaug.sdi.models import load_frozen_diffusion
+from genaug.diffusion.cache import build_context_cache, build_latent_cache, resize_center_crop, vae_pixels
+from genaug.diffusion.conditioning import SDI_PROMPT, slot_context
+from genaug.diffusion.frozen import load_frozen_diffusion
 from genaug.sdi.train import batch_rows, build_projector, diffusion_loss, draw_step, projector_loss
-from genaug.training.seeding import generator_for
+from genaug.seeds import generator_for
 
 
 def pick_model(workdir: Path) -> tuple[str, str]:

@@ -12,7 +12,7 @@ import torch
 from genaug.clip import Clip
 from genaug.config import ConfigError, FilterConfig, TrainConfig, parse_config
 from genaug.filtering import filter_set, load_classifier
-from genaug.filtering.classifier import Classifier
+from genaug.training.classifier import Classifier
 from genaug.manifest import SampleRecord, SetWriter, read_manifest
 
 from test_sdi_helpers import digits, tiny_models

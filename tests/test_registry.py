@@ -6,7 +6,6 @@ stage, mixer, filter, policy, schedule or sampler is checked without a test of i
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -459,54 +458,3 @@ def test_loading_an_experiment_file_does_not_import_torch():
     env = {**__import__("os").environ, "PYTHONPATH": str(SRC)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.strip() == "", f"loading configs/demo.yaml imported {result.stdout.strip()}"
-
-
-def _module_imports(path: Path, module: str) -> set[str]:
-    """The genaug modules ``path`` imports at module level (not inside functions, not for type checking)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            continue
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
-    return {name for name in found if name.startswith("genaug")}
-
-
-def test_no_module_level_import_cycle_goes_through_genaug_config():
-    modules: dict[str, Path] = {}
-    for path in (SRC / "genaug").rglob("*.py"):
-        parts = list(path.relative_to(SRC).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        modules[".".join(parts)] = path
-    graph = {name: {m for m in _module_imports(path, name) if m in modules and m != name} for name, path in modules.items()}
-    # importing a submodule imports its packages first
-    for name in list(graph):
-        parents = name.split(".")
-        graph[name] |= {".".join(parents[:i]) for i in range(1, len(parents)) if ".".join(parents[:i]) in modules}
-    # the base imports no subsystem: only the standalone lazy-export helper
-    assert graph["genaug.config"] <= {"genaug", "genaug.lazy"}, f"genaug.config imports {graph['genaug.config']}"
-    assert graph["genaug.lazy"] <= {"genaug"}, f"genaug.lazy imports {graph['genaug.lazy']}"
-
-    def reaches(start: str, target: str) -> bool:
-        seen, stack = set(), [start]
-        while stack:
-            current = stack.pop()
-            for nxt in graph.get(current, ()):
-                if nxt == target:
-                    return True
-                if nxt not in seen:
-                    seen.add(nxt)
-                    stack.append(nxt)
-        return False
-
-    assert not reaches("genaug.config", "genaug.config")

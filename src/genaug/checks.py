@@ -2,7 +2,7 @@
 
 - :func:`stage_models` lists the model references of a stage config (with the key each
   came from); :func:`check_models` resolves them all, so that a model that is neither
-  cached, reachable nor a folder is one :class:`~genaug.generation.models.ModelError`
+  cached, reachable nor a folder is one :class:`~genaug.diffusion.models.ModelError`
   before any output exists.
 - :func:`pocket_mismatches` finds pocket models and pocket prompts used on a dataset
   that is not the pocket digits (they were trained on 16 px digits; on photos they make
@@ -21,8 +21,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genaug.config import DatasetConfig, GenerateConfig, TrainConfig
-from genaug.generation.models import POCKET_SCHEME, ModelRef, resolve_model
+from genaug.config import ConfigError, located, source_of
+from genaug.data.config import DatasetConfig
+from genaug.diffusion.models import POCKET_SCHEME, ModelRef, resolve_model
+from genaug.generation.config import GenerateConfig
+from genaug.training import resolve_recipe
+from genaug.training.config import TrainConfig
+from genaug.warn import warn_once
 
 __all__ = [
     "POCKET_DATASET",
@@ -77,8 +82,6 @@ def pocket_mismatches(config: Any, dataset: DatasetConfig, prefix: str = "") -> 
 
 def recipe_size_mismatch(dataset: DatasetConfig, train: TrainConfig, where: str = "train") -> str | None:
     """A warning when the dataset's ``image_size`` is not the size the recipe trains at."""
-    from genaug.training import resolve_recipe
-
     size = resolve_recipe(train).augmentation.image_size
     if dataset.image_size is None or size is None or dataset.image_size == size:
         return None
@@ -102,9 +105,6 @@ def preflight_stage(config: Any, path: str | Path | None = None, overrides: list
     ``path`` / ``overrides``: where the config came from, so that an unusable model is
     named with the file or the command line that set it. Returns the warnings shown.
     """
-    from genaug.config import ConfigError, located, source_of
-    from genaug.warn import warn_once
-
     dataset = getattr(config, "dataset", None)
     _check_root(dataset, path, overrides)
     warnings = pocket_mismatches(config, dataset) if isinstance(dataset, DatasetConfig) else []
@@ -121,9 +121,6 @@ def preflight_stage(config: Any, path: str | Path | None = None, overrides: list
 def preflight_train(run: Any, path: str | Path | None = None, overrides: list[str] | None = None) -> list[str]:
     """Before ``genaug train`` writes anything: the recipe must fit its overrides; warn when its
     image size is not the dataset's. Returns the warnings shown."""
-    from genaug.config import ConfigError, located, source_of
-    from genaug.warn import warn_once
-
     _check_root(run.dataset, path, overrides)
     try:
         mismatch = recipe_size_mismatch(run.dataset, run.train)
@@ -135,8 +132,6 @@ def preflight_train(run: Any, path: str | Path | None = None, overrides: list[st
 
 
 def _check_root(dataset: DatasetConfig | None, path: str | Path | None, overrides: list[str] | None) -> None:
-    from genaug.config import ConfigError, located, source_of
-
     problem = dataset_root_problem(dataset) if isinstance(dataset, DatasetConfig) else None
     if problem:
         raise ConfigError(located(problem, source_of("dataset.root", path, overrides)))

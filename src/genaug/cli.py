@@ -14,6 +14,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from genaug import __version__
+from genaug.config import COMMAND_LINE, ConfigError, apply_overrides, load_config, parse_config, read_yaml_mapping
+from genaug.experiment.verdicts import verdict_table
+from genaug.generation.presets import store_presets
+from genaug.home import packaged_config
+from genaug.pocket import pocket_info
+from genaug.pocket.store import format_pocket_info
+from genaug.warn import WARNINGS_LOG, record_warnings
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Generative dataset augmentation.")
 data_app = typer.Typer(no_args_is_help=True, help="Real datasets: inspect and prepare.")
 app.add_typer(data_app, name="data")
@@ -35,7 +44,7 @@ Shard = Annotated[
 #: The errors shown as one line with exit status 2: (module, class) pairs.
 USER_ERRORS = (
     ("genaug.config", "ConfigError"), ("genaug.data.base", "DatasetError"), ("genaug.manifest", "ManifestError"),
-    ("genaug.manifest", "StorageError"), ("genaug.memory", "DoesNotFitError"), ("genaug.training.checkpoint", "UntrustedFileError"),
+    ("genaug.manifest", "StorageError"), ("genaug.memory", "DoesNotFitError"), ("genaug.checkpoint", "UntrustedFileError"),
     ("genaug.experiment.budget", "BudgetError"), ("genaug.experiment.slurm", "SlurmError"),
 )  # fmt: skip
 
@@ -65,8 +74,6 @@ def main() -> None:
 @app.command()
 def version() -> None:
     """Print genaug's version."""
-    from genaug import __version__
-
     typer.echo(__version__)
 
 
@@ -85,8 +92,8 @@ def data_info(
 
     Example: ``genaug data info folder root=/data/flowers image_size=64``.
     """
-    from genaug.config import ConfigError, DatasetConfig, load_config, parse_config, read_yaml_mapping
     from genaug.data import dataset_info, load_splits
+    from genaug.data.config import DatasetConfig
 
     experiment = None
     if name.endswith((".yaml", ".yml")):
@@ -98,8 +105,6 @@ def data_info(
         else:
             config = load_config(DatasetConfig, name, overrides)
     else:
-        from genaug.config import COMMAND_LINE, apply_overrides
-
         config = parse_config(DatasetConfig, apply_overrides({"name": name}, overrides), COMMAND_LINE)
     splits = load_splits(config)
     info = dataset_info(splits, packed_size=config.image_size)
@@ -191,7 +196,6 @@ def pocket_build(
 ) -> None:
     """Train pocket CLIP, SD and InstructPix2Pix from the build spec (resumes a killed build)."""
     from genaug.pocket import build_pocket
-    from genaug.pocket.store import format_pocket_info
 
     info = build_pocket(spec_path=spec, out_dir=out, quick=quick, keep_checkpoints=keep_checkpoints, num_threads=threads)
     typer.echo(format_pocket_info(info))
@@ -202,9 +206,6 @@ def pocket_info_command(
     as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
 ) -> None:
     """Where the pocket models in use are, their spec hash and measured quality."""
-    from genaug.pocket import pocket_info
-    from genaug.pocket.store import format_pocket_info
-
     info = pocket_info()
     typer.echo(json.dumps(info, indent=2, default=str) if as_json else format_pocket_info(info))
 
@@ -214,8 +215,6 @@ def _stage_config(model, config: Path | None, overrides: list[str] | None, check
 
     ``check``: resolve its models and warn about mismatches now, before anything is written.
     """
-    from genaug.config import load_config
-
     config, overrides = _file_and_overrides(config, overrides)
     stage = load_config(model, config, overrides)
     if check:
@@ -256,7 +255,7 @@ class _TrainCommand(typer.core.TyperCommand):
     """``genaug train --help`` ends with the recipes and the fields (built when asked for)."""
 
     def format_help(self, ctx, formatter) -> None:
-        from genaug.training.recipes import train_help
+        from genaug.training.config import train_help
 
         self.epilog = train_help()
         super().format_help(ctx, formatter)
@@ -271,10 +270,9 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
 
     Example: ``genaug train output=runs/baseline train.recipe=pocket``.
     """
-    from genaug.config import TrainRunConfig
     from genaug.data import load_splits
     from genaug.training import train as run_training
-    from genaug.warn import WARNINGS_LOG, record_warnings
+    from genaug.training.config import TrainRunConfig
 
     run = _stage_config(TrainRunConfig, config, overrides)
     warnings = _preflight_train(run, config, overrides)
@@ -302,8 +300,8 @@ def train(config: ConfigFile = None, overrides: Overrides = None) -> None:
 @app.command()
 def generate(config: ConfigFile = None, overrides: Overrides = None, shard: Shard = None) -> None:
     """Edit or synthesise images of a real dataset into a synthetic set (DiffuseMix ``generate``)."""
-    from genaug.config import GenerateConfig
     from genaug.generation import generate as run_generate
+    from genaug.generation.config import GenerateConfig
 
     from genaug.checks import check_stage_data
     from genaug.data import load_dataset
@@ -339,7 +337,7 @@ def _echo_job(report) -> None:
 @app.command()
 def mix(config: ConfigFile = None, overrides: Overrides = None) -> None:
     """Combine generated images with their real sources (concat, rect, fractal, shb), one set per method."""
-    from genaug.config import MixConfig
+    from genaug.mixing.config import MixConfig
     from genaug.mixing.stage import mix as run_mix
 
     for method, report in run_mix(_stage_config(MixConfig, config, overrides, check=True)).items():
@@ -365,7 +363,7 @@ def fractals_make(
     seed: Annotated[int, typer.Option(help="seed of the iterated function systems")] = 0,
 ) -> None:
     """Render a seeded bank of IFS fractals as PNGs (usable as a folder bank)."""
-    from genaug.config import FractalBankConfig
+    from genaug.mixing.config import FractalBankConfig
     from genaug.mixing.fractals import make_fractal_folder
 
     paths = make_fractal_folder(FractalBankConfig(count=count, size=size, seed=seed), output)
@@ -375,8 +373,8 @@ def fractals_make(
 @app.command("filter")
 def filter_command(config: ConfigFile = None, overrides: Overrides = None) -> None:
     """Score a synthetic set and mark which records training keeps (never deletes)."""
-    from genaug.config import FilterConfig
     from genaug.filtering import filter_set
+    from genaug.filtering.config import FilterConfig
 
     report = filter_set(_stage_config(FilterConfig, config, overrides, check=True))
     counts = ", ".join(f"{name} dropped {len(ids)}" for name, ids in report.dropped.items())
@@ -387,7 +385,7 @@ def filter_command(config: ConfigFile = None, overrides: Overrides = None) -> No
 
 
 def _sdi_config(config: Path | None, overrides: list[str] | None):
-    from genaug.config import SdiConfig
+    from genaug.sdi.config import SdiConfig
 
     return _stage_config(SdiConfig, config, overrides, check=True)
 
@@ -461,8 +459,6 @@ def run(
     experiment = load_experiment(config, overrides, quick=quick)
     _check_only(experiment, only)
     if launcher not in (None, "local", "slurm"):
-        from genaug.config import ConfigError
-
         raise ConfigError(f"on the command line: --launcher must be local or slurm, got {launcher!r}")
     _quiet_model_loading()
     if rehearse_:
@@ -472,8 +468,6 @@ def run(
 
 
 def _check_only(experiment, only: list[str] | None) -> None:
-    from genaug.config import COMMAND_LINE, ConfigError
-
     for name in only or []:
         try:
             experiment.arm(name)
@@ -508,8 +502,6 @@ def _rehearse(experiment, out: Path | None, steps: int, flops: bool) -> None:
 
 
 def _parse_seeds(text: str | None) -> list[int] | None:
-    from genaug.config import ConfigError
-
     if text is None:
         return None
     try:
@@ -538,7 +530,6 @@ def _run_and_print(
     if results is None:
         return
     from genaug.experiment.runner import metrics_table, verdict_lines, warning_lines
-    from genaug.experiment.verdicts import verdict_table
 
     # Never cut arm names or "mean ± std" cells: the console is as wide as the table needs
     # (a pipe or log file otherwise gets 80 columns).
@@ -573,7 +564,6 @@ def demo(
 ) -> None:
     """The whole study on the pocket world with the shipped pocket models: table + HTML report."""
     from genaug.experiment import load_experiment
-    from genaug.home import packaged_config
 
     _quiet_model_loading()
     experiment = load_experiment(packaged_config("demo.yaml"), quick=quick)
@@ -627,8 +617,6 @@ app.add_typer(bench_app, name="bench")
 
 
 def _csv(text: str, cast=str) -> list:
-    from genaug.config import ConfigError
-
     try:
         return [cast(part.strip()) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -653,9 +641,8 @@ def bench_sampling(
     write_presets: Annotated[bool, typer.Option("--write-presets", help="store reference and fast in genaug's presets file")] = False,
 ) -> None:
     """Sweep schedulers x steps x precision x batch size: images/s, class fidelity, colour, FD (CLIP)."""
-    from genaug.config import ConfigError, SdiConfig, load_config
     from genaug.generation import frontier
-    from genaug.generation.presets import store_presets
+    from genaug.sdi.config import SdiConfig
 
     sdi = load_config(SdiConfig, sdi_config) if sdi_config else None
     _quiet_model_loading()

@@ -3,7 +3,7 @@
 ``Clip.from_reference(ref)`` is how stages load CLIP: ``ref`` is a hub id
 (``openai/clip-vit-large-patch14``), a local folder of a real CLIP, or ``"pocket"`` (the
 default: pocket CLIP, see :func:`genaug.pocket.store.pocket_model_dir`). It resolves the
-reference once (:func:`genaug.generation.models.resolve_model`) and keeps what records
+reference once (:func:`genaug.diffusion.models.resolve_model`) and keeps what records
 name as :attr:`Clip.identity` (``id``/``path`` and ``revision``/``hash``).
 ``Clip.from_pretrained(location)`` loads a folder or hub id without that bookkeeping.
 Everything below is the same code for all.
@@ -33,7 +33,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genaug.diffusion.models import clip_reference, resolve_model
 from genaug.memory import BatchBackoff
+from genaug.pocket.store import pocket_model_dir
 
 
 class Clip:
@@ -78,12 +80,10 @@ class Clip:
     ) -> "Clip":
         """The CLIP a config names: ``"pocket"``, a hub id (at ``revision``, offline when cached) or a folder.
 
-        The reference is resolved once (:func:`genaug.generation.models.resolve_model`,
+        The reference is resolved once (:func:`genaug.diffusion.models.resolve_model`,
         whose one-line error names ``field``) and its description kept as
         :attr:`identity` for the records. ``stage`` names the stage in out-of-memory errors.
         """
-        from genaug.generation.models import clip_reference, resolve_model
-
         resolved = resolve_model(clip_reference(str(ref)), revision, field=field)
         clip = cls.from_pretrained(resolved.location, device=device, dtype=dtype, revision=resolved.revision, stage=stage)
         clip.identity = resolved.identity
@@ -106,8 +106,6 @@ class Clip:
         from transformers import CLIPModel, CLIPProcessor
 
         if str(name) == "pocket":
-            from genaug.pocket.store import pocket_model_dir
-
             name = pocket_model_dir("clip")
         model = CLIPModel.from_pretrained(str(name), dtype=dtype, revision=revision)
         processor = CLIPProcessor.from_pretrained(str(name), revision=revision)

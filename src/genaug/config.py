@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from genaug.lazy import lazy_exports
 
+import difflib
 import re
 import reprlib
 import typing
@@ -79,8 +80,6 @@ class Problem:
 
 def close_match(word: object, choices) -> str | None:
     """The allowed value closest to ``word`` (difflib), or None when none is close."""
-    import difflib
-
     matches = difflib.get_close_matches(str(word), [str(choice) for choice in choices], n=1, cutoff=0.6)
     return matches[0] if matches else None
 

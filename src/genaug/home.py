@@ -8,6 +8,7 @@ can be deleted and is remade on demand.
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
 
@@ -27,8 +28,6 @@ def cache_dir(*parts: str) -> Path:
 
 def packaged_config(name: str) -> Path:
     """A config shipped inside the package (``genaug/configs/``: the demo's; the repository's ``configs/demo.yaml`` links to it)."""
-    from importlib.resources import files
-
     path = Path(str(files("genaug") / "configs" / name))
     if not path.is_file():
         raise FileNotFoundError(f"no packaged config named {name!r} in {path.parent}")

@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import re
+import shutil
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -438,8 +439,6 @@ def link_set(source: Path, target: Path) -> None:
     The copy is ``target``'s own: scores and verdicts written there never touch ``source``.
     A manifest already in ``target`` is kept.
     """
-    import shutil
-
     target.mkdir(parents=True, exist_ok=True)
     for entry in source.iterdir():
         if entry.name.startswith(".") or entry.name.startswith("manifest"):

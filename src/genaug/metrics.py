@@ -28,6 +28,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from genaug.data.names import class_prompt
+
 __all__ = [
     "check_features",
     "classifier_fidelity",
@@ -234,8 +236,6 @@ def per_class_frechet(
 def class_texts(class_names: Sequence[str], template: str = "a photo of a {class}") -> list[str]:
     """The zero-shot prompt of each class: ``template`` with the cleaned class name
     (``001.Black_footed_Albatross`` -> "a photo of a Black footed Albatross")."""
-    from genaug.data.names import class_prompt
-
     return [class_prompt(template, name) for name in class_names]
 
 
@@ -265,7 +265,7 @@ def set_metrics(
     images); the real reference is the real training images of the classes the set holds.
     An image with a soft label (``params.soft_label``, e.g. Diff-Mix's) counts as the class
     its label weighs most (the first of equal weights), for every per-class metric.
-    ``classifier`` (a :class:`genaug.filtering.classifier.Classifier` trained on real
+    ``classifier`` (a :class:`genaug.training.classifier.Classifier` trained on real
     images only) adds its fidelity. ``reference``: :func:`real_reference` when computed
     already. Metrics a small set cannot have (PRDC needs ``k + 1`` images on each side, FD
     two) are None with a note. Keys: ``images``, ``real_images``, ``classes``, ``fd``,

@@ -11,7 +11,7 @@ loaders import them when used).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # Each loader module registers its dataset(s) on import.
 from genaug.data import cifar, cub, folder, npz, pocket_digits, torchvision_sets  # noqa: F401
@@ -23,6 +23,7 @@ from genaug.data.prepare import prepare_dataset
 from genaug.data.registry import DATASETS, dataset_spec, register_dataset
 from genaug.data.splits import load_dataset, load_splits
 from genaug.data.synthetic import SyntheticSet, concat_synthetic_sets, load_synthetic_set
+from genaug.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from genaug.data.packed import pack_images
@@ -50,10 +51,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # pack_images needs torch; import it only when asked for.
-    if name == "pack_images":
-        from genaug.data.packed import pack_images
-
-        return pack_images
-    raise AttributeError(f"module 'genaug.data' has no attribute '{name}'")
+# pack_images needs torch; imported only when asked for.
+__getattr__, __dir__ = lazy_exports(__name__, {"pack_images": "genaug.data.packed"})

@@ -9,13 +9,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-
-class DatasetError(ValueError):
-    """A real dataset that cannot be loaded as asked; the message names the file or field."""
-
-
-class MissingDataError(DatasetError, FileNotFoundError):
-    """A file or folder the dataset needs is not where it is expected; the message names the path."""
+from genaug.data.errors import DatasetError, MissingDataError  # noqa: F401 (re-exported)
+from genaug.data.images import load_rgb
 
 
 @dataclass(frozen=True)
@@ -83,8 +78,6 @@ class RealDataset:
         """Image ``index`` as an RGB PIL image."""
         if self.images is not None:
             return Image.fromarray(self.images[index])
-        from genaug.data.images import load_rgb
-
         return load_rgb(self.paths[index])
 
     def rgb(self, index: int) -> np.ndarray:

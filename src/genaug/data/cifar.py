@@ -29,7 +29,7 @@ from genaug.data.base import DatasetError, MissingDataError, RealDataset
 from genaug.data.registry import register_dataset, register_preparer
 
 if TYPE_CHECKING:  # genaug.config validates names against this package's registry
-    from genaug.config import DatasetConfig
+    from genaug.data.config import DatasetConfig
 
 
 @dataclass(frozen=True)

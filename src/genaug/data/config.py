@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from genaug.config import StrictModel
+from genaug.data.registry import DATASETS
 
 __all__ = ["DatasetConfig"]
 
@@ -57,7 +58,6 @@ class DatasetConfig(StrictModel):
         # The registry is the one list of datasets. Importing it imports the genaug.data
         # package, whose loader modules register themselves (none imports this module at
         # import time, so this works while this module is still being imported).
-        from genaug.data.registry import DATASETS
 
         def readers(option: str) -> str:
             return ", ".join(name for name in DATASETS.names() if option in DATASETS.get(name).options)

@@ -22,7 +22,7 @@ from genaug.data.registry import register_dataset
 from genaug.data.scan import check_files, fail_if_strict
 
 if TYPE_CHECKING:  # genaug.config validates names against this package's registry
-    from genaug.config import DatasetConfig
+    from genaug.data.config import DatasetConfig
 
 NAME = "cub200"
 FOLDER = "CUB_200_2011"

@@ -37,7 +37,7 @@ from genaug.data.scan import check_files, content_digests, fail_if_strict, ignor
 from genaug.data.splits import carve_test
 
 if TYPE_CHECKING:  # genaug.config validates names against this package's registry
-    from genaug.config import DatasetConfig
+    from genaug.data.config import DatasetConfig
 
 NAME = "folder"
 DEFAULT_TEST_FRACTION = 0.2

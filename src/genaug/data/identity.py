@@ -26,7 +26,7 @@ import numpy as np
 
 from genaug.data.base import RealDataset
 
-__all__ = ["IDENTITY_FORMAT", "file_signature", "split_identity", "splits_identity", "skipped_count", "identity_changes"]
+__all__ = ["IDENTITY_FORMAT", "file_signature", "row_digest", "split_identity", "splits_identity", "skipped_count", "identity_changes"]
 
 #: Changes whenever the same data would get another digest (what goes into it).
 IDENTITY_FORMAT = "genaug-data-identity-v1"
@@ -84,3 +84,12 @@ def identity_changes(then: dict[str, Any], now: dict[str, Any]) -> list[str]:
             detail = f"{count(after)}, content changed" if same else f"{count(before)} then, {count(after)} now"
             changes.append(f"{name}: {detail}")
     return changes
+
+
+def row_digest(dataset: RealDataset, row: int) -> str:
+    """The content digest of one real image (see :func:`source_digests`)."""
+    if dataset.content is not None:
+        return dataset.content[row]
+    if dataset.paths is not None:
+        return f"{os.path.abspath(dataset.paths[row])}\0{file_signature(dataset.paths[row])}"
+    return hashlib.sha256(np.ascontiguousarray(dataset.images[row]).tobytes()).hexdigest()

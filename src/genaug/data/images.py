@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from genaug.data.base import DatasetError
+from genaug.data.errors import DatasetError
 
 #: File name suffixes treated as images when scanning folders (lower case).
 IMAGE_EXTENSIONS = frozenset(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from genaug.data.base import RealDataset
+from genaug.files import write_text_atomic
 
 __all__ = ["SPLITS_FILE", "split_record", "read_split_record", "split_changes", "change_lines", "split_report"]
 
@@ -122,8 +123,6 @@ def split_report(out_dir: str | Path, splits: Mapping[str, RealDataset | None] |
             else f"notice: {out_dir} was made before runs recorded their splits; they are recorded from now on ({SPLITS_FILE})"
         )
     if write:
-        from genaug.files import write_text_atomic
-
         out_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out_dir / SPLITS_FILE, json.dumps(now, ensure_ascii=False, sort_keys=True))
     return lines

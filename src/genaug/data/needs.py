@@ -5,7 +5,7 @@ Every method declares its needs next to its own code, as a :class:`DataNeeds`:
 - an editor, by a ``data_needs(config)`` class method (DA-Fusion: images per class for
   textual inversion);
 - a stage config, by a ``data_needs()`` method (the generate stage asks its editor);
-- a training recipe, by the size it trains at (:func:`training_needs`).
+- a training recipe, by the size it trains at (:func:`genaug.training.recipes.training_needs`).
 
 :func:`need_problems` checks one declaration against the training split;
 :func:`empty_class_problems` finds classes without a training image, which are an error
@@ -16,16 +16,17 @@ any stage runs, one line each.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import median
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
+
 if TYPE_CHECKING:
     from genaug.data.base import RealDataset
 
-__all__ = ["DataNeeds", "need_problems", "empty_class_problems", "image_side", "training_needs", "stage_needs"]
+__all__ = ["DataNeeds", "need_problems", "empty_class_problems", "image_side", "stage_needs"]
 
 #: Image headers read to find a file dataset's typical side (spread evenly over the split).
 SIDE_PROBES = 200
@@ -105,26 +106,10 @@ def empty_class_problems(train: RealDataset, allowed: bool) -> list[str]:
     ]
 
 
-def training_needs(train_config: Any, where: str = "train") -> DataNeeds:
-    """A training recipe needs images at least as large as the size it trains at, and two classes."""
-    from genaug.training import resolve_recipe
-
-    size = resolve_recipe(train_config).augmentation.image_size
-    return DataNeeds(
-        who=f"{where} (recipe '{train_config.recipe}')",
-        min_side=size,
-        classes=2,
-        why=f"it trains at {size} px: set {where}.augmentation.image_size and crop to the data's size"
-        if size
-        else "",
-    )
-
-
 def stage_needs(config: Any, where: str) -> Iterable[DataNeeds]:
     """The needs a stage config declares (its ``data_needs()``), named ``where``."""
     declare = getattr(config, "data_needs", None)
     if not callable(declare):
         return []
-    from dataclasses import replace
 
     return [replace(needs, who=f"{where}{needs.who}") for needs in declare()]

@@ -20,7 +20,7 @@ from genaug.data.base import DatasetError, MissingDataError, RealDataset
 from genaug.data.registry import register_dataset
 
 if TYPE_CHECKING:  # genaug.config validates names against this package's registry
-    from genaug.config import DatasetConfig
+    from genaug.data.config import DatasetConfig
 
 NAME = "npz"
 PARTS = ("train", "val", "test")

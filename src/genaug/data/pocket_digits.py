@@ -24,7 +24,7 @@ from genaug.data.registry import register_dataset
 from genaug.pocket.render import DIGIT_NAMES, caption, pocket_pools, styled_digits
 
 if TYPE_CHECKING:  # genaug.config validates names against this package's registry
-    from genaug.config import DatasetConfig
+    from genaug.data.config import DatasetConfig
 
 NAME = "pocket_digits"
 

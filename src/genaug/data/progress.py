@@ -10,6 +10,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence, TypeVar
 
+from genaug.progress import progress_bar
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -36,7 +38,6 @@ def map_with_progress(
             return [function(item) for item in items]
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(function, items))
-    from genaug.progress import progress_bar
 
     results: list[R] = []
     with progress_bar(len(items), description, stderr=True, transient=True) as bar, ThreadPoolExecutor(workers) as pool:

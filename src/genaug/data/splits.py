@@ -36,15 +36,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 import numpy as np
 
+from genaug.config import parse_config
 from genaug.data.base import DatasetError, RealDataset
+from genaug.data.config import DatasetConfig
 from genaug.data.registry import DatasetSpec, dataset_spec
-
-if TYPE_CHECKING:  # imported lazily: genaug.config validates names against this package's registry
-    from genaug.config import DatasetConfig
+from genaug.warn import warn_once
 
 DatasetSpecLike = Union["DatasetConfig", dict[str, Any], str]
 
@@ -58,8 +58,6 @@ CONTENT_SPLIT_FORMAT = "genaug-content-split-v1"
 
 def resolve_config(spec: DatasetSpecLike, **overrides: Any) -> DatasetConfig:
     """A :class:`DatasetConfig` from a config, a dict or a dataset name, plus field overrides."""
-    from genaug.config import DatasetConfig, parse_config
-
     if isinstance(spec, DatasetConfig):
         data = spec.model_dump(exclude_unset=True)
     elif isinstance(spec, dict):
@@ -139,8 +137,6 @@ def warn_short_classes(pool: RealDataset, per_class: int) -> None:
     counts = pool.class_counts()
     short = [f"'{pool.class_names[c]}' {int(n)}" for c, n in enumerate(counts) if n < per_class]
     if short:
-        from genaug.warn import warn_once
-
         shown = ", ".join(short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
         warn_once(
             f"dataset.labels_per_class is {per_class} but {len(short)} of {len(counts)} classes hold fewer training "

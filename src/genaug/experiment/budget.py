@@ -31,9 +31,12 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pydantic import Field
 
 from genaug.config import StrictModel
+from genaug.files import write_json_atomic
+from genaug.stage_dirs import resolve_ref
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.experiment.config import ArmConfig, ExperimentConfig
@@ -63,8 +66,6 @@ def class_quota(synthetic_per_real: float, real_count: int) -> int:
 
 def natural_sets(arm: "ArmConfig", nodes: dict[str, "StageNode"]) -> list[tuple[str, Path]]:
     """``(key, folder)`` of every set the arm names, as the stages wrote them."""
-    from genaug.experiment.graph import resolve_ref
-
     sets = []
     for ref in arm.data_refs:
         node, folder = resolve_ref(nodes, ref)
@@ -132,10 +133,7 @@ def make_budget_sets(
 
 def subsample(arm: str, sources: list[tuple[str, Path]], folder: Path, budget: BudgetConfig, real_train) -> dict[str, Any]:
     """Draw the parity subsample of ``sources`` into ``folder`` (module doc); returns budget.json."""
-    import numpy as np
-
     from genaug.manifest import link_set
-    from genaug.files import write_json_atomic
     from genaug.manifest import read_manifest, write_manifest
 
     names = list(real_train.class_names)

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 from genaug.checks import dataset_root_problem, pocket_mismatches, recipe_size_mismatch, stage_models
 from genaug.config import ConfigError, located
+from genaug.data.needs import empty_class_problems, need_problems, stage_needs
+from genaug.diffusion.models import resolve_model
 from genaug.experiment.config import ExperimentConfig, source_of_key
-from genaug.generation.models import resolve_model
+from genaug.training.recipes import training_needs
 from genaug.warn import warn_once
 
 __all__ = ["Preflight", "preflight"]
@@ -85,8 +87,6 @@ def preflight(experiment: ExperimentConfig, needed, jobs, splits=None) -> Prefli
 def data_problems(experiment: ExperimentConfig, train, nodes, jobs) -> list[str]:
     """One line per data need (:mod:`genaug.data.needs`) of ``nodes`` (stage nodes) and ``jobs``
     (training runs) that the training split ``train`` does not meet, and one for empty classes."""
-    from genaug.data.needs import empty_class_problems, need_problems, stage_needs, training_needs
-
     packed = experiment.dataset.image_size
     problems = [located(line, source_of_key(experiment, "dataset")) for line in empty_class_problems(train, experiment.dataset.allow_empty_classes)]
     for node in nodes:

@@ -23,6 +23,7 @@ import math
 from pydantic import Field
 
 from genaug.config import StrictModel
+from genaug.seeds import generator_for
 
 __all__ = ["ComputeConfig", "natural_steps"]
 
@@ -57,7 +58,6 @@ def natural_steps(config, real_labels, synthetic_labels, synthetic_sources=None)
     import torch
 
     from genaug.training.policies import TrainPool, create_policy
-    from genaug.training.seeding import generator_for
 
     if getattr(config, "steps", None):
         return int(config.steps)

@@ -59,6 +59,7 @@ from genaug.config import (
     parse_config,
     parse_with_overrides,
     read_yaml_mapping,
+    source_of,
 )
 from genaug.data.config import DatasetConfig
 from genaug.registry import stage_kind
@@ -67,8 +68,9 @@ from genaug.experiment.budget import BudgetConfig
 from genaug.experiment.compute import ComputeConfig
 from genaug.experiment.seeds import SeedRule
 from genaug.experiment.set_metrics import MetricsConfig
-from genaug.experiment.slurm import LauncherConfig
+from genaug.experiment.launcher import LauncherConfig
 from genaug.experiment.verdicts import StatsConfig
+from genaug.warn import warn_once
 
 __all__ = [
     "ArmConfig",
@@ -377,8 +379,6 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None, quick:
     warnings = []
     if quick:
         if not data.get("quick"):
-            from genaug.warn import warn_once
-
             warnings.append(f"{path} has no quick: section; --quick runs the file as it is")
             warn_once(warnings[-1])
         # the file as written must be valid too: a quick: section must not hide an error in it
@@ -395,8 +395,6 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None, quick:
 
 def source_of_key(experiment: ExperimentConfig, key: str) -> str:
     """The file or the command line that set ``key`` of ``experiment`` (``config`` when built in Python)."""
-    from genaug.config import source_of
-
     if experiment._source is None:
         return "config"
     return source_of(key, experiment._source, experiment._overrides)

@@ -21,11 +21,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from genaug.experiment.config import ExperimentConfig, StageSpec, stage_config
+from genaug.pocket import pocket_info
 from genaug.registry import stage_kind
+from genaug.stage_dirs import STAGE_RECORD, resolve_ref, set_dir  # noqa: F401 (re-exported)
 
 __all__ = ["StageNode", "build_graph", "set_dir", "stage_order", "upstream"]
-
-STAGE_RECORD = "stage.json"
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,6 @@ class StageNode:
 def pocket_identity() -> str | None:
     """The spec hash of the pocket models in use (stages on pocket models depend on them)."""
     try:
-        from genaug.pocket import pocket_info
-
         return pocket_info().get("spec_hash")
     except (OSError, ValueError, KeyError):
         return None
@@ -164,17 +162,6 @@ def dataset_identity(experiment: ExperimentConfig) -> dict[str, Any]:
     from genaug.data.identity import splits_identity
 
     return splits_identity(load_splits(experiment.dataset))
-
-
-def set_dir(node: StageNode, method: str | None = None) -> Path:
-    """The synthetic set a node writes (``method`` picks one set of a stage that makes several)."""
-    return stage_kind(node.kind).folder_of(node.config, node.dir, method)
-
-
-def resolve_ref(nodes: dict[str, StageNode], ref: str) -> tuple[StageNode, Path]:
-    base, _, method = ref.partition("/")
-    node = nodes[base]
-    return node, set_dir(node, method or None)
 
 
 def upstream(nodes: dict[str, StageNode], refs: list[str]) -> list[StageNode]:

@@ -29,12 +29,12 @@ import hashlib
 import io
 import json
 import math
+import re
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genaug.config import TrainConfig, dump_config
+from genaug.config import dump_config
 from genaug.data import DatasetError, load_splits
 from genaug.data.identity import splits_identity
 from genaug.data.membership import split_report
@@ -43,11 +43,16 @@ from genaug.experiment.checks import preflight
 from genaug.experiment.compute import natural_steps
 from genaug.experiment.config import ArmConfig, ExperimentConfig, train_config
 from genaug.experiment.graph import StageNode, build_graph, dataset_identity, upstream
+from genaug.experiment.jobs import TrainJob
 from genaug.experiment.schedule import TrainingPool, launcher_settings, open_pool
 from genaug.experiment.seeds import next_round, stop_reasons
 from genaug.experiment.set_metrics import add_set_metrics, judge_arm, measure_sets
+from genaug.experiment.slurm import slurm_plan
 from genaug.experiment.stages import run_stage
+from genaug.experiment.stats import test_standard_error
+from genaug.experiment.verdicts import VIEW_TITLES, comparisons, headline, noise_summary
 from genaug.files import display_path, write_json_atomic, write_text_atomic
+from genaug.training.recipes import resolve_recipe
 from genaug.warn import WARNINGS_LOG, record_warnings, shown_warnings
 
 __all__ = [
@@ -66,42 +71,6 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 #: The synthetic-set metrics shown in the printed metrics table and results.csv.
 SET_METRICS = ("fd", "precision", "recall", "density", "coverage", "fidelity_clip", "fidelity_classifier", "diversity")
-
-
-@dataclass(frozen=True)
-class TrainJob:
-    """One arm x seed: its resolved config, where it writes, and the sets it trains on."""
-
-    arm: str
-    seed: int
-    config: TrainConfig
-    run_dir: Path
-    sets: tuple[Path, ...]
-    dataset: dict[str, Any]
-    data: dict[str, Any] | None = None  # identity of train / val / test the key was made with
-    view: str = "natural"  # or "matched": trained for the experiment's compute.matched_steps
-
-    @property
-    def done(self) -> bool:
-        return (self.run_dir / "metrics.json").is_file()
-
-    def stale_reason(self) -> str | None:
-        """Why an earlier finished run of this arm and seed is not reused (dry run)."""
-        from genaug.data.identity import identity_changes
-        from genaug.training.trainer import DATA_FILE
-
-        for other in sorted(self.run_dir.parent.glob(f"seed-{self.seed}-*")):
-            if other == self.run_dir or not (other / "metrics.json").is_file():
-                continue
-            try:
-                before = json.loads((other / DATA_FILE).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                before = None
-            changes = identity_changes(before, self.data) if before is not None and self.data is not None else []
-            if changes:
-                return f"the dataset changed since {other.name} ({'; '.join(changes)})"
-            return f"its config or synthetic sets changed since {other.name}"
-        return None
 
 
 # ---------------------------------------------------------------------------- the run
@@ -171,8 +140,6 @@ def run_experiment(
                             jobs=[job for job in jobs + matched if not job.done] if first else None,
                             stages=[node.name for node in needed if not node.is_done()]))
         if launcher_settings(experiment, launcher).name == "slurm":
-            from genaug.experiment.slurm import slurm_plan
-
             echo(slurm_plan(launcher_settings(experiment, launcher), experiment, needed, jobs + matched, out_dir, [arm.name for arm in arms], seeds))
         checked.raise_problems()
         return None
@@ -183,7 +150,6 @@ def run_experiment(
     out_dir.mkdir(parents=True, exist_ok=True)
     record_warnings(out_dir / WARNINGS_LOG, checked.warnings)
     write_text_atomic(out_dir / "experiment.yaml", dump_config(experiment))
-    from genaug.training.recipes import resolve_recipe
 
     train_digest = identity.get("train", {}).get("digest")
     todo = [job for job in jobs if not job.done]
@@ -323,7 +289,6 @@ def arm_steps(
     """The optimizer steps of the arm's natural runs (:func:`genaug.experiment.compute.natural_steps`),
     from its data policy, the real training labels and the kept records of its sets."""
     from genaug.manifest import read_manifest
-    from genaug.training.recipes import resolve_recipe
 
     index = {name: i for i, name in enumerate(real_train.class_names)}
     synthetic = []
@@ -335,7 +300,7 @@ def arm_steps(
 
 def checkpoint_epochs(run_dir: Path) -> int | None:
     """Epochs finished by the checkpoint in ``run_dir``, or None when it holds none."""
-    from genaug.training.checkpoint import checkpoint_epoch, find_checkpoint
+    from genaug.checkpoint import checkpoint_epoch, find_checkpoint
 
     folder = find_checkpoint(run_dir)
     return None if folder is None else checkpoint_epoch(folder)
@@ -436,7 +401,6 @@ def collect_results(
     for arm in arms:
         for metric in ("top1", "balanced_accuracy"):
             arm[f"delta_{metric}"] = arm[f"{metric}_mean"] - baseline[f"{metric}_mean"] if baseline else None
-    from genaug.training import resolve_recipe
 
     first = resolve_recipe(train_config(experiment, experiment.arms[0], experiment.seeds[0]))
     every_seed = sorted({seed for arm in arms for seed in arm["seeds"]})
@@ -464,7 +428,6 @@ def collect_results(
 
 def run_entry(job: TrainJob, out_dir: Path, n_test: int) -> dict[str, Any]:
     """One finished run as results.json keeps it (every per-seed value a verdict is computed from)."""
-    from genaug.experiment.stats import test_standard_error
     from genaug.training.trainer import RunResult
 
     result = RunResult.load(job.run_dir)
@@ -503,8 +466,6 @@ def attribute_warnings(warnings: list[str], experiment: ExperimentConfig, nodes:
     """The run's own warnings (configuration, data, pocket models on other data), each with the
     arms it concerns: a warning about ``stages.<name>.`` concerns every arm that trains on what
     that stage made (directly or through the stages after it); any other, the whole run."""
-    import re
-
     readers = {
         arm.name: {node.name for node in upstream(nodes, arm.data_refs)} for arm in experiment.arms
     }
@@ -518,15 +479,11 @@ def attribute_warnings(warnings: list[str], experiment: ExperimentConfig, nodes:
 
 def verdict_comparisons(results: dict[str, Any], experiment: ExperimentConfig):
     """The table's comparisons (:func:`genaug.experiment.verdicts.comparisons`) for these results."""
-    from genaug.experiment.verdicts import comparisons
-
     return comparisons(results, [tuple(pair) for pair in experiment.compare], experiment.stats)
 
 
 def add_verdicts(results: dict[str, Any], experiment: ExperimentConfig) -> None:
     """Every comparison with its interval, p, Holm's p and verdict; the test split's noise; the headline."""
-    from genaug.experiment.verdicts import headline, noise_summary
-
     results["comparisons"] = [comparison.to_json() for comparison in verdict_comparisons(results, experiment)]
     results["noise"] = noise_summary(results)
     results["headline"] = headline(results)
@@ -642,8 +599,6 @@ def verdict_lines(results: dict[str, Any]) -> list[str]:
     for view in results.get("views", ["natural"]):
         these = [c for c in named if c["view"] == view]
         if these:
-            from genaug.experiment.verdicts import VIEW_TITLES
-
             lines.append(f"named comparisons {VIEW_TITLES[view]}:")
             lines += [f"  {c['sentence']}" for c in these]
     for arm, reason in (results.get("seed_stops") or {}).items():

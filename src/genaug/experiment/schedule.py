@@ -27,10 +27,13 @@ import concurrent.futures as futures
 import contextlib
 import multiprocessing
 import signal
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
-if TYPE_CHECKING:  # pragma: no cover
-    from genaug.experiment.runner import TrainJob
+from genaug.experiment.jobs import TrainJob, train_job
+from genaug.experiment.slurm import SlurmPool
+from genaug.progress import progress_bar
+from genaug.training.recipes import resolve_recipe
+from genaug.training.run_logger import METRICS_CSV
 
 __all__ = ["TrainingPool", "train_job", "launcher_settings", "open_pool"]
 
@@ -127,7 +130,6 @@ class TrainingPool:
             self._queued = []
         if not self._pending:
             return
-        from genaug.progress import progress_bar
 
         last = {"line": ""}
 
@@ -183,9 +185,6 @@ class TrainingPool:
 def running_line(jobs: list["TrainJob"]) -> str:
     """``arm sN done/total`` for each job that has logged an epoch: the rows of its metrics.csv
     of its epochs (``epoch N`` for a run of a fixed number of steps, whose epochs are not known)."""
-    from genaug.training.recipes import resolve_recipe
-    from genaug.training.run_logger import METRICS_CSV
-
     parts = []
     for job in jobs:
         try:
@@ -216,27 +215,6 @@ def _leave_interrupts_to_parent() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def train_job(job: "TrainJob", progress: bool) -> dict[str, Any]:
-    """Train one arm x seed (also the body of a worker process)."""
-    from genaug.data import DatasetError, load_splits
-    from genaug.data.identity import identity_changes, splits_identity
-    from genaug.data.synthetic import load_synthetic_set
-    from genaug.training import train
-
-    splits = load_splits(job.dataset)
-    changes = identity_changes(job.data, splits_identity(splits)) if job.data is not None else []
-    if changes:
-        raise DatasetError(
-            f"the dataset changed while the experiment ran ({'; '.join(changes)}); run the same command again"
-        )
-    synthetic = load_synthetic_set(job.sets, splits["train"].class_names) if job.sets else None
-    config = job.config
-    if not progress:
-        config = config.model_copy(update={"logging": config.logging.model_copy(update={"progress": False})})
-    result = train(config, splits, job.run_dir, synthetic)
-    return {"top1": result.test["top1"], "seconds": result.wall_seconds}
-
-
 def launcher_settings(experiment, launcher: str | None = None):
     """The experiment's ``launcher:`` with ``launcher`` (``--launcher``) as its name when given."""
     settings = experiment.launcher
@@ -246,7 +224,5 @@ def launcher_settings(experiment, launcher: str | None = None):
 def open_pool(settings, experiment, out_dir, artifacts, total: int, progress: bool, echo, on_finished, wait: bool = True):
     """The pool the runner hands stages and runs to: local workers, or Slurm jobs (:mod:`genaug.experiment.slurm`)."""
     if settings.name == "slurm":
-        from genaug.experiment.slurm import SlurmPool
-
         return SlurmPool(settings, out_dir, artifacts, experiment.name, total, progress, echo, on_finished, wait=wait)
     return TrainingPool(experiment.workers, total, progress, echo, on_finished=on_finished)

@@ -17,7 +17,7 @@ metrics: {clip: null, k: 5, classifier: true}   # the defaults
   (no synthetic data, no online mixer; else the first arm that is), its run of the first
   seed. Experiments keep a finished run's selected weights (``best.safetensors``) even
   without ``keep_checkpoint``, so the judge costs nothing to train; it is loaded with
-  :func:`genaug.filtering.classifier.load_classifier`. No such run: no classifier fidelity.
+  :func:`genaug.training.classifier.load_classifier`. No such run: no classifier fidelity.
 - ``enabled: false`` skips the metrics.
 
 Each result is cached in ``<artifacts>/metrics-<key>/metrics.json``, keyed by the keys of
@@ -35,7 +35,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from genaug.config import StrictModel
-from genaug.files import display_path
+from genaug.diffusion.models import clip_reference, resolve_model
+from genaug.experiment.budget import BUDGET_FILE, arm_sets, budget_dir
+from genaug.files import display_path, write_json_atomic
+from genaug.metrics import real_reference, set_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.experiment.config import ExperimentConfig
@@ -104,8 +107,6 @@ def add_set_metrics(
 ) -> dict[str, Any]:
     """Put ``set_metrics`` (and ``budget`` for a parity arm) into every arm of ``results``
     that trains on synthetic data; computes what is not cached (module doc)."""
-    from genaug.experiment.budget import BUDGET_FILE, budget_dir
-
     for entry in results["arms"]:
         arm = experiment.arm(entry["name"])
         folder = budget_dir(experiment, arm, nodes, train_digest)
@@ -132,15 +133,11 @@ def measure_sets(
 ) -> dict[str, dict[str, Any]]:
     """The metrics of the set each of ``arms`` trains on (arms on real images only are left
     out), read from their cache or computed and cached; the judge is :func:`judge_run` of ``jobs``."""
-    from genaug.experiment.budget import arm_sets
-
     config = experiment.metrics
     measured = [name for name in arms if experiment.arm(name).data_refs]
     if not config.enabled or not measured:
         return {}
-    from genaug.generation.models import resolve_model
-    from genaug.generation.models import clip_reference
-    from genaug.training.checkpoint import BEST_FILE
+    from genaug.checkpoint import BEST_FILE
 
     clip_name = metrics_clip(experiment)
     clip_identity = resolve_model(clip_reference(clip_name), field="metrics.clip").identity
@@ -152,13 +149,12 @@ def measure_sets(
 
     def models() -> dict[str, Any]:
         if not loaded:
-            from genaug.metrics import real_reference
             from genaug.clip import Clip
 
             loaded["clip"] = Clip.from_reference(clip_name, stage="metrics", field="metrics.clip")
             loaded["reference"] = real_reference(real_train, loaded["clip"], config.batch_size)
             if judge is not None:
-                from genaug.filtering.classifier import load_classifier
+                from genaug.training.classifier import load_classifier
 
                 loaded["classifier"] = load_classifier(judge)
         return loaded
@@ -176,9 +172,6 @@ def measure_sets(
         path = artifacts / f"metrics-{key}" / METRICS_FILE
         metrics = _read(path, key)
         if metrics is None:
-            from genaug.files import write_json_atomic
-            from genaug.metrics import set_metrics
-
             have = models()
             try:
                 metrics = set_metrics(

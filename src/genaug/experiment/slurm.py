@@ -43,15 +43,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from pydantic import Field
-
-from genaug.config import StrictModel
+from genaug.experiment.config import load_experiment
+from genaug.experiment.graph import build_graph, set_dir
+from genaug.experiment.jobs import TrainJob, train_job
+from genaug.experiment.launcher import LauncherConfig
+from genaug.files import write_json_atomic
+from genaug.stage_dirs import earlier_runs, earlier_sets
+from genaug.training.config import TrainConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.experiment.graph import StageNode
-    from genaug.experiment.runner import TrainJob
 
 __all__ = [
     "LauncherConfig", "SlurmPool", "SlurmError", "LeftRunning", "Sbatch", "slurm_plan", "shared_storage_problems",
@@ -63,35 +66,6 @@ JOBS_FILE = "jobs.json"
 #: Path prefixes that compute nodes usually do not share with the submitting machine.
 LOCAL_PREFIXES = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 ALIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"}  # fmt: skip
-
-
-class LauncherConfig(StrictModel):
-    """Where ``genaug run`` does its work: ``local`` (this machine, ``workers`` processes) or
-    ``slurm`` (module doc). The other fields are Slurm's:
-
-    ``partition``, ``account``, ``time`` (``--time``, e.g. ``"04:00:00"``), ``memory``
-    (``--mem``, e.g. ``"16G"``), ``gpus_per_task`` (``--gpus-per-task``), ``cpus_per_task``
-    (also the torch threads of a stage task), ``array`` (tasks of a ``generate`` stage's array,
-    its ``--shard i/n``), ``sbatch`` (extra ``#SBATCH`` lines, e.g. ``"--qos=high"``),
-    ``setup`` (shell lines before the command, e.g. ``"module load cuda"``), ``retries`` (a
-    failed task is submitted again this many times), ``poll_seconds`` (how often ``squeue`` is
-    asked), ``shared`` (true: the run folder and caches are on storage the nodes share even
-    where the path looks node-local, e.g. under /tmp on a one-machine cluster).
-    """
-
-    name: Literal["local", "slurm"] = "local"
-    partition: str | None = None
-    account: str | None = None
-    time: str | None = None
-    memory: str | None = None
-    gpus_per_task: int = Field(default=0, ge=0)
-    cpus_per_task: int = Field(default=1, ge=1)
-    array: int = Field(default=1, ge=1)
-    sbatch: list[str] = Field(default_factory=list)
-    setup: list[str] = Field(default_factory=list)
-    retries: int = Field(default=2, ge=0)
-    poll_seconds: float = Field(default=10.0, gt=0)
-    shared: bool = False
 
 
 class SlurmError(RuntimeError):
@@ -137,13 +111,12 @@ class Sharding:
 
 
 def _make_generate_shard(config: Any, node: "StageNode") -> int:
-    from genaug.generation.stage import earlier_sets, generate
+    from genaug.generation.stage import generate
 
     return generate(config, reuse_from=earlier_sets(node)).made
 
 
 def _prepare_sdi(node: "StageNode", nodes: dict) -> None:
-    from genaug.generation.stage import earlier_runs
     from genaug.sdi import build_bank, embed_training_images, sample_features, train_projector
 
     work_dirs = [folder for folder, _ in earlier_runs(node)]  # incremental passes, as run_sdi_stage
@@ -154,7 +127,6 @@ def _prepare_sdi(node: "StageNode", nodes: dict) -> None:
 
 
 def _make_sdi_shard(config: Any, node: "StageNode") -> int:
-    from genaug.generation.stage import earlier_sets
     from genaug.sdi import generate_from_samples
 
     return generate_from_samples(config, reuse_from=earlier_sets(node)).made
@@ -390,8 +362,6 @@ class SlurmPool:
             raise SlurmError(f"{path} is not valid JSON; remove it to submit every job again") from None
 
     def _save(self) -> None:
-        from genaug.files import write_json_atomic
-
         write_json_atomic(self.folder / JOBS_FILE, self.record)
 
     def _entry(self, unit: Unit) -> dict[str, Any]:
@@ -473,7 +443,6 @@ class SlurmPool:
         self._refresh()
         specs = self.folder / "specs"
         specs.mkdir(parents=True, exist_ok=True)
-        from genaug.files import write_json_atomic
 
         for job in jobs:
             unit = train_unit(self.run_dir, job)
@@ -702,8 +671,6 @@ def failure_line(run_dir: Path, unit: Unit, job_id: str, attempts: int, tail: in
 
 def write_launch(folder: Path, artifacts: Path) -> None:
     """``slurm/launch.json``: what a task needs besides ``experiment.yaml`` (the artifacts folder)."""
-    from genaug.files import write_json_atomic
-
     write_json_atomic(folder / "launch.json", {"artifacts": str(artifacts.resolve())})
 
 
@@ -792,8 +759,6 @@ def _task_graph(run_dir: Path, name: str, key: str):
     """The run folder's experiment and stage graph as the driver built them; the node ``name``."""
     from genaug.data import load_splits
     from genaug.data.identity import splits_identity
-    from genaug.experiment.config import load_experiment
-    from genaug.experiment.graph import build_graph
 
     run_dir = Path(run_dir)
     experiment = load_experiment(run_dir / "experiment.yaml")
@@ -827,8 +792,6 @@ def run_stage_task(run_dir: Path, name: str, key: str, shard: str | None = None,
     """``genaug task stage``: the whole stage (its record written); with ``prepare``, the part of a
     sharded stage that runs once before its array (SDI's projector, bank and samples); with
     ``shard`` (``i/n``), one shard of its images."""
-    from genaug.files import write_json_atomic
-
     nodes, node = _task_graph(run_dir, name, key)
     with _task_threads():
         if shard is None and not prepare:
@@ -851,7 +814,7 @@ def run_stage_task(run_dir: Path, name: str, key: str, shard: str | None = None,
             write_json_atomic(marker, {"seconds": seconds})
             echo(f"stage {name}: prepared in {seconds:.1f} s")
             return
-        from genaug.generation.runtime import parse_shard
+        from genaug.runtime import parse_shard
 
         parsed = parse_shard(shard)
         index, count = parsed.rank, parsed.world
@@ -865,9 +828,7 @@ def run_stage_task(run_dir: Path, name: str, key: str, shard: str | None = None,
 
 def run_merge_task(run_dir: Path, name: str, key: str, shards: int, echo=print) -> None:
     """``genaug task merge``: join the shards' manifests, finish the stage, record it with the shards' cost."""
-    from genaug.experiment.graph import set_dir
     from genaug.experiment.stages import run_stage
-    from genaug.files import write_json_atomic
     from genaug.manifest import merge_shards
 
     nodes, node = _task_graph(run_dir, name, key)
@@ -890,10 +851,6 @@ def run_merge_task(run_dir: Path, name: str, key: str, shards: int, echo=print) 
 
 def run_train_task(spec_path: Path, echo=print) -> None:
     """``genaug task train``: the training run written in ``spec_path`` (:func:`train_spec`)."""
-    from genaug.config import TrainConfig
-    from genaug.experiment.runner import TrainJob
-    from genaug.experiment.schedule import train_job
-
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     job = TrainJob(
         arm=spec["arm"], seed=spec["seed"], config=TrainConfig.model_validate(spec["config"]), run_dir=Path(spec["run_dir"]),

@@ -28,8 +28,8 @@ _LAZY = {
     "FilterReport": "genaug.filtering.stage",
     "filter_set": "genaug.filtering.stage",
     "FilterConfig": "genaug.filtering.config",
-    "load_classifier": "genaug.filtering.classifier",
-    "Classifier": "genaug.filtering.classifier",
+    "load_classifier": "genaug.training.classifier",
+    "Classifier": "genaug.training.classifier",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

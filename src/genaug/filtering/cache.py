@@ -27,6 +27,7 @@ from typing import Any
 
 from genaug.files import atomic_path
 from genaug.manifest import SampleRecord, record_file
+from genaug.reuse import donor_name
 
 SCORES_FILE = "filter-scores.jsonl"
 
@@ -62,8 +63,6 @@ class ScoreCache:
 def read_cache(set_dir: Path, reuse_from: list[Path] | tuple = ()) -> ScoreCache:
     """The score files of ``set_dir`` and of the earlier sets ``reuse_from`` (first found wins);
     unreadable files and lines are skipped (their scores are computed again)."""
-    from genaug.generation.engine import donor_name
-
     cache = ScoreCache()
     for folder in [Path(set_dir), *map(Path, reuse_from)]:
         path = folder / SCORES_FILE

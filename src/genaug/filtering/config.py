@@ -12,7 +12,10 @@ from pydantic import Field, model_validator
 
 from genaug.config import StrictModel
 from genaug.data.config import DatasetConfig
+from genaug.diffusion.models import clip_reference
+from genaug.filtering.registry import FILTERS, validate_filter_specs
 from genaug.registry import register_stage
+from genaug.stage_dirs import earlier_sets, resolve_ref
 
 __all__ = ["FilterConfig"]
 
@@ -38,8 +41,6 @@ class FilterConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "FilterConfig":
-        from genaug.filtering.registry import validate_filter_specs
-
         validate_filter_specs(self.filters)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
@@ -50,9 +51,6 @@ class FilterConfig(StrictModel):
     def models(self) -> list[tuple[str, str, str | None]]:
         """``(key, reference, revision)`` of every model this stage loads (the pre-run check and
         the pocket-model warnings read them)."""
-        from genaug.filtering.registry import FILTERS
-        from genaug.generation.models import clip_reference
-
         uses_clip = any(FILTERS.get(spec["name"]).uses_clip for spec in self.filters)
         return [("clip", clip_reference(self.clip), None)] if uses_clip else []
 
@@ -85,9 +83,7 @@ def run_filter_stage(node, nodes) -> tuple[int, dict]:
     Two arms may read one set unfiltered and filtered (or filtered two ways): scores and
     verdicts go into this node's own manifest only.
     """
-    from genaug.experiment.graph import resolve_ref
     from genaug.filtering import filter_set
-    from genaug.generation.stage import earlier_sets
     from genaug.manifest import link_set
 
     _, source = resolve_ref(nodes, node.input)

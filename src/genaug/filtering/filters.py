@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genaug.data.names import class_prompt
+from genaug.degenerate import black_white_fractions
 from genaug.filtering.registry import FILTERS, Filter
 from genaug.filtering.scores import (
     classifier_scores,
@@ -43,11 +44,9 @@ class FramesParams(_Params):
 @FILTERS.register("frames", params=FramesParams)
 class FramesFilter(Filter):
     """Drop frames more than ``max_fraction`` black or more than ``max_fraction`` white (both
-    directions; the reference checks one). Pixel levels as in :mod:`genaug.generation.degenerate`."""
+    directions; the reference checks one). Pixel levels as in :mod:`genaug.degenerate`."""
 
     def score(self, chunk: "ImageChunk", context: "FilterContext") -> dict[str, np.ndarray]:
-        from genaug.generation.degenerate import black_white_fractions
-
         black = np.zeros(len(chunk.images))
         white = np.zeros(len(chunk.images))
         by_shape: dict[tuple, list[int]] = defaultdict(list)

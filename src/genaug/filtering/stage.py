@@ -26,20 +26,24 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from genaug.config import FilterConfig
 from genaug.data.images import load_rgb
+from genaug.data.progress import default_workers
 from genaug.files import write_json_atomic
 from genaug.filtering.cache import write_cache
 from genaug.filtering.registry import Filter, create_filter
 from genaug.manifest import SampleRecord, merge_shards, read_manifest, record_file, shard_manifests, write_manifest
 from genaug.progress import progress_bar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.filtering.config import FilterConfig
 
 REPORT_FILE = "filter.json"
 
@@ -96,7 +100,7 @@ class FilterContext:
     embeddings, the real dataset, the classifier."""
 
     def __init__(self, config: FilterConfig, records: list[SampleRecord], clip=None, real=None, classifier=None) -> None:
-        from genaug.generation.runtime import select_device
+        from genaug.runtime import select_device
 
         self.config = config
         self.batch_size = config.batch_size
@@ -169,7 +173,8 @@ class FilterContext:
         if self._classifier is None:
             if run is None:
                 raise ValueError("the classifier filter needs 'run' (a genaug train run folder) or a classifier passed in")
-            from genaug.filtering.classifier import load_classifier
+            # across siblings on purpose: the filter scores with a classifier genaug trained, loaded by training
+            from genaug.training.classifier import load_classifier
 
             self._classifier = load_classifier(run, self.device)
         return self._classifier
@@ -182,7 +187,7 @@ def filter_set(config: FilterConfig, *, clip=None, real=None, classifier=None, r
     """Score and mark the synthetic set ``config.set_dir`` (module doc).
 
     ``clip`` (a :class:`genaug.clip.Clip`), ``real`` (``{"train": RealDataset, ...}``) and
-    ``classifier`` (a :class:`genaug.filtering.classifier.Classifier`) may be passed in;
+    ``classifier`` (a :class:`genaug.training.classifier.Classifier`) may be passed in;
     otherwise they are loaded from the config. ``reuse_from``: earlier filtered sets (of this
     stage, e.g. before images were added) whose cached scores are taken where they apply.
     """
@@ -421,10 +426,6 @@ def read_image(path: Path) -> np.ndarray | None:
 def image_chunks(set_dir: Path, records: list[SampleRecord], batch_size: int, rows: np.ndarray | None = None) -> Iterator[ImageChunk]:
     """The images of the records ``rows`` (default all), ``batch_size`` at a time, decoded in
     threads (Pillow releases the GIL); a chunk's ``rows`` index ``records``."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from genaug.data.progress import default_workers
-
     order = np.arange(len(records)) if rows is None else np.asarray(rows, dtype=np.int64)
     with ThreadPoolExecutor(default_workers()) as pool:
         for index, start in enumerate(range(0, len(order), batch_size)):

@@ -12,7 +12,10 @@ from pydantic import Field, model_validator
 
 from genaug.config import StrictModel
 from genaug.data.config import DatasetConfig
+from genaug.generation.presets import sampling_preset
+from genaug.generation.prompts import PROMPT_PRESETS
 from genaug.registry import register_stage
+from genaug.stage_dirs import earlier_sets
 
 __all__ = ["EngineConfig", "EditorConfig", "GenerateConfig"]
 
@@ -42,7 +45,7 @@ class EngineConfig(StrictModel):
         if self.max_regenerations < 0:
             raise ValueError(f"max_regenerations must be >= 0, got {self.max_regenerations}")
         if self.shard is not None:
-            from genaug.generation.runtime import parse_shard
+            from genaug.runtime import parse_shard
 
             parse_shard(self.shard)
         return self
@@ -84,8 +87,6 @@ class EditorConfig(StrictModel):
         editor = EDITORS.get(self.name, key="name")
         editor.check_options(self.options)
         if self.preset is not None:
-            from genaug.generation.presets import sampling_preset
-
             sampling_preset(editor.preset_key_for(self.model), self.preset)
         if self.scheduler is not None:
             SCHEDULERS.spec(self.scheduler, key="scheduler")
@@ -119,8 +120,6 @@ class GenerateConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "GenerateConfig":
-        from genaug.generation.prompts import PROMPT_PRESETS
-
         if isinstance(self.prompts, str) and self.prompts not in PROMPT_PRESETS:
             error = PROMPT_PRESETS.unknown(self.prompts, key="prompts")
             raise ValueError(f"{error} (or a list of prompts)")
@@ -149,7 +148,7 @@ class GenerateConfig(StrictModel):
 
 @register_stage("generate", config=GenerateConfig, description="edit or synthesise images with a registered editor")
 def run_generate_stage(node, nodes) -> tuple[int, dict]:
-    from genaug.generation.stage import earlier_sets, generate
+    from genaug.generation.stage import generate
 
     report = generate(node.config, reuse_from=earlier_sets(node))
     return report.made, {"regenerated": report.regenerated, "degenerate": report.degenerate, "reused": report.reused}

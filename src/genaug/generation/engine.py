@@ -46,11 +46,9 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from genaug.degenerate import is_degenerate
 from genaug.files import write_json_atomic
-from genaug.generation.degenerate import is_degenerate
 from genaug.generation.items import WorkItem, check_unique_ids
-from genaug.generation.runtime import Shard, resolve_shard, wait_for_all
-from genaug.generation.seeds import item_seed
 from genaug.home import cache_dir
 from genaug.manifest import (
     SampleRecord,
@@ -64,6 +62,9 @@ from genaug.manifest import (
 )
 from genaug.memory import BatchBackoff
 from genaug.progress import progress_bar
+from genaug.reuse import copy_from_donors, find_donors
+from genaug.runtime import Shard, resolve_shard, wait_for_all
+from genaug.seeds import item_seed
 
 
 class Renderer(Protocol):
@@ -258,61 +259,6 @@ def input_keys(
     """:func:`item_input_key` of every item, by id."""
     params = renderer.params()
     return {item.id: item_input_key(item, params, model, extra_params, sources(item)) for item in items}
-
-
-def find_donors(keys: dict[str, str], sets: Sequence[Path]) -> dict[str, tuple[Path, SampleRecord]]:
-    """For each item id of ``keys``, the first of ``sets`` holding a record of that id and input
-    key whose image is readable, with the record (earlier sets without keys give nothing)."""
-    if not keys:
-        return {}
-    found: dict[str, tuple[Path, SampleRecord]] = {}
-    for donor in sets:
-        if not any(donor.glob("manifest*.jsonl")):
-            continue
-        try:
-            records = read_manifest(donor)
-        except (OSError, ValueError):
-            continue  # a damaged earlier set is simply not used
-        for record in records:
-            if record.id in found or keys.get(record.id) is None or record.params.get("input_key") != keys[record.id]:
-                continue
-            if image_readable(record_file(donor, record)):
-                found[record.id] = (donor, record)
-    return found
-
-
-def copy_from_donors(
-    items: Sequence[WorkItem], donors: dict[str, tuple[Path, SampleRecord]], writer: SetWriter, batch_size: int
-) -> None:
-    """Copy each item's image and record from its earlier set, ``batch_size`` at a time, as
-    :meth:`SetWriter.add_batch` writes made images (images synced before their records).
-    The record is the earlier one with this set's image path and ``params.reused_from`` (and the
-    item's own ``embedding``: where its vector is in this run's samples table)."""
-    from dataclasses import replace
-
-    from PIL import Image
-
-    for start in range(0, len(items), batch_size):
-        entries = []
-        for item in items[start : start + batch_size]:
-            donor, record = donors[item.id]
-            with Image.open(record_file(donor, record)) as image:
-                pixels = np.array(image.convert("RGB"))
-            params = {**record.params, "reused_from": donor_name(donor, writer.set_dir)}
-            embedding = getattr(item, "extra", {}).get("embedding", record.embedding)
-            copied = replace(record, path=writer.image_path(item.id, item.class_name), params=params, embedding=embedding)
-            entries.append((copied, pixels))
-        writer.add_batch(entries)
-
-
-def donor_name(donor: Path, set_dir: Path) -> str:
-    """An earlier set as ``params.reused_from`` names it: its folder relative to the folder it
-    shares with this set (``generate-<key>``, ``mix-<key>/concat``, ``sdi-<key>/generated/gaussian``)."""
-    import os
-
-    donor, here = Path(os.path.abspath(donor)), Path(os.path.abspath(set_dir))
-    common = Path(os.path.commonpath([donor, here]))
-    return donor.relative_to(common).as_posix() if donor != common else donor.name
 
 
 def completed_ids(set_dir: Path) -> set[str]:

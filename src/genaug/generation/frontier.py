@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import json
 import os
 import platform
 import sys
@@ -44,10 +45,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from genaug.generation.config import EditorConfig
 from genaug.generation.editors.base import SCHEDULERS, scheduler_name
 from genaug.generation.items import WorkItem
-from genaug.generation.runtime import autocast_context
-from genaug.generation.seeds import item_seed
+from genaug.metrics import frechet_distance
+from genaug.pocket.captions import sample_edits
+from genaug.pocket.render import DIGIT_NAMES, caption, load_digits, pocket_pools, render, sample_styles, styled_digits
+from genaug.runtime import autocast_context
+from genaug.seeds import item_seed
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_SCHEDULERS = ("ddim", "dpmsolver", "unipc", "euler_ancestral")
@@ -124,8 +129,6 @@ def infer_generator(model: str) -> str:
     editors = sweep_editors()
     index = Path(model).expanduser() / "model_index.json"
     if index.is_file():
-        import json
-
         pipeline = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
         for name, cls in editors.items():
             if pipeline == cls.pipeline_class:
@@ -137,9 +140,6 @@ def infer_generator(model: str) -> str:
 def pocket_workload(generator: str, model: str, n: int, seed: int = 0, judged: bool = True) -> Workload:
     """``n`` pocket items: captions for txt2img (as the SD quality gate draws them), re-colouring
     instructions on real test digits for instruct (as the InstructPix2Pix gate does)."""
-    from genaug.pocket.captions import sample_edits
-    from genaug.pocket.render import DIGIT_NAMES, caption, load_digits, pocket_pools, render, sample_styles, styled_digits
-
     editors = sweep_editors()
     if generator not in editors:
         raise ValueError(f"generator must be one of {sorted(editors)}, got {generator!r}")
@@ -185,8 +185,7 @@ def sdi_workload(config, n: int, seed: int = 0, judged: bool = True) -> Workload
     classes), as ``genaug sdi generate`` plans them. Judged: the digit is the sample's class;
     colours are not prompted, so not judged; the ideal images are real downstream test
     digits of the class in their own styles."""
-    from genaug.pocket.render import load_digits, pocket_pools, styled_digits
-    from genaug.sdi.conditioning import NEGATIVE_PROMPT
+    from genaug.diffusion.conditioning import NEGATIVE_PROMPT
     from genaug.sdi.generate import plan_items
     from genaug.sdi.sample import samples_path
     from genaug.sdi.tables import load_table
@@ -242,7 +241,6 @@ class ForwardTimer:
 def make_editor(workload: Workload, point: SweepPoint | None, device: str = "auto", size: int | None = None,
                 guidance_scale: float | None = None):
     """The engine's editor for ``workload`` at ``point`` (None: the editor's defaults, i.e. the reference)."""
-    from genaug.config import EditorConfig
     from genaug.generation.editors import create_editor
 
     fields: dict[str, Any] = {"name": workload.generator, "model": workload.model, "size": size, "guidance_scale": guidance_scale}
@@ -257,7 +255,7 @@ def make_renderer(workload: Workload, point: SweepPoint | None, device: str = "a
     with the config's settings and ``point``'s scheduler and steps."""
     if workload.generator != "sdi":
         return make_editor(workload, point, device, size)
-    from genaug.sdi.conditioning import NEGATIVE_PROMPT
+    from genaug.diffusion.conditioning import NEGATIVE_PROMPT
     from genaug.sdi.generate import RenderSettings, SdiRenderer
 
     config, table = workload.sdi
@@ -357,7 +355,6 @@ class Judges:
 
     def measure(self, images: np.ndarray, workload: Workload) -> dict[str, float]:
         """Class fidelity, colours realised (both, and each) and FD in CLIP space."""
-        from genaug.metrics import frechet_distance
         from genaug.pocket.quality import estimate_colors
 
         predicted = self.judge.predict(images)
@@ -592,8 +589,6 @@ def markdown_table(result: SweepResult) -> str:
 
 def write_sweep(result: SweepResult, out_dir: str | Path) -> dict[str, Path]:
     """``sweep.json`` (rows + meta), ``sweep.md`` (the table) and, when judged, ``pareto.png``."""
-    import json
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "sweep.json", "table": out / "sweep.md"}

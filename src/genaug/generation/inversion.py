@@ -4,14 +4,14 @@ Stable Diffusion stays frozen. Each class k gets one new word embedding ``v_k`` 
 width of the text encoder's token embeddings), initialised to the embedding of
 ``init_word`` ("the" in DA-Fusion's runs). A prompt such as ``"a photo of a class"`` is
 encoded with the *input* embedding of its slot word replaced by ``v_k``
-(:func:`genaug.sdi.conditioning.encode_with_input_slot`), and ``v_k`` learns from the
+(:func:`genaug.diffusion.conditioning.encode_with_input_slot`), and ``v_k`` learns from the
 class's real training images with the usual diffusion loss,
 ``|| eps - unet(sqrt(abar_t) z0 + sqrt(1 - abar_t) eps, t, c(v_k)) ||^2``.
 
 The machinery is SDI's projector training (:mod:`genaug.sdi.train`), shared rather than
-copied: the slot position (:func:`~genaug.sdi.conditioning.class_token_position`) and
-:func:`~genaug.sdi.conditioning.slot_context`, the VAE latent cache
-(:mod:`genaug.sdi.cache`), the seeded step draws (``draw_step``), ``z0`` from the cache
+copied: the slot position (:func:`~genaug.diffusion.conditioning.class_token_position`) and
+:func:`~genaug.diffusion.conditioning.slot_context`, the VAE latent cache
+(:mod:`genaug.diffusion.cache`), the seeded step draws (``draw_step``), ``z0`` from the cache
 (``cached_latents``) and the loss (``diffusion_loss``). Every step's randomness comes
 from ``(seed, class, step)``.
 
@@ -34,13 +34,13 @@ import torch
 from safetensors import safe_open
 
 from genaug.config import ConfigError
+from genaug.diffusion.cache import LatentCache, build_latent_cache, load_latent_cache, save_latent_cache
+from genaug.diffusion.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
+from genaug.diffusion.frozen import FrozenDiffusion, freeze
+from genaug.diffusion.loss import cached_latents, diffusion_loss, draw_step
 from genaug.files import save_safetensors
-from genaug.generation.runtime import autocast_context
-from genaug.sdi.cache import LatentCache, build_latent_cache, load_latent_cache, save_latent_cache
-from genaug.sdi.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
-from genaug.sdi.models import FrozenDiffusion, freeze
-from genaug.sdi.train import cached_latents, diffusion_loss, draw_step
-from genaug.training.seeding import generator_for, training_seed
+from genaug.runtime import autocast_context
+from genaug.seeds import generator_for, training_seed
 
 if TYPE_CHECKING:
     from genaug.generation.editors.dafusion import InversionSettings

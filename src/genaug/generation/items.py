@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from genaug.generation.seeds import item_seed
 from genaug.manifest import check_id
+from genaug.seeds import item_seed
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _PRINTABLE_ASCII = re.compile(r"[ -~]*")

@@ -8,7 +8,7 @@ is ``B A x`` unscaled, as the official ``LoRAAttnProcessor``). One AdamW optimis
 (weight decay ``weight_decay``) holds two parameter groups, the LoRA weights at ``lr``
 (their gradient clipped to norm ``max_grad_norm``) and the words at ``ti_lr``; a step draws ``batch_size`` images of the whole set, mirrored with
 probability ``flip_p``, captions each ``"a photo of a <class word>"`` and minimises the
-diffusion loss ``|| eps - unet_lora(z_t, t, c(v_y)) ||^2`` (:func:`genaug.sdi.train.diffusion_loss`).
+diffusion loss ``|| eps - unet_lora(z_t, t, c(v_y)) ||^2`` (:func:`genaug.diffusion.loss.diffusion_loss`).
 Text encoder, VAE and the UNet's own weights stay frozen.
 
 Files, in ``<folder>``: ``finetune.safetensors`` (the LoRA tensors by parameter name and
@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from genaug.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from genaug.diffusion.cache import LatentCache
+from genaug.diffusion.frozen import FrozenDiffusion
+from genaug.diffusion.loss import cached_latents, diffusion_loss, draw_step
 from genaug.files import save_safetensors
 from genaug.generation.inversion import cached_class_latents, encode_prompts, mean_draw_loss, word_embedding, words_key
-from genaug.generation.runtime import autocast_context
-from genaug.sdi.cache import LatentCache
-from genaug.sdi.models import FrozenDiffusion
-from genaug.sdi.train import cached_latents, diffusion_loss, draw_step
-from genaug.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from genaug.training.seeding import generator_for
+from genaug.runtime import autocast_context
+from genaug.seeds import generator_for
 
 if TYPE_CHECKING:
     from genaug.generation.editors.diffmix import FineTuneSettings

@@ -8,9 +8,9 @@ set grows by the number of prompts). ``{class}`` in a prompt stands for the clas
 
 from __future__ import annotations
 
-from genaug.generation.seeds import item_seed, seed_rng
 from genaug.pocket.render import COLOR_NAMES
 from genaug.registry import Registry
+from genaug.seeds import item_seed, seed_rng
 
 DIFFUSEMIX_PROMPTS: tuple[str, ...] = (
     "Autumn",

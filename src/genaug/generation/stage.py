@@ -9,23 +9,25 @@ Its config and stage registration are in :mod:`genaug.generation.config`.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from genaug.config import GenerateConfig, dump_config
+from genaug.config import dump_config
 from genaug.data.base import RealDataset
+from genaug.data.identity import row_digest
 from genaug.data.names import class_prompt
 from genaug.files import write_text_atomic
 from genaug.generation.editors import Editor, create_editor
 from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem, unique_ids
 from genaug.generation.prompts import prompt_indices, resolve_prompts
-from genaug.generation.seeds import item_seed
+from genaug.seeds import item_seed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.generation.config import GenerateConfig
 
 
 def generate(
@@ -78,43 +80,6 @@ def source_digests(dataset: RealDataset):
         return "" if item.source_index is None else row_digest(dataset, item.source_index)
 
     return digest
-
-
-def row_digest(dataset: RealDataset, row: int) -> str:
-    """The content digest of one real image (see :func:`source_digests`)."""
-    from genaug.data.identity import file_signature
-
-    if dataset.content is not None:
-        return dataset.content[row]
-    if dataset.paths is not None:
-        return f"{os.path.abspath(dataset.paths[row])}\0{file_signature(dataset.paths[row])}"
-    return hashlib.sha256(np.ascontiguousarray(dataset.images[row]).tobytes()).hexdigest()
-
-
-def earlier_sets(node) -> list[Path]:
-    """The sets written by earlier finished runs of the experiment stage ``node`` (same name and
-    kind, beside its folder, made on other data or config), newest first: what an incremental
-    pass may copy from."""
-    return [folder / rel for folder, record in earlier_runs(node) for rel in (record.get("sets") or {}).values()]
-
-
-def earlier_runs(node) -> list[tuple[Path, dict]]:
-    """``(folder, stage record)`` of the earlier finished runs of the experiment stage ``node``
-    (same name and kind, beside its folder, made on other data or config), newest first (an SDI
-    stage reads its earlier work dirs: their projector and sampled vectors)."""
-    import json
-
-    from genaug.experiment.graph import STAGE_RECORD
-
-    found = []
-    for path in node.dir.parent.glob(f"{node.kind}-*/{STAGE_RECORD}"):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if record.get("name") == node.name and path.parent != node.dir:
-            found.append((record.get("finished", ""), path.parent, record))
-    return [(folder, record) for _, folder, record in sorted(found, key=lambda entry: entry[0], reverse=True)]
 
 
 def load_real_dataset(config: GenerateConfig) -> RealDataset:

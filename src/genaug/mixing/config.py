@@ -14,70 +14,13 @@ from pydantic import Field, model_validator
 
 from genaug.config import ConfigError, Problem, StrictModel
 from genaug.data.config import DatasetConfig
+from genaug.diffusion.models import clip_reference
+from genaug.mixing.params import FractalBankConfig, ShbConfig
+from genaug.mixing.registry import MIX_METHODS
 from genaug.registry import register_stage
+from genaug.stage_dirs import earlier_sets
 
 __all__ = ["FractalBankConfig", "ShbConfig", "MixConfig"]
-
-
-class FractalBankConfig(StrictModel):
-    """A fractal bank (docs/methods/diffusemix.md): ``count`` seeded IFS fractals of side ``size``, or a folder of images."""
-
-    count: int = 256
-    size: int = 64
-    seed: int = 0
-    folder: Path | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> "FractalBankConfig":
-        if self.count < 1 or self.size < 8:
-            raise ValueError(f"need count >= 1 and size >= 8, got count={self.count}, size={self.size}")
-        return self
-
-
-class ShbConfig(StrictModel):
-    """Semantic hybrid blending in the ``mix`` stage (docs/methods/semantic-hybrid-blending.md; ``genaug.mixing.semantic_hybrid_blend``).
-
-    ``patch`` / ``stride`` in pixels of the original image; None scales them with the image
-    (``genaug.mixing.scale_patch``: 32 / 16 from 64 px up, half the image below; a
-    ``patch`` without ``stride`` gets overlap 0.5). ``percentile`` of the least class-like
-    pixels come back from the original, after Gaussian smoothing with ``sigma``; ``mode``
-    ``binary`` thresholds the smoothed mask at 0.5, ``soft`` blends with it. ``clip``:
-    ``pocket``, a hub id (``openai/clip-vit-base-patch32``, the reference) or a folder;
-    ``prompt`` takes the class name at ``{}``. ``clip_batch_size`` patches go through CLIP
-    at once (None: about 20 MB of preprocessed pixels, 34 patches at 224 px).
-    ``heatmaps`` also saves each pair's similarity map as ``heatmaps/<id>.png`` in the set
-    (grey levels = normalised similarity), referenced from the record. ``size`` runs SHB at
-    that side length instead of the original's (docs/methods/semantic-hybrid-blending.md: at the generation resolution,
-    e.g. 256 for CIFAR edits made at 256 px, where a 32 px patch grid is more than 1x1): the
-    original is upsampled and the edit resized from its own file to ``size`` x ``size``, and
-    the output set holds images of that size (training resizes them to its recipe's size).
-    """
-
-    patch: int | None = None
-    size: int | None = None
-    stride: int | None = None
-    percentile: float = 30.0
-    sigma: float = 5 / 3
-    mode: Literal["binary", "soft"] = "binary"
-    clip: str = "pocket"
-    prompt: str = "a photo of a {}"
-    clip_batch_size: int | None = None
-    heatmaps: bool = False
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-    @model_validator(mode="after")
-    def _check(self) -> "ShbConfig":
-        for name in ("patch", "stride", "size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 (or null to scale with the image), got {value}")
-        if not 0.0 <= self.percentile <= 100.0:
-            raise ValueError(f"percentile must be in [0, 100], got {self.percentile}")
-        if self.sigma < 0 or (self.clip_batch_size is not None and self.clip_batch_size < 1):
-            raise ValueError("sigma must be >= 0 and clip_batch_size >= 1 (or null)")
-        if self.prompt.count("{}") != 1:
-            raise ValueError(f"prompt must hold exactly one '{{}}' for the class name, got {self.prompt!r}")
-        return self
 
 
 class MixConfig(StrictModel):
@@ -120,7 +63,6 @@ class MixConfig(StrictModel):
         block sets the stage fields it names (``fractal: {alpha: 0.3}`` is ``fractal_alpha: 0.3``)."""
         if not isinstance(data, dict):
             return data
-        from genaug.mixing.registry import MIX_METHODS
 
         data = dict(data)
         for key in [key for key in data if key not in cls.model_fields and key in MIX_METHODS]:
@@ -139,8 +81,6 @@ class MixConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "MixConfig":
-        from genaug.mixing.registry import MIX_METHODS
-
         if not self.methods:
             raise ValueError(f"methods must name at least one of {', '.join(MIX_METHODS.names())}")
         for method in self.methods:
@@ -155,14 +95,10 @@ class MixConfig(StrictModel):
     def models(self) -> list[tuple[str, str, str | None]]:
         """``(key, reference, revision)`` of every model this stage loads (the pre-run check and
         the pocket-model warnings read them)."""
-        from genaug.generation.models import clip_reference
-
         return [("shb.clip", clip_reference(self.shb.clip), None)] if "shb" in self.methods else []
 
     def params_of(self, method: str):
         """The params of ``method`` (its registered params model), from its block or the stage fields."""
-        from genaug.mixing.registry import MIX_METHODS
-
         entry = MIX_METHODS.spec(method, key="methods")
         if entry.params is None:
             return None
@@ -194,7 +130,6 @@ def _mix_set_dir(config: MixConfig, folder: Path, method: str | None) -> Path:
     description="combine each generated image with its real source, one set per method",
 )
 def run_mix_stage(node, nodes) -> tuple[int, dict]:
-    from genaug.generation.stage import earlier_sets
     from genaug.mixing.stage import mix
 
     reports = mix(node.config, reuse_from=earlier_sets(node))

@@ -27,7 +27,7 @@ from genaug.home import cache_dir
 from genaug.mixing.concat import RNG, convex_combination, numpy_rng
 
 if TYPE_CHECKING:
-    from genaug.config import FractalBankConfig
+    from genaug.mixing.config import FractalBankConfig
 
 FRACTAL_ALPHA = 0.2
 BANK_SIZE = 256  # fractals in a generated bank

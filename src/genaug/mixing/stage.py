@@ -27,22 +27,29 @@ what mixing it now would make.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
-from genaug.config import MixConfig
 from genaug.data.base import RealDataset
+from genaug.data.identity import row_digest
 from genaug.data.images import load_rgb
-from genaug.generation.seeds import item_seed, seed_rng
 from genaug.manifest import SampleRecord, SetWriter, check_relative_path, read_manifest, record_file, save_image_atomic
-from genaug.mixing.registry import MIX_METHODS
 from genaug.mixing.fractals import load_fractal_bank, resize_images
+from genaug.mixing.registry import MIX_METHODS
 from genaug.progress import progress_bar
+from genaug.reuse import copy_from_donors, find_donors
+from genaug.seeds import item_seed, seed_rng
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.mixing.config import MixConfig
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,7 @@ def load_resources(config: MixConfig) -> MixResources:
         resources.bank = load_fractal_bank(config.fractals)
     if "clip" in needs:
         from genaug.clip import Clip
-        from genaug.generation.runtime import select_device
+        from genaug.runtime import select_device
 
         device, _ = select_device(config.shb.device, "fp32")
         resources.clip = Clip.from_reference(config.shb.clip, device, stage="mix shb", field="shb.clip")
@@ -193,10 +200,6 @@ def write_mixed_set(
 
     A mixer's extra files (SHB heatmaps) are written before the item's image and record.
     """
-    from types import SimpleNamespace
-
-    from genaug.generation.engine import copy_from_donors, find_donors
-
     set_dir = Path(config.output) / method
     keys = mix_input_keys(pairs, method, real, config)
     with SetWriter(set_dir) as writer:
@@ -234,9 +237,6 @@ def mixed_id(pair: Pair, method: str) -> str:
 def mix_input_key(pair: Pair, method: str, source: str, settings: dict[str, Any], generated_dir: Path) -> str:
     """``sha256(json({method, mixed id, settings, generated record's input key (else its image's
     bytes), id, seed and prompt, real source content}))[:24]``."""
-    import hashlib
-    import json
-
     record = pair.record
     edit = record.params.get("input_key")
     if edit is None:
@@ -251,8 +251,6 @@ def mix_input_key(pair: Pair, method: str, source: str, settings: dict[str, Any]
 def mix_input_keys(pairs: list[Pair], method: str, real: RealDataset, config: MixConfig) -> dict[str, str]:
     """:func:`mix_input_key` of every pair, by mixed id. The settings are the config without
     where it reads and writes and how it batches (per-sample mixing does not depend on it)."""
-    from genaug.generation.stage import row_digest
-
     settings = config.model_dump(mode="json", exclude={"generated", "output", "dataset", "methods", "batch_size", "progress"})
     return {
         mixed_id(pair, method): mix_input_key(pair, method, row_digest(real, pair.source_row), settings, Path(config.generated))

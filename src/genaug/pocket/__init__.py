@@ -6,16 +6,16 @@ Public API: :func:`build_pocket`, :func:`pocket_info`, :func:`pocket_paths`,
 
 from __future__ import annotations
 
+from genaug.lazy import lazy_exports
+
 __all__ = ["build_pocket", "pocket_info", "pocket_paths", "pocket_model_dir"]
 
-
-def __getattr__(name: str):
-    if name == "build_pocket":
-        from genaug.pocket.build import build_pocket
-
-        return build_pocket
-    if name in ("pocket_info", "pocket_paths", "pocket_model_dir"):
-        from genaug.pocket import store
-
-        return getattr(store, name)
-    raise AttributeError(name)
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "build_pocket": "genaug.pocket.build",
+        "pocket_info": "genaug.pocket.store",
+        "pocket_paths": "genaug.pocket.store",
+        "pocket_model_dir": "genaug.pocket.store",
+    },
+)

@@ -30,6 +30,7 @@ from genaug.pocket import models as pm
 from genaug.pocket import quality as pq
 from genaug.pocket import store
 from genaug.pocket import train as pt
+from genaug.pocket.render import pocket_pools, styled_digits
 from genaug.pocket.tokenizer import build_tokenizer, check_no_truncation, write_tokenizer_files
 
 DEFAULT_SPEC = Path(__file__).resolve().parent / "spec.yaml"
@@ -284,8 +285,6 @@ def train_ip2p(ctx, spec, pool, sd_dir: Path, ip2p_dir: Path, sizes: dict) -> No
 @torch.no_grad()
 def vae_psnr(vae, seed: int) -> float:
     """Reconstruction PSNR (dB, images in [0, 1]) of the VAE on the downstream test split."""
-    from genaug.pocket.render import pocket_pools, styled_digits
-
     images, _, _, _ = styled_digits(pocket_pools(seed)["test"], seed)
     x = pt.to_unit_range(images)
     recon = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)

@@ -23,6 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genaug.files import save_safetensors
+from genaug.home import cache_dir
+from genaug.pocket.captions import sample_edits
 from genaug.pocket.render import COLOR_NAMES, DIGIT_NAMES, PALETTE, caption, pocket_pools, render, styled_digits
 
 GATES = {
@@ -101,9 +104,6 @@ def cached_judge(seed: int = 0, steps: int = 600) -> tuple[DigitJudge, float]:
     cores) is the same function of ``(seed, steps)`` every time, so it is stored, not retrained.
     """
     from safetensors.torch import load_file
-
-    from genaug.files import save_safetensors
-    from genaug.home import cache_dir
 
     path = cache_dir("judge") / f"judge-seed{seed}-steps{steps}.safetensors"
     judge = DigitJudge()
@@ -229,8 +229,6 @@ def ip2p_fidelity(
 ) -> dict[str, Any]:
     """Pocket InstructPix2Pix on downstream test digits: digit preserved + instructed colours."""
     from diffusers import StableDiffusionInstructPix2PixPipeline
-
-    from genaug.pocket.captions import sample_edits
 
     pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(ip2p_dir, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)

@@ -12,12 +12,14 @@ word still tokenizes, into a few sub-word or byte tokens.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
 import regex
 
+from genaug.pocket.captions import all_caption_texts
 from genaug.pocket.render import COLOR_NAMES, DIGIT_NAMES
 
 #: Longest token sequence (with start and end tokens) the pocket text encoder reads.
@@ -62,8 +64,6 @@ def bytes_to_unicode() -> dict[int, str]:
 
 def pocket_corpus() -> list[str]:
     """Every text the pocket world trains on or that a method sends verbatim."""
-    from genaug.pocket.captions import all_caption_texts
-
     texts = list(all_caption_texts())
     for prompt in METHOD_PROMPTS:
         if "{}" in prompt:
@@ -147,8 +147,6 @@ def build_tokenizer(out_dir: str | Path):
 @lru_cache(maxsize=1)
 def cached_tokenizer():
     """The pocket tokenizer, built once per process in a temporary folder."""
-    import tempfile
-
     return build_tokenizer(tempfile.mkdtemp(prefix="genaug-pocket-tok-"))
 
 

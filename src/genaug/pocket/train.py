@@ -160,7 +160,7 @@ def save_stage_checkpoint(path: Path, run: StageRun, step: int, elapsed: float) 
 def load_stage_checkpoint(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
-    from genaug.training.checkpoint import load_training_state
+    from genaug.checkpoint import load_training_state
 
     return load_training_state(path)
 
@@ -210,8 +210,8 @@ def train_stage(ctx: BuildContext, run: StageRun) -> float:
 
 
 def bf16_autocast(enabled: bool):
-    """bf16 autocast on the CPU when ``enabled`` (:func:`genaug.generation.runtime.autocast_context`)."""
-    from genaug.generation.runtime import autocast_context
+    """bf16 autocast on the CPU when ``enabled`` (:func:`genaug.runtime.autocast_context`)."""
+    from genaug.runtime import autocast_context
 
     return autocast_context("bf16" if enabled else "fp32", torch.device("cpu"))
 

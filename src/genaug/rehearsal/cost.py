@@ -37,7 +37,12 @@ from typing import Any
 
 import torch
 
+from genaug.experiment.config import train_config
+from genaug.experiment.graph import build_graph, upstream
+from genaug.generation.prompts import resolve_prompts
+from genaug.home import cache_dir
 from genaug.rehearsal.standins import STANDINS
+from genaug.training import resolve_recipe
 
 #: Dense fp16/bf16 tensor-core peak TFLOP/s (vendor datasheets, without structured sparsity).
 GPU_PEAKS: dict[str, float] = {"T4": 65.0, "V100": 125.0, "A10": 125.0, "L4": 121.0, "A100": 312.0, "H100": 989.0}
@@ -219,8 +224,6 @@ def train_size(dataset) -> tuple[int, int, str]:
 
 def estimate_experiment(experiment, seeds: list[int] | None = None, arms: list[str] | None = None) -> dict[str, Any]:
     """Items and FLOPs per stage and per training arm of ``experiment`` at its real sizes."""
-    from genaug.experiment.graph import build_graph, upstream
-
     seeds = list(seeds or experiment.seeds)
     chosen = [experiment.arm(name) for name in arms] if arms else list(experiment.arms)
     n_train, n_classes, source = train_size(experiment.dataset)
@@ -242,12 +245,19 @@ def estimate_experiment(experiment, seeds: list[int] | None = None, arms: list[s
     }
 
 
+def editor_steps(editor) -> float:
+    """Denoising steps per item of an editor config, as the editor states them
+    (``Editor.steps_run``: its configured steps x the mean share of them an item runs)."""
+    from genaug.generation.editors import EDITORS
+
+    return EDITORS[editor.name].steps_run(editor)
+
+
 def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, Any]]:
     config = node.config
     row = {"stage": node.name, "kind": node.kind}
     if node.kind == "generate":
         from genaug.generation.editors import EDITORS
-        from genaug.generation.prompts import resolve_prompts
 
         editor = config.editor
         cls = EDITORS[editor.name]  # every figure below is a fact the editor states (Editor)
@@ -322,9 +332,6 @@ def stage_estimate(node, n_train: int, sizes: dict[str, int]) -> list[dict[str, 
 
 
 def train_estimate(experiment, arm, seeds: list[int], n_train: int, n_classes: int, sizes: dict[str, int]) -> dict[str, Any]:
-    from genaug.experiment.config import train_config
-    from genaug.training import resolve_recipe
-
     config = resolve_recipe(train_config(experiment, arm, seeds[0]))
     synthetic = sum(sizes.get(ref, sizes.get(ref.split("/", 1)[0], 0)) for ref in arm.data_refs)
     # concat: every epoch is real + synthetic; multiples: real + k x real of synthetic; the
@@ -402,8 +409,6 @@ def plan_cost_text(experiment, arms: list[str] | None = None, seeds: list[int] |
     (a model whose architecture cannot be read). With ``jobs`` (the training runs to make)
     and ``stages`` (the names of the stages to run), a time estimate follows the table
     (:func:`time_estimate`)."""
-    from genaug.home import cache_dir
-
     try:
         estimate = estimate_experiment(experiment, seeds=seeds, arms=arms)
     except ValueError as error:

@@ -34,15 +34,24 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from genaug.config import DatasetConfig, parse_config
+from genaug.config import dump_config, parse_config
+from genaug.data.config import DatasetConfig
 from genaug.experiment.config import ExperimentConfig
+from genaug.experiment.graph import build_graph
+from genaug.experiment.jobs import train_job
 from genaug.files import write_json_atomic, write_text_atomic
+from genaug.generation.config import EditorConfig
+from genaug.generation.editors import EDITORS
+from genaug.generation.prompts import resolve_prompts
+from genaug.home import cache_dir
+from genaug.rehearsal.cost import LATEST_REHEARSAL, editor_steps
 from genaug.rehearsal.meter import StageMeter, process_peak_rss_bytes
 from genaug.rehearsal.standins import STANDINS, standin_dir
 
@@ -76,7 +85,6 @@ def rehearse(
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Rehearse ``experiment`` into ``out_dir`` (module doc); return what ``rehearsal.json`` holds."""
-    from genaug.experiment.graph import build_graph
     from genaug.experiment.runner import plan_jobs
 
     out_dir = Path(out_dir)
@@ -169,8 +177,6 @@ def rehearse(
         ),
     }
     write_json_atomic(out_dir / REHEARSAL_JSON, result)
-    from genaug.home import cache_dir
-    from genaug.rehearsal.cost import LATEST_REHEARSAL
 
     write_json_atomic(cache_dir("rehearsal") / LATEST_REHEARSAL, result)
     write_text_atomic(out_dir / REHEARSAL_MD, rehearsal_table(result))
@@ -246,10 +252,6 @@ def small_stage_params(kind: str, params: dict[str, Any], steps: int) -> dict[st
         params["editor"] = {**params.get("editor", {}), "steps": steps}
         params["engine"] = {**params.get("engine", {}), "batch_size": REHEARSAL_BATCH, "progress": False}
         if params.get("regime") == "all":
-            from genaug.config import EditorConfig
-            from genaug.generation.editors import EDITORS
-            from genaug.generation.prompts import resolve_prompts
-
             editor = EditorConfig(**params["editor"])
             prompts = params.get("prompts") or EDITORS[editor.name].prompts_for(editor)
             params["prompts"] = resolve_prompts(prompts)[:1]
@@ -296,10 +298,6 @@ def _train_measured(job, count_flops: bool) -> tuple[StageMeter, str | None]:
     """Train one arm, measured. torch's FLOP counter tracks modules with backward hooks, which
     ``torch.autograd.grad`` refuses (PuzzleMix's saliency pass): such an arm is trained again,
     from scratch, without counting."""
-    import shutil
-
-    from genaug.experiment.schedule import train_job
-
     meter = StageMeter(count_flops=count_flops)
     try:
         with meter.measure():
@@ -363,14 +361,6 @@ def stage_real_steps(node) -> dict[str, float]:
     if node.kind == "sdi":
         return {"generate": float(config.generate.steps)}
     return {}
-
-
-def editor_steps(editor) -> float:
-    """Denoising steps per item of an editor config, as the editor states them
-    (``Editor.steps_run``: its configured steps x the mean share of them an item runs)."""
-    from genaug.generation.editors import EDITORS
-
-    return EDITORS[editor.name].steps_run(editor)
 
 
 def _blocked_by(node, broken: set[str]) -> str | None:
@@ -458,15 +448,12 @@ def _train_samples(run_dir: Path) -> int:
 
 
 def _built(reference: str, seed: int) -> bool:
-    from genaug.home import cache_dir
     from genaug.rehearsal.standins import COMPLETE, STANDINS as names
 
     return (cache_dir("rehearsal", "standins") / f"{names[reference]}-seed{seed}" / COMPLETE).is_file()
 
 
 def _dump(experiment: ExperimentConfig) -> str:
-    from genaug.config import dump_config
-
     return dump_config(experiment)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from genaug.home import cache_dir
+from genaug.rehearsal.tokenizer import clip_tokenizer
 
 #: Hub id -> the folder of its configs under ``genaug/rehearsal/hub``.
 STANDINS = {
@@ -130,16 +131,12 @@ def _random_model(folder: Path, config: dict):
 
 
 def _write_tokenizer(folder: Path) -> None:
-    from genaug.rehearsal.tokenizer import clip_tokenizer
-
     clip_tokenizer().save_pretrained(str(folder))
 
 
 def _write_clip_processor(folder: Path) -> None:
     """CLIPProcessor files (tokenizer + the hub's preprocessor config) beside a CLIPModel."""
     from transformers import CLIPImageProcessor, CLIPProcessor
-
-    from genaug.rehearsal.tokenizer import clip_tokenizer
 
     hub_preprocessor = (folder / "preprocessor_config.json").read_text(encoding="utf-8")
     image_processor = CLIPImageProcessor.from_pretrained(str(folder))

@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 
 import genaug
+from genaug.experiment.verdicts import VIEW_TITLES
 from genaug.files import display_path
 from genaug.report import figures
 from genaug.report.page import render_page
 from genaug.report.run import RunFolder, load_run, sdi_work_dirs, seed_curve, synthetic_sets
 from genaug.report.samples import SampleGrid, build_sample_grid
+from genaug.training.schedules import blend_ratio, schedule_parameters
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +217,6 @@ def verdict_section(run: RunFolder, figures_dir: Path) -> dict[str, Any] | None:
     """The forest plot of every arm against the baseline (one panel per compute view, sorted by
     the first view's difference), the named comparisons as sentences, the seed rounds and the
     test split's noise; None for results without comparisons."""
-    from genaug.experiment.verdicts import VIEW_TITLES
-
     comparisons = run.results.get("comparisons") or []
     if not comparisons:
         return None
@@ -338,8 +338,6 @@ def load_real_images(run: RunFolder) -> dict[str, Any] | None:
 
 def known_schedule_parameters(name: str) -> set[str] | None:
     """:func:`genaug.training.schedules.schedule_parameters`, None for an unknown schedule."""
-    from genaug.training.schedules import schedule_parameters
-
     try:
         return schedule_parameters(name)
     except ValueError:
@@ -349,8 +347,6 @@ def known_schedule_parameters(name: str) -> set[str] | None:
 def schedule_section(run: RunFolder, figures_dir: Path) -> dict[str, Any] | None:
     """rho(t) of every distinct schedule an arm's data policy names (``kwargs["schedule"]``);
     the policy's other keyword arguments that the schedule does not take are ignored."""
-    from genaug.training.schedules import blend_ratio
-
     total = run.epochs
     if not isinstance(total, int) or total < 1:
         return None

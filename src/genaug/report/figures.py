@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from genaug.fonts import figure_font_families, figure_labels
 from genaug.report.run import Curve
 
 DPI = 110
@@ -56,8 +57,6 @@ def class_colours(count: int) -> list:
 
 def _save(figure: Figure, path: Path) -> Path:
     from matplotlib.text import Text
-
-    from genaug.fonts import figure_font_families
 
     families = list(figure_font_families())  # a CJK font, when installed, behind the default
     for text in figure.findobj(Text):
@@ -174,8 +173,6 @@ def feature_space_figure(
         Line2D([], [], marker="x", linestyle="", color="#555", label="sampled"),
     ]
     if len(class_names) <= 20:
-        from genaug.fonts import figure_labels
-
         labels = figure_labels(class_names)  # drawable and never two alike
         handles += [Line2D([], [], marker="s", linestyle="", color=c, label=plain(n)) for c, n in zip(colours, labels)]
     figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)

@@ -9,10 +9,14 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from genaug.config import StrictModel
+from genaug.config import StrictModel, did_you_mean
 from genaug.data.config import DatasetConfig
+from genaug.diffusion.models import clip_reference
 from genaug.generation.config import EngineConfig
+from genaug.generation.presets import sampling_preset
 from genaug.registry import register_stage
+from genaug.sdi.samplers import SAMPLERS
+from genaug.stage_dirs import earlier_runs, earlier_sets
 
 __all__ = ["ProjectorTrainConfig", "SdiSampleConfig", "SdiGenerateConfig", "SdiConfig"]
 
@@ -54,7 +58,6 @@ class ProjectorTrainConfig(StrictModel):
     @model_validator(mode="after")
     def _check(self) -> "ProjectorTrainConfig":
         if self.preset is not None:
-            from genaug.config import did_you_mean
             from genaug.sdi.presets import SDI_PRESETS
 
             if self.preset not in SDI_PRESETS:
@@ -97,8 +100,6 @@ class SdiSampleConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "SdiSampleConfig":
-        from genaug.sdi.samplers import SAMPLERS
-
         SAMPLERS.validate(self.sampler, self.sampler_kwargs, key="sampler", kwargs_key="sampler_kwargs")
         if self.multiplier is not None and self.multiplier < 1:
             raise ValueError(f"multiplier must be >= 1, got {self.multiplier}")
@@ -175,16 +176,12 @@ class SdiConfig(StrictModel):
         if self.embed_batch_size < 1:
             raise ValueError(f"embed_batch_size must be >= 1, got {self.embed_batch_size}")
         if self.generate.preset is not None:
-            from genaug.generation.presets import sampling_preset
-
             sampling_preset(f"sdi/{self.model}", self.generate.preset)
         return self
 
     def models(self) -> list[tuple[str, str, str | None]]:
         """``(key, reference, revision)`` of every model this stage loads (the pre-run check and
         the pocket-model warnings read them)."""
-        from genaug.generation.models import clip_reference
-
         models = [("clip", clip_reference(self.clip), None), ("model", self.model, self.revision)]
         return models + ([("generate.vae", self.generate.vae, None)] if self.generate.vae else [])
 
@@ -205,7 +202,6 @@ def _sdi_set_dir(config: SdiConfig, folder: Path, method: str | None) -> Path:
 def run_sdi_stage(node, nodes) -> tuple[int, dict]:
     """Every SDI step; on changed data or config, each step takes from the earlier runs of the
     stage what they made from the same inputs (the projector, a class's vectors, an image)."""
-    from genaug.generation.stage import earlier_runs, earlier_sets
     from genaug.sdi import build_bank, embed_training_images, generate_from_samples, sample_features, train_projector
     from genaug.sdi.tables import table_info
 

@@ -13,12 +13,20 @@ same ids and contents embedded by the same CLIP weights.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from genaug.config import ConfigError, SdiConfig
+from genaug.config import ConfigError
 from genaug.data.base import RealDataset
+from genaug.diffusion.architecture import check_projector_input, clip_embed_dim
+from genaug.diffusion.models import clip_reference, resolve_model
+from genaug.sdi.presets import training_pools
+from genaug.sdi.projector import trained_projectors
 from genaug.sdi.tables import FeatureTable, load_table, save_table, table_info
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.sdi.config import SdiConfig
 
 EMBEDS_DIR = "embeds"
 
@@ -38,8 +46,6 @@ def embed_training_images(
     ``datasets`` may hold the pools' real datasets (tests, notebooks); else they are loaded
     from ``config.dataset``. ``clip`` may be a loaded :class:`genaug.clip.Clip`.
     """
-    from genaug.sdi.train import training_pools
-
     pools = pools or training_pools(config)
     check_against_projector(config, clip)
     identity = None
@@ -65,11 +71,6 @@ def check_against_projector(config: SdiConfig, clip=None) -> None:
     """A projector already trained in the work dir reads this CLIP's embedding width (checked
     from the CLIP's config before it loads): embedding with another CLIP would replace the
     tables it was fitted to."""
-    from genaug.generation.architecture import check_projector_input, clip_embed_dim
-    from genaug.generation.models import resolve_model
-    from genaug.generation.models import clip_reference
-    from genaug.sdi.train import trained_projectors
-
     trained = trained_projectors(config.work_dir)
     if not trained:
         return
@@ -96,7 +97,7 @@ def pool_dataset(config: SdiConfig, pool: str, datasets: dict[str, RealDataset] 
 
 def _load_clip(config: SdiConfig):
     from genaug.clip import Clip
-    from genaug.generation.runtime import select_device
+    from genaug.runtime import select_device
 
     device, _ = select_device(config.device, "fp32")
     return Clip.from_reference(config.clip, device, stage="sdi embed")

@@ -19,21 +19,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
-from genaug.config import SdiConfig
-from genaug.generation.architecture import check_projector_output
+from genaug.diffusion.architecture import check_projector_output
+from genaug.diffusion.conditioning import NEGATIVE_PROMPT, SDI_PROMPT, SLOT_WORD, class_token_position, slot_context
+from genaug.diffusion.models import resolve_model
 from genaug.generation.editors.base import Editor
 from genaug.generation.engine import JobReport, run_job
 from genaug.generation.items import WorkItem
-from genaug.generation.models import resolve_model
-from genaug.generation.seeds import item_seed
-from genaug.sdi.conditioning import NEGATIVE_PROMPT, SDI_PROMPT, SLOT_WORD, class_token_position, slot_context
+from genaug.generation.presets import sampling_preset
 from genaug.sdi.sample import samples_path
 from genaug.sdi.tables import FeatureTable, load_table
+from genaug.seeds import item_seed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.sdi.config import SdiConfig
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,6 @@ def build_renderer(config: SdiConfig, table: FeatureTable) -> SdiRenderer:
     steps, scheduler = gen.steps, "ddim"
     if gen.preset is not None:  # the preset's scheduler and steps; steps given in the config win
         from genaug.generation.editors.base import scheduler_name
-        from genaug.generation.presets import sampling_preset
 
         preset = sampling_preset(f"sdi/{config.model}", gen.preset)
         scheduler = scheduler_name(preset["scheduler"])

@@ -9,10 +9,14 @@ few-shot set still alone makes the feature bank.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from genaug.config import ConfigError, ProjectorTrainConfig
-from genaug.generation.models import POCKET_SCHEME
+from genaug.config import ConfigError
+from genaug.data import dataset_spec
+from genaug.diffusion.models import POCKET_SCHEME
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.sdi.config import ProjectorTrainConfig, SdiConfig
 
 SDI_PRESETS: dict[str, dict[str, Any]] = {
     "sd15": {
@@ -68,7 +72,7 @@ def resolve_train_config(model: str, train: ProjectorTrainConfig) -> ProjectorTr
     for key, value in SDI_PRESETS[name].items():
         if data[key] is None:
             data[key] = value
-    return ProjectorTrainConfig.model_validate(data)
+    return type(train).model_validate(data)
 
 
 def reference_multiplier(dataset_name: str, multiplier: int | None = None) -> int:
@@ -80,3 +84,12 @@ def reference_multiplier(dataset_name: str, multiplier: int | None = None) -> in
         known = ", ".join(f"{name} {value}" for name, value in REFERENCE_MULTIPLIERS.items())
         raise ConfigError(f"sample.multiplier: no reference multiplier for dataset '{dataset_name}'; set it (known: {known})")
     return REFERENCE_MULTIPLIERS[key]
+
+
+def training_pools(config: SdiConfig) -> list[str]:
+    """The pools the projector trains on: the preset's (``pretrain`` only where the dataset has it) or the configured ones."""
+    train = resolve_train_config(config.model, config.train)
+    if config.train.pools is None and "pretrain" in train.pools:
+        if "pretrain" not in dataset_spec(config.dataset.name).splits:
+            return ["train"]
+    return list(train.pools)

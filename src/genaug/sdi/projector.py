@@ -14,10 +14,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
+from genaug.checkpoint import MODEL_FILE, UntrustedFileError, find_checkpoint
 from genaug.files import save_safetensors
-from genaug.training.checkpoint import UntrustedFileError
 
 PROJECTOR_FILE = "projector.safetensors"
+PROJECTOR_DIR = "projector"
 
 
 def projector_param_count(in_dim: int, hidden: int, out_dim: int) -> int:
@@ -73,3 +74,23 @@ def load_projector(path: str | Path, device: str | torch.device = "cpu") -> Proj
     projector = Projector(**dims)
     projector.load_state_dict(state)
     return projector.to(device).eval()
+
+
+def projector_dir(work_dir: str | Path) -> Path:
+    return Path(work_dir) / PROJECTOR_DIR
+
+
+def projector_path(work_dir: str | Path) -> Path:
+    return projector_dir(work_dir) / PROJECTOR_FILE
+
+
+def trained_projectors(work_dir: str | Path) -> list[tuple[Path, tuple[int, int]]]:
+    """``(file, (in_dim, out_dim))`` of the projector and the checkpoint already in ``work_dir``."""
+    folder = find_checkpoint(projector_dir(work_dir))
+    files = [projector_path(work_dir)] + ([folder / MODEL_FILE] if folder is not None else [])
+    return [(path, dims) for path in files if (dims := stored_dims(path)) is not None]
+
+
+def load_trained_projector(work_dir: str | Path, device: str | torch.device = "cpu") -> Projector:
+    """The projector ``train_projector`` wrote into ``work_dir``."""
+    return load_projector(projector_path(work_dir), device)

@@ -23,18 +23,21 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from genaug.config import SdiConfig
-from genaug.generation.seeds import item_seed
-from genaug.generation.architecture import check_projector_input
+from genaug.diffusion.architecture import check_projector_input
 from genaug.sdi.embed import embeds_path, load_embeddings
 from genaug.sdi.presets import reference_multiplier
-from genaug.sdi.projector import Projector
+from genaug.sdi.projector import Projector, load_trained_projector, projector_path
 from genaug.sdi.samplers import SAMPLERS, fit_sampler
 from genaug.sdi.tables import FeatureTable, load_table, save_table
+from genaug.seeds import item_seed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.sdi.config import SdiConfig
 
 BANK_FILE = "bank.safetensors"
 SAMPLES_DIR = "samples"
@@ -61,8 +64,6 @@ def project_features(projector: torch.nn.Module, embeds: torch.Tensor, batch_siz
 
 def build_bank(config: SdiConfig, projector: torch.nn.Module | None = None) -> Path:
     """The feature bank of the training images (the ``train`` pool only: the classes' real members)."""
-    from genaug.sdi.train import load_trained_projector, projector_path
-
     where = projector_path(config.work_dir) if projector is None else "given"
     projector = projector if projector is not None else load_trained_projector(config.work_dir)
     embeds = load_embeddings(config.work_dir, ["train"])

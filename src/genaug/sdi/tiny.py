@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genaug.diffusion.conditioning import NEGATIVE_PROMPT, SDI_PROMPT
 from genaug.pocket.tiny import SD_MAX_LENGTH, write_tiny_models
-from genaug.sdi.conditioning import NEGATIVE_PROMPT, SDI_PROMPT
 
 SDI_TOKENIZER = {"extra_texts": (SDI_PROMPT, NEGATIVE_PROMPT), "model_max_length": SD_MAX_LENGTH}
 

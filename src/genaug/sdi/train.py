@@ -9,7 +9,7 @@
    into its weights;
 3. load the CLIP embeddings of the training images (``genaug sdi embed``);
 4. cache each image's VAE latent distribution and the prompt's text context once
-   (:mod:`genaug.sdi.cache`);
+   (:mod:`genaug.diffusion.cache`);
 5. a step: rows of the global batch (a seeded permutation per epoch) and their randomness
    drawn from ``(seed, step)``, then split across processes; latents
    ``z0 = s * (mean + std * eps)``, 5 % of image embeddings zeroed, ``t ~ U{0..T-1}``,
@@ -43,19 +43,15 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
-from genaug.config import ConfigError, ProjectorTrainConfig, SdiConfig
+from genaug.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from genaug.config import ConfigError
 from genaug.data.base import RealDataset
-from genaug.files import write_json_atomic
-from genaug.generation.architecture import check_pipeline, check_projector_input, check_projector_output
-from genaug.generation.models import ModelRef, resolve_model
-from genaug.generation.runtime import autocast_context
-from genaug.progress import progress_bar
-from genaug.sdi.cache import (
+from genaug.diffusion.architecture import check_pipeline, check_projector_input, check_projector_output
+from genaug.diffusion.cache import (
     ContextCache,
     LatentCache,
     build_context_cache,
@@ -65,17 +61,31 @@ from genaug.sdi.cache import (
     save_context_cache,
     save_latent_cache,
 )
-from genaug.sdi.conditioning import slot_context
+from genaug.diffusion.conditioning import slot_context
+from genaug.diffusion.frozen import FrozenDiffusion, load_frozen_diffusion
+from genaug.diffusion.loss import StepDraws, cached_latents, diffusion_loss, draw_step
+from genaug.diffusion.models import ModelRef, resolve_model
+from genaug.distributed import Distributed, setup_distributed, shard
+from genaug.files import write_json_atomic
+from genaug.progress import progress_bar
+from genaug.runtime import autocast_context
 from genaug.sdi.embed import EMBEDS_DIR, load_embeddings, pool_dataset
-from genaug.sdi.models import FrozenDiffusion, load_frozen_diffusion
-from genaug.sdi.presets import resolve_train_config
-from genaug.sdi.projector import PROJECTOR_FILE, Projector, load_projector, save_projector, stored_dims
+from genaug.sdi.presets import resolve_train_config, training_pools  # noqa: F401 (training_pools re-exported)
+from genaug.sdi.projector import (  # noqa: F401 (projector_path, load_trained_projector re-exported)
+    PROJECTOR_FILE,
+    Projector,
+    load_trained_projector,
+    projector_dir,
+    projector_path,
+    save_projector,
+    trained_projectors,
+)
 from genaug.sdi.tables import FeatureTable
-from genaug.training.checkpoint import MODEL_FILE, find_checkpoint, load_checkpoint, save_checkpoint
-from genaug.training.distributed import Distributed, setup_distributed, shard
-from genaug.training.seeding import generator_for
+from genaug.seeds import generator_for
 
-PROJECTOR_DIR = "projector"
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.sdi.config import ProjectorTrainConfig, SdiConfig
+
 LOG_FILE = "log.csv"
 SUMMARY_FILE = "train.json"
 #: Fields that may change between a run and its resumption (they do not change the result).
@@ -99,25 +109,6 @@ class ProjectorRun:
     def steps_per_second(self) -> float:
         done = self.steps - self.resumed_from
         return done / self.seconds if self.seconds > 0 else 0.0
-
-
-def projector_dir(work_dir: str | Path) -> Path:
-    return Path(work_dir) / PROJECTOR_DIR
-
-
-def projector_path(work_dir: str | Path) -> Path:
-    return projector_dir(work_dir) / PROJECTOR_FILE
-
-
-def training_pools(config: SdiConfig) -> list[str]:
-    """The pools the projector trains on: the preset's (``pretrain`` only where the dataset has it) or the configured ones."""
-    train = resolve_train_config(config.model, config.train)
-    if config.train.pools is None and "pretrain" in train.pools:
-        from genaug.data import dataset_spec
-
-        if "pretrain" not in dataset_spec(config.dataset.name).splits:
-            return ["train"]
-    return list(train.pools)
 
 
 # ---------------------------------------------------------------------------- the stage
@@ -238,60 +229,6 @@ def batch_rows(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
     return order[position * batch_size : (position + 1) * batch_size]
 
 
-@dataclass
-class StepDraws:
-    """The randomness of one global batch: latent sample noise, embedding keep mask,
-    timesteps and diffusion noise, one row per sample.
-
-    Drawn whole on every process from ``(seed, step)`` and then sliced, so a sample's
-    randomness does not depend on how many processes share the batch.
-    """
-
-    latent_eps: torch.Tensor
-    keep: torch.Tensor
-    timesteps: torch.Tensor
-    noise: torch.Tensor
-
-    def rows(self, index: slice | torch.Tensor) -> "StepDraws":
-        return StepDraws(self.latent_eps[index], self.keep[index], self.timesteps[index], self.noise[index])
-
-
-def draw_step(n: int, latent_shape: tuple[int, ...], num_timesteps: int, dropout: float, generator: torch.Generator) -> StepDraws:
-    """``eps ~ N(0, I)``, ``keep ~ Bernoulli(1 - dropout)``, ``t ~ U{0..T-1}``, ``noise ~ N(0, I)`` for ``n`` samples."""
-    latent_eps = torch.randn((n, *latent_shape), generator=generator)
-    keep = torch.rand(n, generator=generator) >= dropout
-    timesteps = torch.randint(0, num_timesteps, (n,), generator=generator)
-    noise = torch.randn((n, *latent_shape), generator=generator)
-    return StepDraws(latent_eps, keep, timesteps, noise)
-
-
-def diffusion_loss(unet, noise_scheduler, latents: torch.Tensor, context: torch.Tensor, noise: torch.Tensor,
-                   timesteps: torch.Tensor) -> torch.Tensor:
-    """``mean || target - unet(z_t, t, c) ||^2`` with ``z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) noise``
-    (the scheduler's ``add_noise``); the target is ``noise`` (epsilon prediction, SD 1.x) or
-    the velocity for v-prediction models."""
-    noise = noise.to(latents.device, latents.dtype)
-    timesteps = timesteps.to(latents.device)
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    prediction = unet(noisy, timesteps, encoder_hidden_states=context.to(noisy.dtype)).sample
-    kind = noise_scheduler.config.prediction_type
-    if kind == "epsilon":
-        target = noise
-    elif kind == "v_prediction":
-        target = noise_scheduler.get_velocity(latents, noise, timesteps)
-    else:
-        raise ValueError(f"projector training supports epsilon and v_prediction models, not {kind!r}")
-    return F.mse_loss(prediction.float(), target.float())
-
-
-def cached_latents(latents: LatentCache, rows: torch.Tensor, draws: StepDraws, scaling_factor: float,
-                   sample: bool = True) -> torch.Tensor:
-    """``z0 = s (mean + std eps)`` of the cached images ``rows`` (``s mean`` when not ``sample``)."""
-    mean, std = latents.mean[rows], latents.std[rows]
-    z0 = (mean + std * draws.latent_eps.to(mean.device, mean.dtype)) if sample else mean
-    return z0 * scaling_factor
-
-
 def projector_loss(
     projector: torch.nn.Module,
     diffusion: FrozenDiffusion,
@@ -346,13 +283,6 @@ def evaluate_diffusion_loss(
 def global_mean(local_sum: torch.Tensor, global_count: int, dist: Distributed) -> float:
     """The batch-mean loss over every process's rows."""
     return float(dist.all_reduce_sum(local_sum.reshape(1).float().cpu())[0]) / global_count
-
-
-def trained_projectors(work_dir: str | Path) -> list[tuple[Path, tuple[int, int]]]:
-    """``(file, (in_dim, out_dim))`` of the projector and the checkpoint already in ``work_dir``."""
-    folder = find_checkpoint(projector_dir(work_dir))
-    files = [projector_path(work_dir)] + ([folder / MODEL_FILE] if folder is not None else [])
-    return [(path, dims) for path in files if (dims := stored_dims(path)) is not None]
 
 
 def check_architecture(config: SdiConfig, embeds: FeatureTable, model: ModelRef) -> None:
@@ -557,11 +487,6 @@ def finished_run(out: Path, steps: int, world_size: int) -> ProjectorRun:
     summary = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8")) if (out / SUMMARY_FILE).is_file() else {}
     return ProjectorRun(out / PROJECTOR_FILE, steps, float(summary.get("final_loss", math.nan)), 0.0, steps, world_size,
                         reused_from=summary.get("reused_from"), kept=bool(summary.get("kept", False)))
-
-
-def load_trained_projector(work_dir: str | Path, device: str | torch.device = "cpu") -> Projector:
-    """The projector ``train_projector`` wrote into ``work_dir``."""
-    return load_projector(projector_path(work_dir), device)
 
 
 # ---------------------------------------------------------------------------- logging

@@ -17,8 +17,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from genaug.config import ConfigError, Problem, StrictModel
+from genaug.config import ConfigError, Problem, StrictModel, did_you_mean
 from genaug.data.config import DatasetConfig
+from genaug.mixing.registry import MIXERS
+from genaug.training.recipes import RECIPES
+from genaug.training.registry import LOSSES, LR_SCHEDULES, POLICIES
 
 __all__ = ["AugmentationConfig", "TrainLoggingConfig", "TrainConfig", "TrainRunConfig"]
 
@@ -196,13 +199,7 @@ class TrainConfig(StrictModel):
 
     def _check_names(self) -> None:
         """Names and keyword arguments against the registries that own them (no torch needed)."""
-        from genaug.mixing.registry import MIXERS
-        from genaug.training.recipes import RECIPES
-        from genaug.training.registry import LOSSES, LR_SCHEDULES, POLICIES
-
         if self.recipe not in RECIPES:
-            from genaug.config import did_you_mean
-
             raise ValueError(
                 f"recipe: unknown recipe '{self.recipe}'{did_you_mean(self.recipe, RECIPES)} (allowed: {', '.join(RECIPES)})"
             )
@@ -237,3 +234,24 @@ class TrainRunConfig(StrictModel):
     output: Path
 
 
+def train_help() -> str:
+    """The recipes (what each sets) and the fields of ``genaug train``, for its ``--help``."""
+    def fields(model) -> str:
+        return ", ".join(model.model_fields)
+
+    paragraphs = ["Recipes (train.recipe; any field given wins over the recipe's value):"]
+    for name, preset in RECIPES.items():
+        size = preset["augmentation"]["image_size"]
+        paragraphs.append(
+            f"  {name}: {preset['model']}, {preset['epochs']} epochs, batch {preset['batch_size']}, "
+            f"lr {preset['lr']} ({preset['lr_schedule']}), images at {size} x {size} px"
+        )
+    paragraphs += [
+        f"Keys: {fields(TrainRunConfig)}.",
+        f"train.<field>: {fields(TrainConfig)}.",
+        f"train.augmentation.<field>: {fields(AugmentationConfig)}.",
+        f"dataset.<field>: {fields(DatasetConfig)}.",
+        "Example: genaug train output=runs/mine dataset.name=folder dataset.root=photos dataset.image_size=64 "
+        "train.recipe=pocket train.augmentation.image_size=64 train.augmentation.crop=64",
+    ]
+    return "\n\n".join(paragraphs)

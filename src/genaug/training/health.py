@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genaug.config import TrainConfig
 from genaug.data.base import RealDataset
+from genaug.training.config import TrainConfig
 
 __all__ = [
     "DIVERGENCE_FACTOR",

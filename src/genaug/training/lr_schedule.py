@@ -24,7 +24,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from genaug.config import TrainConfig
+from genaug.training.config import TrainConfig
 from genaug.training.registry import LR_SCHEDULES
 
 if TYPE_CHECKING:

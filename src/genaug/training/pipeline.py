@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from genaug.config import AugmentationConfig
 from genaug.data.base import RealDataset
+from genaug.training.config import AugmentationConfig
 
 
 def pack_dataset(dataset: RealDataset, size: int | None = None) -> torch.Tensor:

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 import torch
 
 from genaug.config import ConfigError
+from genaug.seeds import training_seed
 from genaug.training.registry import POLICIES
 from genaug.training.schedules import blend_ratio
-from genaug.training.seeding import training_seed
 
 __all__ = [
     "TrainPool",

@@ -7,9 +7,13 @@ returns the fully specified config a run uses and writes beside itself.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from genaug.config import ConfigError, TrainConfig, parse_config
+from genaug.config import ConfigError, parse_config
+from genaug.data.needs import DataNeeds
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genaug.training.config import TrainConfig
 
 CIFAR_MEAN = (129.3 / 255, 124.1 / 255, 112.4 / 255)
 CIFAR_STD = (68.2 / 255, 65.4 / 255, 70.4 / 255)
@@ -125,7 +129,7 @@ def resolve_recipe(config: TrainConfig) -> TrainConfig:
         elif data[name] is None:
             data[name] = value
     try:
-        return parse_config(TrainConfig, data, source=None)
+        return parse_config(type(config), data, source=None)
     except ConfigError as error:
         problems = "; ".join(problem.line() for problem in error.problems) or str(error)
         raise ConfigError(f"recipe '{config.recipe}' with these overrides is invalid: {problems}") from None
@@ -140,26 +144,14 @@ def is_resolved(config: TrainConfig) -> bool:
     )
 
 
-def train_help() -> str:
-    """The recipes (what each sets) and the fields of ``genaug train``, for its ``--help``."""
-    from genaug.config import AugmentationConfig, DatasetConfig, TrainConfig, TrainRunConfig
-
-    def fields(model) -> str:
-        return ", ".join(model.model_fields)
-
-    paragraphs = ["Recipes (train.recipe; any field given wins over the recipe's value):"]
-    for name, preset in RECIPES.items():
-        size = preset["augmentation"]["image_size"]
-        paragraphs.append(
-            f"  {name}: {preset['model']}, {preset['epochs']} epochs, batch {preset['batch_size']}, "
-            f"lr {preset['lr']} ({preset['lr_schedule']}), images at {size} x {size} px"
-        )
-    paragraphs += [
-        f"Keys: {fields(TrainRunConfig)}.",
-        f"train.<field>: {fields(TrainConfig)}.",
-        f"train.augmentation.<field>: {fields(AugmentationConfig)}.",
-        f"dataset.<field>: {fields(DatasetConfig)}.",
-        "Example: genaug train output=runs/mine dataset.name=folder dataset.root=photos dataset.image_size=64 "
-        "train.recipe=pocket train.augmentation.image_size=64 train.augmentation.crop=64",
-    ]
-    return "\n\n".join(paragraphs)
+def training_needs(train_config: Any, where: str = "train") -> DataNeeds:
+    """A training recipe needs images at least as large as the size it trains at, and two classes."""
+    size = resolve_recipe(train_config).augmentation.image_size
+    return DataNeeds(
+        who=f"{where} (recipe '{train_config.recipe}')",
+        min_side=size,
+        classes=2,
+        why=f"it trains at {size} px: set {where}.augmentation.image_size and crop to the data's size"
+        if size
+        else "",
+    )

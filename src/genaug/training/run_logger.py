@@ -14,8 +14,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from genaug.config import ConfigError, TrainConfig
+from genaug.config import ConfigError
 from genaug.files import write_text_atomic
+from genaug.training.config import TrainConfig
 
 METRICS_CSV = "metrics.csv"
 PER_CLASS_CSV = "per_class_val.csv"

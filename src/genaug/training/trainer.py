@@ -35,14 +35,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from genaug.config import ConfigError, FractalBankConfig, TrainConfig, dump_config, parse_config
-from genaug.data.base import RealDataset
-from genaug.data.identity import identity_changes, skipped_count, splits_identity
-from genaug.data.synthetic import SyntheticSet, load_synthetic_set
-from genaug.files import json_safe, write_text_atomic
-from genaug.generation.runtime import autocast_context
-from genaug.progress import progress_bar
-from genaug.training.checkpoint import (
+from genaug.checkpoint import (
     BEST_FILE,
     find_checkpoint,
     load_checkpoint,
@@ -52,27 +45,36 @@ from genaug.training.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from genaug.training.distributed import Distributed, setup_distributed, shard
+from genaug.config import ConfigError, dump_config, parse_config
+from genaug.data.base import RealDataset
+from genaug.data.identity import identity_changes, skipped_count, splits_identity
+from genaug.data.synthetic import SyntheticSet, load_synthetic_set
+from genaug.distributed import Distributed, setup_distributed, shard
+from genaug.files import json_safe, write_text_atomic
+from genaug.mixing.config import FractalBankConfig
+from genaug.mixing.registry import MIXERS
+from genaug.progress import progress_bar
+from genaug.runtime import autocast_context
+from genaug.seeds import generator_for, training_seed
+from genaug.training.config import TrainConfig
 from genaug.training.health import (
     CONVERGENCE_WINDOW,
     add_warning,
     convergence_warning,
     loss_warning,
-    still_rising,
     skipped_warning,
+    still_rising,
     uniform_loss,
     validation_warning,
     warmup_warning,
 )
 from genaug.training.losses import LossFn, create_loss
-from genaug.training.lr_schedule import make_lr_scheduler
+from genaug.training.lr_schedule import make_lr_scheduler, step_position
 from genaug.training.metrics import EvalAccumulator, median_of_last
-from genaug.training.lr_schedule import step_position
 from genaug.training.pipeline import AugmentParams, InputPipeline, epoch_batches, pack_dataset
 from genaug.training.policies import DataPolicy, EpochPlan, TrainPool, create_policy
 from genaug.training.recipes import resolve_recipe
 from genaug.training.run_logger import METRICS_CSV, PER_CLASS_CSV, RunLogger, check_loggers
-from genaug.training.seeding import generator_for, training_seed
 from genaug.warn import WARNINGS_LOG, record_warnings, warn_once
 
 CONFIG_FILE = "config.yaml"
@@ -584,8 +586,6 @@ def build_mixer(config: TrainConfig) -> Callable | None:
     ``augmentation``) and a fractal bank (``needs_fractal_bank``: built from
     ``mixer_kwargs["bank"]``, :class:`FractalBankConfig` fields).
     """
-    from genaug.mixing.registry import MIXERS
-
     entry = MIXERS.spec(config.mixer, key="mixer")
     if entry.metadata.get("plain"):
         return None

@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+from pydantic import ValidationError
 
-from genaug.generation.architecture import UnetInputs, check_pipeline
-from genaug.generation.models import resolve_model
+from genaug.diffusion.architecture import UnetInputs, check_pipeline
+from genaug.diffusion.models import resolve_model
+from genaug.generation.presets import sampling_preset
 from genaug.registry import Registry
+from genaug.seeds import seed_generator
 
 if TYPE_CHECKING:  # the editor modules import without torch (a config naming one is checked without it)
     import torch
@@ -130,7 +133,7 @@ class Editor(ABC):
             raise ValueError(f"editor {self.name!r} edits real images: give it a source fetcher")
         self.config = config
         self.sources = sources
-        from genaug.generation.runtime import select_device
+        from genaug.runtime import select_device
 
         self.device, self.dtype = select_device(device, dtype)
         self.model = resolve_model(config.model or self.default_model, config.revision, field="editor.model")
@@ -152,7 +155,6 @@ class Editor(ABC):
             if options:
                 raise ValueError(f"options: editor {cls.name!r} takes no options, got {sorted(options)}")
             return None
-        from pydantic import ValidationError
 
         try:
             return cls.Options.model_validate(options)
@@ -272,7 +274,6 @@ class Editor(ABC):
         name = getattr(self.config, "preset", None)
         if not name:
             return None
-        from genaug.generation.presets import sampling_preset
 
         return sampling_preset(self.preset_key, name)
 
@@ -353,7 +354,7 @@ class Editor(ABC):
 
     def call_pipeline(self, **kwargs):
         """``self.pipeline(**kwargs)``, under the preset's autocast when it has one."""
-        from genaug.generation.runtime import autocast_context
+        from genaug.runtime import autocast_context
 
         with autocast_context(self.autocast or "fp32", self.device):
             return self.pipeline(**kwargs)
@@ -436,8 +437,6 @@ class Editor(ABC):
         return batch.to(device=self.device, dtype=torch.float32).div_(255.0).to(self.dtype)
 
     def generators(self, seeds: Sequence[int]) -> list[torch.Generator]:
-        from genaug.generation.seeds import seed_generator
-
         return [seed_generator(seed) for seed in seeds]
 
     def to_uint8(self, images: np.ndarray) -> np.ndarray:

@@ -33,10 +33,11 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 from pydantic import Field, model_validator
 
 from genaug.config import StrictModel
+from genaug.data.needs import DataNeeds
 from genaug.generation.editors import EDITORS
 from genaug.generation.editors.img2img import Img2ImgEditor, check_unit_strengths, plan_from_sources
 from genaug.generation.items import WorkItem
-from genaug.generation.seeds import item_seed, seed_rng
+from genaug.seeds import item_seed, seed_rng
 
 if TYPE_CHECKING:
     import torch
@@ -134,15 +135,13 @@ class DAFusionEditor(Img2ImgEditor):
 
     @property
     def slot_prompt(self) -> str:
-        from genaug.sdi.conditioning import SLOT_WORD
+        from genaug.diffusion.conditioning import SLOT_WORD
 
         return PROMPT.replace("{token}", SLOT_WORD)
 
     @classmethod
     def data_needs(cls, config) -> list:
         """Textual inversion learns each class word from that class's images: one is enough (the paper runs 1-shot)."""
-        from genaug.data.needs import DataNeeds
-
         return [DataNeeds(who="editor dafusion", per_class=1, why="textual inversion learns a class word from them")]
 
     def prepare(self, dataset, config) -> None:
@@ -183,7 +182,7 @@ class DAFusionEditor(Img2ImgEditor):
             raise RuntimeError("editor dafusion renders after prepare() has learnt or loaded the class words")
         import torch
 
-        from genaug.sdi.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
+        from genaug.diffusion.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
 
         pipeline = self.pipeline
         labels = torch.tensor([item.label for item in items])

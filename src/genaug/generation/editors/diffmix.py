@@ -38,7 +38,7 @@ from genaug.data.names import class_prompt
 from genaug.generation.editors import EDITORS
 from genaug.generation.editors.img2img import Img2ImgEditor, check_unit_strengths
 from genaug.generation.items import WorkItem, unique_ids
-from genaug.generation.seeds import item_seed, seed_rng
+from genaug.seeds import item_seed, seed_rng
 
 if TYPE_CHECKING:
     import torch
@@ -175,7 +175,7 @@ class DiffMixEditor(Img2ImgEditor):
         if config.engine.dry_run:
             self.words = word_embedding(diffusion, settings.init_word).repeat(len(dataset.class_names), 1)
             return
-        from genaug.generation.runtime import resolve_shard
+        from genaug.runtime import resolve_shard
 
         folder = Path(config.output) / FINETUNE_DIR
         shard = resolve_shard(config.engine.shard)
@@ -224,7 +224,7 @@ class DiffMixEditor(Img2ImgEditor):
             return self.prompt_embeddings(items)
         import torch
 
-        from genaug.sdi.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
+        from genaug.diffusion.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
 
         pipeline = self.pipeline
         targets = torch.tensor([item.extra["params"]["target_label"] for item in items])

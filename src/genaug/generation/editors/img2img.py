@@ -19,7 +19,7 @@ from genaug.config import ConfigError
 from genaug.generation.editors import EDITORS
 from genaug.generation.editors.base import Editor
 from genaug.generation.items import WorkItem, unique_ids
-from genaug.generation.seeds import item_seed
+from genaug.seeds import item_seed
 
 if TYPE_CHECKING:
     import torch

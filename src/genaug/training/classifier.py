@@ -16,7 +16,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import yaml
 from PIL import Image
+
+from genaug.training.config import TrainConfig
 
 
 @dataclass
@@ -51,11 +54,8 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 
 def load_classifier(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:
     """The classifier of a finished ``genaug train`` run (see the module doc)."""
-    import yaml
-
-    from genaug.config import TrainConfig
+    from genaug.checkpoint import BEST_FILE, load_weights
     from genaug.models import create_model
-    from genaug.training.checkpoint import BEST_FILE, load_weights
     from genaug.training.pipeline import InputPipeline
     from genaug.training.trainer import CONFIG_FILE, RESULT_FILE
 
