@@ -6,6 +6,7 @@ stage, mixer, filter, policy, schedule or sampler is checked without a test of i
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path

@@ -23,10 +23,12 @@ from typing import Any
 
 from genaug.config import ConfigError, located, source_of
 from genaug.data.config import DatasetConfig
+from genaug.data.needs import empty_class_problems, need_problems
 from genaug.diffusion.models import POCKET_SCHEME, ModelRef, resolve_model
 from genaug.generation.config import GenerateConfig
 from genaug.training import resolve_recipe
 from genaug.training.config import TrainConfig
+from genaug.training.recipes import training_needs
 from genaug.warn import warn_once
 
 __all__ = [
@@ -150,15 +152,10 @@ def check_stage_data(config: Any, train, path: str | Path | None = None, overrid
 def check_train_data(run: Any, train, path: str | Path | None = None, overrides: list[str] | None = None) -> None:
     """Before ``genaug train`` trains: no empty class (unless allowed), and what the recipe needs
     of the data (its image size, two classes), as ``genaug run`` checks its training runs."""
-    from genaug.data.needs import training_needs
-
     _raise_data_problems(run.dataset, train, [training_needs(run.train, "train")], "train", path, overrides)
 
 
 def _raise_data_problems(dataset: DatasetConfig, train, needs: list, key: str, path, overrides) -> None:
-    from genaug.config import ConfigError, located, source_of
-    from genaug.data.needs import empty_class_problems, need_problems
-
     problems = [located(line, source_of("dataset", path, overrides)) for line in empty_class_problems(train, dataset.allow_empty_classes)]
     for declared in needs:
         problems += [located(line, source_of(key, path, overrides)) for line in need_problems(train, declared, dataset.image_size)]

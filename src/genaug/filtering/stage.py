@@ -41,6 +41,7 @@ from genaug.filtering.cache import write_cache
 from genaug.filtering.registry import Filter, create_filter
 from genaug.manifest import SampleRecord, merge_shards, read_manifest, record_file, shard_manifests, write_manifest
 from genaug.progress import progress_bar
+from genaug.diffusion.models import clip_reference, resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.filtering.config import FilterConfig
@@ -129,8 +130,6 @@ class FilterContext:
         """The CLIP's identity (weights hash, id or path) without loading it, for score cache keys."""
         if self._clip is not None:
             return self._clip.identity or {"name": self._clip.name}
-        from genaug.generation.models import clip_reference, resolve_model
-
         return resolve_model(clip_reference(self.config.clip), field="clip").identity
 
     @property

@@ -31,16 +31,20 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from genaug.diffusion.models import POCKET_SCHEME, clip_reference
 from genaug.experiment.config import train_config
 from genaug.experiment.graph import build_graph, upstream
 from genaug.generation.prompts import resolve_prompts
 from genaug.home import cache_dir
+from genaug.pocket.store import MODEL_NAMES, pocket_model_dir
 from genaug.rehearsal.standins import STANDINS
 from genaug.training import resolve_recipe
 
@@ -87,15 +91,12 @@ def model_folder(reference: str) -> Path:
     """The folder whose config files give ``reference``'s architecture: the shipped hub configs
     of a stand-in hub id, the pocket store's folder of ``pocket:<name>`` (``"pocket"`` for
     CLIP), or a local diffusers / CLIP folder. Only config files are read, never weights."""
-    from genaug.generation.models import POCKET_SCHEME, clip_reference
     from genaug.rehearsal.standins import hub_config_dir
 
     if reference in STANDINS:
         return hub_config_dir(reference)
     reference = clip_reference(reference)
     if reference.startswith(POCKET_SCHEME):
-        from genaug.pocket.store import MODEL_NAMES, pocket_model_dir
-
         name = reference[len(POCKET_SCHEME):]
         if name in MODEL_NAMES:
             try:
@@ -435,9 +436,6 @@ def train_step_seconds(config, num_classes: int, size: int, repeats: int = 3) ->
     counted FLOPs, else as many as fit, at least 1), on the recipe's CPU threads, after one
     warm-up step; the median of ``repeats`` steps, times ``batch_size / b``. Data loading,
     augmentation and evaluation are not in it."""
-    import statistics
-    import time
-
     from genaug.training.trainer import build_model, build_optimizer, cpu_threads
 
     per_sample = classifier_train_flops(config.model, config.width or 1.0, num_classes, size)

@@ -24,6 +24,7 @@ from genaug.diffusion.models import clip_reference, resolve_model
 from genaug.sdi.presets import training_pools
 from genaug.sdi.projector import trained_projectors
 from genaug.sdi.tables import FeatureTable, load_table, save_table, table_info
+from genaug.data.identity import row_digest
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.sdi.config import SdiConfig
@@ -105,8 +106,6 @@ def _load_clip(config: SdiConfig):
 
 def content_digests(dataset: RealDataset) -> list[str]:
     """Every image's content digest, in row order (:func:`genaug.generation.stage.row_digest`)."""
-    from genaug.generation.stage import row_digest
-
     return [row_digest(dataset, row) for row in range(len(dataset))]
 
 

@@ -16,6 +16,7 @@ images of the classes whose vectors were reused (:mod:`genaug.sdi.sample`).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -188,8 +189,6 @@ def generate_from_samples(
 
 def vector_digests(table: FeatureTable):
     """An item's source content for its input key: ``sha256`` of its sampled vector's float32 bytes."""
-    import hashlib
-
     def digest(item: WorkItem) -> str:
         return hashlib.sha256(table.features[item.extra["row"]].numpy().astype(np.float32).tobytes()).hexdigest()
 

@@ -21,7 +21,9 @@ takes its vectors from there (``info.reused_classes``) instead of being sampled 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -166,9 +168,6 @@ def sample_features(config: SdiConfig, reuse_from: list[str | Path] | tuple = ()
 def class_key(bank: FeatureTable, label: int, sampler: str, multiplier: int, seed: int, sampler_kwargs: dict | None) -> str:
     """``sha256(json({projector weights, CLIP, class name, label, the class's (id, content) in bank
     order, sampler, arguments, multiplier, seed}))[:24]``: what one class's vectors depend on."""
-    import hashlib
-    import json
-
     rows = bank.rows_of_class(label)
     content = {
         "projector": bank.info.get("projector"), "clip": bank.info.get("clip"), "class_name": bank.class_names[label],

@@ -38,6 +38,7 @@ on CPU gloo) split each global batch; the projector is wrapped in DDP.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import time
@@ -82,6 +83,7 @@ from genaug.sdi.projector import (  # noqa: F401 (projector_path, load_trained_p
 )
 from genaug.sdi.tables import FeatureTable
 from genaug.seeds import generator_for
+from genaug.files import save_safetensors
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.sdi.config import ProjectorTrainConfig, SdiConfig
@@ -311,8 +313,6 @@ def projector_keys(
     CLIP}))``, everything the trained weights depend on (the recipe without the fields a resumed
     run may change); ``recipe``: the same without the images. None when an embedding table
     does not list its images' contents (made before tables did)."""
-    import hashlib
-
     from genaug.sdi.embed import embeds_path
     from genaug.sdi.tables import table_info
 
@@ -367,8 +367,6 @@ def copy_projector(run: ProjectorRun, folder: Path, out: Path, keys: dict[str, s
     copy is made again on rerun). ``kept``: its inputs were not this run's (keep_projector)."""
     from safetensors import safe_open
 
-    from genaug.files import save_safetensors
-
     with safe_open(str(projector_path(folder)), framework="pt") as handle:
         metadata = dict(handle.metadata() or {})
         tensors = {name: handle.get_tensor(name) for name in handle.keys()}
@@ -396,8 +394,6 @@ def projector_digest(path: str | Path) -> str:
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
     """``sha256`` over the tensors (name, dtype, shape, bytes; sorted by name)."""
-    import hashlib
-
     digest = hashlib.sha256()
     for name in sorted(state):
         tensor = state[name].detach().cpu().contiguous()

@@ -9,6 +9,7 @@ normalisation), exactly as its test set did.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,8 +81,6 @@ def load_classifier(run_dir: str | Path, device: str | torch.device = "cpu") -> 
 def classifier_identity(run_dir: str | Path) -> dict | None:
     """``{"run": <folder>, "sha256": <of its best.safetensors and config.yaml>}``: what a classifier's
     scores depend on (None when the run is not finished)."""
-    import hashlib
-
     from genaug.training.checkpoint import BEST_FILE
     from genaug.training.trainer import CONFIG_FILE
 

@@ -24,6 +24,7 @@ from genaug.diffusion.models import resolve_model
 from genaug.generation.presets import sampling_preset
 from genaug.registry import Registry
 from genaug.seeds import seed_generator
+from genaug.diffusion.models import POCKET_SCHEME
 
 if TYPE_CHECKING:  # the editor modules import without torch (a config naming one is checked without it)
     import torch
@@ -195,8 +196,6 @@ class Editor(ABC):
         if config.steps:
             return int(config.steps)
         if getattr(config, "preset", None):
-            from genaug.generation.presets import sampling_preset
-
             return int(sampling_preset(cls.preset_key_for(config.model), config.preset)["num_inference_steps"])
         return int(cls.default_steps())
 
@@ -223,8 +222,6 @@ class Editor(ABC):
     @classmethod
     def prompts_for(cls, config) -> str:
         """The prompt preset of the stage when it gives none: pocket texts for pocket models."""
-        from genaug.generation.models import POCKET_SCHEME
-
         model = config.model or cls.default_model
         return cls.pocket_prompts if model.startswith(POCKET_SCHEME) else cls.default_prompts
 
