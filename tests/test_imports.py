@@ -52,6 +52,10 @@ ALLOWED_UPWARD: dict[tuple[str, str], str] = {
         "the classifier-confidence filter scores with a classifier genaug trained: it loads the run with "
         "training's own loader, inside the function that needs it"
     ),
+    ("genaug.filtering.filters", "genaug.training.classifier"): (
+        "the same filter's score cache is keyed by that run's weights: training's own reader of a run's "
+        "files names them, inside the function that needs it"
+    ),
 }
 
 #: Sibling imports still to be taken apart (what it would take, in the reason); the list may

@@ -186,7 +186,7 @@ class ClassifierFilter(Filter):
     def score_inputs(self, context):
         """Also the classifier's weights (``best.safetensors`` of ``run``) and the set's classes;
         None (not cached) for a classifier passed in without a run folder."""
-        from genaug.filtering.classifier import classifier_identity
+        from genaug.training.classifier import classifier_identity  # up a floor: tests/test_imports.py says why
 
         identity = classifier_identity(self.params.run) if self.params.run is not None else None
         if identity is None:
