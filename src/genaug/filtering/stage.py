@@ -36,12 +36,12 @@ import numpy as np
 
 from genaug.data.images import load_rgb
 from genaug.data.progress import default_workers
+from genaug.diffusion.models import clip_reference, resolve_model
 from genaug.files import write_json_atomic
 from genaug.filtering.cache import write_cache
 from genaug.filtering.registry import Filter, create_filter
 from genaug.manifest import SampleRecord, merge_shards, read_manifest, record_file, shard_manifests, write_manifest
 from genaug.progress import progress_bar
-from genaug.diffusion.models import clip_reference, resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.filtering.config import FilterConfig

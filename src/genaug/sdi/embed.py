@@ -19,12 +19,12 @@ import torch
 
 from genaug.config import ConfigError
 from genaug.data.base import RealDataset
+from genaug.data.identity import row_digest
 from genaug.diffusion.architecture import check_projector_input, clip_embed_dim
 from genaug.diffusion.models import clip_reference, resolve_model
 from genaug.sdi.presets import training_pools
 from genaug.sdi.projector import trained_projectors
 from genaug.sdi.tables import FeatureTable, load_table, save_table, table_info
-from genaug.data.identity import row_digest
 
 if TYPE_CHECKING:  # pragma: no cover
     from genaug.sdi.config import SdiConfig

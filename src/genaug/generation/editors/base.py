@@ -20,11 +20,10 @@ from PIL import Image
 from pydantic import ValidationError
 
 from genaug.diffusion.architecture import UnetInputs, check_pipeline
-from genaug.diffusion.models import resolve_model
+from genaug.diffusion.models import POCKET_SCHEME, resolve_model
 from genaug.generation.presets import sampling_preset
 from genaug.registry import Registry
 from genaug.seeds import seed_generator
-from genaug.diffusion.models import POCKET_SCHEME
 
 if TYPE_CHECKING:  # the editor modules import without torch (a config naming one is checked without it)
     import torch
