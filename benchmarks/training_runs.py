@@ -1,4 +1,4 @@
-"""Finished pocket training runs per core-minute: the trainer's fast path against ``fast: false``.
+"""Finished pocket training runs per core-minute: the trainer's fast path and stacked seeds against ``fast: false``.
 
 Both paths train the demo's runs (the ``pocket`` recipe on the pocket digits, 10 labels per
 class, ``keep_checkpoint: false`` and the default logging, as ``genaug run`` does) in one
@@ -16,7 +16,14 @@ of the real set and 10 other pocket digits per class standing in for a synthetic
 twice the baseline's steps per epoch). On a GPU (``--device cuda``) the rate is per
 GPU-minute.
 
+``--paths`` picks what is compared, the first against the others: ``legacy`` (``fast:
+false``), ``fast``, ``bf16`` (the fast path with ``precision: bf16``) and ``stacked`` (the fast
+path with ``--stack`` seeds trained as one stacked model, :func:`genaug.training.train_seeds`,
+as ``genaug run`` trains an arm's seeds; a run's seconds are the stack's over its seeds, and its
+time is not split into parts).
+
     python benchmarks/training_runs.py --seeds 10 --synthetic-seeds 2
+    python benchmarks/training_runs.py --seeds 20 --synthetic-seeds 0 --paths legacy,fast,stacked --stack 5
 """
 
 from __future__ import annotations
@@ -55,8 +62,31 @@ def synthetic_standin(class_names: list[str], per_class: int = 10):
     return RealDataset(name="standin", split="train", class_names=list(class_names), labels=labels, ids=ids, images=images)
 
 
-def run_one(spec: dict) -> dict:
-    """Train one run in this worker; return its test top-1 and where its time went."""
+def run_stack(spec: dict) -> list[dict]:
+    """Train the seeds ``spec["seeds"]`` as one stacked model in this worker; each run's test
+    top-1, and seconds the stack's over its seeds."""
+    from genaug.config import TrainConfig
+    from genaug.data import load_splits
+    from genaug.training import train_seeds
+
+    started = time.perf_counter()
+    splits = load_splits(spec["dataset"])
+    synthetic = synthetic_standin(splits["train"].class_names) if spec["synthetic"] else None
+    configs = [TrainConfig(**{**spec["train"], "seed": seed}) for seed in spec["seeds"]]
+    results = train_seeds(configs, splits, [f"{spec['out']}-{seed}" for seed in spec["seeds"]], synthetic, resume=False)
+    seconds = (time.perf_counter() - started) / len(results)
+    nan = float("nan")
+    return [{**spec, "seed": seed, "top1": result.test["top1"], "seconds": seconds, "best_epoch": result.best_epoch,
+             "steps": result.optimizer_steps, "evaluations": len(result.val_history), "step": nan, "sgd": nan, "evaluate": nan,
+             "stacked": len(result.stacked_seeds) + 1}
+            for seed, result in zip(spec["seeds"], results)]  # fmt: skip
+
+
+def run_one(spec: dict) -> list[dict]:
+    """Train one run (or with ``spec["seeds"]``, a stack) in this worker; return its test top-1
+    and where its time went."""
+    if "seeds" in spec:
+        return run_stack(spec)
     import torch
 
     from genaug.config import TrainConfig
@@ -100,8 +130,8 @@ def run_one(spec: dict) -> dict:
         trainer_module.train_step, trainer_module.evaluate, trainer_module.build_optimizer = step, evaluate, build
     if torch.cuda.is_available() and spec["train"].get("device") == "cuda":
         torch.cuda.synchronize()
-    return {**spec, "top1": result.test["top1"], "seconds": seconds, "best_epoch": result.best_epoch,
-            "steps": result.optimizer_steps, "evaluations": len(result.val_history), **times}  # fmt: skip
+    return [{**spec, "top1": result.test["top1"], "seconds": seconds, "best_epoch": result.best_epoch,
+             "steps": result.optimizer_steps, "evaluations": len(result.val_history), **times}]  # fmt: skip
 
 
 def describe(runs: list[dict]) -> dict:
@@ -129,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's 60 epochs")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--paths", default="legacy,fast", help="paths to compare, in order: legacy (fast: false), "
-                        "fast, bf16 (the fast path with precision: bf16); default legacy,fast")  # fmt: skip
+                        "fast, bf16 (the fast path with precision: bf16), stacked; default legacy,fast")  # fmt: skip
+    parser.add_argument("--stack", type=int, default=5, help="seeds per stacked model on the stacked path (default 5)")
     args = parser.parse_args(argv)
 
     from scipy import stats
@@ -143,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                  "logging": {"progress": False}, "device": args.device}  # fmt: skip
         if path == "bf16":
             train["precision"] = "bf16"
+        train["stack_seeds"] = args.stack if path == "stacked" else 1
         if synthetic:
             train["data_policy"] = "concat"
         if epochs or args.epochs:
@@ -152,10 +184,22 @@ def main(argv: list[str] | None = None) -> int:
                 "out": str(root / f"{path}-{arm}-{seed}")}  # fmt: skip
 
     paths = args.paths.split(",")
-    if unknown := sorted(set(paths) - {"legacy", "fast", "bf16"}):
-        parser.error(f"--paths: unknown {', '.join(unknown)}; choose from legacy, fast, bf16")
-    jobs = [spec(path, seed, False) for seed in range(args.seeds) for path in paths]
-    jobs += [spec(path, seed, True) for seed in range(args.synthetic_seeds) for path in paths]
+    if unknown := sorted(set(paths) - {"legacy", "fast", "bf16", "stacked"}):
+        parser.error(f"--paths: unknown {', '.join(unknown)}; choose from legacy, fast, bf16, stacked")
+
+    def arm_jobs(count: int, synthetic: bool) -> list[dict]:
+        """Per group of ``--stack`` seeds: each single path's runs of those seeds, then the stack."""
+        jobs = []
+        for first in range(0, count, args.stack):
+            seeds = list(range(first, min(first + args.stack, count)))
+            for path in paths:
+                if path == "stacked":
+                    jobs.append({**spec(path, first, synthetic), "seeds": seeds})
+                else:
+                    jobs += [spec(path, seed, synthetic) for seed in seeds]
+        return jobs
+
+    jobs = arm_jobs(args.seeds, False) + arm_jobs(args.synthetic_seeds, True)
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {len(jobs)} runs, "
           f"{args.workers} workers x 1 thread, device {args.device}", flush=True)  # fmt: skip
     context = multiprocessing.get_context("spawn")
@@ -166,10 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         futures.wait(warm)
         pending = [pool.submit(run_one, job) for job in jobs]
         for future in futures.as_completed(pending):
-            run = future.result()
-            results.append(run)
-            print(f"  {run['path']:6s} {run['arm']:9s} seed {run['seed']:2d}: {run['seconds']:6.1f} s, "
-                  f"test top-1 {run['top1']:.2f}, best epoch {run['best_epoch']}", flush=True)  # fmt: skip
+            for run in future.result():
+                results.append(run)
+                print(f"  {run['path']:7s} {run['arm']:9s} seed {run['seed']:2d}: {run['seconds']:6.1f} s, "
+                      f"test top-1 {run['top1']:.2f}, best epoch {run['best_epoch']}", flush=True)  # fmt: skip
     wall = time.perf_counter() - started
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; wall {wall:.0f} s\n")
 
@@ -182,10 +226,11 @@ def main(argv: list[str] | None = None) -> int:
             if not runs:
                 continue
             summary[arm, path] = info = describe(runs)
-            print(f"{arm:9s} {path:6s} n={info['n']:2d}  {info['seconds']:6.2f} s/run  {info['rate']:5.2f} runs per {unit}  "
-                  f"time: forward+backward {100 * info['forward_backward']:4.1f} %, SGD {100 * info['sgd']:4.1f} %, "
-                  f"validation+test {100 * info['evaluate']:4.1f} % ({info['evaluations']:.0f} validations), "
-                  f"rest {100 * info['rest']:4.1f} %")  # fmt: skip
+            parts = "" if path == "stacked" else (
+                f"time: forward+backward {100 * info['forward_backward']:4.1f} %, SGD {100 * info['sgd']:4.1f} %, "
+                f"validation+test {100 * info['evaluate']:4.1f} % ({info['evaluations']:.0f} validations), "
+                f"rest {100 * info['rest']:4.1f} %")  # fmt: skip
+            print(f"{arm:9s} {path:7s} n={info['n']:2d}  {info['seconds']:6.2f} s/run  {info['rate']:5.2f} runs per {unit}  {parts}")
         for path in paths[1:]:
             if (arm, reference) in summary and (arm, path) in summary:
                 ratio = summary[arm, path]["rate"] / summary[arm, reference]["rate"]
@@ -195,12 +240,32 @@ def main(argv: list[str] | None = None) -> int:
         if old and new and old["n"] > 1 and new["n"] > 1:
             a, b = old["top1"], new["top1"]
             welch = stats.ttest_ind(b, a, equal_var=False)
+            low, high = welch.confidence_interval(0.95)
             mann = stats.mannwhitneyu(b, a, alternative="two-sided")
             print(f"\nbaseline test top-1: {reference} {statistics.fmean(a):.2f} +- {statistics.stdev(a):.2f}, "
                   f"{path} {statistics.fmean(b):.2f} +- {statistics.stdev(b):.2f} (mean +- sd, {len(a)} and {len(b)} seeds); "
-                  f"difference {statistics.fmean(b) - statistics.fmean(a):+.2f} points; Welch t p = {welch.pvalue:.3f}, "
-                  f"Mann-Whitney U p = {mann.pvalue:.3f}")  # fmt: skip
+                  f"difference {statistics.fmean(b) - statistics.fmean(a):+.2f} [{low:+.2f}, {high:+.2f}] points "
+                  f"(Welch 95 % interval, unpaired); Welch t p = {welch.pvalue:.3f}, Mann-Whitney U p = {mann.pvalue:.3f}")  # fmt: skip
+            paired = paired_difference(results, "baseline", reference, path)
+            if paired is not None:
+                print(f"  paired by seed (the same initial weights and data order on both paths, {paired[0]} seeds): "
+                      f"{paired[1]:+.2f} [{paired[2]:+.2f}, {paired[3]:+.2f}] points (paired t 95 % interval), p = {paired[4]:.3f}")
     return 0
+
+
+def paired_difference(results: list[dict], arm: str, reference: str, path: str) -> tuple | None:
+    """``(seeds, mean, low, high, p)`` of ``path`` - ``reference`` test top-1 over the seeds both
+    trained (a paired t-test); None with fewer than 2 such seeds."""
+    from scipy import stats
+
+    by_seed = {(run["path"], run["seed"]): run["top1"] for run in results if run["arm"] == arm}
+    seeds = sorted(seed for (name, seed) in by_seed if name == reference and (path, seed) in by_seed)
+    if len(seeds) < 2:
+        return None
+    test = stats.ttest_rel([by_seed[path, seed] for seed in seeds], [by_seed[reference, seed] for seed in seeds])
+    low, high = test.confidence_interval(0.95)
+    mean = statistics.fmean(by_seed[path, seed] - by_seed[reference, seed] for seed in seeds)
+    return len(seeds), mean, low, high, test.pvalue
 
 
 if __name__ == "__main__":

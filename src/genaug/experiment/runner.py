@@ -255,7 +255,8 @@ def plan_jobs(
     ``seeds``: one list for every arm, or each arm's own. ``view``: ``natural`` (the recipe's
     epochs) or ``matched`` (``train.steps`` = the experiment's ``compute.matched_steps``; the
     runs live under ``arms/<arm>/matched/``). ``keep_checkpoint`` is left out of the key: it
-    decides what a finished run keeps on disk, not what it computes.
+    decides what a finished run keeps on disk, not what it computes; so is ``stack_seeds``
+    (how many seeds train as one model: the same runs, to float32 rounding).
     """
     jobs = []
     dataset = experiment.dataset.model_dump(mode="json")
@@ -276,7 +277,7 @@ def plan_jobs(
             config = train_config(experiment, arm, seed)
             if view == "matched":
                 config = config.model_copy(update={"steps": experiment.compute.matched_steps})
-            train = config.model_dump(mode="json", exclude={"keep_checkpoint"})
+            train = config.model_dump(mode="json", exclude={"keep_checkpoint", "stack_seeds"})
             content = {"train": train, "sets": set_keys, "dataset": dataset, "data": digests}
             key = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:8]
             jobs.append(TrainJob(name, seed, config, folder / f"seed-{seed}-{key}", sets, dataset, identity, view))

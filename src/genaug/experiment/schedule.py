@@ -2,7 +2,10 @@
 
 The stages run one after another in this process. Training runs go to a pool of
 ``workers`` processes (one thread each, ``spawn``), each run submitted the moment every
-stage upstream of its arm has finished (a parity arm's subsample is written first): the
+stage upstream of its arm has finished (a parity arm's subsample is written first), the
+seeds of an arm submitted together as one task that trains them as one stacked model
+(:mod:`genaug.training.stacked`; up to ``train.stack_seeds`` seeds, runs that cannot be
+stacked one by one): the
 arms on real images only (the baseline, online mixers) train while the first stage
 generates, and an arm trains while the stages after its own still run. No run's result
 depends on when it starts. The stage in this process takes only the threads the workers
@@ -29,7 +32,7 @@ import multiprocessing
 import signal
 from typing import Any, Callable, Iterator
 
-from genaug.experiment.jobs import TrainJob, train_job
+from genaug.experiment.jobs import TrainJob, group_jobs, train_job, train_jobs
 from genaug.experiment.slurm import SlurmPool
 from genaug.progress import progress_bar
 from genaug.training.recipes import resolve_recipe
@@ -46,7 +49,7 @@ class TrainingPool:
         self.on_finished = on_finished or (lambda job: None)
         self.finished = 0
         self._queued: list[TrainJob] = []  # workers == 1: run in wait()
-        self._pending: dict[futures.Future, TrainJob] = {}
+        self._pending: dict[futures.Future, list[TrainJob]] = {}  # a future trains a group of seeds
         self._pool: futures.ProcessPoolExecutor | None = None
 
     def __enter__(self) -> "TrainingPool":
@@ -63,7 +66,8 @@ class TrainingPool:
         return self.workers > 1 and self.total > 1
 
     def submit(self, jobs: list["TrainJob"]) -> None:
-        """Queue ``jobs``: they start as soon as a worker is free."""
+        """Queue ``jobs``: they start as soon as a worker is free, the seeds of an arm that can
+        train as one stacked model as one task (:func:`genaug.experiment.jobs.group_jobs`)."""
         if not self.parallel:
             self._queued.extend(jobs)
             return
@@ -72,8 +76,8 @@ class TrainingPool:
             self._pool = futures.ProcessPoolExecutor(
                 max_workers=min(self.workers, self.total), mp_context=context, initializer=_leave_interrupts_to_parent
             )
-        for job in jobs:
-            self._pending[self._pool.submit(train_job, job, False)] = job
+        for group in group_jobs(jobs):
+            self._pending[self._pool.submit(train_jobs, group, False)] = group
 
     @contextlib.contextmanager
     def sharing_cores(self) -> Iterator[None]:
@@ -121,12 +125,14 @@ class TrainingPool:
         """Train every queued run and wait for every submitted one, under one bar."""
         self.poll()
         if self._queued:
-            for job in self._queued:
-                self.finished += 1
-                self.echo(f"train {job.arm} seed {job.seed} ({self.finished}/{self.total})")
-                summary = train_job(job, self.progress)
-                self.echo(f"  test top-1 {summary['top1']:.2f} % in {summary['seconds']:.0f} s")
-                self.on_finished(job)
+            for group in group_jobs(self._queued):
+                seeds = ", ".join(str(job.seed) for job in group)
+                self.echo(f"train {group[0].arm} seed{'s' if len(group) > 1 else ''} {seeds} "
+                          f"({self.finished + 1}{f'-{self.finished + len(group)}' if len(group) > 1 else ''}/{self.total})")  # fmt: skip
+                for job, summary in zip(group, train_jobs(group, self.progress)):
+                    self.finished += 1
+                    self.echo(f"  {'' if len(group) == 1 else f'seed {job.seed}: '}test top-1 {summary['top1']:.2f} % in {summary['seconds']:.0f} s")
+                    self.on_finished(job)
             self._queued = []
         if not self._pending:
             return
@@ -149,16 +155,16 @@ class TrainingPool:
 
     def _running(self) -> list["TrainJob"]:
         """The jobs a worker has taken (a future counts as running once queued to a worker)."""
-        return [job for future, job in self._pending.items() if future.running()]
+        return [job for future, group in self._pending.items() if future.running() for job in group]
 
     def _finish(self, future: futures.Future, report: Callable[[str], None]) -> None:
-        """Count the run of ``future`` (a failed run raises its error), report its line, call back."""
-        job = self._pending.pop(future)
-        summary = future.result()
-        self.finished += 1
-        report(_line(job, summary))
-        with self.sharing_cores():
-            self.on_finished(job)
+        """Count the runs of ``future`` (a failed run raises its error), report their lines, call back."""
+        group = self._pending.pop(future)
+        for job, summary in zip(group, future.result()):
+            self.finished += 1
+            report(_line(job, summary))
+            with self.sharing_cores():
+                self.on_finished(job)
 
     def stop(self, grace: float = 2.0) -> None:
         """Cancel every queued run and end the workers now (their runs resume from their checkpoints).

@@ -29,6 +29,7 @@ _LAZY = {
     "resolve_recipe": "genaug.training.recipes",
     "RunResult": "genaug.training.trainer",
     "train": "genaug.training.trainer",
+    "train_seeds": "genaug.training.stacked",
     "TrainRunConfig": "genaug.training.config",
     "LOSSES": "genaug.training.registry",
     "LR_SCHEDULES": "genaug.training.registry",

@@ -131,7 +131,13 @@ class TrainConfig(StrictModel):
     bit-identical to a run with ``fast: false``, which keeps the former per-run costs
     (validation every epoch in batches of ``batch_size``, every improvement written at once,
     a checkpoint every epoch, SGD's per-tensor loop), for comparisons
-    (``benchmarks/training_runs.py``).
+    (``benchmarks/training_runs.py``). ``stack_seeds`` (fast path only): when several seeds of
+    one run train together (an experiment's arm, :func:`genaug.training.train_seeds`), up to
+    this many train as one stacked model, each seed with its own data order, augmentation,
+    weights, checkpoint and files (:mod:`genaug.training.stacked`); 1 trains each alone. A
+    stacked seed is a function of its seed and of how many seeds were stacked, not bit-equal
+    to the seed alone; the field does not enter an experiment's run keys, and a resumed run
+    may change it.
 
     ``logging``; ``checkpoint_every`` epochs (and always after the last; None: every epoch,
     or with ``fast`` the first epoch ending 30 s or more after the last checkpoint, so a
@@ -173,11 +179,12 @@ class TrainConfig(StrictModel):
     logging: TrainLoggingConfig = TrainLoggingConfig()
     checkpoint_every: int | None = None
     fast: bool = True
+    stack_seeds: int = 8
     keep_checkpoint: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
-        positive = ("epochs", "steps", "batch_size", "eval_every", "checkpoint_every", "cpu_threads")
+        positive = ("epochs", "steps", "batch_size", "eval_every", "checkpoint_every", "cpu_threads", "stack_seeds")
         for name in positive:
             value = getattr(self, name)
             if value is not None and value < 1:

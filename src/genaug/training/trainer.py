@@ -82,7 +82,7 @@ RESULT_FILE = "metrics.json"
 #: The content identity of the splits a run trains, selects and tests on (genaug.data.identity).
 DATA_FILE = "dataset.json"
 #: Fields that do not change what a run computes, so a resumed run may change them.
-RESUME_IGNORED = ("logging", "checkpoint_every", "device", "cpu_threads", "keep_checkpoint")
+RESUME_IGNORED = ("logging", "checkpoint_every", "device", "cpu_threads", "keep_checkpoint", "stack_seeds")
 #: Fast path: every ``SPARSE_EVAL_EVERY``-th epoch is validated, and every epoch in the last
 #: ``VALIDATE_TAIL`` of training (where the best-validation epoch of a decayed schedule lies).
 SPARSE_EVAL_EVERY = 5
@@ -116,6 +116,9 @@ class RunResult:
     (``real_samples + synthetic_samples``); ``val_history``: ``[epoch, val top-1]`` of every
     validation, in order; ``still_rising``: validation top-1 was still rising over the last
     10 % of training (:func:`genaug.training.health.still_rising`; a warning says so).
+    ``stacked_seeds``: the seeds trained with this one as one stacked model
+    (:mod:`genaug.training.stacked`; empty when it trained alone); ``wall_seconds`` is then
+    its share, the stack's time over its seeds.
     metrics.json files written before these fields existed load with their defaults.
     """
 
@@ -138,6 +141,7 @@ class RunResult:
     images_seen: int = 0
     val_history: list[list[float]] = field(default_factory=list)
     still_rising: bool = False
+    stacked_seeds: list[int] = field(default_factory=list)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -196,14 +200,14 @@ class BestWeights:
         self.path, self.deferred, self.write = path, deferred, write
         self._pending: tuple[dict[str, torch.Tensor], int] | None = None
 
-    def keep(self, model: nn.Module, epoch: int) -> None:
-        """Keep ``model``'s weights as those of ``epoch`` (numbered from 1)."""
+    def keep(self, state: dict[str, torch.Tensor], epoch: int) -> None:
+        """Keep the weights ``state`` (a model's ``state_dict``) as those of ``epoch`` (numbered from 1)."""
         if not self.write:
             return
         if not self.deferred:
-            save_weights(self.path, model.state_dict(), {"epoch": str(epoch)})
+            save_weights(self.path, state, {"epoch": str(epoch)})
             return
-        self._pending = ({name: value.detach().clone() for name, value in model.state_dict().items()}, epoch)
+        self._pending = ({name: value.detach().clone() for name, value in state.items()}, epoch)
 
     def flush(self) -> None:
         """Write weights kept in memory (nothing when none are pending)."""
@@ -299,11 +303,7 @@ def run_recipe(
     progress = RunProgress()
     if checkpoint is not None:
         progress = restore_training_state(checkpoint, model, optimizer, scheduler, scaler, out_dir, dist)
-    for warning in (validation_warning(val_set), warmup_warning(config), skipped_warning(skipped_count(splits))):
-        if add_warning(progress.warnings, warning) and dist.is_main:
-            warn_once(warning)
-    if dist.is_main:
-        keep_warnings(out_dir, progress.warnings)
+    start_warnings(progress, config, val_set, splits, out_dir, dist.is_main)
     uniform = uniform_loss(loss_fn, num_classes)
     steps_mode = config.steps is not None
     learner = Learner(dist.wrap(model), optimizer, scaler, loss_fn, mixer, scheduler if steps_mode else None)
@@ -330,9 +330,8 @@ def run_recipe(
             stats["train_seconds"] = time.perf_counter() - started
             if steps_mode and stats["steps"] == 0:
                 raise ConfigError(f"steps: epoch {epoch + 1} planned no batch, so {config.steps} steps cannot be made")
-            warning = loss_warning(stats["train_loss"], uniform, epoch, None if steps_mode else config.epochs)
-            if add_warning(progress.warnings, warning) and dist.is_main:
-                warn_once(warning, log=out_dir / WARNINGS_LOG)
+            report_warning(progress, loss_warning(stats["train_loss"], uniform, epoch, None if steps_mode else config.epochs),
+                           out_dir, dist.is_main)
             if not steps_mode:
                 scheduler.step()
             progress.optimizer_steps += stats["steps"]
@@ -342,34 +341,91 @@ def run_recipe(
             validate = val is not None and (is_eval_epoch(config, epoch, position, last) or in_convergence_window(position))
             val_metrics = evaluate_split(val) if validate else None
             test_metrics = evaluate_split(test) if config.report_reference else None
-            keep_best_weights(progress, epoch, val_metrics, model, best)
-            if val_metrics is not None:
-                progress.val_history.append([epoch + 1, val_metrics["top1"], position])
             seconds = time.perf_counter() - started
-            record_epoch(progress, stats, test_metrics, seconds)
-            row = epoch_row(lr, stats, val_metrics, test_metrics, seconds)
-            logger.log_epoch(epoch + 1, row, val_metrics["per_class"] if val_metrics else None)  # numbered from 1
-            progress.epoch = epoch + 1
+            close_epoch(progress, best, logger, epoch, lr, stats, val_metrics, test_metrics, seconds, position, model.state_dict)
             if is_checkpoint_epoch(config, epoch, last, time.perf_counter() - last_checkpoint):
                 best.flush()
-                write_checkpoint(out_dir, model, optimizer, scheduler, scaler, progress, dist)
+                write_checkpoint(out_dir, model.state_dict(), optimizer.state_dict(), scheduler, scaler, progress, dist)
                 last_checkpoint = time.perf_counter()
             val_top1 = f"{val_metrics['top1']:.2f}" if val_metrics else "-"
             display.update(completed=progress.optimizer_steps if steps_mode else epoch + 1,
                            loss=f"{stats['train_loss']:.4f}", val=val_top1)
 
-    history = [[position, top1] for _, top1, position in progress.val_history]
-    num_val = len(val_set) if val is not None else 0
-    warning = convergence_warning(history, num_val)
-    if add_warning(progress.warnings, warning) and dist.is_main:
+    return finish_run(
+        config, out_dir, progress, best, model, lambda: evaluate_split(test), splits, dist,
+        model_name=config.model if custom_model is None else f"custom:{type(custom_model).__name__}",
+    )
+
+
+def start_warnings(
+    progress: RunProgress, config: TrainConfig, val_set: RealDataset | None, splits: dict[str, RealDataset],
+    out_dir: Path, is_main: bool,
+) -> None:
+    """The warnings known before training (no validation set, warm-up, skipped input files),
+    each added once, and the run folder's ``warnings.log``."""
+    for warning in (validation_warning(val_set), warmup_warning(config), skipped_warning(skipped_count(splits))):
+        if add_warning(progress.warnings, warning) and is_main:
+            warn_once(warning)
+    if is_main:
+        keep_warnings(out_dir, progress.warnings)
+
+
+def report_warning(progress: RunProgress, warning: str | None, out_dir: Path, is_main: bool) -> None:
+    """Add ``warning`` (None: nothing) to the run's warnings; shown and logged once, by rank 0."""
+    if add_warning(progress.warnings, warning) and is_main:
         warn_once(warning, log=out_dir / WARNINGS_LOG)
 
+
+def close_epoch(
+    progress: RunProgress,
+    best: BestWeights,
+    logger: RunLogger,
+    epoch: int,
+    lr: float,
+    stats: dict,
+    val_metrics: dict | None,
+    test_metrics: dict | None,
+    seconds: float,
+    position: float,
+    weights: Callable[[], dict],
+) -> None:
+    """The bookkeeping after ``epoch`` (from 0): keep the weights when validation improved,
+    the validation history, the sample counts and time, the metrics.csv row."""
+    keep_best_weights(progress, epoch, val_metrics, weights, best)
+    if val_metrics is not None:
+        progress.val_history.append([epoch + 1, val_metrics["top1"], position])
+    record_epoch(progress, stats, test_metrics, seconds)
+    row = epoch_row(lr, stats, val_metrics, test_metrics, seconds)
+    logger.log_epoch(epoch + 1, row, val_metrics["per_class"] if val_metrics else None)  # numbered from 1
+    progress.epoch = epoch + 1
+
+
+def finish_run(
+    config: TrainConfig,
+    out_dir: Path,
+    progress: RunProgress,
+    best: BestWeights,
+    model: nn.Module,
+    test_metrics: Callable[[], dict],
+    splits: dict[str, RealDataset],
+    dist: Distributed,
+    *,
+    model_name: str,
+    stacked_seeds: list[int] | None = None,
+) -> RunResult:
+    """After the last epoch: the convergence check, the selected weights loaded into ``model``,
+    the test set evaluated once (``test_metrics()``), ``metrics.json`` written."""
+    train_set, val_set, _ = check_splits(splits, None)
+    history = [[position, top1] for _, top1, position in progress.val_history]
+    num_val = len(val_set) if val_set is not None else 0
+    report_warning(progress, convergence_warning(history, num_val), out_dir, dist.is_main)
+
     best.flush()
-    selection = select_final_weights(model, progress, out_dir, dist, has_val=val is not None)
+    selection = select_final_weights(model, progress, out_dir, dist, has_val=val_set is not None)
     result = RunResult(
         out_dir=out_dir,
-        model=config.model if custom_model is None else f"custom:{type(custom_model).__name__}",
-        test=evaluate_split(test),
+        model=model_name,
+        test=test_metrics(),
         best_epoch=progress.best_epoch,
         best_val=progress.best_val,
         selection=selection,
@@ -386,6 +442,7 @@ def run_recipe(
         images_seen=progress.real_samples + progress.synthetic_samples,
         val_history=[[epoch, top1] for epoch, top1, _ in progress.val_history],
         still_rising=still_rising(history, num_val),
+        stacked_seeds=list(stacked_seeds or []),
     )
     if dist.is_main:
         write_text_atomic(out_dir / RESULT_FILE, result.to_json())
@@ -855,15 +912,16 @@ def evaluate(
 
 
 def keep_best_weights(
-    progress: RunProgress, epoch: int, val_metrics: dict | None, model: nn.Module, best: BestWeights
+    progress: RunProgress, epoch: int, val_metrics: dict | None, weights: Callable[[], dict], best: BestWeights
 ) -> None:
-    """Keep the weights for ``best.safetensors`` when validation top-1 improves (ties keep the earlier)."""
+    """Keep the weights (``weights()``: the model's state dict) for ``best.safetensors`` when
+    validation top-1 improves (ties keep the earlier)."""
     if val_metrics is None or not val_metrics["top1"] > progress.best_val_top1:
         return
     progress.best_val_top1 = val_metrics["top1"]
     progress.best_epoch = epoch + 1  # epochs are numbered from 1 wherever people read them
     progress.best_val = val_metrics
-    best.keep(model, progress.best_epoch)
+    best.keep(weights(), progress.best_epoch)
 
 
 def record_epoch(progress: RunProgress, stats: dict, test_metrics: dict | None, seconds: float) -> None:
@@ -876,25 +934,26 @@ def record_epoch(progress: RunProgress, stats: dict, test_metrics: dict | None, 
 
 def write_checkpoint(
     out_dir: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    model_state: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler | None,
     progress: RunProgress,
     dist: Distributed,
 ) -> None:
-    """Rank 0 writes the checkpoint; the others wait so that no rank runs ahead of it."""
+    """Rank 0 writes the checkpoint (the model's and the optimiser's ``state_dict``); the
+    others wait so that no rank runs ahead of it."""
     if dist.is_main:
         best = out_dir / BEST_FILE
         state = {
             "epoch": progress.epoch,
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer_state,
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else {},
             "rng": torch.get_rng_state(),
             "progress": asdict(progress),
         }
-        save_checkpoint(out_dir, model.state_dict(), state, best if best.is_file() else None)
+        save_checkpoint(out_dir, model_state, state, best if best.is_file() else None)
     dist.barrier()
 
 
