@@ -218,6 +218,8 @@ def train_group(
         return alone(reason)
 
     stack = SeedStack(models)
+    if config.channels_last:
+        stack = stack.to(memory_format=torch.channels_last)
     seed_runs = [
         SeedRun(run_config, out_dir, RunProgress(), BestWeights(out_dir / BEST_FILE, deferred=True, write=True),
                 create_policy(run_config.data_policy, **run_config.data_policy_kwargs), checkpoint)
