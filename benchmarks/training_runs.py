@@ -20,7 +20,9 @@ GPU-minute.
 false``), ``fast``, ``bf16`` (the fast path with ``precision: bf16``) and ``stacked`` (the fast
 path with ``--stack`` seeds trained as one stacked model, :func:`genaug.training.train_seeds`,
 as ``genaug run`` trains an arm's seeds; a run's seconds are the stack's over its seeds, and its
-time is not split into parts).
+time is not split into parts), ``stacked_bf16`` (the same with ``precision: bf16``). Runs of
+the same seed start from the same weights and see the same data order on every path, so the
+accuracy is also compared paired by seed.
 
     python benchmarks/training_runs.py --seeds 10 --synthetic-seeds 2
     python benchmarks/training_runs.py --seeds 20 --synthetic-seeds 0 --paths legacy,fast,stacked --stack 5
@@ -172,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     def spec(path: str, seed: int, synthetic: bool, epochs: int | None = None) -> dict:
         train = {"recipe": "pocket", "seed": seed, "keep_checkpoint": False, "fast": path != "legacy",
                  "logging": {"progress": False}, "device": args.device}  # fmt: skip
-        if path == "bf16":
+        if path in ("bf16", "stacked_bf16"):
             train["precision"] = "bf16"
-        train["stack_seeds"] = args.stack if path == "stacked" else 1
+        train["stack_seeds"] = args.stack if path.startswith("stacked") else 1
         if synthetic:
             train["data_policy"] = "concat"
         if epochs or args.epochs:
@@ -184,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                 "out": str(root / f"{path}-{arm}-{seed}")}  # fmt: skip
 
     paths = args.paths.split(",")
-    if unknown := sorted(set(paths) - {"legacy", "fast", "bf16", "stacked"}):
-        parser.error(f"--paths: unknown {', '.join(unknown)}; choose from legacy, fast, bf16, stacked")
+    if unknown := sorted(set(paths) - {"legacy", "fast", "bf16", "stacked", "stacked_bf16"}):
+        parser.error(f"--paths: unknown {', '.join(unknown)}; choose from legacy, fast, bf16, stacked, stacked_bf16")
 
     def arm_jobs(count: int, synthetic: bool) -> list[dict]:
         """Per group of ``--stack`` seeds: each single path's runs of those seeds, then the stack."""
@@ -193,14 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         for first in range(0, count, args.stack):
             seeds = list(range(first, min(first + args.stack, count)))
             for path in paths:
-                if path == "stacked":
+                if path.startswith("stacked"):
                     jobs.append({**spec(path, first, synthetic), "seeds": seeds})
                 else:
                     jobs += [spec(path, seed, synthetic) for seed in seeds]
         return jobs
 
     jobs = arm_jobs(args.seeds, False) + arm_jobs(args.synthetic_seeds, True)
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {len(jobs)} runs, "
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {sum(len(job.get('seeds', [0])) for job in jobs)} runs, "
           f"{args.workers} workers x 1 thread, device {args.device}", flush=True)  # fmt: skip
     context = multiprocessing.get_context("spawn")
     started = time.perf_counter()
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         for future in futures.as_completed(pending):
             for run in future.result():
                 results.append(run)
-                print(f"  {run['path']:7s} {run['arm']:9s} seed {run['seed']:2d}: {run['seconds']:6.1f} s, "
+                print(f"  {run['path']:12s} {run['arm']:9s} seed {run['seed']:2d}: {run['seconds']:6.1f} s, "
                       f"test top-1 {run['top1']:.2f}, best epoch {run['best_epoch']}", flush=True)  # fmt: skip
     wall = time.perf_counter() - started
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; wall {wall:.0f} s\n")
@@ -226,11 +228,11 @@ def main(argv: list[str] | None = None) -> int:
             if not runs:
                 continue
             summary[arm, path] = info = describe(runs)
-            parts = "" if path == "stacked" else (
+            parts = "" if path.startswith("stacked") else (
                 f"time: forward+backward {100 * info['forward_backward']:4.1f} %, SGD {100 * info['sgd']:4.1f} %, "
                 f"validation+test {100 * info['evaluate']:4.1f} % ({info['evaluations']:.0f} validations), "
                 f"rest {100 * info['rest']:4.1f} %")  # fmt: skip
-            print(f"{arm:9s} {path:7s} n={info['n']:2d}  {info['seconds']:6.2f} s/run  {info['rate']:5.2f} runs per {unit}  {parts}")
+            print(f"{arm:9s} {path:12s} n={info['n']:2d}  {info['seconds']:6.2f} s/run  {info['rate']:5.2f} runs per {unit}  {parts}")
         for path in paths[1:]:
             if (arm, reference) in summary and (arm, path) in summary:
                 ratio = summary[arm, path]["rate"] / summary[arm, reference]["rate"]

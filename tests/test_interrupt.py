@@ -1,8 +1,9 @@
 """Ctrl-C: a ``genaug run`` with two training workers stops at once, and the rerun resumes.
 
 A real ``genaug run`` process (its own process group, as a shell's foreground job) gets
-SIGINT on its whole group, as a terminal's Ctrl-C sends it, while its first two runs train
-and two more wait in the queue.
+SIGINT on its whole group, as a terminal's Ctrl-C sends it, while its first three runs train
+(the baseline's two seeds as one stacked model in one worker, mixup's first seed alone in the
+other: an online mixer is not stacked) and one more waits in the queue.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ def test_ctrl_c_stops_a_two_worker_run_promptly_and_the_rerun_equals_an_uninterr
 
     process = start(config, interrupted, tmp_path / "first", home)
     deadline = time.monotonic() + 300
-    while not (len(epochs_logged(interrupted)) == 2 and min(epochs_logged(interrupted)) >= 2):
+    while not (len(epochs_logged(interrupted)) == 3 and min(epochs_logged(interrupted)) >= 2):
         assert process.poll() is None, (tmp_path / "first.err").read_text()
-        assert time.monotonic() < deadline, "the first two runs did not start training"
+        assert time.monotonic() < deadline, "the first three runs did not start training"
         time.sleep(0.05)
     started = run_dirs(interrupted)
     os.killpg(process.pid, signal.SIGINT)
@@ -88,7 +89,7 @@ def test_ctrl_c_stops_a_two_worker_run_promptly_and_the_rerun_equals_an_uninterr
     assert (tmp_path / "first.err").read_text().strip().endswith(MESSAGE)
     assert "Traceback" not in (tmp_path / "first.err").read_text()
     time.sleep(2)  # a worker left running would go on to the queued runs
-    assert run_dirs(interrupted) == started and len(started) == 2
+    assert run_dirs(interrupted) == started and len(started) == 3
     assert not list(interrupted.rglob("metrics.json"))
 
     rerun = start(config, interrupted, tmp_path / "second", home)
@@ -101,6 +102,9 @@ def test_ctrl_c_stops_a_two_worker_run_promptly_and_the_rerun_equals_an_uninterr
     assert whole.wait(timeout=600) == 0, (tmp_path / "reference.err").read_text()
     assert results(interrupted) == results(reference)
     assert len(results(reference)["baseline"]) == 2
+    stacks = {run.parent.name + "/" + run.name: json.loads((run / "metrics.json").read_text())["stacked_seeds"]
+              for run in reference.glob("arms/*/seed-*")}  # fmt: skip
+    assert sorted(stacks.values()) == [[], [], [0], [1]]  # the baseline's seeds stacked, mixup's alone
     weights = sorted(path.relative_to(reference) for path in reference.rglob("*.safetensors"))
     assert weights == sorted(path.relative_to(interrupted) for path in interrupted.rglob("*.safetensors"))
     assert all(path.name == "best.safetensors" for path in weights)  # experiments keep only the selected weights
