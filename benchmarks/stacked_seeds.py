@@ -1,12 +1,13 @@
 """Several seeds of a pocket run as one stacked model: training-step time per seed, and how exact.
 
-A lever for more runs per core-minute (the trainer does not use it yet): K seeds' PreActResNet-18
-(pocket width 0.25) become one model whose every convolution is grouped by seed (K times the
-channels, K times the groups), every BatchNorm K times as wide (its statistics are per channel,
-so per seed) and the classifier one block per seed. Seed k's batch of 16 occupies channel block k
-of the input, so one call trains K independent models: the per-call fixed cost of a small
-network (Python, dispatch, kernel set-up), about a third of a batch-16 step here, is paid once
-for K seeds.
+The trainer's lever for more runs per core-minute (:class:`genaug.models.stacking.SeedStack`,
+trained by :func:`genaug.training.train_seeds`): K seeds' PreActResNet-18 (pocket width 0.25)
+become one model whose every convolution is grouped by seed (K times the channels, K times the
+groups), every BatchNorm K times as wide (its statistics are per channel, so per seed) and the
+classifier one block per seed. Seed k's batch of 16 occupies channel block k of the input, so
+one call trains K independent models: the per-call fixed cost of a small network (Python,
+dispatch, kernel set-up) is paid once for K seeds. This script times the training step alone;
+``benchmarks/training_runs.py --paths ...,stacked`` times whole runs.
 
 It prints, for K = 1 (the plain model), 2, 4 and 8, the median milliseconds of one
 forward + backward + fused-SGD step per seed, the rounds interleaved so that load changes fall
@@ -23,7 +24,6 @@ function of its seed and of K, not bit-identical to the seed alone.)
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
@@ -32,54 +32,16 @@ import torch
 from torch import nn
 
 
-class StackedLinear(nn.Module):
-    """K independent linear layers: input ``(N, K * in)``, output ``(N, K * out)``."""
-
-    def __init__(self, layers: list[nn.Linear]):
-        super().__init__()
-        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))  # (K, out, in)
-        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))  # (K, out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, out, width = self.weight.shape
-        y = torch.einsum("nki,koi->nko", x.view(x.shape[0], k, width), self.weight) + self.bias
-        return y.reshape(x.shape[0], k * out)
-
-
-def stack_models(models: list[nn.Module]) -> nn.Module:
-    """One module computing ``models`` side by side on channel blocks (see the module doc)."""
-    first, k = models[0], len(models)
-    if isinstance(first, nn.Conv2d):
-        conv = nn.Conv2d(first.in_channels * k, first.out_channels * k, first.kernel_size, first.stride,
-                         first.padding, bias=first.bias is not None, groups=first.groups * k)  # fmt: skip
-        with torch.no_grad():
-            conv.weight.copy_(torch.cat([m.weight for m in models]))
-            if first.bias is not None:
-                conv.bias.copy_(torch.cat([m.bias for m in models]))
-        return conv
-    if isinstance(first, nn.BatchNorm2d):
-        norm = nn.BatchNorm2d(first.num_features * k, eps=first.eps, momentum=first.momentum)
-        with torch.no_grad():
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                getattr(norm, name).copy_(torch.cat([getattr(m, name) for m in models]))
-        return norm
-    if isinstance(first, nn.Linear):
-        return StackedLinear(models)
-    if any(True for _ in first.parameters(recurse=False)):
-        raise TypeError(f"no stacking rule for {type(first).__name__}")
-    stacked = copy.copy(first)
-    stacked._modules = {name: stack_models([m._modules[name] for m in models]) for name in first._modules}
-    return stacked
-
-
 def build(k: int, seed: int = 0) -> tuple[list[nn.Module], nn.Module]:
+    """K pocket models (seeds ``seed`` ... ``seed + k - 1``) and the :class:`SeedStack` of them."""
     from genaug.models import create_model
+    from genaug.models.stacking import SeedStack
 
     models = []
     for index in range(k):
         torch.manual_seed(seed + index)
         models.append(create_model("preactresnet18", 10, width=0.25))
-    return models, stack_models(models)
+    return models, SeedStack(models)
 
 
 def step_fn(model: nn.Module, k: int, batch: int = 16):
@@ -111,11 +73,8 @@ def exactness(k: int = 4, dtype: torch.dtype = torch.float32) -> tuple[float, fl
         alone = model(x[:, 3 * index : 3 * index + 3])
         nn.functional.cross_entropy(alone, y[:, index]).backward()
         logit_diff = max(logit_diff, (alone - logits[:, index]).abs().max().item())
-        for own, joint in zip(model.parameters(), stacked.parameters()):
-            if joint.shape[0] == k and joint.dim() == own.dim() + 1:  # the classifier's (K, ...) blocks
-                part = joint.grad[index]
-            else:
-                part = joint.grad[index * own.shape[0] : (index + 1) * own.shape[0]]
+        for (name, own), joint in zip(model.named_parameters(), stacked.net.parameters()):
+            part = stacked.part(name, joint.grad, index)
             grad_diff = max(grad_diff, ((own.grad - part).abs().max() / own.grad.abs().max()).item())
     return logit_diff, grad_diff
 
