@@ -31,6 +31,7 @@ accuracy is also compared paired by seed.
 from __future__ import annotations
 
 import argparse
+import json
 import concurrent.futures as futures
 import multiprocessing
 import os
@@ -163,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paths", default="legacy,fast", help="paths to compare, in order: legacy (fast: false), "
                         "fast, bf16 (the fast path with precision: bf16), stacked; default legacy,fast")  # fmt: skip
     parser.add_argument("--stack", type=int, default=5, help="seeds per stacked model on the stacked path (default 5)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0): more seeds in a later run")
+    parser.add_argument("--save", type=Path, help="write every run's result to this JSON file")
+    parser.add_argument("--pool", type=Path, nargs="*", default=[],
+                        help="JSON files of earlier runs (--save) whose accuracies join this run's comparisons (not its timings)")
     args = parser.parse_args(argv)
 
     from scipy import stats
@@ -192,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     def arm_jobs(count: int, synthetic: bool) -> list[dict]:
         """Per group of ``--stack`` seeds: each single path's runs of those seeds, then the stack."""
         jobs = []
-        for first in range(0, count, args.stack):
-            seeds = list(range(first, min(first + args.stack, count)))
+        end = args.first_seed + count
+        for first in range(args.first_seed, end, args.stack):
+            seeds = list(range(first, min(first + args.stack, end)))
             for path in paths:
                 if path.startswith("stacked"):
                     jobs.append({**spec(path, first, synthetic), "seeds": seeds})
@@ -218,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"test top-1 {run['top1']:.2f}, best epoch {run['best_epoch']}", flush=True)  # fmt: skip
     wall = time.perf_counter() - started
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; wall {wall:.0f} s\n")
+    if args.save:
+        args.save.write_text(json.dumps(results, indent=1))
+    earlier = [run for path in args.pool for run in json.loads(path.read_text())]
+    if earlier:
+        print(f"accuracy comparisons pooled with {len(earlier)} runs of {', '.join(map(str, args.pool))}")
 
     unit = "GPU-minute" if args.device == "cuda" else "core-minute"
     summary = {}
@@ -237,10 +248,11 @@ def main(argv: list[str] | None = None) -> int:
             if (arm, reference) in summary and (arm, path) in summary:
                 ratio = summary[arm, path]["rate"] / summary[arm, reference]["rate"]
                 print(f"{arm:9s} speed-up of {path} over {reference}: {ratio:.2f}x runs per {unit}")
+    accuracy = {(run["path"], run["seed"]): run["top1"] for run in earlier + results if run["arm"] == "baseline"}
     for path in paths[1:]:
-        old, new = summary.get(("baseline", reference)), summary.get(("baseline", path))
-        if old and new and old["n"] > 1 and new["n"] > 1:
-            a, b = old["top1"], new["top1"]
+        a = [top1 for (name, _), top1 in accuracy.items() if name == reference]
+        b = [top1 for (name, _), top1 in accuracy.items() if name == path]
+        if len(a) > 1 and len(b) > 1:
             welch = stats.ttest_ind(b, a, equal_var=False)
             low, high = welch.confidence_interval(0.95)
             mann = stats.mannwhitneyu(b, a, alternative="two-sided")
@@ -248,19 +260,18 @@ def main(argv: list[str] | None = None) -> int:
                   f"{path} {statistics.fmean(b):.2f} +- {statistics.stdev(b):.2f} (mean +- sd, {len(a)} and {len(b)} seeds); "
                   f"difference {statistics.fmean(b) - statistics.fmean(a):+.2f} [{low:+.2f}, {high:+.2f}] points "
                   f"(Welch 95 % interval, unpaired); Welch t p = {welch.pvalue:.3f}, Mann-Whitney U p = {mann.pvalue:.3f}")  # fmt: skip
-            paired = paired_difference(results, "baseline", reference, path)
+            paired = paired_difference(accuracy, reference, path)
             if paired is not None:
                 print(f"  paired by seed (the same initial weights and data order on both paths, {paired[0]} seeds): "
                       f"{paired[1]:+.2f} [{paired[2]:+.2f}, {paired[3]:+.2f}] points (paired t 95 % interval), p = {paired[4]:.3f}")
     return 0
 
 
-def paired_difference(results: list[dict], arm: str, reference: str, path: str) -> tuple | None:
-    """``(seeds, mean, low, high, p)`` of ``path`` - ``reference`` test top-1 over the seeds both
-    trained (a paired t-test); None with fewer than 2 such seeds."""
+def paired_difference(by_seed: dict[tuple[str, int], float], reference: str, path: str) -> tuple | None:
+    """``(seeds, mean, low, high, p)`` of ``path`` - ``reference`` test top-1 (``by_seed``: keyed by
+    path and seed) over the seeds both trained (a paired t-test); None with fewer than 2 such seeds."""
     from scipy import stats
 
-    by_seed = {(run["path"], run["seed"]): run["top1"] for run in results if run["arm"] == arm}
     seeds = sorted(seed for (name, seed) in by_seed if name == reference and (path, seed) in by_seed)
     if len(seeds) < 2:
         return None
