@@ -38,46 +38,29 @@ SourceFetcher = Callable[["WorkItem"], "np.ndarray | Image.Image"]
 SCHEDULERS = Registry("scheduler", key="scheduler")
 
 
-def _diffusers_scheduler(name: str, config: Any) -> Any:
-    import diffusers
+def _diffusers_scheduler(diffusers_class: str) -> Callable[[Any], Any]:
+    """The builder of a registered scheduler: ``config -> diffusers.<diffusers_class>.from_config(config)``."""
 
-    return getattr(diffusers, SCHEDULERS.spec(name).diffusers_class).from_config(config)
+    def build(config: Any) -> Any:
+        import diffusers
 
+        return getattr(diffusers, diffusers_class).from_config(config)
 
-@SCHEDULERS.register("euler_ancestral", diffusers_class="EulerAncestralDiscreteScheduler")
-def euler_ancestral(config: Any) -> Any:
-    return _diffusers_scheduler("euler_ancestral", config)
-
-
-@SCHEDULERS.register("euler", diffusers_class="EulerDiscreteScheduler")
-def euler(config: Any) -> Any:
-    return _diffusers_scheduler("euler", config)
+    return build
 
 
-@SCHEDULERS.register("ddim", diffusers_class="DDIMScheduler")
-def ddim(config: Any) -> Any:
-    return _diffusers_scheduler("ddim", config)
-
-
-@SCHEDULERS.register("ddpm", diffusers_class="DDPMScheduler")
-def ddpm(config: Any) -> Any:
-    return _diffusers_scheduler("ddpm", config)
-
-
-@SCHEDULERS.register("pndm", diffusers_class="PNDMScheduler")
-def pndm(config: Any) -> Any:
-    return _diffusers_scheduler("pndm", config)
-
-
-@SCHEDULERS.register("dpmsolver", diffusers_class="DPMSolverMultistepScheduler")
-def dpmsolver(config: Any) -> Any:
-    """DPM-Solver++ 2M with the class defaults."""
-    return _diffusers_scheduler("dpmsolver", config)
-
-
-@SCHEDULERS.register("unipc", diffusers_class="UniPCMultistepScheduler")
-def unipc(config: Any) -> Any:
-    return _diffusers_scheduler("unipc", config)
+#: Config name -> diffusers scheduler class (``dpmsolver``: DPM-Solver++ 2M with the class defaults).
+for _name, _class in {
+    "euler_ancestral": "EulerAncestralDiscreteScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "ddim": "DDIMScheduler",
+    "ddpm": "DDPMScheduler",
+    "pndm": "PNDMScheduler",
+    "dpmsolver": "DPMSolverMultistepScheduler",
+    "unipc": "UniPCMultistepScheduler",
+}.items():
+    SCHEDULERS.register(_name, diffusers_class=_class)(_diffusers_scheduler(_class))
+del _name, _class
 
 
 def scheduler_name(class_name: str) -> str:
