@@ -35,6 +35,8 @@ class TorchvisionSet:
     ``splits`` maps genaug's part name to torchvision's split name; ``folder`` is the
     sub-folder torchvision looks for under its root; ``expects`` says what must be in it.
     ``samples`` extracts ``(paths, labels)`` from a constructed torchvision dataset.
+    ``downloadable``: whether torchvision can still download it (Stanford Cars' official
+    links are gone).
     """
 
     name: str
@@ -44,6 +46,7 @@ class TorchvisionSet:
     splits: dict[str, str]
     samples: Callable[[Any], tuple[list[Any], list[int]]]
     extra_kwargs: dict[str, Any] = field(default_factory=dict)
+    downloadable: bool = True
 
 
 FLOWERS102 = TorchvisionSet(
@@ -72,6 +75,7 @@ CARS = TorchvisionSet(
     ),
     splits={"train": "train", "test": "test"},
     samples=lambda ds: ([path for path, _ in ds._samples], [label for _, label in ds._samples]),
+    downloadable=False,
 )
 DTD = TorchvisionSet(
     name="dtd",
@@ -153,41 +157,18 @@ def _prepare(spec: TorchvisionSet, root: Path) -> Path:
     return root
 
 
-@register_dataset("flowers102", root_hint=f"the folder holding {FLOWERS102.expects}")
-def load_flowers102(config: DatasetConfig, parts: frozenset[str]) -> dict[str, RealDataset]:
-    """Flowers-102 through torchvision.datasets.Flowers102 (own splits: train, val, test)."""
-    return load_torchvision_set(FLOWERS102, config, parts)
+def _register(spec: TorchvisionSet) -> None:
+    """Register ``spec``'s loader (its own splits through :func:`load_torchvision_set`) and,
+    where torchvision can download it, its preparer."""
+
+    @register_dataset(spec.name, root_hint=f"the folder holding {spec.expects}")
+    def load(config: DatasetConfig, parts: frozenset[str]) -> dict[str, RealDataset]:
+        return load_torchvision_set(spec, config, parts)
+
+    load.__doc__ = f"{spec.name} through torchvision.datasets.{spec.class_name} (own splits: {', '.join(spec.splits)})."
+    if spec.downloadable:
+        register_preparer(spec.name)(lambda root: _prepare(spec, root))
 
 
-@register_preparer("flowers102")
-def prepare_flowers102(root: Path) -> Path:
-    return _prepare(FLOWERS102, root)
-
-
-@register_dataset("pets", root_hint=f"the folder holding {PETS.expects}")
-def load_pets(config: DatasetConfig, parts: frozenset[str]) -> dict[str, RealDataset]:
-    """Oxford-IIIT Pets through torchvision.datasets.OxfordIIITPet (own splits: train = trainval, test)."""
-    return load_torchvision_set(PETS, config, parts)
-
-
-@register_preparer("pets")
-def prepare_pets(root: Path) -> Path:
-    return _prepare(PETS, root)
-
-
-@register_dataset("cars", root_hint=f"the folder holding {CARS.expects}")
-def load_cars(config: DatasetConfig, parts: frozenset[str]) -> dict[str, RealDataset]:
-    """Stanford Cars through torchvision.datasets.StanfordCars (own splits: train, test; no download:
-    the official links are gone)."""
-    return load_torchvision_set(CARS, config, parts)
-
-
-@register_dataset("dtd", root_hint=f"the folder holding {DTD.expects}")
-def load_dtd(config: DatasetConfig, parts: frozenset[str]) -> dict[str, RealDataset]:
-    """DTD through torchvision.datasets.DTD, partition 1 (own splits: train, val, test)."""
-    return load_torchvision_set(DTD, config, parts)
-
-
-@register_preparer("dtd")
-def prepare_dtd(root: Path) -> Path:
-    return _prepare(DTD, root)
+for _spec in (FLOWERS102, PETS, CARS, DTD):
+    _register(_spec)
