@@ -28,13 +28,19 @@ if TYPE_CHECKING:  # genaug.config validates names against this package's regist
     from genaug.data.config import DatasetConfig
 
 
+def _image_files_and_labels(dataset: Any) -> tuple[list[Any], list[int]]:
+    """Where most torchvision datasets keep their samples: ``_image_files`` and ``_labels``."""
+    return dataset._image_files, dataset._labels
+
+
 @dataclass(frozen=True)
 class TorchvisionSet:
     """How to read one dataset through torchvision.
 
-    ``splits`` maps genaug's part name to torchvision's split name; ``folder`` is the
-    sub-folder torchvision looks for under its root; ``expects`` says what must be in it.
-    ``samples`` extracts ``(paths, labels)`` from a constructed torchvision dataset.
+    ``splits`` maps genaug's part name to torchvision's split name (default: train, val and
+    test under their own names); ``folder`` is the sub-folder torchvision looks for under
+    its root; ``expects`` says what must be in it. ``samples`` extracts ``(paths, labels)``
+    from a constructed torchvision dataset (default: its ``_image_files`` and ``_labels``).
     ``downloadable``: whether torchvision can still download it (Stanford Cars' official
     links are gone).
     """
@@ -43,8 +49,8 @@ class TorchvisionSet:
     class_name: str
     folder: str
     expects: str
-    splits: dict[str, str]
-    samples: Callable[[Any], tuple[list[Any], list[int]]]
+    splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "val": "val", "test": "test"})
+    samples: Callable[[Any], tuple[list[Any], list[int]]] = _image_files_and_labels
     extra_kwargs: dict[str, Any] = field(default_factory=dict)
     downloadable: bool = True
 
@@ -54,8 +60,6 @@ FLOWERS102 = TorchvisionSet(
     class_name="Flowers102",
     folder="flowers-102",
     expects="flowers-102/jpg/image_*.jpg, flowers-102/imagelabels.mat and flowers-102/setid.mat",
-    splits={"train": "train", "val": "val", "test": "test"},
-    samples=lambda ds: (ds._image_files, ds._labels),
 )
 PETS = TorchvisionSet(
     name="pets",
@@ -82,8 +86,6 @@ DTD = TorchvisionSet(
     class_name="DTD",
     folder="dtd",
     expects="dtd/dtd/images/<class>/*.jpg and dtd/dtd/labels/{train,val,test}1.txt",
-    splits={"train": "train", "val": "val", "test": "test"},
-    samples=lambda ds: (ds._image_files, ds._labels),
     extra_kwargs={"partition": 1},
 )
 
