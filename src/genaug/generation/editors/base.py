@@ -338,6 +338,21 @@ class Editor(ABC):
         with autocast_context(self.autocast or "fp32", self.device):
             return self.pipeline(**kwargs)
 
+    def sample(self, seeds: Sequence[int], positive: torch.Tensor, negative: torch.Tensor, **inputs: Any) -> np.ndarray:
+        """uint8 (N, S, S, 3) from one pipeline call on the text conditioning ``positive`` /
+        ``negative``: the editor's steps and guidance scale, one generator per seed, numpy
+        output; ``inputs`` are the call's own arguments (the source image, the size, eta, ...)."""
+        output = self.call_pipeline(
+            prompt_embeds=positive,
+            negative_prompt_embeds=negative,
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance_scale,
+            generator=self.generators(seeds),
+            output_type="np",
+            **inputs,
+        )
+        return self.to_uint8(output.images)
+
     def params(self) -> dict[str, Any]:
         """The sampling parameters recorded in every record this editor makes (computed once)."""
         if self._params is None:

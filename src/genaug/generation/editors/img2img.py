@@ -69,25 +69,19 @@ class Img2ImgEditor(Editor):
 
         positive, negative = self.conditioning(items)
         sources = self.source_batch(items)
-        generators = self.generators(seeds)
         strengths = [self.item_strength(item) for item in items]
-        images: list[np.ndarray | None] = [None] * len(items)
+        images = np.zeros((len(items), self.size, self.size, 3), dtype=np.uint8)
         for strength in sorted(set(strengths)):  # one call per strength, in a fixed order
             rows = [i for i, value in enumerate(strengths) if value == strength]
             index = torch.tensor(rows, device=positive.device)
-            output = self.call_pipeline(
+            images[rows] = self.sample(
+                [seeds[i] for i in rows],
+                positive.index_select(0, index),
+                negative.index_select(0, index),
                 image=sources[index.to(sources.device)],
                 strength=strength,
-                prompt_embeds=positive.index_select(0, index),
-                negative_prompt_embeds=negative.index_select(0, index),
-                num_inference_steps=self.steps,
-                guidance_scale=self.guidance_scale,
-                generator=[generators[i] for i in rows],
-                output_type="np",
             )
-            for row, image in zip(rows, output.images):
-                images[row] = image
-        return self.to_uint8(np.stack(images))
+        return images
 
     def check_strengths(self, strengths: Sequence[float]) -> None:
         """Every strength must leave at least one denoising step (``int(steps * strength) >= 1``)."""

@@ -43,15 +43,9 @@ class InstructEditor(Editor):
         return {**super().sampling_params(), "image_guidance": self.image_guidance_scale}
 
     def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
-        positive, negative = self.prompt_embeddings(items)
-        output = self.call_pipeline(
+        return self.sample(
+            seeds,
+            *self.prompt_embeddings(items),
             image=self.source_batch(items),
-            prompt_embeds=positive,
-            negative_prompt_embeds=negative,
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance_scale,
             image_guidance_scale=self.image_guidance_scale,
-            generator=self.generators(seeds),
-            output_type="np",
         )
-        return self.to_uint8(output.images)

@@ -31,15 +31,4 @@ class Txt2ImgEditor(Editor):
     frontier_workload = "captions"
 
     def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
-        positive, negative = self.prompt_embeddings(items)
-        output = self.call_pipeline(
-            prompt_embeds=positive,
-            negative_prompt_embeds=negative,
-            height=self.size,
-            width=self.size,
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance_scale,
-            generator=self.generators(seeds),
-            output_type="np",
-        )
-        return self.to_uint8(output.images)
+        return self.sample(seeds, *self.prompt_embeddings(items), height=self.size, width=self.size)
