@@ -144,7 +144,8 @@ class PairMixer:
     and lambda ~ Beta(alpha, alpha) drawn from the generator (in that order) and handed to
     :meth:`mix`, which runs the forward pass and returns ``(logits, mixed targets)``."""
 
-    alpha: float
+    def __init__(self, alpha: float = 1.0):
+        self.alpha = alpha
 
     def __call__(
         self, model: nn.Module, images: Tensor, targets: Tensor, loss_fn: LossFn, generator: torch.Generator
@@ -163,9 +164,6 @@ class PairMixer:
 
 class Mixup(PairMixer):
     """Input mixup (Zhang et al. 2018): ``x' = lam x + (1 - lam) x[perm]``, lam ~ Beta(alpha, alpha)."""
-
-    def __init__(self, alpha: float = 1.0):
-        self.alpha = alpha
 
     def mix(
         self, model: nn.Module, images: Tensor, targets: Tensor, loss_fn: LossFn, generator: torch.Generator,
@@ -209,9 +207,6 @@ class CutMix(PairMixer):
 
     The same box for the whole batch; lambda is corrected to the share of the image kept.
     """
-
-    def __init__(self, alpha: float = 1.0):
-        self.alpha = alpha
 
     def mix(
         self, model: nn.Module, images: Tensor, targets: Tensor, loss_fn: LossFn, generator: torch.Generator,
