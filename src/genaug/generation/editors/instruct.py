@@ -25,12 +25,9 @@ class InstructEditor(Editor):
     default_model = "pocket:ip2p"
     default_scheduler = "euler_ancestral"
     default_guidance = 4.0
-    needs_source = True
     unet_inputs = "latent+image"  # 8 channels: 4 latent + 4 of the source image's latents
     guidance_branches = 3  # text + image, image only, neither (the pipeline's three-way guidance)
-    default_prompts = "diffusemix"
     pocket_prompts = "pocket"  # re-colouring instructions
-    report_label = "Edited"
     frontier_workload = "recolour"
 
     @property

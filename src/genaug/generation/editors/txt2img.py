@@ -23,10 +23,7 @@ class Txt2ImgEditor(Editor):
     pipeline_class = "StableDiffusionPipeline"
     default_model = "pocket:sd"
     needs_source = False  # made from the prompt alone: no source image, no VAE encode
-    unet_inputs = "latent"
-    guidance_branches = None  # classifier-free guidance: 2 when guidance > 1, else 1
     default_prompts = "class_template"
-    pocket_prompts = "pocket_captions"
     report_label = "Generated"
     frontier_workload = "captions"
 
