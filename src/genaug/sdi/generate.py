@@ -63,7 +63,6 @@ class SdiRenderer(Editor):
     """
 
     name = "sdi"
-    method = "sdi"
     pipeline_class = "StableDiffusionPipeline"
     default_model = "pocket:sd"
     needs_source = False

@@ -72,6 +72,13 @@ def scheduler_name(class_name: str) -> str:
     raise ValueError(f"scheduler class {class_name!r} has no config name; known: {known}")
 
 
+class _RegisteredName:
+    """A class attribute that is the class's registered ``name`` unless the class sets its own."""
+
+    def __get__(self, obj: object, cls: type) -> str:
+        return cls.name
+
+
 class Editor(ABC):
     """One way of making an image from a work item with a diffusers pipeline."""
 
@@ -82,7 +89,7 @@ class Editor(ABC):
     # editor's name. docs/adding-a-method.md lists who reads which fact.
 
     name: ClassVar[str]  # set by the registration (``@EDITORS.register("name")``)
-    method: ClassVar[str]  # the manifest's ``method``
+    method: ClassVar[str] = _RegisteredName()  # the manifest's ``method`` (default: the registered name)
     pipeline_class: ClassVar[str]  # the diffusers pipeline class name
     default_model: ClassVar[str]
     default_scheduler: ClassVar[str | None] = None  # None: the model folder's own scheduler

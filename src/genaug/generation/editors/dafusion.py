@@ -106,7 +106,6 @@ class DAFusionOptions(StrictModel):
 
 @EDITORS.register("dafusion")
 class DAFusionEditor(ClassWordEditor):
-    method = "dafusion"
     report_label = "DA-Fusion"
     Options = DAFusionOptions
 

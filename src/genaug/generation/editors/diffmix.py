@@ -130,7 +130,6 @@ def draw_translation(experiment_seed: int, k: int, rows_of: dict[int, list[int]]
 
 @EDITORS.register("diffmix")
 class DiffMixEditor(ClassWordEditor):
-    method = "diffmix"
     default_strength = OFFICIAL_STRENGTH
     default_scheduler = "dpmsolver"
     report_label = "Diff-Mix"

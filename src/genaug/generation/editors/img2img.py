@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 @EDITORS.register("img2img")
 class Img2ImgEditor(Editor):
-    method = "img2img"
     pipeline_class = "StableDiffusionImg2ImgPipeline"
     default_model = "pocket:sd"
     #: The strength used when ``editor.strength`` is not given.

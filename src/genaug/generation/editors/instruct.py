@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 @EDITORS.register("instruct")
 class InstructEditor(Editor):
-    method = "instruct"
     pipeline_class = "StableDiffusionInstructPix2PixPipeline"
     default_model = "pocket:ip2p"
     default_scheduler = "euler_ancestral"

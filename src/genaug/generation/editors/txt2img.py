@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 @EDITORS.register("txt2img")
 class Txt2ImgEditor(Editor):
-    method = "txt2img"
     pipeline_class = "StableDiffusionPipeline"
     default_model = "pocket:sd"
     needs_source = False  # made from the prompt alone: no source image, no VAE encode
