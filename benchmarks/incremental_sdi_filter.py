@@ -24,19 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-
-def pocket_train(counts: dict[int, int]):
-    from genaug.data.base import RealDataset
-    from genaug.pocket.render import DIGIT_NAMES, pocket_pools, styled_digits
-
-    indices = pocket_pools()["train"]
-    labels = styled_digits(indices)[1]
-    chosen = np.sort(np.concatenate([indices[labels == c][:n] for c, n in counts.items()]))
-    images, labels, _, _ = styled_digits(chosen)
-    return RealDataset(name="pocket_digits", split="train", class_names=list(DIGIT_NAMES), labels=labels,
-                       ids=[f"pocket/{int(i):04d}" for i in chosen], images=images)  # fmt: skip
 
 
 def main() -> None:
@@ -48,6 +35,7 @@ def main() -> None:
     parser.add_argument("--gen-steps", type=int, default=10)
     args = parser.parse_args()
     from genaug.config import FilterConfig, SdiConfig
+    from genaug.data.pocket_digits import first_train_digits
     from genaug.filtering import filter_set
     from genaug.sdi import build_bank, generate_from_samples, sample_features, train_projector
     from genaug.sdi.embed import embed_training_images
@@ -80,11 +68,11 @@ def main() -> None:
         tmp = Path(tmp)
         os.environ["GENAUG_HOME"] = str(tmp / "home")
         print(f"load average before: {os.getloadavg()[0]:.2f}")
-        first, run, report = sdi(tmp / "first", pocket_train(before), keep=True)
+        first, run, report = sdi(tmp / "first", first_train_digits(before), keep=True)
         print(f"SDI first pass: {first:.1f} s ({run.steps} projector steps, {report.made} images made)")
-        kept, run, report = sdi(tmp / "kept", pocket_train(after), keep=True, earlier=[tmp / "first"])
+        kept, run, report = sdi(tmp / "kept", first_train_digits(after), keep=True, earlier=[tmp / "first"])
         print(f"SDI incremental, keep_projector: {kept:.1f} s (projector from {run.reused_from}, {report.made} made, {report.reused} copied)")
-        again, run, report = sdi(tmp / "retrained", pocket_train(after), keep=False, earlier=[tmp / "first"])
+        again, run, report = sdi(tmp / "retrained", first_train_digits(after), keep=False, earlier=[tmp / "first"])
         print(f"SDI incremental, projector retrained: {again:.1f} s ({run.steps} steps, {report.made} made, {report.reused} copied)")
 
         one, report = filtered(tmp / "first" / "generated" / "gaussian")

@@ -4,7 +4,7 @@ Every ``import`` and ``from ... import`` of the package's own modules is an edge
 level or inside a function (a function-local import still runs before the function can
 work, so it closes a circle as surely as a module-level one). Imports under
 ``if TYPE_CHECKING:`` never run and are left out. A name a package re-exports lazily
-(``__getattr__, __dir__ = lazy_exports(__name__, {...})``) counts as an import of the
+(``__getattr__, __dir__ = lazy_exports(__name__, {module: (name, ...)})``) counts as an import of the
 module that defines it, since that is the module the import runs.
 
 Used by ``tests/test_imports.py`` on ``genaug`` and on small synthetic packages.
@@ -92,7 +92,8 @@ def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
 
 
 def lazy_table(tree: ast.Module) -> dict[str, str]:
-    """The ``{name: module}`` a module passes to ``lazy_exports`` (empty when it has none)."""
+    """``{name: module}`` of the ``{module: (name, ...)}`` table a module passes to
+    ``lazy_exports`` (empty when it has none)."""
     assigned: dict[str, ast.expr] = {}
     table: dict[str, str] = {}
     for node in tree.body:
@@ -105,8 +106,10 @@ def lazy_table(tree: ast.Module) -> dict[str, str]:
                     arg = assigned.get(arg.id, arg)
                 if isinstance(arg, ast.Dict):
                     for key, value in zip(arg.keys, arg.values):
-                        if isinstance(key, ast.Constant) and isinstance(value, ast.Constant):
-                            table[key.value] = value.value
+                        if isinstance(key, ast.Constant) and isinstance(value, (ast.Tuple, ast.List)):
+                            for name in value.elts:
+                                if isinstance(name, ast.Constant):
+                                    table[name.value] = key.value
     return table
 
 

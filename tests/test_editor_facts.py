@@ -136,7 +136,6 @@ def toy_editor():
 
     @EDITORS.register("toy_sdedit")
     class ToyEditor(Img2ImgEditor):
-        method = "toy_sdedit"
         default_model = "pocket:sd"
         report_label = "Toy edits"
         Options = ToyOptions
@@ -186,6 +185,7 @@ def test_a_new_img2img_style_editor_gets_its_cost_from_its_own_facts(tmp_path, t
     assert (size, latent) == (16, 8)
     steps = 20 * (0.2 + 0.6) / 2  # steps x the strengths' mean: 8 steps run per item
     expected = steps * cost.unet_flops(model, latent, 2) + cost.vae_flops(model, size, False) + cost.vae_flops(model, size, True)
+    assert toy_editor.method == "toy_sdedit"  # its name, without stating it again
     assert row["items"] == 3 * n
     assert row["flops_per_item"] == pytest.approx(expected)
     assert "8 steps x UNet on 2 latents" in row["what"]
@@ -214,6 +214,8 @@ def test_the_built_in_editors_state_the_facts_cost_estimates_read():
     assert instruct.prompts_for(EditorConfig(name="instruct", model="timbrooks/instruct-pix2pix")) == "diffusemix"
     assert txt2img.prompts_for(EditorConfig(name="txt2img", model="/some/sd")) == "class_template"
     assert (instruct.report_label, img2img.report_label, txt2img.report_label) == ("Edited", "Edited", "Generated")
+    # the manifest's method is the registered name (a subclass registered again gets its own)
+    assert [EDITORS[name].method for name in EDITORS.names()] == EDITORS.names()
     assert instruct.preset_key_for(None) == "instruct/pocket:ip2p"
     # a preset sets the steps a cost estimate counts
     from genaug.generation.presets import sampling_preset

@@ -205,7 +205,7 @@ def test_the_checker_follows_lazy_reexports_and_finds_upward_imports(tmp_path):
         {
             "toy/__init__.py": "",
             "toy/lazy.py": "",
-            "toy/config.py": "from toy.lazy import lazy_exports\n__getattr__, __dir__ = lazy_exports(__name__, {'Cfg': 'toy.low.cfg'})\n",
+            "toy/config.py": "from toy.lazy import lazy_exports\n__getattr__, __dir__ = lazy_exports(__name__, {'toy.low.cfg': ('Cfg',)})\n",
             "toy/low/__init__.py": "",
             "toy/low/cfg.py": "from toy.high.run import go\nclass Cfg: ...\n",
             "toy/high/__init__.py": "",

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from genaug.data.base import RealDataset
+from genaug.data.pocket_digits import first_train_digits
 from genaug.manifest import read_manifest
-from genaug.pocket.render import DIGIT_NAMES, pocket_pools, styled_digits
 from genaug.sdi import build_bank, generate_from_samples, sample_features, train_projector
 from genaug.sdi.embed import embed_training_images
 from genaug.sdi.sample import samples_path
@@ -24,16 +24,6 @@ from generation_helpers import check_set_integrity, set_pixels
 from test_sdi_helpers import sdi_config
 
 MULTIPLIER = 2
-
-
-def pocket_train(counts: dict[int, int]) -> RealDataset:
-    """The first ``counts[c]`` pocket training digits of each class c (ids ``pocket/<index>``)."""
-    indices = pocket_pools()["train"]
-    labels = styled_digits(indices)[1]
-    chosen = np.sort(np.concatenate([indices[labels == c][:n] for c, n in counts.items()]))
-    images, labels, _, _ = styled_digits(chosen)
-    return RealDataset(name="pocket_digits", split="train", class_names=list(DIGIT_NAMES), labels=labels,
-                       ids=[f"pocket/{int(i):04d}" for i in chosen], images=images)  # fmt: skip
 
 
 BEFORE = {0: 2, 1: 2, 2: 2}
@@ -74,11 +64,11 @@ def comparable(record) -> dict:
 def test_a_kept_projector_remakes_only_the_class_whose_images_changed(tmp_path, monkeypatch):
     monkeypatch.setenv("GENAUG_HOME", str(tmp_path / "home"))
     before = tmp_path / "before"
-    run_sdi(config(before, keep_projector=True), pocket_train(BEFORE))
+    run_sdi(config(before, keep_projector=True), first_train_digits(BEFORE))
     assert len(read_manifest(set_of(before))) == MULTIPLIER * sum(BEFORE.values())
 
     after = tmp_path / "after"
-    run, report = run_sdi(config(after, keep_projector=True), pocket_train(AFTER), [before])
+    run, report = run_sdi(config(after, keep_projector=True), first_train_digits(AFTER), [before])
     assert run.reused_from == "before" and run.kept  # the images changed: kept, not equal
     assert projector_digest(projector_path(after)) == projector_digest(projector_path(before))
     info = table_info(samples_path(after, "gaussian"))
@@ -103,7 +93,7 @@ def test_a_kept_projector_remakes_only_the_class_whose_images_changed(tmp_path, 
     projector_path(full).parent.mkdir(parents=True)
     shutil.copy(projector_path(before), projector_path(full))
     cfg = config(full, keep_projector=True)
-    embed_training_images(cfg, datasets={"train": pocket_train(AFTER)})
+    embed_training_images(cfg, datasets={"train": first_train_digits(AFTER)})
     build_bank(cfg)
     sample_features(cfg)
     whole = generate_from_samples(cfg)
@@ -113,27 +103,27 @@ def test_a_kept_projector_remakes_only_the_class_whose_images_changed(tmp_path, 
     a, b = set_pixels(set_of(after)), set_pixels(set_of(full))
     assert a.keys() == b.keys() and all(np.array_equal(a[i], b[i]) for i in a)
 
-    again = run_sdi(config(after, keep_projector=True), pocket_train(AFTER), [before])[1]
+    again = run_sdi(config(after, keep_projector=True), first_train_digits(AFTER), [before])[1]
     assert again.made == 0 and again.already_done == len(records)  # a rerun has nothing left to do
 
 
 def test_without_keep_projector_changed_images_retrain_it_and_nothing_downstream_is_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("GENAUG_HOME", str(tmp_path / "home"))
     before = tmp_path / "before"
-    run_sdi(config(before), pocket_train(BEFORE))
-    run, report = run_sdi(config(tmp_path / "after"), pocket_train(AFTER), [before])
+    run_sdi(config(before), first_train_digits(BEFORE))
+    run, report = run_sdi(config(tmp_path / "after"), first_train_digits(AFTER), [before])
     assert run.reused_from is None and run.steps >= 1  # trained on the new images
     assert table_info(samples_path(tmp_path / "after", "gaussian"))["reused_classes"] == {}
     assert report.reused == 0 and report.made == MULTIPLIER * sum(AFTER.values())
 
     # Unchanged images, other generation settings: the projector and every class's vectors are
     # the earlier run's (equal inputs), every image is made again (its renderer changed).
-    run, report = run_sdi(config(tmp_path / "guided", generate={"guidance_scale": 3.0}), pocket_train(BEFORE), [before])
+    run, report = run_sdi(config(tmp_path / "guided", generate={"guidance_scale": 3.0}), first_train_digits(BEFORE), [before])
     assert run.reused_from == "before" and not run.kept
     assert sorted(table_info(samples_path(tmp_path / "guided", "gaussian"))["reused_classes"]) == ["one", "two", "zero"]
     assert report.reused == 0 and report.made == MULTIPLIER * sum(BEFORE.values())
     # Another sampling seed: the projector is reused, every class is sampled again.
-    run, report = run_sdi(config(tmp_path / "seeded", sample={"seed": 5}), pocket_train(BEFORE), [before])
+    run, report = run_sdi(config(tmp_path / "seeded", sample={"seed": 5}), first_train_digits(BEFORE), [before])
     assert run.reused_from == "before" and table_info(samples_path(tmp_path / "seeded", "gaussian"))["reused_classes"] == {}
 
 
@@ -146,11 +136,11 @@ def test_a_kill_during_an_incremental_sdi_pass_resumes_to_the_uninterrupted_resu
 
     monkeypatch.setenv("GENAUG_HOME", str(tmp_path / "home"))
     before = tmp_path / "before"
-    run_sdi(config(before, keep_projector=True, generate={"engine": {"batch_size": 2, "progress": False}}), pocket_train(BEFORE))
+    run_sdi(config(before, keep_projector=True, generate={"engine": {"batch_size": 2, "progress": False}}), first_train_digits(BEFORE))
 
     after = tmp_path / "after"
     cfg = config(after, keep_projector=True, generate={"engine": {"batch_size": 2, "progress": False}})
-    data = {"train": pocket_train(AFTER)}
+    data = {"train": first_train_digits(AFTER)}
     embed_training_images(cfg, datasets=data)
     train_projector(cfg, datasets=data, reuse_from=[before])
     build_bank(cfg)

@@ -14,7 +14,7 @@ what it configures (``genaug.data.config.DatasetConfig``, ``genaug.training.conf
 
 from __future__ import annotations
 
-from genaug.lazy import lazy_exports
+from genaug.lazy import exported, lazy_exports
 
 import difflib
 import re
@@ -297,26 +297,16 @@ def dump_config(config: BaseModel) -> str:
 # --------------------------------------------------------------------------------------
 
 _CONFIGS = {
-    "DatasetConfig": "genaug.data.config",
-    "AugmentationConfig": "genaug.training.config",
-    "TrainLoggingConfig": "genaug.training.config",
-    "TrainConfig": "genaug.training.config",
-    "TrainRunConfig": "genaug.training.config",
-    "EngineConfig": "genaug.generation.config",
-    "EditorConfig": "genaug.generation.config",
-    "GenerateConfig": "genaug.generation.config",
-    "FractalBankConfig": "genaug.mixing.config",
-    "ShbConfig": "genaug.mixing.config",
-    "MixConfig": "genaug.mixing.config",
-    "ProjectorTrainConfig": "genaug.sdi.config",
-    "SdiSampleConfig": "genaug.sdi.config",
-    "SdiGenerateConfig": "genaug.sdi.config",
-    "SdiConfig": "genaug.sdi.config",
-    "FilterConfig": "genaug.filtering.config",
+    "genaug.data.config": ("DatasetConfig",),
+    "genaug.training.config": ("AugmentationConfig", "TrainLoggingConfig", "TrainConfig", "TrainRunConfig"),
+    "genaug.generation.config": ("EngineConfig", "EditorConfig", "GenerateConfig"),
+    "genaug.mixing.config": ("FractalBankConfig", "ShbConfig", "MixConfig"),
+    "genaug.sdi.config": ("ProjectorTrainConfig", "SdiSampleConfig", "SdiGenerateConfig", "SdiConfig"),
+    "genaug.filtering.config": ("FilterConfig",),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _CONFIGS)
 
-__all__ += list(_CONFIGS)
+__all__ += exported(_CONFIGS)
 
 

@@ -52,4 +52,6 @@ __all__ = [
 
 
 # pack_images needs torch; imported only when asked for.
-__getattr__, __dir__ = lazy_exports(__name__, {"pack_images": "genaug.data.packed"})
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "genaug.data.packed": ("pack_images",),
+})

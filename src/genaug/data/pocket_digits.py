@@ -56,6 +56,15 @@ def pocket_split(indices: np.ndarray, split: str) -> RealDataset:
     )
 
 
+def first_train_digits(counts: dict[int, int]) -> RealDataset:
+    """The first ``counts[c]`` digits of each class c of the train pool, in index order, as a
+    ``train`` split: a set that grows by a few images (incremental stages, their benchmark)."""
+    indices = pocket_pools()["train"]
+    labels = styled_digits(indices)[1]
+    chosen = np.sort(np.concatenate([indices[labels == c][:n] for c, n in counts.items()]))
+    return pocket_split(chosen, "train")
+
+
 def pocket_id(index: int) -> str:
     """``pocket/0123``: the id of sklearn digit ``index``."""
     return f"pocket/{int(index):04d}"

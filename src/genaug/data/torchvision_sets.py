@@ -28,22 +28,31 @@ if TYPE_CHECKING:  # genaug.config validates names against this package's regist
     from genaug.data.config import DatasetConfig
 
 
+def _image_files_and_labels(dataset: Any) -> tuple[list[Any], list[int]]:
+    """Where most torchvision datasets keep their samples: ``_image_files`` and ``_labels``."""
+    return dataset._image_files, dataset._labels
+
+
 @dataclass(frozen=True)
 class TorchvisionSet:
     """How to read one dataset through torchvision.
 
-    ``splits`` maps genaug's part name to torchvision's split name; ``folder`` is the
-    sub-folder torchvision looks for under its root; ``expects`` says what must be in it.
-    ``samples`` extracts ``(paths, labels)`` from a constructed torchvision dataset.
+    ``splits`` maps genaug's part name to torchvision's split name (default: train, val and
+    test under their own names); ``folder`` is the sub-folder torchvision looks for under
+    its root; ``expects`` says what must be in it. ``samples`` extracts ``(paths, labels)``
+    from a constructed torchvision dataset (default: its ``_image_files`` and ``_labels``).
+    ``downloadable``: whether torchvision can still download it (Stanford Cars' official
+    links are gone).
     """
 
     name: str
     class_name: str
     folder: str
     expects: str
-    splits: dict[str, str]
-    samples: Callable[[Any], tuple[list[Any], list[int]]]
+    splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "val": "val", "test": "test"})
+    samples: Callable[[Any], tuple[list[Any], list[int]]] = _image_files_and_labels
     extra_kwargs: dict[str, Any] = field(default_factory=dict)
+    downloadable: bool = True
 
 
 FLOWERS102 = TorchvisionSet(
@@ -51,8 +60,6 @@ FLOWERS102 = TorchvisionSet(
     class_name="Flowers102",
     folder="flowers-102",
     expects="flowers-102/jpg/image_*.jpg, flowers-102/imagelabels.mat and flowers-102/setid.mat",
-    splits={"train": "train", "val": "val", "test": "test"},
-    samples=lambda ds: (ds._image_files, ds._labels),
 )
 PETS = TorchvisionSet(
     name="pets",
@@ -72,14 +79,13 @@ CARS = TorchvisionSet(
     ),
     splits={"train": "train", "test": "test"},
     samples=lambda ds: ([path for path, _ in ds._samples], [label for _, label in ds._samples]),
+    downloadable=False,
 )
 DTD = TorchvisionSet(
     name="dtd",
     class_name="DTD",
     folder="dtd",
     expects="dtd/dtd/images/<class>/*.jpg and dtd/dtd/labels/{train,val,test}1.txt",
-    splits={"train": "train", "val": "val", "test": "test"},
-    samples=lambda ds: (ds._image_files, ds._labels),
     extra_kwargs={"partition": 1},
 )
 
@@ -153,41 +159,18 @@ def _prepare(spec: TorchvisionSet, root: Path) -> Path:
     return root
 
 
-@register_dataset("flowers102", root_hint=f"the folder holding {FLOWERS102.expects}")
-def load_flowers102(config: DatasetConfig, parts: frozenset[str]) -> dict[str, RealDataset]:
-    """Flowers-102 through torchvision.datasets.Flowers102 (own splits: train, val, test)."""
-    return load_torchvision_set(FLOWERS102, config, parts)
+def _register(spec: TorchvisionSet) -> None:
+    """Register ``spec``'s loader (its own splits through :func:`load_torchvision_set`) and,
+    where torchvision can download it, its preparer."""
+
+    @register_dataset(spec.name, root_hint=f"the folder holding {spec.expects}")
+    def load(config: DatasetConfig, parts: frozenset[str]) -> dict[str, RealDataset]:
+        return load_torchvision_set(spec, config, parts)
+
+    load.__doc__ = f"{spec.name} through torchvision.datasets.{spec.class_name} (own splits: {', '.join(spec.splits)})."
+    if spec.downloadable:
+        register_preparer(spec.name)(lambda root: _prepare(spec, root))
 
 
-@register_preparer("flowers102")
-def prepare_flowers102(root: Path) -> Path:
-    return _prepare(FLOWERS102, root)
-
-
-@register_dataset("pets", root_hint=f"the folder holding {PETS.expects}")
-def load_pets(config: DatasetConfig, parts: frozenset[str]) -> dict[str, RealDataset]:
-    """Oxford-IIIT Pets through torchvision.datasets.OxfordIIITPet (own splits: train = trainval, test)."""
-    return load_torchvision_set(PETS, config, parts)
-
-
-@register_preparer("pets")
-def prepare_pets(root: Path) -> Path:
-    return _prepare(PETS, root)
-
-
-@register_dataset("cars", root_hint=f"the folder holding {CARS.expects}")
-def load_cars(config: DatasetConfig, parts: frozenset[str]) -> dict[str, RealDataset]:
-    """Stanford Cars through torchvision.datasets.StanfordCars (own splits: train, test; no download:
-    the official links are gone)."""
-    return load_torchvision_set(CARS, config, parts)
-
-
-@register_dataset("dtd", root_hint=f"the folder holding {DTD.expects}")
-def load_dtd(config: DatasetConfig, parts: frozenset[str]) -> dict[str, RealDataset]:
-    """DTD through torchvision.datasets.DTD, partition 1 (own splits: train, val, test)."""
-    return load_torchvision_set(DTD, config, parts)
-
-
-@register_preparer("dtd")
-def prepare_dtd(root: Path) -> Path:
-    return _prepare(DTD, root)
+for _spec in (FLOWERS102, PETS, CARS, DTD):
+    _register(_spec)

@@ -10,18 +10,15 @@
 
 from __future__ import annotations
 
-from genaug.lazy import lazy_exports
+from genaug.lazy import exported, lazy_exports
 
 _LAZY = {
-    "ArmConfig": "genaug.experiment.config",
-    "ExperimentConfig": "genaug.experiment.config",
-    "load_experiment": "genaug.experiment.config",
-    "run_experiment": "genaug.experiment.runner",
-    "results_table": "genaug.experiment.runner",
+    "genaug.experiment.config": ("ArmConfig", "ExperimentConfig", "load_experiment"),
+    "genaug.experiment.runner": ("run_experiment", "results_table"),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
-__all__ = list(_LAZY)
+__all__ = exported(_LAZY)
 
 

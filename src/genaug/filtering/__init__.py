@@ -13,23 +13,15 @@ from __future__ import annotations
 from genaug.lazy import lazy_exports
 
 _LAZY = {
-    "DEDUPE_THRESHOLDS": "genaug.filtering.filters",
-    "clip_rank_filter": "genaug.filtering.filters",
-    "FILTERS": "genaug.filtering.registry",
-    "Filter": "genaug.filtering.registry",
-    "create_filter": "genaug.filtering.registry",
-    "classifier_scores": "genaug.filtering.scores",
-    "clip_class_scores": "genaug.filtering.scores",
-    "confidence_verdict": "genaug.filtering.scores",
-    "max_cosine": "genaug.filtering.scores",
-    "pixel_features": "genaug.filtering.scores",
-    "positive_probability": "genaug.filtering.scores",
-    "top_fraction_per_class": "genaug.filtering.scores",
-    "FilterReport": "genaug.filtering.stage",
-    "filter_set": "genaug.filtering.stage",
-    "FilterConfig": "genaug.filtering.config",
-    "load_classifier": "genaug.training.classifier",
-    "Classifier": "genaug.training.classifier",
+    "genaug.filtering.filters": ("DEDUPE_THRESHOLDS", "clip_rank_filter"),
+    "genaug.filtering.registry": ("FILTERS", "Filter", "create_filter"),
+    "genaug.filtering.scores": (
+        "classifier_scores", "clip_class_scores", "confidence_verdict", "max_cosine", "pixel_features",
+        "positive_probability", "top_fraction_per_class",
+    ),
+    "genaug.filtering.stage": ("FilterReport", "filter_set"),
+    "genaug.filtering.config": ("FilterConfig",),
+    "genaug.training.classifier": ("load_classifier", "Classifier"),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

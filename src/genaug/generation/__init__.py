@@ -13,30 +13,21 @@ Names are imported on first use, so reading a config does not import torch.
 
 from __future__ import annotations
 
-from genaug.lazy import lazy_exports
+from genaug.lazy import exported, lazy_exports
 
 _LAZY = {
-    "is_degenerate": "genaug.degenerate",
-    "JobReport": "genaug.generation.engine",
-    "plan_batches": "genaug.generation.engine",
-    "run_job": "genaug.generation.engine",
-    "WorkItem": "genaug.generation.items",
-    "sanitize_id": "genaug.generation.items",
-    "ModelRef": "genaug.diffusion.models",
-    "resolve_model": "genaug.diffusion.models",
-    "weights_hash": "genaug.diffusion.models",
-    "sampling_preset": "genaug.generation.presets",
-    "Shard": "genaug.runtime",
-    "parse_shard": "genaug.runtime",
-    "resolve_shard": "genaug.runtime",
-    "select_device": "genaug.runtime",
-    "item_seed": "genaug.seeds",
-    "seed_generator": "genaug.seeds",
-    "generate": "genaug.generation.stage",
+    "genaug.degenerate": ("is_degenerate",),
+    "genaug.generation.engine": ("JobReport", "plan_batches", "run_job"),
+    "genaug.generation.items": ("WorkItem", "sanitize_id"),
+    "genaug.diffusion.models": ("ModelRef", "resolve_model", "weights_hash"),
+    "genaug.generation.presets": ("sampling_preset",),
+    "genaug.runtime": ("Shard", "parse_shard", "resolve_shard", "select_device"),
+    "genaug.seeds": ("item_seed", "seed_generator"),
+    "genaug.generation.stage": ("generate",),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
-__all__ = sorted(_LAZY)
+__all__ = sorted(exported(_LAZY))
 
 

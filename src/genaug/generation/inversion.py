@@ -283,23 +283,34 @@ def words_key(model: dict, dataset, settings, seed: int, prompt: str, resolution
     }
 
 
-def save_words(path: Path, vectors: torch.Tensor, key: dict) -> Path:
-    """The word table as safetensors (``words``, (K, D) float32), its key in the metadata."""
-    save_safetensors(path, {"words": vectors.detach().float().cpu()}, {"key": json.dumps(key, sort_keys=True)})
-    return path
+def save_keyed(path: Path, tensors: dict[str, torch.Tensor], key: dict) -> Path:
+    """``tensors`` as safetensors at ``path``, what they were made for (``key``) in the metadata."""
+    return save_safetensors(path, tensors, {"key": json.dumps(key, sort_keys=True)})
 
 
-def load_words(path: Path, key: dict | None = None) -> torch.Tensor | None:
-    """The table at ``path`` when it was learnt for ``key`` (any key when None), else None."""
+def load_keyed(path: Path, key: dict | None = None) -> dict[str, torch.Tensor] | None:
+    """The tensors at ``path`` when saved for ``key`` (any key when None), else None (also when
+    the file is missing or unreadable: the caller makes them again)."""
     if not path.is_file():
         return None
     try:
         with safe_open(str(path), framework="pt") as handle:
             if key is not None and (handle.metadata() or {}).get("key") != json.dumps(key, sort_keys=True):
                 return None
-            return handle.get_tensor("words")
-    except Exception:  # noqa: BLE001 - an unreadable table is learnt again
+            return {name: handle.get_tensor(name) for name in handle.keys()}
+    except Exception:  # noqa: BLE001 - an unreadable file is made again
         return None
+
+
+def save_words(path: Path, vectors: torch.Tensor, key: dict) -> Path:
+    """The word table as safetensors (``words``, (K, D) float32), its key in the metadata."""
+    return save_keyed(path, {"words": vectors.detach().float().cpu()}, key)
+
+
+def load_words(path: Path, key: dict | None = None) -> torch.Tensor | None:
+    """The table at ``path`` when it was learnt for ``key`` (any key when None), else None."""
+    tensors = load_keyed(path, key)
+    return None if tensors is None else tensors.get("words")
 
 
 def file_sha256(path: Path) -> str:

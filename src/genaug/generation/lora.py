@@ -35,8 +35,15 @@ from genaug.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from genaug.diffusion.cache import LatentCache
 from genaug.diffusion.frozen import FrozenDiffusion
 from genaug.diffusion.loss import cached_latents, diffusion_loss, draw_step
-from genaug.files import save_safetensors
-from genaug.generation.inversion import cached_class_latents, encode_prompts, mean_draw_loss, word_embedding, words_key
+from genaug.generation.inversion import (
+    cached_class_latents,
+    encode_prompts,
+    evaluate_words,
+    load_keyed,
+    save_keyed,
+    word_embedding,
+    words_key,
+)
 from genaug.runtime import autocast_context
 from genaug.seeds import generator_for
 
@@ -84,16 +91,8 @@ def load_lora_state(unet, state: dict[str, torch.Tensor]) -> None:
 
 def load_finetune(path: Path, key: dict | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor] | None:
     """(LoRA tensors, words) of ``path`` when made for ``key`` (any key when None), else None."""
-    from safetensors import safe_open
-
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            if key is not None and (handle.metadata() or {}).get("key") != json.dumps(key, sort_keys=True):
-                return None
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-    except Exception:  # noqa: BLE001 - an unreadable file is trained again
+    tensors = load_keyed(path, key)
+    if tensors is None:
         return None
     words = tensors.pop("words")
     return tensors, words
@@ -184,30 +183,13 @@ def learn_or_load_finetune(
     checkpoints = Path(folder) / f"training-{process}"
     words = train_finetune(diffusion, latents, dataset.labels, len(dataset.class_names), settings, seed, prompt,
                            checkpoint_dir=checkpoints, recipe=key)
-    save_safetensors(path, {**lora_state(diffusion.unet), "words": words.float().cpu()}, {"key": json.dumps(key, sort_keys=True)})
+    save_keyed(path, {**lora_state(diffusion.unet), "words": words.float().cpu()}, key)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return words, path
 
 
-@torch.no_grad()
-def evaluate_finetune(
-    diffusion: FrozenDiffusion,
-    latents: LatentCache,
-    labels,
-    words: torch.Tensor,
-    prompt: str,
-    seed: int = 0,
-    draws: int = 4,
-    batch_size: int = 64,
-) -> float:
-    """Mean diffusion loss of the images (latent means) under their classes' words with the
-    UNet as it is (with or without adapters), over ``draws`` seeded (t, noise) draws per
-    image: two models see the same draws for a given ``seed``, so they compare pairwise."""
-    labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-
-    def loss_of(rows, found):
-        z0 = cached_latents(latents, rows, found, diffusion.scaling_factor, sample=False)
-        context = encode_prompts(diffusion, [prompt] * len(rows), words[labels[rows]])
-        return diffusion_loss(diffusion.unet, diffusion.noise_scheduler, z0, context, found.noise, found.timesteps)
-
-    return mean_draw_loss(diffusion, latents, len(labels), loss_of, seed, draws, batch_size)
+#: ``evaluate_finetune(diffusion, latents, labels, words, prompt, seed=0, draws=4, batch_size=64)``:
+#: the mean diffusion loss of the images (latent means) under their classes' words with the UNet
+#: as it is (with or without adapters), over ``draws`` seeded (t, noise) draws per image; the
+#: words' own evaluation, since it runs the UNet it is given.
+evaluate_finetune = evaluate_words

@@ -40,34 +40,20 @@ CLASS_TEMPLATE: tuple[str, ...] = ("a photo of a {class}",)
 PROMPT_PRESETS = Registry("prompt preset", key="prompts")
 
 
-@PROMPT_PRESETS.register("diffusemix")
-def diffusemix() -> tuple[str, ...]:
-    """DiffuseMix's nine style prompts."""
-    return DIFFUSEMIX_PROMPTS
+def _templates(templates: tuple[str, ...]):
+    """The preset function of a fixed list."""
+    return lambda: templates
 
 
-@PROMPT_PRESETS.register("pocket")
-def pocket() -> tuple[str, ...]:
-    """Pocket styles: each palette colour once as the ink, once as the background."""
-    return POCKET_INSTRUCTIONS
-
-
-@PROMPT_PRESETS.register("pocket_all")
-def pocket_all() -> tuple[str, ...]:
-    """Every ink-on-background pair of the palette, and the digit or background alone in each colour."""
-    return POCKET_ALL_INSTRUCTIONS
-
-
-@PROMPT_PRESETS.register("pocket_captions")
-def pocket_captions() -> tuple[str, ...]:
-    """Text-to-image captions of the pocket styles."""
-    return POCKET_CAPTIONS
-
-
-@PROMPT_PRESETS.register("class_template")
-def class_template() -> tuple[str, ...]:
-    """The class name alone: "a photo of a {class}"."""
-    return CLASS_TEMPLATE
+for _name, _list in {
+    "diffusemix": DIFFUSEMIX_PROMPTS,  # DiffuseMix's nine style prompts
+    "pocket": POCKET_INSTRUCTIONS,  # pocket styles: each palette colour once as the ink, once as the background
+    "pocket_all": POCKET_ALL_INSTRUCTIONS,  # every ink-on-background pair, and the digit or background alone in each colour
+    "pocket_captions": POCKET_CAPTIONS,  # text-to-image captions of the pocket styles
+    "class_template": CLASS_TEMPLATE,  # the class name alone: "a photo of a {class}"
+}.items():
+    PROMPT_PRESETS.register(_name)(_templates(_list))
+del _name, _list
 
 
 def resolve_prompts(prompts: str | list[str] | tuple[str, ...]) -> list[str]:

@@ -105,21 +105,7 @@ def plan_edit_items(dataset: RealDataset, editor_name: str, prompts: list[str], 
         label = int(dataset.labels[row])
         class_name = dataset.class_names[label]
         base_id = f"{safe_ids[row]}-{editor_name}"
-        for k in prompt_indices(config.regime, len(prompts), config.seed, base_id, config.prompt_index):
-            item_id = f"{base_id}-p{k}"
-            items.append(
-                WorkItem(
-                    id=item_id,
-                    seed=item_seed(config.seed, item_id),
-                    label=label,
-                    class_name=class_name,
-                    prompt=class_prompt(prompts[k], class_name),
-                    prompt_index=k,
-                    negative_prompt=config.editor.negative_prompt,
-                    source_id=source_id,
-                    source_index=row,
-                )
-            )
+        items += regime_items(base_id, label, class_name, prompts, config, source_id=source_id, source_index=row)
     return items
 
 
@@ -136,19 +122,30 @@ def plan_text_items(dataset: RealDataset, editor_name: str, prompts: list[str], 
         class_name = dataset.class_names[label]
         for n in range(counts[label]):
             base_id = f"{safe_names[label]}-{editor_name}-{n:05d}"
-            for k in prompt_indices(config.regime, len(prompts), config.seed, base_id, config.prompt_index):
-                item_id = f"{base_id}-p{k}"
-                items.append(
-                    WorkItem(
-                        id=item_id,
-                        seed=item_seed(config.seed, item_id),
-                        label=label,
-                        class_name=class_name,
-                        prompt=class_prompt(prompts[k], class_name),
-                        prompt_index=k,
-                        negative_prompt=config.editor.negative_prompt,
-                    )
-                )
+            items += regime_items(base_id, label, class_name, prompts, config)
+    return items
+
+
+def regime_items(base_id: str, label: int, class_name: str, prompts: list[str], config: GenerateConfig,
+                 source_id: str | None = None, source_index: int | None = None) -> list[WorkItem]:
+    """The items of one image (real or per class) under the prompt regime: one per chosen prompt
+    index k, id ``<base id>-p<k>``, seed ``item_seed(config.seed, id)``, the class prompt."""
+    items = []
+    for k in prompt_indices(config.regime, len(prompts), config.seed, base_id, config.prompt_index):
+        item_id = f"{base_id}-p{k}"
+        items.append(
+            WorkItem(
+                id=item_id,
+                seed=item_seed(config.seed, item_id),
+                label=label,
+                class_name=class_name,
+                prompt=class_prompt(prompts[k], class_name),
+                prompt_index=k,
+                negative_prompt=config.editor.negative_prompt,
+                source_id=source_id,
+                source_index=source_index,
+            )
+        )
     return items
 
 

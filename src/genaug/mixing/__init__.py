@@ -6,36 +6,26 @@ in, used both offline (writing a synthetic set) and online (in the training loop
 
 from __future__ import annotations
 
-from genaug.lazy import lazy_exports
+from genaug.lazy import exported, lazy_exports
 
 _LAZY = {
-    "feathered_halves": "genaug.mixing.concat",
-    "feathered_mask": "genaug.mixing.concat",
-    "mask_coverage": "genaug.mixing.concat",
-    "random_orientation": "genaug.mixing.concat",
-    "random_rect_mask": "genaug.mixing.concat",
-    "random_rects": "genaug.mixing.concat",
-    "rect_mix": "genaug.mixing.concat",
-    "fractal_bank": "genaug.mixing.fractals",
-    "fractal_blend": "genaug.mixing.fractals",
-    "load_fractal_bank": "genaug.mixing.fractals",
-    "make_fractals": "genaug.mixing.fractals",
-    "sample_fractals": "genaug.mixing.fractals",
-    "save_fractal_pngs": "genaug.mixing.fractals",
-    "HybridBlend": "genaug.mixing.shb",
-    "hybrid_blend": "genaug.mixing.shb",
-    "patch_grid": "genaug.mixing.shb",
-    "scale_patch": "genaug.mixing.shb",
-    "semantic_hybrid_blend": "genaug.mixing.shb",
-    "shb_mask": "genaug.mixing.shb",
-    "create_mixer": "genaug.mixing.mixers",
-    "OnlineMixer": "genaug.mixing.online",
-    "MIXERS": "genaug.mixing.registry",
-    "MIX_METHODS": "genaug.mixing.registry",
-    "MixConfig": "genaug.mixing.config",
+    "genaug.mixing.concat": (
+        "feathered_halves", "feathered_mask", "mask_coverage", "random_orientation", "random_rect_mask", "random_rects",
+        "rect_mix",
+    ),
+    "genaug.mixing.fractals": (
+        "fractal_bank", "fractal_blend", "load_fractal_bank", "make_fractals", "sample_fractals", "save_fractal_pngs",
+    ),
+    "genaug.mixing.shb": (
+        "HybridBlend", "hybrid_blend", "patch_grid", "scale_patch", "semantic_hybrid_blend", "shb_mask",
+    ),
+    "genaug.mixing.mixers": ("create_mixer",),
+    "genaug.mixing.online": ("OnlineMixer",),
+    "genaug.mixing.registry": ("MIXERS", "MIX_METHODS"),
+    "genaug.mixing.config": ("MixConfig",),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
-__all__ = sorted(_LAZY)
+__all__ = sorted(exported(_LAZY))

@@ -18,8 +18,9 @@ The math is in pure functions (:func:`sample_lambda`, :func:`mix_targets`,
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,12 @@ from torch import Tensor, nn
 
 from genaug.mixing.puzzlemix import BLOCK_NUMS, input_saliency, puzzlemix_mask, valid_block_nums
 from genaug.models.layers import MANIFOLD_MIX_LAYERS, ManifoldMix
+
+#: The keyword parameters of :func:`puzzlemix_mask` a :class:`PuzzleMix` passes on.
+MASK_PARAMETERS = frozenset(
+    name for name, p in inspect.signature(puzzlemix_mask).parameters.items()
+    if p.kind is p.KEYWORD_ONLY and name not in ("mean", "std")
+)
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -132,8 +139,10 @@ class NoMix:
         return model(images), targets
 
 
-class Mixup:
-    """Input mixup (Zhang et al. 2018): ``x' = lam x + (1 - lam) x[perm]``, lam ~ Beta(alpha, alpha)."""
+class PairMixer:
+    """A mixer of each sample with a partner: the batch checked, then the partner permutation
+    and lambda ~ Beta(alpha, alpha) drawn from the generator (in that order) and handed to
+    :meth:`mix`, which runs the forward pass and returns ``(logits, mixed targets)``."""
 
     def __init__(self, alpha: float = 1.0):
         self.alpha = alpha
@@ -144,11 +153,27 @@ class Mixup:
         _check_batch(images, targets)
         perm = sample_permutation(len(images), generator, images.device)
         lam = sample_lambda(self.alpha, generator)
+        return self.mix(model, images, targets, loss_fn, generator, perm, lam)
+
+    def mix(
+        self, model: nn.Module, images: Tensor, targets: Tensor, loss_fn: LossFn, generator: torch.Generator,
+        perm: Tensor, lam: float,
+    ) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+
+class Mixup(PairMixer):
+    """Input mixup (Zhang et al. 2018): ``x' = lam x + (1 - lam) x[perm]``, lam ~ Beta(alpha, alpha)."""
+
+    def mix(
+        self, model: nn.Module, images: Tensor, targets: Tensor, loss_fn: LossFn, generator: torch.Generator,
+        perm: Tensor, lam: float,
+    ) -> tuple[Tensor, Tensor]:
         mixed = lam * images + (1 - lam) * images[perm]
         return model(mixed), mix_targets(targets, perm, lam)
 
 
-class ManifoldMixup:
+class ManifoldMixup(PairMixer):
     """Manifold mixup (Verma et al. 2019): mixup of the hidden state at a random layer.
 
     The layer is uniform over ``layers`` (default {0 = input, 1 = after stage 1,
@@ -162,45 +187,38 @@ class ManifoldMixup:
         self.alpha = alpha
         self.layers = tuple(layers)
 
-    def __call__(
-        self, model: nn.Module, images: Tensor, targets: Tensor, loss_fn: LossFn, generator: torch.Generator
+    def mix(
+        self, model: nn.Module, images: Tensor, targets: Tensor, loss_fn: LossFn, generator: torch.Generator,
+        perm: Tensor, lam: float,
     ) -> tuple[Tensor, Tensor]:
-        _check_batch(images, targets)
         supported = getattr(_unwrap(model), "manifold_mix_layers", ())
         if not set(self.layers) <= set(supported):
             raise TypeError(
                 f"manifold_mixup needs a model whose forward(x, mix=...) mixes at layers {self.layers}; "
                 f"{type(_unwrap(model)).__name__} supports {tuple(supported)} (use a genaug.models classifier)"
             )
-        perm = sample_permutation(len(images), generator, images.device)
-        lam = sample_lambda(self.alpha, generator)
         layer = self.layers[int(torch.randint(len(self.layers), (), generator=generator, device=generator.device))]
         logits = model(images, mix=ManifoldMix(layer, lam, perm))
         return logits, mix_targets(targets, perm, lam)
 
 
-class CutMix:
+class CutMix(PairMixer):
     """CutMix (Yun et al. 2019): one box of the partner pasted into each image.
 
     The same box for the whole batch; lambda is corrected to the share of the image kept.
     """
 
-    def __init__(self, alpha: float = 1.0):
-        self.alpha = alpha
-
-    def __call__(
-        self, model: nn.Module, images: Tensor, targets: Tensor, loss_fn: LossFn, generator: torch.Generator
+    def mix(
+        self, model: nn.Module, images: Tensor, targets: Tensor, loss_fn: LossFn, generator: torch.Generator,
+        perm: Tensor, lam: float,
     ) -> tuple[Tensor, Tensor]:
-        _check_batch(images, targets)
-        perm = sample_permutation(len(images), generator, images.device)
-        lam = sample_lambda(self.alpha, generator)
         h, w = images.shape[-2:]
         box = cutmix_box(h, w, lam, generator)
         mixed = paste_box(images, images[perm], box)
         return model(mixed), mix_targets(targets, perm, kept_area(box, h, w))
 
 
-class PuzzleMix:
+class PuzzleMix(PairMixer):
     """PuzzleMix (Kim et al. 2020), see :mod:`genaug.mixing.puzzlemix` for the method.
 
     Per batch: input saliency from a clean forward/backward, lambda ~ Beta(alpha, alpha),
@@ -220,39 +238,26 @@ class PuzzleMix:
     def __init__(
         self,
         alpha: float = 1.0,
-        beta: float = 1.2,
-        gamma: float = 0.5,
-        eta: float = 0.2,
-        n_labels: int = 3,
-        neigh_size: int = 4,
-        transport: bool = True,
-        transport_eps: float = 0.8,
-        transport_cell: int = 4,
         block_nums: Sequence[int] = BLOCK_NUMS,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        **params: Any,
     ):
+        """``params``: the mask's keyword parameters (beta, gamma, eta, n_labels, neigh_size,
+        transport, transport_eps, transport_cell), defaults those of :func:`puzzlemix_mask`."""
+        unknown = sorted(set(params) - MASK_PARAMETERS)
+        if unknown:
+            raise TypeError(f"PuzzleMix got an unexpected parameter {unknown[0]!r} (allowed: {', '.join(sorted(MASK_PARAMETERS))})")
         self.alpha = alpha
         self.block_nums = tuple(block_nums)
         self.mean, self.std = mean, std
-        self.params = dict(
-            beta=beta,
-            gamma=gamma,
-            eta=eta,
-            n_labels=n_labels,
-            neigh_size=neigh_size,
-            transport=transport,
-            transport_eps=transport_eps,
-            transport_cell=transport_cell,
-        )
+        self.params = params
 
-    def __call__(
-        self, model: nn.Module, images: Tensor, targets: Tensor, loss_fn: LossFn, generator: torch.Generator
+    def mix(
+        self, model: nn.Module, images: Tensor, targets: Tensor, loss_fn: LossFn, generator: torch.Generator,
+        perm: Tensor, lam: float,
     ) -> tuple[Tensor, Tensor]:
-        _check_batch(images, targets)
-        saliency = input_saliency(model, images, targets, loss_fn)
-        perm = sample_permutation(len(images), generator, images.device)
-        lam = sample_lambda(self.alpha, generator)
+        saliency = input_saliency(model, images, targets, loss_fn)  # no draw from the generator
         choices = valid_block_nums(*images.shape[-2:], self.block_nums)
         block_num = choices[int(torch.randint(len(choices), (), generator=generator, device=generator.device))]
         result = puzzlemix_mask(images, saliency, perm, lam, block_num, mean=self.mean, std=self.std, **self.params)

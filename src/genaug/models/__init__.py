@@ -32,4 +32,7 @@ __all__ = [
 ]
 
 # torchvision's ResNet-50 imports torchvision: on first use only.
-__getattr__, __dir__ = lazy_exports(__name__, {"ScaledResNet": "genaug.models.resnet", "resnet50": "genaug.models.torchvision_models"})
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "genaug.models.resnet": ("ScaledResNet",),
+    "genaug.models.torchvision_models": ("resnet50",),
+})

@@ -13,9 +13,7 @@ __all__ = ["build_pocket", "pocket_info", "pocket_paths", "pocket_model_dir"]
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "build_pocket": "genaug.pocket.build",
-        "pocket_info": "genaug.pocket.store",
-        "pocket_paths": "genaug.pocket.store",
-        "pocket_model_dir": "genaug.pocket.store",
+        "genaug.pocket.build": ("build_pocket",),
+        "genaug.pocket.store": ("pocket_info", "pocket_paths", "pocket_model_dir"),
     },
 )

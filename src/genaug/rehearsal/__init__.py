@@ -13,11 +13,9 @@ from genaug.lazy import lazy_exports
 __all__ = ["STANDINS", "clip_tokenizer", "rehearse", "standin_dir", "meta_model"]
 
 _LAZY = {
-    "clip_tokenizer": "genaug.rehearsal.tokenizer",
-    "STANDINS": "genaug.rehearsal.standins",
-    "standin_dir": "genaug.rehearsal.standins",
-    "meta_model": "genaug.rehearsal.standins",
-    "rehearse": "genaug.rehearsal.run",
+    "genaug.rehearsal.tokenizer": ("clip_tokenizer",),
+    "genaug.rehearsal.standins": ("STANDINS", "standin_dir", "meta_model"),
+    "genaug.rehearsal.run": ("rehearse",),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -15,36 +15,23 @@ stages are imported on first use.
 
 from __future__ import annotations
 
-from genaug.lazy import lazy_exports
+from genaug.lazy import exported, lazy_exports
 
 from genaug.sdi.samplers import SAMPLERS, Sampler, fit_sampler
 
 _LAZY = {
-    "embed_training_images": "genaug.sdi.embed",
-    "train_projector": "genaug.sdi.train",
-    "evaluate_diffusion_loss": "genaug.sdi.train",
-    "ProjectorRun": "genaug.sdi.train",
-    "build_bank": "genaug.sdi.sample",
-    "sample_features": "genaug.sdi.sample",
-    "sample_bank": "genaug.sdi.sample",
-    "generate_from_samples": "genaug.sdi.generate",
-    "SdiRenderer": "genaug.sdi.generate",
-    "Projector": "genaug.sdi.projector",
-    "projector_param_count": "genaug.sdi.projector",
-    "load_projector": "genaug.sdi.projector",
-    "class_token_position": "genaug.diffusion.conditioning",
-    "slot_context": "genaug.diffusion.conditioning",
-    "SDI_PROMPT": "genaug.diffusion.conditioning",
-    "NEGATIVE_PROMPT": "genaug.diffusion.conditioning",
-    "FeatureTable": "genaug.sdi.tables",
-    "load_table": "genaug.sdi.tables",
-    "save_table": "genaug.sdi.tables",
-    "REFERENCE_MULTIPLIERS": "genaug.sdi.presets",
-    "SDI_PRESETS": "genaug.sdi.presets",
+    "genaug.sdi.embed": ("embed_training_images",),
+    "genaug.sdi.train": ("train_projector", "evaluate_diffusion_loss", "ProjectorRun"),
+    "genaug.sdi.sample": ("build_bank", "sample_features", "sample_bank"),
+    "genaug.sdi.generate": ("generate_from_samples", "SdiRenderer"),
+    "genaug.sdi.projector": ("Projector", "projector_param_count", "load_projector"),
+    "genaug.diffusion.conditioning": ("class_token_position", "slot_context", "SDI_PROMPT", "NEGATIVE_PROMPT"),
+    "genaug.sdi.tables": ("FeatureTable", "load_table", "save_table"),
+    "genaug.sdi.presets": ("REFERENCE_MULTIPLIERS", "SDI_PRESETS"),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
-__all__ = ["SAMPLERS", "Sampler", "fit_sampler", *_LAZY]
+__all__ = ["SAMPLERS", "Sampler", "fit_sampler", *exported(_LAZY)]
 
 

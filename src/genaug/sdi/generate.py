@@ -63,7 +63,6 @@ class SdiRenderer(Editor):
     """
 
     name = "sdi"
-    method = "sdi"
     pipeline_class = "StableDiffusionPipeline"
     default_model = "pocket:sd"
     needs_source = False
@@ -150,18 +149,7 @@ class SdiRenderer(Editor):
 
     def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
         positive, negative = self.conditioning(items)
-        output = self.call_pipeline(
-            prompt_embeds=positive,
-            negative_prompt_embeds=negative,
-            height=self.size,
-            width=self.size,
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance_scale,
-            eta=self.eta,
-            generator=self.generators(seeds),
-            output_type="np",
-        )
-        return self.to_uint8(output.images)
+        return self.sample(seeds, positive, negative, height=self.size, width=self.size, eta=self.eta)
 
 
 # ---------------------------------------------------------------------------- the stage

@@ -7,36 +7,21 @@ a preset plus overrides amounts to.
 
 from __future__ import annotations
 
-from genaug.lazy import lazy_exports
+from genaug.lazy import exported, lazy_exports
 
 _LAZY = {
-    "AugmentationConfig": "genaug.training.config",
-    "TrainConfig": "genaug.training.config",
-    "TrainLoggingConfig": "genaug.training.config",
-    "bce_softmax": "genaug.training.losses",
-    "create_loss": "genaug.training.losses",
-    "soft_cross_entropy": "genaug.training.losses",
-    "cosine_factor": "genaug.training.lr_schedule",
-    "lr_factor": "genaug.training.lr_schedule",
-    "step_factor": "genaug.training.lr_schedule",
-    "InputPipeline": "genaug.training.pipeline",
-    "pack_dataset": "genaug.training.pipeline",
-    "DataPolicy": "genaug.training.policies",
-    "EpochPlan": "genaug.training.policies",
-    "TrainPool": "genaug.training.policies",
-    "create_policy": "genaug.training.policies",
-    "RECIPES": "genaug.training.recipes",
-    "resolve_recipe": "genaug.training.recipes",
-    "RunResult": "genaug.training.trainer",
-    "train": "genaug.training.trainer",
-    "train_seeds": "genaug.training.stacked",
-    "TrainRunConfig": "genaug.training.config",
-    "LOSSES": "genaug.training.registry",
-    "LR_SCHEDULES": "genaug.training.registry",
-    "POLICIES": "genaug.training.registry",
+    "genaug.training.config": ("AugmentationConfig", "TrainConfig", "TrainLoggingConfig", "TrainRunConfig"),
+    "genaug.training.losses": ("bce_softmax", "create_loss", "soft_cross_entropy"),
+    "genaug.training.lr_schedule": ("cosine_factor", "lr_factor", "step_factor"),
+    "genaug.training.pipeline": ("InputPipeline", "pack_dataset"),
+    "genaug.training.policies": ("DataPolicy", "EpochPlan", "TrainPool", "create_policy"),
+    "genaug.training.recipes": ("RECIPES", "resolve_recipe"),
+    "genaug.training.trainer": ("RunResult", "train"),
+    "genaug.training.stacked": ("train_seeds",),
+    "genaug.training.registry": ("LOSSES", "LR_SCHEDULES", "POLICIES"),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
-__all__ = sorted(_LAZY)
+__all__ = sorted(exported(_LAZY))

@@ -42,7 +42,7 @@ import torch
 from genaug.config import ConfigError
 from genaug.seeds import training_seed
 from genaug.training.registry import POLICIES
-from genaug.training.schedules import blend_ratio
+from genaug.training.schedules import blend_ratio, check_probability
 
 __all__ = [
     "TrainPool",
@@ -230,9 +230,7 @@ class SyntheticProbability(DataPolicy):
     name = "synthetic_probability"
 
     def __init__(self, p: float = 0.5):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be in [0, 1], got {p}")
-        self.p = p
+        self.p = check_probability("p", p)
 
     def plan(self, epoch: int, total_epochs: int, pool: TrainPool, generator: torch.Generator) -> EpochPlan:
         order = torch.randperm(pool.num_real, generator=generator)
@@ -376,9 +374,7 @@ class SyntheticReplacement(DataPolicy):
     name = "synthetic_replacement"
 
     def __init__(self, p: float = 0.1):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be in [0, 1], got {p}")
-        self.p = p
+        self.p = check_probability("p", p)
 
     def plan(self, epoch: int, total_epochs: int, pool: TrainPool, generator: torch.Generator) -> EpochPlan:
         order = torch.randperm(pool.num_real, generator=generator)

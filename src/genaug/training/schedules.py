@@ -49,9 +49,11 @@ def blend_ratio(name: str, epoch: float, total_epochs: int, **kw: object) -> flo
     return float(fn(epoch, total_epochs, **kw))
 
 
-def _check_probability(name: str, value: float) -> None:
+def check_probability(name: str, value: float) -> float:
+    """``value`` when it is in [0, 1]; else a ValueError naming ``name``."""
     if not 0 <= value <= 1:
         raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return value
 
 
 @BLEND_SCHEDULES.register("linear")
@@ -74,7 +76,7 @@ def step(
     if any(b <= a for a, b in zip(milestones, milestones[1:])):
         raise ValueError(f"milestones must increase strictly, got {list(milestones)}")
     for value in values:
-        _check_probability("step values", value)
+        check_probability("step values", value)
     return float(values[bisect.bisect_right(list(milestones), epoch)])
 
 
@@ -102,5 +104,5 @@ def cosine(epoch: float, total_epochs: int) -> float:
 @BLEND_SCHEDULES.register("constant")
 def constant(epoch: float, total_epochs: int, p: float) -> float:
     """rho = p at every epoch."""
-    _check_probability("p", p)
+    check_probability("p", p)
     return float(p)

@@ -38,46 +38,29 @@ SourceFetcher = Callable[["WorkItem"], "np.ndarray | Image.Image"]
 SCHEDULERS = Registry("scheduler", key="scheduler")
 
 
-def _diffusers_scheduler(name: str, config: Any) -> Any:
-    import diffusers
+def _diffusers_scheduler(diffusers_class: str) -> Callable[[Any], Any]:
+    """The builder of a registered scheduler: ``config -> diffusers.<diffusers_class>.from_config(config)``."""
 
-    return getattr(diffusers, SCHEDULERS.spec(name).diffusers_class).from_config(config)
+    def build(config: Any) -> Any:
+        import diffusers
 
+        return getattr(diffusers, diffusers_class).from_config(config)
 
-@SCHEDULERS.register("euler_ancestral", diffusers_class="EulerAncestralDiscreteScheduler")
-def euler_ancestral(config: Any) -> Any:
-    return _diffusers_scheduler("euler_ancestral", config)
-
-
-@SCHEDULERS.register("euler", diffusers_class="EulerDiscreteScheduler")
-def euler(config: Any) -> Any:
-    return _diffusers_scheduler("euler", config)
+    return build
 
 
-@SCHEDULERS.register("ddim", diffusers_class="DDIMScheduler")
-def ddim(config: Any) -> Any:
-    return _diffusers_scheduler("ddim", config)
-
-
-@SCHEDULERS.register("ddpm", diffusers_class="DDPMScheduler")
-def ddpm(config: Any) -> Any:
-    return _diffusers_scheduler("ddpm", config)
-
-
-@SCHEDULERS.register("pndm", diffusers_class="PNDMScheduler")
-def pndm(config: Any) -> Any:
-    return _diffusers_scheduler("pndm", config)
-
-
-@SCHEDULERS.register("dpmsolver", diffusers_class="DPMSolverMultistepScheduler")
-def dpmsolver(config: Any) -> Any:
-    """DPM-Solver++ 2M with the class defaults."""
-    return _diffusers_scheduler("dpmsolver", config)
-
-
-@SCHEDULERS.register("unipc", diffusers_class="UniPCMultistepScheduler")
-def unipc(config: Any) -> Any:
-    return _diffusers_scheduler("unipc", config)
+#: Config name -> diffusers scheduler class (``dpmsolver``: DPM-Solver++ 2M with the class defaults).
+for _name, _class in {
+    "euler_ancestral": "EulerAncestralDiscreteScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "ddim": "DDIMScheduler",
+    "ddpm": "DDPMScheduler",
+    "pndm": "PNDMScheduler",
+    "dpmsolver": "DPMSolverMultistepScheduler",
+    "unipc": "UniPCMultistepScheduler",
+}.items():
+    SCHEDULERS.register(_name, diffusers_class=_class)(_diffusers_scheduler(_class))
+del _name, _class
 
 
 def scheduler_name(class_name: str) -> str:
@@ -87,6 +70,13 @@ def scheduler_name(class_name: str) -> str:
             return name
     known = sorted(SCHEDULERS.spec(name).diffusers_class for name in SCHEDULERS.names())
     raise ValueError(f"scheduler class {class_name!r} has no config name; known: {known}")
+
+
+class _RegisteredName:
+    """A class attribute that is the class's registered ``name`` unless the class sets its own."""
+
+    def __get__(self, obj: object, cls: type) -> str:
+        return cls.name
 
 
 class Editor(ABC):
@@ -99,7 +89,7 @@ class Editor(ABC):
     # editor's name. docs/adding-a-method.md lists who reads which fact.
 
     name: ClassVar[str]  # set by the registration (``@EDITORS.register("name")``)
-    method: ClassVar[str]  # the manifest's ``method``
+    method: ClassVar[str] = _RegisteredName()  # the manifest's ``method`` (default: the registered name)
     pipeline_class: ClassVar[str]  # the diffusers pipeline class name
     default_model: ClassVar[str]
     default_scheduler: ClassVar[str | None] = None  # None: the model folder's own scheduler
@@ -354,6 +344,21 @@ class Editor(ABC):
 
         with autocast_context(self.autocast or "fp32", self.device):
             return self.pipeline(**kwargs)
+
+    def sample(self, seeds: Sequence[int], positive: torch.Tensor, negative: torch.Tensor, **inputs: Any) -> np.ndarray:
+        """uint8 (N, S, S, 3) from one pipeline call on the text conditioning ``positive`` /
+        ``negative``: the editor's steps and guidance scale, one generator per seed, numpy
+        output; ``inputs`` are the call's own arguments (the source image, the size, eta, ...)."""
+        output = self.call_pipeline(
+            prompt_embeds=positive,
+            negative_prompt_embeds=negative,
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance_scale,
+            generator=self.generators(seeds),
+            output_type="np",
+            **inputs,
+        )
+        return self.to_uint8(output.images)
 
     def params(self) -> dict[str, Any]:
         """The sampling parameters recorded in every record this editor makes (computed once)."""

@@ -35,7 +35,7 @@ from pydantic import Field, model_validator
 from genaug.config import StrictModel
 from genaug.data.needs import DataNeeds
 from genaug.generation.editors import EDITORS
-from genaug.generation.editors.img2img import Img2ImgEditor, check_unit_strengths, plan_from_sources
+from genaug.generation.editors.img2img import ClassWordEditor, check_unit_strengths, plan_from_sources
 from genaug.generation.items import WorkItem
 from genaug.seeds import item_seed, seed_rng
 
@@ -105,16 +105,9 @@ class DAFusionOptions(StrictModel):
 
 
 @EDITORS.register("dafusion")
-class DAFusionEditor(Img2ImgEditor):
-    method = "dafusion"
+class DAFusionEditor(ClassWordEditor):
     report_label = "DA-Fusion"
     Options = DAFusionOptions
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.words: torch.Tensor | None = None
-        self.words_file: Path | None = None
-        self.words_hash: str | None = None
 
     @classmethod
     def step_strengths(cls, config) -> list[float]:
@@ -127,11 +120,6 @@ class DAFusionEditor(Img2ImgEditor):
     def items_per_image(cls, config) -> float:
         """``per_image`` edits per real image (textual inversion, a one-off cost, is not an item)."""
         return float(cls.check_options(config.options).per_image)
-
-    @property
-    def strengths(self) -> list[float]:
-        """The strengths items draw from (:meth:`step_strengths` of this editor's config)."""
-        return self.step_strengths(self.config)
 
     @property
     def slot_prompt(self) -> str:
@@ -147,7 +135,7 @@ class DAFusionEditor(Img2ImgEditor):
     def prepare(self, dataset, config) -> None:
         """Check the classes, then learn the class words or read them back (a dry run reads
         them when present and otherwise times the initial word; it writes nothing)."""
-        from genaug.generation.inversion import TOKENS_FILE, file_sha256, frozen_parts, learn_or_load_words, load_words, word_embedding
+        from genaug.generation.inversion import TOKENS_FILE, frozen_parts, learn_or_load_words, load_words, word_embedding
 
         self.check_strengths(self.strengths)
         folder = Path(config.output) / INVERSION_DIR
@@ -157,11 +145,10 @@ class DAFusionEditor(Img2ImgEditor):
             initial = word_embedding(diffusion, self.options.inversion.init_word)
             self.words = found if found is not None else initial.repeat(len(dataset.class_names), 1)
             return
-        self.words, path = learn_or_load_words(
+        words, path = learn_or_load_words(
             folder, diffusion, dataset, self.options.inversion, config.seed, self.slot_prompt, self.size
         )
-        self.words_file = path.relative_to(Path(config.output)) if path.is_relative_to(config.output) else path
-        self.words_hash = file_sha256(path)
+        self.keep_words(words, path, config.output)
 
     def plan(self, dataset, config) -> list[WorkItem]:
         strengths = self.strengths
@@ -180,15 +167,4 @@ class DAFusionEditor(Img2ImgEditor):
         """Positive: the slot prompt with each item's class word; negative: its negative prompt or ""."""
         if self.words is None:
             raise RuntimeError("editor dafusion renders after prepare() has learnt or loaded the class words")
-        import torch
-
-        from genaug.diffusion.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
-
-        pipeline = self.pipeline
-        labels = torch.tensor([item.label for item in items])
-        with torch.inference_mode():
-            words = self.words[labels].to(self.device, pipeline.text_encoder.dtype)
-            position = class_token_position(pipeline.tokenizer, self.slot_prompt, SLOT_WORD)
-            positive = encode_with_input_slot(pipeline.tokenizer, pipeline.text_encoder, self.slot_prompt, words, position)
-        negative = self.text_embeddings([item.negative_prompt or self.config.negative_prompt or "" for item in items])
-        return positive.to(pipeline.text_encoder.dtype), negative
+        return self.word_conditioning(items, self.slot_prompt, [item.label for item in items])

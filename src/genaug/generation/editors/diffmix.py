@@ -36,7 +36,7 @@ from pydantic import Field, model_validator
 from genaug.config import ConfigError, StrictModel
 from genaug.data.names import class_prompt
 from genaug.generation.editors import EDITORS
-from genaug.generation.editors.img2img import Img2ImgEditor, check_unit_strengths
+from genaug.generation.editors.img2img import ClassWordEditor, check_unit_strengths
 from genaug.generation.items import WorkItem, unique_ids
 from genaug.seeds import item_seed, seed_rng
 
@@ -129,18 +129,11 @@ def draw_translation(experiment_seed: int, k: int, rows_of: dict[int, list[int]]
 
 
 @EDITORS.register("diffmix")
-class DiffMixEditor(Img2ImgEditor):
-    method = "diffmix"
+class DiffMixEditor(ClassWordEditor):
     default_strength = OFFICIAL_STRENGTH
     default_scheduler = "dpmsolver"
     report_label = "Diff-Mix"
     Options = DiffMixOptions
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.words: torch.Tensor | None = None
-        self.finetune_file: Path | None = None
-        self.finetune_hash: str | None = None
 
     @classmethod
     def default_steps(cls) -> int:
@@ -158,17 +151,12 @@ class DiffMixEditor(Img2ImgEditor):
         """``multiplier`` translations per real image."""
         return float(cls.check_options(config.options).multiplier)
 
-    @property
-    def strengths(self) -> list[float]:
-        """The strengths items take (:meth:`step_strengths` of this editor's config)."""
-        return self.step_strengths(self.config)
-
     def prepare(self, dataset, config) -> None:
         """Fine-tune (or read back the fine-tuned weights); a dry run writes nothing and uses the initial words."""
         settings = self.options.finetune
         if not settings.enabled:
             return
-        from genaug.generation.inversion import file_sha256, frozen_parts, word_embedding
+        from genaug.generation.inversion import frozen_parts, word_embedding
         from genaug.generation.lora import learn_or_load_finetune
 
         diffusion = frozen_parts(self.pipeline, self.model)
@@ -179,10 +167,9 @@ class DiffMixEditor(Img2ImgEditor):
 
         folder = Path(config.output) / FINETUNE_DIR
         shard = resolve_shard(config.engine.shard)
-        self.words, path = learn_or_load_finetune(folder, diffusion, dataset, settings, config.seed, SLOT_PROMPT, self.size,
-                                                  process=f"{shard.rank}-of-{shard.world}")
-        self.finetune_file = path.relative_to(Path(config.output)) if path.is_relative_to(config.output) else path
-        self.finetune_hash = file_sha256(path)
+        words, path = learn_or_load_finetune(folder, diffusion, dataset, settings, config.seed, SLOT_PROMPT, self.size,
+                                             process=f"{shard.rank}-of-{shard.world}")
+        self.keep_words(words, path, config.output)
 
     def plan(self, dataset, config) -> list[WorkItem]:
         names = list(dataset.class_names)
@@ -196,8 +183,8 @@ class DiffMixEditor(Img2ImgEditor):
             rows_of.setdefault(int(label), []).append(row)
         safe_ids = unique_ids(dataset.ids)
         shared: dict[str, Any] = {}
-        if self.finetune_file is not None:
-            shared = {"finetune": str(self.finetune_file), "finetune_sha256": self.finetune_hash, "slot_prompt": SLOT_PROMPT}
+        if self.words_file is not None:
+            shared = {"finetune": str(self.words_file), "finetune_sha256": self.words_hash, "slot_prompt": SLOT_PROMPT}
         items = []
         for k in range(int(round(self.options.multiplier * len(dataset.labels)))):
             source, row, target, drawn = draw_translation(config.seed, k, rows_of, len(names), self.strengths if uniform else None)
@@ -222,15 +209,4 @@ class DiffMixEditor(Img2ImgEditor):
         """Fine-tuned: the slot prompt with each item's target class word; else the items' prompts."""
         if self.words is None:
             return self.prompt_embeddings(items)
-        import torch
-
-        from genaug.diffusion.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
-
-        pipeline = self.pipeline
-        targets = torch.tensor([item.extra["params"]["target_label"] for item in items])
-        with torch.inference_mode():
-            words = self.words[targets].to(self.device, pipeline.text_encoder.dtype)
-            position = class_token_position(pipeline.tokenizer, SLOT_PROMPT, SLOT_WORD)
-            positive = encode_with_input_slot(pipeline.tokenizer, pipeline.text_encoder, SLOT_PROMPT, words, position)
-        negative = self.text_embeddings([item.negative_prompt or self.config.negative_prompt or "" for item in items])
-        return positive.to(pipeline.text_encoder.dtype), negative
+        return self.word_conditioning(items, SLOT_PROMPT, [item.extra["params"]["target_label"] for item in items])

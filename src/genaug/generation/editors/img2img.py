@@ -11,6 +11,7 @@ The methods built on img2img (Real-Guidance, DA-Fusion, Diff-Mix) subclass
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
@@ -27,15 +28,8 @@ if TYPE_CHECKING:
 
 @EDITORS.register("img2img")
 class Img2ImgEditor(Editor):
-    method = "img2img"
     pipeline_class = "StableDiffusionImg2ImgPipeline"
     default_model = "pocket:sd"
-    needs_source = True
-    unet_inputs = "latent"
-    guidance_branches = None  # classifier-free guidance: 2 when guidance > 1, else 1
-    default_prompts = "diffusemix"
-    pocket_prompts = "pocket_captions"
-    report_label = "Edited"
     #: The strength used when ``editor.strength`` is not given.
     default_strength: ClassVar[float] = 0.5
 
@@ -69,25 +63,19 @@ class Img2ImgEditor(Editor):
 
         positive, negative = self.conditioning(items)
         sources = self.source_batch(items)
-        generators = self.generators(seeds)
         strengths = [self.item_strength(item) for item in items]
-        images: list[np.ndarray | None] = [None] * len(items)
+        images = np.zeros((len(items), self.size, self.size, 3), dtype=np.uint8)
         for strength in sorted(set(strengths)):  # one call per strength, in a fixed order
             rows = [i for i, value in enumerate(strengths) if value == strength]
             index = torch.tensor(rows, device=positive.device)
-            output = self.call_pipeline(
+            images[rows] = self.sample(
+                [seeds[i] for i in rows],
+                positive.index_select(0, index),
+                negative.index_select(0, index),
                 image=sources[index.to(sources.device)],
                 strength=strength,
-                prompt_embeds=positive.index_select(0, index),
-                negative_prompt_embeds=negative.index_select(0, index),
-                num_inference_steps=self.steps,
-                guidance_scale=self.guidance_scale,
-                generator=[generators[i] for i in rows],
-                output_type="np",
             )
-            for row, image in zip(rows, output.images):
-                images[row] = image
-        return self.to_uint8(np.stack(images))
+        return images
 
     def check_strengths(self, strengths: Sequence[float]) -> None:
         """Every strength must leave at least one denoising step (``int(steps * strength) >= 1``)."""
@@ -97,6 +85,48 @@ class Img2ImgEditor(Editor):
                     f"editor {self.name}: strength {strength} with {self.steps} steps runs no denoising step "
                     "(int(steps * strength) = 0); raise editor.steps or the strength"
                 )
+
+
+class ClassWordEditor(Img2ImgEditor):
+    """An img2img editor conditioned on learnt class words (DA-Fusion's textual inversion,
+    Diff-Mix's fine-tuning): ``words`` (K, D), the input embedding of each class's word once
+    :meth:`prepare` has learnt or read them, and the file they came from (relative to the
+    stage's output when inside it) with its SHA-256, which the items record."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.words: torch.Tensor | None = None
+        self.words_file: Path | None = None
+        self.words_hash: str | None = None
+
+    @property
+    def strengths(self) -> list[float]:
+        """The strengths items take (:meth:`step_strengths` of this editor's config)."""
+        return self.step_strengths(self.config)
+
+    def keep_words(self, words: torch.Tensor, path: Path, output: str | Path) -> None:
+        """Use ``words``, learnt or read from ``path``."""
+        from genaug.generation.inversion import file_sha256
+
+        self.words = words
+        self.words_file = path.relative_to(Path(output)) if path.is_relative_to(output) else path
+        self.words_hash = file_sha256(path)
+
+    def word_conditioning(self, items: Sequence[WorkItem], prompt: str, labels: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positive: ``prompt`` with the word of class ``labels[i]`` in its slot, for item i;
+        negative: the item's negative prompt, the config's, or ""."""
+        import torch
+
+        from genaug.diffusion.conditioning import SLOT_WORD, class_token_position, encode_with_input_slot
+
+        pipeline = self.pipeline
+        rows = torch.tensor(list(labels))
+        with torch.inference_mode():
+            words = self.words[rows].to(self.device, pipeline.text_encoder.dtype)
+            position = class_token_position(pipeline.tokenizer, prompt, SLOT_WORD)
+            positive = encode_with_input_slot(pipeline.tokenizer, pipeline.text_encoder, prompt, words, position)
+        negative = self.text_embeddings([item.negative_prompt or self.config.negative_prompt or "" for item in items])
+        return positive.to(pipeline.text_encoder.dtype), negative
 
 
 def plan_from_sources(

@@ -20,17 +20,13 @@ if TYPE_CHECKING:
 
 @EDITORS.register("instruct")
 class InstructEditor(Editor):
-    method = "instruct"
     pipeline_class = "StableDiffusionInstructPix2PixPipeline"
     default_model = "pocket:ip2p"
     default_scheduler = "euler_ancestral"
     default_guidance = 4.0
-    needs_source = True
     unet_inputs = "latent+image"  # 8 channels: 4 latent + 4 of the source image's latents
     guidance_branches = 3  # text + image, image only, neither (the pipeline's three-way guidance)
-    default_prompts = "diffusemix"
     pocket_prompts = "pocket"  # re-colouring instructions
-    report_label = "Edited"
     frontier_workload = "recolour"
 
     @property
@@ -43,15 +39,9 @@ class InstructEditor(Editor):
         return {**super().sampling_params(), "image_guidance": self.image_guidance_scale}
 
     def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
-        positive, negative = self.prompt_embeddings(items)
-        output = self.call_pipeline(
+        return self.sample(
+            seeds,
+            *self.prompt_embeddings(items),
             image=self.source_batch(items),
-            prompt_embeds=positive,
-            negative_prompt_embeds=negative,
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance_scale,
             image_guidance_scale=self.image_guidance_scale,
-            generator=self.generators(seeds),
-            output_type="np",
         )
-        return self.to_uint8(output.images)

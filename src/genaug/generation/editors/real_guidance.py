@@ -81,7 +81,6 @@ class RealGuidanceOptions(StrictModel):
 
 @EDITORS.register("real_guidance")
 class RealGuidanceEditor(Img2ImgEditor):
-    method = "real_guidance"
     default_strength = OFFICIAL_NOISE_BY_SHOTS[16]
     default_prompts = "class_template"  # the official "a photo of a {class}", pocket models too
     pocket_prompts = "class_template"

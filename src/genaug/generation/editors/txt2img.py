@@ -19,27 +19,12 @@ if TYPE_CHECKING:
 
 @EDITORS.register("txt2img")
 class Txt2ImgEditor(Editor):
-    method = "txt2img"
     pipeline_class = "StableDiffusionPipeline"
     default_model = "pocket:sd"
     needs_source = False  # made from the prompt alone: no source image, no VAE encode
-    unet_inputs = "latent"
-    guidance_branches = None  # classifier-free guidance: 2 when guidance > 1, else 1
     default_prompts = "class_template"
-    pocket_prompts = "pocket_captions"
     report_label = "Generated"
     frontier_workload = "captions"
 
     def render(self, items: Sequence[WorkItem], seeds: Sequence[int]) -> np.ndarray:
-        positive, negative = self.prompt_embeddings(items)
-        output = self.call_pipeline(
-            prompt_embeds=positive,
-            negative_prompt_embeds=negative,
-            height=self.size,
-            width=self.size,
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance_scale,
-            generator=self.generators(seeds),
-            output_type="np",
-        )
-        return self.to_uint8(output.images)
+        return self.sample(seeds, *self.prompt_embeddings(items), height=self.size, width=self.size)
