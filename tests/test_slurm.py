@@ -237,7 +237,10 @@ def test_quick_demo_through_slurm_equals_local_survives_scancel_and_restart(tmp_
     second = genaug(*args, env=env)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
 
-    local = genaug("run", str(DEMO), "--quick", "--only", "baseline", "--only", "dm_random", "--out", str(tmp_path / "local-run"), env=env)
+    # a Slurm task trains one run; locally an arm's seeds train as one stacked model unless
+    # stack_seeds is 1 (a stacked seed is not bit-equal to the seed alone)
+    local = genaug("run", str(DEMO), "--quick", "--only", "baseline", "--only", "dm_random", "--out", str(tmp_path / "local-run"),
+                   "train.stack_seeds=1", env=env)  # fmt: skip
     assert local.returncode == 0, local.stderr[-3000:]
     table = per_seed_top1(out)
     assert {(arm, seed) for arm, _, seed in table} == {(arm, seed) for arm in ("baseline", "dm_random") for seed in (0, 1)}
@@ -307,7 +310,7 @@ def test_an_sdi_stage_runs_as_prepare_array_and_merge_and_equals_local(tmp_path,
     done = genaug("run", str(config), "--launcher", "slurm", "--out", str(out), "launcher.array=2",
                   "launcher.shared=true", "launcher.poll_seconds=1", env=slurm_env)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    local = genaug("run", str(config), "--out", str(tmp_path / "local-run"), env=slurm_env)
+    local = genaug("run", str(config), "--out", str(tmp_path / "local-run"), "train.stack_seeds=1", env=slurm_env)  # as Slurm: each seed alone
     assert local.returncode == 0, local.stderr[-3000:]
     assert per_seed_top1(out) == per_seed_top1(tmp_path / "local-run")
     made = submissions(slurm_env, "genaug-sdi_small-", before)
