@@ -127,11 +127,10 @@ class TrainingPool:
         if self._queued:
             for group in group_jobs(self._queued):
                 seeds = ", ".join(str(job.seed) for job in group)
-                self.echo(f"train {group[0].arm} seed{'s' if len(group) > 1 else ''} {seeds} "
-                          f"({self.finished + 1}{f'-{self.finished + len(group)}' if len(group) > 1 else ''}/{self.total})")  # fmt: skip
+                self.echo(f"train {group[0].arm} seed(s) {seeds} ({self.finished + 1}/{self.total})")
                 for job, summary in zip(group, train_jobs(group, self.progress)):
                     self.finished += 1
-                    self.echo(f"  {'' if len(group) == 1 else f'seed {job.seed}: '}test top-1 {summary['top1']:.2f} % in {summary['seconds']:.0f} s")
+                    self.echo(f"  seed {job.seed}: test top-1 {summary['top1']:.2f} % in {summary['seconds']:.0f} s")
                     self.on_finished(job)
             self._queued = []
         if not self._pending:

@@ -181,6 +181,12 @@ def train_group(
 ) -> dict[int, RunResult]:
     """Train one stack's worth of runs (``positions``: their places in the caller's list)."""
     dist = setup_distributed(configs[0].device)
+    reason = stacking_problem(configs[0], len(configs), dist)
+    if reason is not None:  # known from the config: each run prepares its own folder, once
+        if len(configs) > 1:
+            log.info("training %d seeds one by one: %s", len(configs), reason)
+        return {position: run_recipe(config, splits, out_dir, synthetic, resume, None)
+                for position, config, out_dir in zip(positions, configs, out_dirs)}  # fmt: skip
     train_set, val_set, test_set = check_splits(splits, synthetic)
     identity = splits_identity(splits)
     results: dict[int, RunResult] = {}
